@@ -1,0 +1,111 @@
+/*
+ * authscand - the authscan scanning daemon.  See docs/operations.md.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "config.h"
+#include "engine.h"
+#include "log.h"
+#include "master.h"
+#include "util.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+"usage: authscand [options]\n"
+"  -c, --config FILE        main config file (default %s if it exists)\n"
+"  -t, --check-config       validate config, rules and plugins, then exit\n"
+"  -l, --listen ADDR:PORT   listen here (repeatable; unix:/path for a socket)\n"
+"  -w, --workers N          worker processes (default: CPU count)\n"
+"  -f, --foreground         do not daemonize\n"
+"  -p, --pid-file FILE      write the master's pid to FILE\n"
+"      --dns-zone FILE      answer DNS from this zone file only (offline mode)\n"
+"      --dns-server H:P     forward DNS to this server (repeatable)\n"
+"      --plugins-dir DIR    load plugins from DIR\n"
+"      --log-level LEVEL    error, warning, notice, info or debug\n"
+"  -s, --set KEY=VALUE      set any config key (repeatable; KEY+=VALUE appends)\n"
+"  -v, --version\n"
+"  -h, --help\n", as_engine_default_config_path());
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"check-config", no_argument, NULL, 't'},
+        {"listen", required_argument, NULL, 'l'},
+        {"workers", required_argument, NULL, 'w'},
+        {"foreground", no_argument, NULL, 'f'},
+        {"pid-file", required_argument, NULL, 'p'},
+        {"dns-zone", required_argument, NULL, 'Z'},
+        {"dns-server", required_argument, NULL, 'S'},
+        {"plugins-dir", required_argument, NULL, 'P'},
+        {"log-level", required_argument, NULL, 'L'},
+        {"set", required_argument, NULL, 's'},
+        {"version", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct as_master_options opts = {0};
+    const char **ov = xcalloc((size_t)argc * 2 + 1, sizeof *ov);
+    int nov = 0, check = 0, nlisten = 0, nserver = 0;
+    int c;
+    as_log_init("authscand", AS_LOG_STDERR, AS_LOG_NOTICE);
+    while ((c = getopt_long(argc, argv, "c:tl:w:fp:s:vh", longopts, NULL)) != -1) {
+        char buf[1200];
+        const char *set = NULL;
+        switch (c) {
+        case 'c': opts.config_path = optarg; break;
+        case 't': check = 1; break;
+        case 'f': opts.foreground = 1; break;
+        case 'l':
+            snprintf(buf, sizeof buf, "listen%s=%s", nlisten++ ? "+" : "", optarg);
+            set = buf;
+            break;
+        case 'w': snprintf(buf, sizeof buf, "workers=%s", optarg); set = buf; break;
+        case 'p': snprintf(buf, sizeof buf, "pid_file=%s", optarg); set = buf; break;
+        case 'Z': snprintf(buf, sizeof buf, "dns.zone_file=%s", optarg); set = buf; break;
+        case 'S':
+            snprintf(buf, sizeof buf, "dns.servers%s=%s", nserver++ ? "+" : "", optarg);
+            set = buf;
+            break;
+        case 'P': snprintf(buf, sizeof buf, "plugins.dir=%s", optarg); set = buf; break;
+        case 'L': snprintf(buf, sizeof buf, "log.level=%s", optarg); set = buf; break;
+        case 's': set = optarg; break;
+        case 'v': printf("authscand %s (plugin ABI %d.%d)\n", AUTHSCAN_VERSION,
+                         AS_PLUGIN_ABI_MAJOR, AS_PLUGIN_ABI_MINOR); return 0;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+        if (set) ov[nov++] = xstrdup(set);
+    }
+    if (optind < argc) {
+        fprintf(stderr, "authscand: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    opts.overrides = ov;
+    opts.noverrides = nov;
+
+    char err[1024];
+    struct as_config *cfg = as_master_load(&opts, err, sizeof err);
+    if (!cfg) {
+        fprintf(stderr, "authscand: %s\n", err);
+        return 1;
+    }
+    if (check) {
+        printf("authscand: configuration OK\n");
+        as_config_free(cfg);
+        return 0;
+    }
+    enum as_log_level lv = AS_LOG_NOTICE;
+    as_log_parse_level(as_config_str(cfg, "log.level", "notice"), &lv);
+    const char *target = as_config_str(cfg, "log.target", "stderr");
+    as_log_init("authscand", strcmp(target, "syslog") == 0 ? AS_LOG_SYSLOG : AS_LOG_STDERR, lv);
+    int rc = as_master_run(cfg, &opts);
+    for (int i = 0; i < nov; i++) free((char *)ov[i]);
+    free(ov);
+    return rc;
+}

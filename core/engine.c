@@ -1,0 +1,329 @@
+/*
+ * engine.c - see engine.h.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "dns.h"
+#include "engine.h"
+#include "listen.h"
+#include "log.h"
+#include "plugins.h"
+#include "util.h"
+
+struct as_embedded {
+    const char *name;
+    const char *text;
+};
+extern const struct as_embedded as_embedded_rules[];
+
+#define DEFAULT_CONFIG "/etc/authscan/authscand.conf"
+#define DEFAULT_LOCAL_RULES "/etc/authscan/rules.d"
+
+/* Keys the core owns.  docs/config.md describes each. */
+static const struct as_config_key core_keys[] = {
+    { "workers", AS_OPT_INT, NULL, "scanning worker processes (default: CPU count)" },
+    { "listen", AS_OPT_LIST, "127.0.0.1:11333", "scan protocol sockets" },
+    { "pid_file", AS_OPT_STRING, NULL, "write the master's pid here" },
+    { "shutdown_timeout", AS_OPT_DURATION, "30s", "how long draining workers may take" },
+    { "log.level", AS_OPT_STRING, "notice", "error, warning, notice, info, debug" },
+    { "log.target", AS_OPT_STRING, "stderr", "stderr or syslog" },
+    { "plugins.dir", AS_OPT_STRING, NULL, "directory of plugin shared objects" },
+    { "plugins.enable", AS_OPT_LIST, NULL, "load only these plugins" },
+    { "plugins.disable", AS_OPT_LIST, NULL, "never load these plugins" },
+    { "rules.dir", AS_OPT_STRING, NULL, "replace the shipped rules with *.conf from here" },
+    { "rules.local_dir", AS_OPT_STRING, DEFAULT_LOCAL_RULES, "site overrides, loaded last" },
+    { "lua.dir", AS_OPT_STRING, NULL, "directory of site Lua hooks" },
+    { "redis.servers", AS_OPT_LIST, NULL, "Redis host:port for history and counters" },
+    { "redis.timeout", AS_OPT_DURATION, "1s", "Redis command deadline" },
+    { "limits.max_message_size", AS_OPT_SIZE, "50M", "largest message scanned" },
+    { "limits.max_headers", AS_OPT_INT, "1000", "most header fields in a message" },
+    { "limits.max_header_size", AS_OPT_SIZE, "1M", "largest header block" },
+    { "limits.scan_timeout", AS_OPT_DURATION, "8s", "deadline of one scan" },
+    { "limits.read_timeout", AS_OPT_DURATION, "30s", "time to receive one request" },
+    { "limits.idle_timeout", AS_OPT_DURATION, "60s", "keep-alive idle time" },
+    { "limits.max_connections", AS_OPT_INT, "1024", "connections per worker" },
+    { "actions.*", AS_OPT_STRING, NULL, "score threshold, or none" },
+    { "messages.*", AS_OPT_STRING, NULL, "SMTP reply text per action" },
+    { "symbols.*.score", AS_OPT_DOUBLE, NULL, "weight" },
+    { "symbols.*.group", AS_OPT_STRING, NULL, "group" },
+    { "symbols.*.description", AS_OPT_STRING, NULL, "description" },
+    { "symbols.*.one_shot", AS_OPT_BOOL, NULL, "a second insert only adds options" },
+};
+
+/* Symbols the core itself can add. */
+static const struct as_symbol_def core_symbols[] = {
+    { "AUTHSCAN_TIMEOUT", 0.0, "core",
+      "The scan deadline cut plugins short (options: the plugins)", 0 },
+};
+
+const char *as_engine_default_config_path(void) { return DEFAULT_CONFIG; }
+
+static int file_exists(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+struct as_config *as_engine_load_config(const char *path, char *err, size_t errlen)
+{
+    if (!path && file_exists(DEFAULT_CONFIG)) path = DEFAULT_CONFIG;
+
+    /* rules.dir and rules.local_dir live in the main file, but the rules
+     * must be loaded before it so that the file overrides them: peek. */
+    const char *rules_dir = NULL, *local_dir = DEFAULT_LOCAL_RULES;
+    struct as_config *peek = NULL;
+    if (path) {
+        peek = as_config_new();
+        if (as_config_load_file(peek, path, err, errlen) < 0) {
+            as_config_free(peek);
+            return NULL;
+        }
+        rules_dir = as_config_str(peek, "rules.dir", NULL);
+        local_dir = as_config_str(peek, "rules.local_dir", DEFAULT_LOCAL_RULES);
+    }
+
+    struct as_config *cfg = as_config_new();
+    int rc = 0;
+    if (rules_dir) {
+        rc = as_config_load_dir(cfg, rules_dir, 0, err, errlen);
+    } else {
+        for (const struct as_embedded *r = as_embedded_rules; r->name && rc == 0; r++) {
+            char name[128];
+            snprintf(name, sizeof name, "<shipped>/rules/%s", r->name);
+            rc = as_config_load_string(cfg, name, r->text, err, errlen);
+        }
+    }
+    if (rc == 0 && path) rc = as_config_load_file(cfg, path, err, errlen);
+    if (rc == 0 && local_dir && *local_dir) rc = as_config_load_dir(cfg, local_dir, 1, err, errlen);
+    as_config_free(peek);
+    if (rc < 0) {
+        as_config_free(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+const char *as_engine_plugins_dir(const struct as_config *cfg)
+{
+    const char *d = as_config_str(cfg, "plugins.dir", NULL);
+    if (d) return d;
+    d = getenv("AUTHSCAN_PLUGINS");
+    if (d && *d) return d;
+    /* Next to the binary first: the build tree mirrors the install tree. */
+    static char rel[PATH_MAX + 128];
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            int n2 = snprintf(rel, sizeof rel, "%.*s/%s", (int)(sizeof exe - 64), exe,
+                              AUTHSCAN_PLUGIN_RELDIR);
+            if (n2 > 0 && (size_t)n2 < sizeof rel && file_exists(rel)) return rel;
+        }
+    }
+    return AUTHSCAN_PLUGIN_DIR;
+}
+
+/* One schema for every key: core, dns.*, and each plugin's options. */
+static int check_all_keys(struct as_config *cfg, struct as_engine_plugin *pl, size_t np,
+                          char *err, size_t errlen)
+{
+    size_t n = AS_ARRAY_LEN(core_keys) + as_dns_config_nkeys;
+    for (size_t i = 0; i < np; i++) n += pl[i].def->noptions;
+    struct as_config_key *schema = xcalloc(n, sizeof *schema);
+    char **owned = xcalloc(n, sizeof *owned);
+    size_t k = 0;
+    for (size_t i = 0; i < AS_ARRAY_LEN(core_keys); i++) schema[k++] = core_keys[i];
+    for (size_t i = 0; i < as_dns_config_nkeys; i++) {
+        schema[k] = as_dns_config_keys[i];
+        size_t l = strlen(as_dns_config_keys[i].key) + 5;
+        owned[k] = xmalloc(l);
+        snprintf(owned[k], l, "dns.%s", as_dns_config_keys[i].key);
+        schema[k].key = owned[k];
+        k++;
+    }
+    for (size_t i = 0; i < np; i++)
+        for (size_t j = 0; j < pl[i].def->noptions; j++) {
+            const struct as_option_def *o = &pl[i].def->options[j];
+            size_t l = strlen(pl[i].def->name) + strlen(o->name) + 2;
+            owned[k] = xmalloc(l);
+            snprintf(owned[k], l, "%s.%s", pl[i].def->name, o->name);
+            schema[k] = (struct as_config_key){ owned[k], o->type, o->default_value, o->help };
+            k++;
+        }
+    int rc = as_config_check(cfg, "", schema, k, err, errlen);
+    for (size_t i = 0; i < n; i++) free(owned[i]);
+    free(owned);
+    free(schema);
+    return rc;
+}
+
+/* Checks that the type system of as_config_check cannot express. */
+static int check_semantics(const struct as_config *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < as_config_count(cfg); i++) {
+        const struct as_config_entry *e = as_config_at(cfg, i);
+        if (strncmp(e->key, "actions.", 8) == 0) {
+            double d;
+            if (as_action_parse(e->key + 8) < 0) {
+                snprintf(err, errlen, "%s:%d: unknown action '%s' (actions are greylist, "
+                         "add_header, rewrite_subject, quarantine, soft_reject, reject)",
+                         e->file, e->line, e->key + 8);
+                return -1;
+            }
+            if (!as_strcaseeq(e->value, "none") && !as_strcaseeq(e->value, "off") &&
+                as_parse_double(e->value, &d) < 0) {
+                snprintf(err, errlen, "%s:%d: bad value '%s' for '%s': expected a score or none",
+                         e->file, e->line, e->value, e->key);
+                return -1;
+            }
+        } else if (strncmp(e->key, "messages.", 9) == 0 && as_action_parse(e->key + 9) < 0) {
+            snprintf(err, errlen, "%s:%d: unknown action '%s'", e->file, e->line, e->key + 9);
+            return -1;
+        } else if (strcmp(e->key, "log.level") == 0) {
+            enum as_log_level lv;
+            if (as_log_parse_level(e->value, &lv) < 0) {
+                snprintf(err, errlen, "%s:%d: bad value '%s' for 'log.level': expected error, "
+                         "warning, notice, info or debug", e->file, e->line, e->value);
+                return -1;
+            }
+        } else if (strcmp(e->key, "log.target") == 0 && strcmp(e->value, "stderr") != 0 &&
+                   strcmp(e->value, "syslog") != 0) {
+            snprintf(err, errlen, "%s:%d: bad value '%s' for 'log.target': expected stderr or "
+                     "syslog", e->file, e->line, e->value);
+            return -1;
+        } else if (strcmp(e->key, "workers") == 0 && (atoll(e->value) < 0 || atoll(e->value) > 256)) {
+            snprintf(err, errlen, "%s:%d: bad value '%s' for 'workers': expected 0 to 256",
+                     e->file, e->line, e->value);
+            return -1;
+        }
+    }
+    const char *const *items;
+    size_t n = as_config_list(cfg, "listen", &items);
+    for (size_t i = 0; i < n; i++) {
+        struct as_listen_addr a;
+        char lerr[256];
+        if (as_listen_parse(items[i], &a, lerr, sizeof lerr) < 0) {
+            const struct as_config_entry *e = as_config_find(cfg, "listen");
+            snprintf(err, errlen, "%s:%d: %s", e ? e->file : "listen", e ? e->line : 0, lerr);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int build_symbols(struct as_symtab *st, struct as_engine_plugin *pl, size_t np,
+                         const struct as_config *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < AS_ARRAY_LEN(core_symbols); i++)
+        if (as_symtab_declare(st, &core_symbols[i], "core", err, errlen) < 0) return -1;
+    for (size_t i = 0; i < np; i++)
+        for (size_t j = 0; j < pl[i].def->nsymbols; j++)
+            if (as_symtab_declare(st, &pl[i].def->symbols[j], pl[i].def->name, err, errlen) < 0)
+                return -1;
+    return as_symtab_apply_rules(st, cfg, err, errlen);
+}
+
+int as_engine_check(struct as_config *cfg, char *err, size_t errlen)
+{
+    struct as_engine_plugin *pl = NULL;
+    size_t np = 0;
+    if (as_plugins_load(as_engine_plugins_dir(cfg), cfg, &pl, &np, err, errlen) < 0) return -1;
+    int rc = as_plugins_apply_defaults(pl, np, cfg, err, errlen);
+    if (rc == 0) rc = check_all_keys(cfg, pl, np, err, errlen);
+    if (rc == 0) rc = check_semantics(cfg, err, errlen);
+    if (rc == 0) {
+        struct as_symtab *st = as_symtab_new();
+        rc = build_symbols(st, pl, np, cfg, err, errlen);
+        as_symtab_free(st);
+    }
+    if (rc == 0) {
+        /* Builds a resolver once so zone files and servers are checked now,
+         * not in every worker after fork. */
+        struct event_base *base = event_base_new();
+        struct as_resolver_config rcfg;
+        as_resolver_config_from(cfg, &rcfg);
+        struct as_resolver *r = as_resolver_new(base, &rcfg, err, errlen);
+        if (!r) rc = -1;
+        as_resolver_free(r);
+        event_base_free(base);
+    }
+    as_plugins_unload(pl, np);
+    return rc;
+}
+
+static void read_limits(struct as_limits *l, const struct as_config *cfg)
+{
+    l->max_message_size = as_config_size(cfg, "limits.max_message_size", 50ULL << 20);
+    l->max_headers = (size_t)as_config_int(cfg, "limits.max_headers", 1000);
+    l->max_header_size = (size_t)as_config_size(cfg, "limits.max_header_size", 1 << 20);
+    l->scan_timeout = as_config_duration(cfg, "limits.scan_timeout", 8);
+    l->read_timeout = as_config_duration(cfg, "limits.read_timeout", 30);
+    l->idle_timeout = as_config_duration(cfg, "limits.idle_timeout", 60);
+    l->max_connections = (size_t)as_config_int(cfg, "limits.max_connections", 1024);
+}
+
+struct as_engine *as_engine_new(struct event_base *base, struct as_config *cfg, char *err,
+                                size_t errlen)
+{
+    struct as_engine *e = xcalloc(1, sizeof *e);
+    e->base = base;
+    e->cfg = cfg;
+    e->symtab = as_symtab_new();
+    unsigned char rnd[3] = {0};
+    if (getrandom(rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd) {
+        unsigned v = (unsigned)getpid() * 2654435761u;
+        memcpy(rnd, &v, sizeof rnd);
+    }
+    snprintf(e->id_prefix, sizeof e->id_prefix, "%02x%02x%02x", rnd[0], rnd[1], rnd[2]);
+
+    if (as_plugins_load(as_engine_plugins_dir(cfg), cfg, &e->plugins, &e->nplugins, err,
+                        errlen) < 0 ||
+        as_plugins_apply_defaults(e->plugins, e->nplugins, cfg, err, errlen) < 0 ||
+        build_symbols(e->symtab, e->plugins, e->nplugins, cfg, err, errlen) < 0)
+        goto fail;
+    e->sym_timeout = as_symtab_find(e->symtab, "AUTHSCAN_TIMEOUT");
+    as_actions_from_config(&e->actions, cfg);
+    read_limits(&e->limits, cfg);
+
+    struct as_resolver_config rcfg;
+    as_resolver_config_from(cfg, &rcfg);
+    e->resolver = as_resolver_new(base, &rcfg, err, errlen);
+    if (!e->resolver) goto fail;
+
+    for (size_t i = 0; i < e->nplugins; i++) {
+        struct as_engine_plugin *p = &e->plugins[i];
+        p->ctx.engine = e;
+        p->ctx.def = p->def;
+        if (p->def->init && p->def->init(&p->ctx, &p->state) < 0) {
+            snprintf(err, errlen, "plugin %s: init failed: %s", p->def->name,
+                     p->ctx.error[0] ? p->ctx.error : "no reason given");
+            goto fail;
+        }
+        p->initialized = 1;
+    }
+    return e;
+fail:
+    as_engine_free(e);
+    return NULL;
+}
+
+void as_engine_free(struct as_engine *e)
+{
+    if (!e) return;
+    as_plugins_unload(e->plugins, e->nplugins);
+    as_resolver_free(e->resolver);
+    as_symtab_free(e->symtab);
+    as_config_free(e->cfg);
+    free(e);
+}

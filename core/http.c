@@ -1,0 +1,841 @@
+/*
+ * http.c - see http.h.
+ *
+ * Each connection is a small state machine:
+ *
+ *   IDLE     between requests (or freshly accepted); idle_timeout closes
+ *            it silently.  Stray CRLFs do not leave this state.
+ *   READING  the first byte of a request arrived (http-parser's
+ *            message_begin); read_timeout bounds the whole request.
+ *   BUSY     the handler owns the request; the parser is paused so
+ *            pipelined bytes wait in the input buffer, and reading stops
+ *            at a small high-water mark so they cannot pile up.  Reading is
+ *            not stopped completely, because EOF is how we notice a client
+ *            that gave up (the handler's on_close).
+ *   WRITING  a reply is being flushed (write_timeout, via bufferevent);
+ *            after it the connection goes back to IDLE or is closed.
+ *   CLOSING  a final reply (error, "Connection: close") is flushed, then
+ *            we shut down our sending side and discard input for a short
+ *            while before closing: closing a socket with unread input
+ *            makes the kernel send RST, which can destroy the reply before
+ *            the client reads it (the classic "lingering close").
+ *
+ * Limits are enforced in the parser callbacks, before anything is stored,
+ * so no request can make the server hold more than max_header_bytes of
+ * headers plus max_body of body per connection.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <http_parser.h>
+
+#include "http.h"
+#include "log.h"
+#include "util.h"
+
+/* While a request is being handled, pipelined input is kept up to this
+ * much; beyond it reading pauses until the reply is written. */
+#define HTTP_PIPELINE_HIGH_WM (64 * 1024)
+/* Lingering close: how long we keep discarding input after our final
+ * reply was sent. */
+#define HTTP_LINGER_SECONDS 2.0
+/* After accept() failed for lack of descriptors, wait this long before
+ * trying again (the listening socket stays readable: level-triggered
+ * retries would spin). */
+#define HTTP_ACCEPT_BACKOFF_SECONDS 0.5
+
+enum conn_state { ST_IDLE, ST_READING, ST_BUSY, ST_WRITING, ST_CLOSING };
+
+struct as_http_conn {
+    struct as_http_server *srv;
+    struct as_http_conn *prev, *next;
+    struct bufferevent *bev;
+    struct event *timer;
+    enum conn_state state;
+    char peer[64];
+
+    http_parser parser;
+    int msg_done;            /* on_message_complete ran for this request */
+    int keep_alive;          /* decided when the request completed */
+    int err_status;          /* set by a callback that rejected the request */
+    int peer_eof;            /* the client closed its sending side */
+    const char *err_msg;
+
+    /* request under construction; see conn_reset_request() */
+    size_t hdr_bytes;
+    int hstate;              /* 0 nothing, 1 in a field name, 2 in a value */
+    int headers_done;
+    struct sbuf url;
+    struct sbuf hstore;      /* names and values, NUL-separated */
+    size_t *hoff;            /* name/value offsets into hstore, 2 per header */
+    size_t nhdr, hoff_cap;
+    struct as_http_header *headers;
+    char *body;
+    size_t body_len, body_cap;
+    int body_chunked;
+    struct as_http_request req;
+
+    void (*on_close)(void *);
+    void *on_close_arg;
+};
+
+struct as_http_server {
+    struct event_base *base;
+    struct as_http_limits lim;
+    as_http_handler handler;
+    void *arg;
+
+    struct evconnlistener **listeners;
+    size_t nlisteners;
+    int accepting;           /* listeners currently enabled */
+    int accept_backoff;      /* paused after EMFILE and friends */
+    struct event *backoff_ev;
+
+    struct as_http_conn *conns;
+    size_t nconns, nactive;
+
+    int draining;
+    void (*drain_done)(void *);
+    void *drain_arg;
+    struct event *done_ev;
+};
+
+static void conn_free(struct as_http_conn *c);
+static void conn_parse(struct as_http_conn *c);
+
+/* ---------------------------------------------------------------- */
+/* helpers                                                           */
+
+static struct timeval tv_from(double secs)
+{
+    struct timeval tv;
+    if (secs < 0) secs = 0;
+    tv.tv_sec = (time_t)secs;
+    tv.tv_usec = (suseconds_t)((secs - (double)tv.tv_sec) * 1e6);
+    return tv;
+}
+
+/* A timeout of 0 means "none". */
+static void conn_timer_set(struct as_http_conn *c, double secs)
+{
+    evtimer_del(c->timer);
+    if (secs > 0) {
+        struct timeval tv = tv_from(secs);
+        event_base_update_cache_time(c->srv->base);   /* see reply_write() */
+        evtimer_add(c->timer, &tv);
+    }
+}
+
+static const char *status_reason(int status)
+{
+    const char *r = http_status_str((enum http_status)status);
+    return (r && r[0] != '<') ? r : "Unknown";
+}
+
+static void peer_format(const struct sockaddr *sa, int salen, char *out, size_t outlen)
+{
+    char ip[INET6_ADDRSTRLEN];
+    if (sa->sa_family == AF_INET && salen >= (int)sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof ip);
+        snprintf(out, outlen, "%s:%u", ip, (unsigned)ntohs(sin->sin_port));
+    } else if (sa->sa_family == AF_INET6 && salen >= (int)sizeof(struct sockaddr_in6)) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof ip);
+        snprintf(out, outlen, "[%s]:%u", ip, (unsigned)ntohs(sin6->sin6_port));
+    } else if (sa->sa_family == AF_UNIX) {
+        as_strlcpy(out, "unix", outlen);
+    } else {
+        as_strlcpy(out, "unknown", outlen);
+    }
+}
+
+const char *as_http_request_header(const struct as_http_request *req, const char *name)
+{
+    for (size_t i = 0; i < req->nheaders; i++)
+        if (as_strcaseeq(req->headers[i].name, name)) return req->headers[i].value;
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- */
+/* accepting                                                         */
+
+static void server_update_accept(struct as_http_server *s)
+{
+    int want = !s->draining && !s->accept_backoff &&
+               !(s->lim.max_connections && s->nconns >= s->lim.max_connections);
+    if (want == s->accepting) return;
+    for (size_t i = 0; i < s->nlisteners; i++) {
+        if (want) evconnlistener_enable(s->listeners[i]);
+        else evconnlistener_disable(s->listeners[i]);
+    }
+    s->accepting = want;
+}
+
+static void done_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct as_http_server *s = arg;
+    if (s->drain_done) s->drain_done(s->drain_arg);
+}
+
+/* done() runs from its own event, never from inside a connection's
+ * callback, so it may free the server. */
+static void server_check_drained(struct as_http_server *s)
+{
+    if (s->draining && s->nconns == 0 && !evtimer_pending(s->done_ev, NULL)) {
+        struct timeval tv = { 0, 0 };
+        evtimer_add(s->done_ev, &tv);
+    }
+}
+
+static void conn_read_cb(struct bufferevent *bev, void *arg);
+static void conn_write_cb(struct bufferevent *bev, void *arg);
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void conn_reset_request(struct as_http_conn *c);
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                      int salen, void *arg)
+{
+    (void)l;
+    struct as_http_server *s = arg;
+    if (s->draining) {
+        close(fd);
+        return;
+    }
+    struct bufferevent *bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        as_log(AS_LOG_ERR, "http: cannot create a bufferevent for a new connection");
+        close(fd);
+        return;
+    }
+    if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
+        /* replies are written in one go; Nagle would only add latency */
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    struct as_http_conn *c = xcalloc(1, sizeof *c);
+    c->srv = s;
+    c->bev = bev;
+    c->timer = evtimer_new(s->base, conn_timer_cb, c);
+    if (!c->timer) as_oom();
+    peer_format(sa, salen, c->peer, sizeof c->peer);
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    conn_reset_request(c);
+
+    c->next = s->conns;
+    if (s->conns) s->conns->prev = c;
+    s->conns = c;
+    s->nconns++;
+
+    bufferevent_setcb(bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+    if (s->lim.write_timeout > 0) {
+        struct timeval wtv = tv_from(s->lim.write_timeout);
+        bufferevent_set_timeouts(bev, NULL, &wtv);
+    }
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    c->state = ST_IDLE;
+    conn_timer_set(c, s->lim.idle_timeout);
+    as_log(AS_LOG_DEBUG, "http: connection from %s", c->peer);
+    server_update_accept(s);
+}
+
+static void backoff_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct as_http_server *s = arg;
+    s->accept_backoff = 0;
+    server_update_accept(s);
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    (void)l;
+    struct as_http_server *s = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    as_log(AS_LOG_WARN, "http: accept failed: %s", evutil_socket_error_to_string(err));
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        s->accept_backoff = 1;
+        server_update_accept(s);
+        struct timeval tv = tv_from(HTTP_ACCEPT_BACKOFF_SECONDS);
+        evtimer_add(s->backoff_ev, &tv);
+    }
+}
+
+/* ---------------------------------------------------------------- */
+/* parser callbacks                                                  */
+
+static int reject(struct as_http_conn *c, int status, const char *msg)
+{
+    c->err_status = status;
+    c->err_msg = msg;
+    return -1;
+}
+
+static int hdr_account(struct as_http_conn *c, size_t n)
+{
+    c->hdr_bytes += n;
+    if (c->hdr_bytes > c->srv->lim.max_header_bytes)
+        return reject(c, 413, "request header block too large");
+    return 0;
+}
+
+static int on_message_begin(http_parser *p)
+{
+    struct as_http_conn *c = p->data;
+    if (c->state == ST_IDLE) {
+        c->state = ST_READING;
+        conn_timer_set(c, c->srv->lim.read_timeout);
+    }
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+    struct as_http_conn *c = p->data;
+    if (hdr_account(c, len)) return -1;
+    sbuf_add(&c->url, at, len);
+    return 0;
+}
+
+/* Closes the header whose name/value is in progress (if any). */
+static void header_finish(struct as_http_conn *c)
+{
+    if (c->hstate == 1) {        /* name without a value callback: empty value */
+        sbuf_addc(&c->hstore, '\0');
+        c->hoff[2 * (c->nhdr - 1) + 1] = c->hstore.len;
+        sbuf_addc(&c->hstore, '\0');
+    } else if (c->hstate == 2) {
+        size_t start = c->hoff[2 * (c->nhdr - 1) + 1];
+        while (c->hstore.len > start &&
+               (c->hstore.data[c->hstore.len - 1] == ' ' || c->hstore.data[c->hstore.len - 1] == '\t'))
+            c->hstore.len--;
+        sbuf_addc(&c->hstore, '\0');
+    }
+    c->hstate = 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    struct as_http_conn *c = p->data;
+    /* ": " and CRLF count too, so many empty headers still add up */
+    if (hdr_account(c, len + (c->hstate != 1 ? 4 : 0))) return -1;
+    if (c->headers_done) return 0;   /* chunked trailer: ignored */
+    if (c->hstate != 1) {
+        header_finish(c);
+        if (c->nhdr >= c->srv->lim.max_headers) return reject(c, 413, "too many request headers");
+        if (c->nhdr == c->hoff_cap) {
+            c->hoff_cap = c->hoff_cap ? 2 * c->hoff_cap : 16;
+            c->hoff = xrealloc(c->hoff, c->hoff_cap * 2 * sizeof *c->hoff);
+        }
+        c->hoff[2 * c->nhdr] = c->hstore.len;
+        c->hoff[2 * c->nhdr + 1] = 0;
+        c->nhdr++;
+        c->hstate = 1;
+    }
+    sbuf_add(&c->hstore, at, len);
+    return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    struct as_http_conn *c = p->data;
+    if (hdr_account(c, len)) return -1;
+    if (c->headers_done) return 0;
+    if (c->hstate != 2) {
+        if (c->hstate != 1) return reject(c, 400, "header value without a name");
+        sbuf_addc(&c->hstore, '\0');
+        c->hoff[2 * (c->nhdr - 1) + 1] = c->hstore.len;
+        c->hstate = 2;
+    }
+    sbuf_add(&c->hstore, at, len);
+    return 0;
+}
+
+/* Splits the request target into path and query.  The absolute form
+ * ("http://host/path") is accepted as RFC 7230 5.3.2 requires. */
+static void request_split_url(struct as_http_conn *c)
+{
+    sbuf_addc(&c->url, '\0');      /* make sure data is allocated */
+    char *u = c->url.data;
+    if (as_memcaseeq(u, "http://", 7) || as_memcaseeq(u, "https://", 8)) {
+        char *slash = strchr(strstr(u, "//") + 2, '/');
+        u = slash ? slash : (char *)"/";
+    }
+    char *q = strchr(u, '?');
+    if (q) *q++ = '\0';
+    char *frag = strchr(q ? q : u, '#');
+    if (frag) *frag = '\0';
+    c->req.path = u;
+    c->req.query = q;
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    struct as_http_conn *c = p->data;
+    const struct as_http_limits *lim = &c->srv->lim;
+    header_finish(c);
+    c->headers_done = 1;
+
+    c->headers = xrealloc(c->headers, (c->nhdr ? c->nhdr : 1) * sizeof *c->headers);
+    for (size_t i = 0; i < c->nhdr; i++) {
+        c->headers[i].name = c->hstore.data + c->hoff[2 * i];
+        c->headers[i].value = c->hstore.data + c->hoff[2 * i + 1];
+    }
+    request_split_url(c);
+    c->req.method = http_method_str((enum http_method)p->method);
+    c->req.headers = c->headers;
+    c->req.nheaders = c->nhdr;
+    c->req.http_major = p->http_major;
+    c->req.http_minor = p->http_minor;
+    c->req.peer = c->peer;
+
+    int has_length = (p->flags & F_CONTENTLENGTH) != 0;
+    c->body_chunked = (p->flags & F_CHUNKED) != 0;
+    /* http-parser would reject it too, but only after this callback */
+    if (!c->body_chunked && as_http_request_header(&c->req, "Transfer-Encoding"))
+        return reject(c, 501, "unsupported transfer coding");
+    if (has_length && p->content_length > lim->max_body)
+        return reject(c, 413, "message too large");
+    if (!has_length && !c->body_chunked &&
+        (p->method == HTTP_POST || p->method == HTTP_PUT))
+        return reject(c, 411, "length required");
+    if (has_length && p->content_length > 0) {
+        c->body_cap = (size_t)p->content_length;
+        c->body = xmalloc(c->body_cap + 1);
+    }
+
+    /* RFC 7231 5.1.1: a client that sent Expect: 100-continue waits for
+     * this before sending the body; the limits above were checked first,
+     * so an oversized message is refused without being transferred. */
+    const char *expect = as_http_request_header(&c->req, "Expect");
+    if (expect && as_strcaseeq(expect, "100-continue") && p->http_major == 1 &&
+        p->http_minor >= 1 && (c->body_cap > 0 || c->body_chunked))
+        evbuffer_add_printf(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n");
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+    struct as_http_conn *c = p->data;
+    size_t max = c->srv->lim.max_body;
+    if (len > max || c->body_len > max - len) return reject(c, 413, "message too large");
+    if (c->body_len + len > c->body_cap) {
+        /* chunked (or a parser surprise): grow geometrically, within max */
+        size_t cap = c->body_cap ? c->body_cap : 4096;
+        while (cap < c->body_len + len) cap *= 2;
+        if (cap > max) cap = max;
+        c->body = xrealloc(c->body, cap + 1);
+        c->body_cap = cap;
+    }
+    memcpy(c->body + c->body_len, at, len);
+    c->body_len += len;
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    struct as_http_conn *c = p->data;
+    c->msg_done = 1;
+    c->keep_alive = http_should_keep_alive(p) && !p->upgrade;
+    /* stop here: pipelined bytes stay unparsed until the reply is out */
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings parser_settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/* ---------------------------------------------------------------- */
+/* connection life                                                   */
+
+/* Forgets the previous request; keeps buffers' memory for the next. */
+static void conn_reset_request(struct as_http_conn *c)
+{
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->msg_done = 0;
+    c->keep_alive = 0;
+    c->err_status = 0;
+    c->err_msg = NULL;
+    c->hdr_bytes = 0;
+    c->hstate = 0;
+    c->headers_done = 0;
+    sbuf_reset(&c->url);
+    sbuf_reset(&c->hstore);
+    c->nhdr = 0;
+    free(c->body);
+    c->body = NULL;
+    c->body_len = c->body_cap = 0;
+    c->body_chunked = 0;
+    memset(&c->req, 0, sizeof c->req);
+    c->on_close = NULL;
+    c->on_close_arg = NULL;
+}
+
+static void conn_free(struct as_http_conn *c)
+{
+    struct as_http_server *s = c->srv;
+    if (c->state == ST_BUSY) {
+        s->nactive--;
+        c->state = ST_CLOSING;     /* as_http_reply() from on_close is refused */
+        if (c->on_close) c->on_close(c->on_close_arg);
+    }
+    if (c->prev) c->prev->next = c->next;
+    else s->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    s->nconns--;
+
+    bufferevent_free(c->bev);
+    event_free(c->timer);
+    sbuf_free(&c->url);
+    sbuf_free(&c->hstore);
+    free(c->hoff);
+    free(c->headers);
+    free(c->body);
+    free(c);
+
+    server_update_accept(s);
+    server_check_drained(s);
+}
+
+/* The final reply is out: stop sending, drain input until EOF or timer.
+ * May free c. */
+static void conn_linger(struct as_http_conn *c)
+{
+    if (c->peer_eof) {
+        conn_free(c);
+        return;
+    }
+    shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+    conn_timer_set(c, HTTP_LINGER_SECONDS);
+}
+
+/* Final reply queued: flush it, then lingering close (see the top). */
+static void conn_begin_close(struct as_http_conn *c)
+{
+    c->state = ST_CLOSING;
+    evtimer_del(c->timer);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) conn_linger(c);
+    /* else conn_write_cb() continues once the reply is flushed */
+}
+
+static void reply_write(struct as_http_conn *c, int status, const char *content_type,
+                        const char *body, size_t len, const char *const *extra, int keep)
+{
+    /* composed aside and moved in at once (no copy): the bufferevent arms
+     * its write timeout when output arrives, from the loop's cached time,
+     * which must be fresh after copying a large body */
+    struct evbuffer *out = evbuffer_new();
+    if (!out) as_oom();
+    int minor = (c->req.http_major == 1 && c->req.http_minor == 0) ? 0 : 1;
+    evbuffer_add_printf(out, "HTTP/1.%d %d %s\r\n", minor, status, status_reason(status));
+    evbuffer_add_printf(out, "Connection: %s\r\n", keep ? "keep-alive" : "close");
+    if (content_type) evbuffer_add_printf(out, "Content-Type: %s\r\n", content_type);
+    evbuffer_add_printf(out, "Content-Length: %zu\r\n", len);
+    for (size_t i = 0; extra && extra[i]; i++) {
+        /* a CR or LF would let a header value forge more headers */
+        if (strpbrk(extra[i], "\r\n")) {
+            as_log(AS_LOG_ERR, "http: reply header with a line break dropped");
+            continue;
+        }
+        evbuffer_add_printf(out, "%s\r\n", extra[i]);
+    }
+    evbuffer_add(out, "\r\n", 2);
+    /* RFC 7230 3.3: a reply to HEAD has the length but not the body */
+    if (len && c->parser.method != HTTP_HEAD) evbuffer_add(out, body, len);
+    event_base_update_cache_time(c->srv->base);
+    evbuffer_add_buffer(bufferevent_get_output(c->bev), out);
+    evbuffer_free(out);
+}
+
+/* An error the server answers itself: JSON body, then close. */
+static void conn_error(struct as_http_conn *c, int status, const char *msg)
+{
+    as_log(status == 408 ? AS_LOG_INFO : AS_LOG_NOTICE, "http: %s: %d %s", c->peer, status, msg);
+    struct sbuf b = { 0 };
+    sbuf_adds(&b, "{\"error\":");
+    as_json_string(&b, msg, strlen(msg));
+    sbuf_adds(&b, "}");
+    /* whatever arrived before the error is dropped: we will not parse it */
+    evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
+    reply_write(c, status, "application/json", b.data, b.len, NULL, 0);
+    sbuf_free(&b);
+    conn_begin_close(c);
+}
+
+static int errno_status(enum http_errno e)
+{
+    switch (e) {
+    case HPE_HEADER_OVERFLOW: return 413;
+    case HPE_INVALID_TRANSFER_ENCODING: return 501;
+    default: return 400;
+    }
+}
+
+static void conn_dispatch(struct as_http_conn *c)
+{
+    struct as_http_server *s = c->srv;
+    if (c->body) c->body[c->body_len] = '\0';
+    c->req.body = c->body ? c->body : "";
+    c->req.body_len = c->body_len;
+    c->state = ST_BUSY;
+    s->nactive++;
+    evtimer_del(c->timer);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, HTTP_PIPELINE_HIGH_WM);
+    s->handler(c, &c->req, s->arg);
+}
+
+/* Runs the parser over buffered input while a request is being read. */
+static void conn_parse(struct as_http_conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    while (c->state == ST_IDLE || c->state == ST_READING) {
+        struct evbuffer_iovec v;
+        if (evbuffer_get_length(in) == 0 || evbuffer_peek(in, -1, NULL, &v, 1) < 1) return;
+        size_t n = http_parser_execute(&c->parser, &parser_settings, v.iov_base, v.iov_len);
+        enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+        if (c->err_status) {
+            conn_error(c, c->err_status, c->err_msg);
+            return;
+        }
+        if (e != HPE_OK && e != HPE_PAUSED) {
+            conn_error(c, errno_status(e), http_errno_description(e));
+            return;
+        }
+        evbuffer_drain(in, n);
+        if (c->msg_done) {
+            conn_dispatch(c);
+            return;
+        }
+        if (n < v.iov_len) {       /* cannot happen without an error or pause */
+            conn_error(c, 400, "unparsable request");
+            return;
+        }
+    }
+}
+
+static void conn_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct as_http_conn *c = arg;
+    switch (c->state) {
+    case ST_IDLE:
+    case ST_READING:
+        conn_parse(c);
+        break;
+    case ST_CLOSING:
+        evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+        break;
+    case ST_BUSY:
+    case ST_WRITING:
+        break;   /* pipelined: parsed after the reply (watermark bounds it) */
+    }
+}
+
+static void conn_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct as_http_conn *c = arg;
+    if (evbuffer_get_length(bufferevent_get_output(bev)) != 0) return;
+    if (c->state == ST_CLOSING) {
+        conn_linger(c);
+        return;
+    }
+    if (c->state != ST_WRITING) return;   /* e.g. "100 Continue" flushed */
+    if (!c->keep_alive || c->srv->draining) {
+        conn_begin_close(c);
+        return;
+    }
+    conn_reset_request(c);
+    c->state = ST_IDLE;
+    bufferevent_setwatermark(bev, EV_READ, 0, 0);
+    conn_timer_set(c, c->srv->lim.idle_timeout);
+    conn_parse(c);    /* a pipelined request may be waiting */
+}
+
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    struct as_http_conn *c = arg;
+    if (what & BEV_EVENT_TIMEOUT) {    /* only the write timeout is set on bev */
+        as_log(AS_LOG_INFO, "http: %s: write timeout", c->peer);
+        conn_free(c);
+        return;
+    }
+    if (what & BEV_EVENT_ERROR) {
+        int err = EVUTIL_SOCKET_ERROR();
+        if (c->state != ST_IDLE && c->state != ST_CLOSING)
+            as_log(AS_LOG_INFO, "http: %s: %s", c->peer, evutil_socket_error_to_string(err));
+        conn_free(c);
+        return;
+    }
+    if (what & BEV_EVENT_EOF) {
+        switch (c->state) {
+        case ST_READING:
+            if (c->headers_done && c->body_cap && !c->body_chunked)
+                as_log(AS_LOG_INFO, "http: %s: connection closed after %zu of %zu body bytes",
+                       c->peer, c->body_len, c->body_cap);
+            else
+                as_log(AS_LOG_INFO, "http: %s: connection closed in the middle of a request", c->peer);
+            conn_free(c);
+            return;
+        case ST_BUSY:
+            /* EOF and a vanished client look the same; a half-closing
+             * client loses its reply (as with rspamd) */
+            as_log(AS_LOG_INFO, "http: %s: client went away before the reply", c->peer);
+            conn_free(c);
+            return;
+        case ST_WRITING:
+            c->keep_alive = 0;     /* finish the reply, then close */
+            c->peer_eof = 1;
+            return;
+        case ST_CLOSING:
+            /* a half-closing client still gets the error reply */
+            c->peer_eof = 1;
+            if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) conn_free(c);
+            return;
+        case ST_IDLE:
+            conn_free(c);
+            return;
+        }
+    }
+}
+
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct as_http_conn *c = arg;
+    switch (c->state) {
+    case ST_READING:
+        conn_error(c, 408, "request timeout");
+        /* the 408 gets write_timeout to be flushed, then the linger */
+        break;
+    case ST_IDLE:
+    case ST_CLOSING:
+    case ST_BUSY:
+    case ST_WRITING:
+        conn_free(c);
+        break;
+    }
+}
+
+/* ---------------------------------------------------------------- */
+/* public API                                                        */
+
+struct as_http_server *as_http_server_new(struct event_base *base,
+                                          const struct as_http_limits *lim,
+                                          as_http_handler handler, void *arg)
+{
+    struct as_http_server *s = xcalloc(1, sizeof *s);
+    s->base = base;
+    s->lim = *lim;
+    s->handler = handler;
+    s->arg = arg;
+    s->accepting = 1;
+    s->done_ev = evtimer_new(base, done_cb, s);
+    s->backoff_ev = evtimer_new(base, backoff_cb, s);
+    if (!s->done_ev || !s->backoff_ev) as_oom();
+    /* http-parser has its own process-wide cap (80 KiB); ours must win */
+    if (lim->max_header_bytes > 80 * 1024)
+        http_parser_set_max_header_size((uint32_t)(lim->max_header_bytes > UINT32_MAX / 2
+                                                       ? UINT32_MAX
+                                                       : lim->max_header_bytes * 2));
+    return s;
+}
+
+int as_http_server_add_listener(struct as_http_server *s, int fd)
+{
+    /* no LEV_OPT_CLOSE_ON_FREE: the master owns fd; backlog 0: it already
+     * listens */
+    struct evconnlistener *l = evconnlistener_new(s->base, accept_cb, s, LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+    if (!l) {
+        as_log(AS_LOG_ERR, "http: cannot accept on fd %d", fd);
+        return -1;
+    }
+    evconnlistener_set_error_cb(l, accept_error_cb);
+    if (!s->accepting) evconnlistener_disable(l);
+    s->listeners = xrealloc(s->listeners, (s->nlisteners + 1) * sizeof *s->listeners);
+    s->listeners[s->nlisteners++] = l;
+    return 0;
+}
+
+void as_http_server_drain(struct as_http_server *s, void (*done)(void *), void *arg)
+{
+    s->draining = 1;
+    s->drain_done = done;
+    s->drain_arg = arg;
+    server_update_accept(s);
+    struct as_http_conn *c = s->conns;
+    while (c) {
+        struct as_http_conn *next = c->next;
+        if (c->state == ST_IDLE) conn_free(c);
+        c = next;
+    }
+    server_check_drained(s);
+}
+
+void as_http_server_free(struct as_http_server *s)
+{
+    if (!s) return;
+    /* nothing may call back into a half-freed server */
+    s->draining = 1;
+    s->drain_done = NULL;
+    while (s->conns) conn_free(s->conns);
+    for (size_t i = 0; i < s->nlisteners; i++) evconnlistener_free(s->listeners[i]);
+    free(s->listeners);
+    event_free(s->done_ev);
+    event_free(s->backoff_ev);
+    free(s);
+}
+
+size_t as_http_server_active(const struct as_http_server *s) { return s->nactive; }
+
+void as_http_reply(struct as_http_conn *c, int status, const char *content_type,
+                   const char *body, size_t len, const char *const *extra_headers)
+{
+    if (c->state != ST_BUSY) {
+        as_log(AS_LOG_ERR, "http: %s: reply without a pending request ignored", c->peer);
+        return;
+    }
+    struct as_http_server *s = c->srv;
+    s->nactive--;
+    int keep = c->keep_alive && !s->draining;
+    reply_write(c, status, content_type, body, len, extra_headers, keep);
+    c->keep_alive = keep;
+    c->on_close = NULL;
+    /* the body can be large: give it back now, not at the next request */
+    free(c->body);
+    c->body = NULL;
+    c->state = ST_WRITING;
+}
+
+void as_http_conn_on_close(struct as_http_conn *c, void (*fn)(void *), void *arg)
+{
+    c->on_close = fn;
+    c->on_close_arg = arg;
+}

@@ -1,0 +1,416 @@
+/*
+ * authscan/plugin.h - the authscan plugin ABI.
+ *
+ * A plugin is a shared object in the plugins directory that exports one
+ * object named `authscan_plugin` of type `struct as_plugin`:
+ *
+ *     #include <authscan/plugin.h>
+ *
+ *     static const struct as_symbol_def syms[] = {
+ *         { "HELLO_WORLD", 0.5, "example", "Says hello", 0 },
+ *     };
+ *     static void scan(struct as_task *t, void *state) {
+ *         (void)state;
+ *         as_task_add_symbol(t, "HELLO_WORLD", 1.0, "hi", NULL);
+ *     }
+ *     const struct as_plugin authscan_plugin = {
+ *         AS_PLUGIN_HEADER,
+ *         .name = "hello", .version = "1.0",
+ *         .symbols = syms, .nsymbols = 1,
+ *         .scan = scan,
+ *     };
+ *
+ * Build it with `cc -shared -fPIC -I<prefix>/include hello.c -o hello.so`;
+ * the functions below are resolved from the host process at load time.
+ *
+ * Life of a plugin (per worker process):
+ *   load  the loader dlopen()s the file, checks abi_major == host's and
+ *         abi_minor <= host's, and checks `depends`;
+ *   init  called once per worker with the plugin's configuration; may keep
+ *         private state (returned through *state);
+ *   scan  called once per message, after every plugin named in `depends`
+ *         has finished with that message.  A plugin "finishes" when scan()
+ *         has returned and it has no asynchronous operation outstanding
+ *         (DNS queries started with as_dns_query(), or operations bracketed
+ *         with as_task_async_begin()/as_task_async_end()).  Callbacks of
+ *         those operations may start further operations;
+ *   fini  called when the worker exits.
+ *
+ * Threading: none.  Every call happens on the worker's event loop thread.
+ * Never block: no synchronous DNS, no sleeping, no blocking sockets.
+ *
+ * Ownership rules:
+ *   - Strings and structs the host hands to a plugin stay valid for the life
+ *     of the task (per-scan data) or of the worker (configuration), and
+ *     belong to the host.  Never free them.
+ *   - Strings a plugin hands to the host (symbol options, SMTP messages,
+ *     header values) are copied by the host; the plugin keeps ownership.
+ *   - Per-scan memory that a plugin needs should come from as_task_pool():
+ *     it is freed in one go when the scan ends, so nothing leaks when a scan
+ *     is cancelled half way.
+ *
+ * Errors: functions returning int return 0 on success and -1 on failure;
+ * failures are logged by the host with the scan id.
+ *
+ * Versioning: AS_PLUGIN_ABI_MAJOR changes when an existing declaration in
+ * this file changes; AS_PLUGIN_ABI_MINOR when something is only added.
+ */
+#ifndef AUTHSCAN_PLUGIN_H
+#define AUTHSCAN_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <netinet/in.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define AS_PLUGIN_ABI_MAJOR 1
+#define AS_PLUGIN_ABI_MINOR 0
+
+#if defined(__GNUC__)
+#define AS_API __attribute__((visibility("default")))
+#define AS_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define AS_SENTINEL __attribute__((sentinel))
+#else
+#define AS_API
+#define AS_PRINTF(f, a)
+#define AS_SENTINEL
+#endif
+
+struct as_task;       /* one message being scanned */
+struct as_pool;       /* per-task memory arena */
+struct as_plugin_ctx; /* what init() gets: configuration, event loop */
+struct as_async;      /* an outstanding asynchronous operation */
+struct event_base;    /* libevent */
+
+/* ------------------------------------------------------------------ */
+/* Memory: a per-task arena.  Everything is freed when the task ends.  */
+
+AS_API void *as_pool_alloc(struct as_pool *pool, size_t size);  /* zeroed */
+AS_API char *as_pool_strdup(struct as_pool *pool, const char *s);
+AS_API char *as_pool_strndup(struct as_pool *pool, const char *s, size_t n);
+AS_API char *as_pool_printf(struct as_pool *pool, const char *fmt, ...) AS_PRINTF(2, 3);
+/* fn(arg) runs when the pool is destroyed (e.g. to free a library object). */
+AS_API int as_pool_on_destroy(struct as_pool *pool, void (*fn)(void *), void *arg);
+
+/* ------------------------------------------------------------------ */
+/* Logging.  as_task_log() prefixes the scan id.                       */
+
+enum as_log_level { AS_LOG_ERR, AS_LOG_WARN, AS_LOG_NOTICE, AS_LOG_INFO, AS_LOG_DEBUG };
+
+AS_API void as_log(enum as_log_level level, const char *fmt, ...) AS_PRINTF(2, 3);
+AS_API void as_task_log(const struct as_task *t, enum as_log_level level,
+                        const char *fmt, ...) AS_PRINTF(3, 4);
+
+/* ------------------------------------------------------------------ */
+/* The envelope: what the MTA knows about the SMTP transaction.        */
+
+struct as_envelope {
+    const char *ip;          /* client IP as text, NULL if not given */
+    int family;              /* AF_INET, AF_INET6, or AF_UNSPEC if no IP */
+    union {
+        struct in_addr v4;
+        struct in6_addr v6;
+    } addr;                  /* ::ffff:a.b.c.d is reported as AF_INET */
+    const char *helo;        /* NULL if not given */
+    const char *hostname;    /* PTR name the MTA resolved, NULL if none */
+    const char *mail_from;   /* NULL: not given; "": null sender (<>) */
+    const char *const *rcpts;
+    size_t nrcpts;
+    const char *queue_id;
+    const char *user;        /* SASL-authenticated user, NULL if none */
+    const char *mta_name;    /* MTA-Name: default authserv-id */
+    const char *settings_id;
+};
+
+AS_API const struct as_envelope *as_task_envelope(const struct as_task *t);
+AS_API struct as_pool *as_task_pool(const struct as_task *t);
+AS_API const char *as_task_id(const struct as_task *t);  /* per-scan id */
+
+/* ------------------------------------------------------------------ */
+/* The message.  Header fields are slices of the raw message: nothing  */
+/* is copied until a plugin asks for an unfolded value.                */
+
+struct as_str {
+    const char *ptr;
+    size_t len;
+};
+
+struct as_header {
+    struct as_str name;      /* field name as written, without ':' */
+    struct as_str value;     /* raw value after ':', folding kept, no final CRLF */
+    struct as_str raw;       /* the whole field, folding kept, no final CRLF */
+    size_t index;            /* position among all fields, from 0 */
+};
+
+struct as_message;
+
+AS_API const struct as_message *as_task_message(const struct as_task *t);
+AS_API size_t as_msg_header_total(const struct as_message *m);
+AS_API const struct as_header *as_msg_header_at(const struct as_message *m, size_t i);
+/* Fields named `name` (case-insensitive): how many, and the nth (0-based;
+ * negative counts from the end, -1 = last).  NULL if there is none. */
+AS_API size_t as_msg_header_count(const struct as_message *m, const char *name);
+AS_API const struct as_header *as_msg_header_get(const struct as_message *m,
+                                                 const char *name, int nth);
+/* The value unfolded (CRLF+WSP -> WSP) with surrounding blanks trimmed,
+ * NUL-terminated, in the task pool.  NUL bytes in the value are kept. */
+AS_API const char *as_header_unfold(const struct as_task *t, const struct as_header *h,
+                                    size_t *len);
+AS_API struct as_str as_msg_body(const struct as_message *m);   /* after the blank line */
+AS_API struct as_str as_msg_raw(const struct as_message *m);    /* the whole message */
+/* Line ending used by the header block: 1 if CRLF, 0 if bare LF. */
+AS_API int as_msg_crlf(const struct as_message *m);
+
+/* ------------------------------------------------------------------ */
+/* Addresses (RFC 5322 section 3.4).                                   */
+
+struct as_mailbox {
+    const char *display_name; /* decoded (RFC 2047) to UTF-8, NULL if none */
+    const char *local_part;   /* unquoted */
+    const char *domain;       /* lower case, A-labels, no trailing dot; NULL if none */
+    const char *addr;         /* local_part@domain as written after unquoting */
+    const char *group;        /* name of the group it appeared in, or NULL */
+    unsigned flags;           /* AS_MAILBOX_* */
+};
+#define AS_MAILBOX_DOMAIN_LITERAL 0x1u  /* domain was [1.2.3.4] */
+#define AS_MAILBOX_IDN            0x2u  /* domain had U-labels, converted */
+
+struct as_address_list {
+    struct as_mailbox *boxes;
+    size_t nboxes;
+    size_t ngroups;           /* group constructs seen (empty ones included) */
+};
+
+/* Parses an address-list (From, To, Reply-To...) into pool memory.
+ * Returns 0, or -1 with *err set to a static description of the problem. */
+AS_API int as_address_list_parse(struct as_pool *pool, const char *s, size_t len,
+                                 struct as_address_list *out, const char **err);
+
+/* Lower-cases a domain, strips one trailing dot and converts U-labels to
+ * A-labels (IDNA2008 via libidn2, UTS#46 non-transitional mapping).
+ * Returns a pool string, or NULL if the name is not a valid host name. */
+AS_API const char *as_domain_normalize(struct as_pool *pool, const char *s, size_t len);
+
+/* The RFC5322.From of the message, parsed once per task.  The states are
+ * distinct because DMARC treats them differently (see docs/dmarc.md). */
+enum as_from_status {
+    AS_FROM_OK = 0,            /* exactly one field with exactly one mailbox */
+    AS_FROM_MISSING,           /* no From field */
+    AS_FROM_MULTIPLE_FIELDS,   /* more than one From field */
+    AS_FROM_MULTIPLE_MAILBOXES,/* one field, several mailboxes */
+    AS_FROM_GROUP,             /* the address was inside group syntax */
+    AS_FROM_EMPTY,             /* field present, no mailbox in it */
+    AS_FROM_NO_DOMAIN,         /* the mailbox has no usable domain */
+    AS_FROM_INVALID,           /* field could not be parsed */
+};
+
+struct as_from {
+    enum as_from_status status;
+    size_t nfields;            /* number of From fields */
+    struct as_address_list list; /* every mailbox of every From field */
+    const char *domain;        /* the author domain when status == AS_FROM_OK */
+    const char *error;         /* parser message when AS_FROM_INVALID */
+};
+
+AS_API const struct as_from *as_task_from(const struct as_task *t);
+AS_API const char *as_from_status_name(enum as_from_status st);
+
+/* ------------------------------------------------------------------ */
+/* Symbols and actions.                                                */
+
+struct as_symbol_def {
+    const char *name;         /* e.g. "R_SPF_ALLOW": [A-Z0-9_]+ */
+    double score;             /* default weight; the rules files may override */
+    const char *group;        /* e.g. "spf" */
+    const char *description;
+    unsigned flags;           /* AS_SYM_* */
+};
+#define AS_SYM_ONE_SHOT 0x1u  /* a second insert only adds options */
+
+/* Adds a symbol to the scan with weight * configured score.  Options are
+ * strings terminated by NULL.  Adding the same symbol twice merges the
+ * options and keeps the larger weight.  Unknown symbols are an error. */
+AS_API int as_task_add_symbol(struct as_task *t, const char *name, double weight, ...)
+    AS_SENTINEL;
+AS_API int as_task_add_symbolv(struct as_task *t, const char *name, double weight,
+                               const char *const *opts, size_t nopts);
+AS_API int as_task_has_symbol(const struct as_task *t, const char *name);
+
+/* Actions in increasing severity.  Strings follow rspamd ("add header"). */
+enum as_action {
+    AS_ACTION_NO_ACTION = 0,
+    AS_ACTION_GREYLIST,
+    AS_ACTION_ADD_HEADER,
+    AS_ACTION_REWRITE_SUBJECT,
+    AS_ACTION_QUARANTINE,
+    AS_ACTION_SOFT_REJECT,
+    AS_ACTION_REJECT,
+    AS_ACTION__COUNT
+};
+AS_API const char *as_action_name(enum as_action a);
+
+enum as_force_mode {
+    AS_FORCE_LEAST,   /* at least this action: a more severe one still wins */
+    AS_FORCE_EXACT,   /* exactly this action, overriding lower priorities */
+};
+#define AS_PRIO_PLUGIN 50   /* plugins (e.g. DMARC enforcement) */
+#define AS_PRIO_SITE  100   /* site hooks that override plugins */
+
+/* Forces are applied in increasing priority on top of the score-based
+ * action: LEAST raises the action to at least `action`, EXACT replaces it.
+ * smtp_message may be NULL for the action's default reply text. */
+AS_API int as_task_force_action(struct as_task *t, enum as_action action,
+                                enum as_force_mode mode, int priority,
+                                const char *smtp_message, const char *module);
+
+/* Header changes for the MTA (rspamd reply: milter.add_headers and
+ * milter.remove_headers).  remove index: 0 = every instance, N = the N-th
+ * (1-based), -N = the N-th from the end. */
+AS_API int as_task_add_header(struct as_task *t, const char *name, const char *value,
+                              int order);
+AS_API int as_task_remove_header(struct as_task *t, const char *name, int index);
+
+/* Typed results shared between plugins.  A producer publishes a pointer
+ * (normally to pool memory) under a key; the struct behind it is declared
+ * in the producer's header (e.g. authscan/spf.h) and starts with a version
+ * field.  NULL if nothing was published. */
+AS_API int as_task_set_result(struct as_task *t, const char *key, const void *value);
+AS_API const void *as_task_get_result(const struct as_task *t, const char *key);
+
+/* ------------------------------------------------------------------ */
+/* Asynchronous work.                                                  */
+
+/* Brackets an operation the plugin runs on its own (a timer, a socket).
+ * cancel(arg) runs instead of the plugin's completion if the scan ends
+ * first (timeout, client gone); after it the plugin must not touch the
+ * task.  Call as_task_async_end() from the completion callback. */
+typedef void (*as_cancel_fn)(void *arg);
+AS_API struct as_async *as_task_async_begin(struct as_task *t, as_cancel_fn cancel,
+                                            void *arg);
+AS_API void as_task_async_end(struct as_task *t, struct as_async *op);
+AS_API struct event_base *as_task_event_base(const struct as_task *t);
+
+/* ------------------------------------------------------------------ */
+/* DNS: asynchronous, cached, deadline-bounded.  See docs/dns.md.      */
+
+enum as_dns_rrtype {
+    AS_DNS_A = 1, AS_DNS_NS = 2, AS_DNS_CNAME = 5, AS_DNS_PTR = 12,
+    AS_DNS_MX = 15, AS_DNS_TXT = 16, AS_DNS_AAAA = 28, AS_DNS_SPF = 99,
+};
+
+enum as_dns_status {
+    AS_DNS_OK = 0,        /* NOERROR with at least one record of the type */
+    AS_DNS_NXDOMAIN,      /* the name does not exist */
+    AS_DNS_NODATA,        /* the name exists, no record of that type */
+    AS_DNS_SERVFAIL,      /* SERVFAIL, REFUSED, malformed answer */
+    AS_DNS_TIMEOUT,       /* our deadline passed */
+    AS_DNS_BADNAME,       /* not a valid name: never sent */
+    AS_DNS_BUDGET,        /* per-scan query budget exhausted: never sent */
+};
+
+struct as_dns_txt {
+    size_t nstrings;
+    const struct as_str *strings; /* the character-strings as sent */
+    struct as_str joined;         /* concatenated, NUL-terminated */
+};
+
+struct as_dns_rr {
+    uint16_t type;
+    uint32_t ttl;
+    union {
+        struct in_addr a;
+        struct in6_addr aaaa;
+        struct { uint16_t pref; const char *host; } mx;
+        const char *name;         /* PTR, CNAME, NS: lower case, no trailing dot */
+        struct as_dns_txt txt;
+    } d;
+};
+
+struct as_dns_answer {
+    const char *name;             /* queried name, lower case, no trailing dot */
+    uint16_t type;
+    enum as_dns_status status;
+    uint32_t ttl;                 /* smallest TTL, or negative-caching TTL */
+    size_t nrr;
+    const struct as_dns_rr *rr;   /* only records of the queried type */
+};
+
+/* Starts a lookup.  cb runs later from the event loop, never from inside
+ * as_dns_query(), with an answer that stays valid and unchanged for the
+ * rest of the task: a task that asks twice sees the same answer.
+ * Returns 0, or -1 if the query could not be started (no callback then). */
+typedef void (*as_dns_cb)(struct as_task *t, const struct as_dns_answer *ans, void *arg);
+AS_API int as_dns_query(struct as_task *t, const char *name, uint16_t type,
+                        as_dns_cb cb, void *arg);
+/* The answer this task already has for (name, type), or NULL. */
+AS_API const struct as_dns_answer *as_dns_pinned(const struct as_task *t,
+                                                 const char *name, uint16_t type);
+AS_API const char *as_dns_status_name(enum as_dns_status st);
+
+/* ------------------------------------------------------------------ */
+/* Plugin definition and configuration.                                */
+
+enum as_opt_type {
+    AS_OPT_BOOL,      /* yes/no/true/false/on/off/1/0 */
+    AS_OPT_INT,
+    AS_OPT_DOUBLE,
+    AS_OPT_STRING,
+    AS_OPT_LIST,      /* comma-separated, repeatable */
+    AS_OPT_DURATION,  /* 1.5s, 200ms, 2m; read back in seconds */
+    AS_OPT_SIZE,      /* 512, 64k, 50M; read back in bytes */
+};
+
+struct as_option_def {
+    const char *name;           /* key under "<plugin name>." in the config */
+    enum as_opt_type type;
+    const char *default_value;  /* as it would be written in the file; NULL: unset */
+    const char *help;
+};
+
+AS_API int as_plugin_opt_bool(const struct as_plugin_ctx *c, const char *name);
+AS_API long long as_plugin_opt_int(const struct as_plugin_ctx *c, const char *name);
+AS_API double as_plugin_opt_double(const struct as_plugin_ctx *c, const char *name);
+AS_API const char *as_plugin_opt_string(const struct as_plugin_ctx *c, const char *name);
+/* Items of a list option; returns the count, *items valid for the worker's life. */
+AS_API size_t as_plugin_opt_list(const struct as_plugin_ctx *c, const char *name,
+                                 const char *const **items);
+AS_API double as_plugin_opt_duration(const struct as_plugin_ctx *c, const char *name);
+AS_API unsigned long long as_plugin_opt_size(const struct as_plugin_ctx *c,
+                                             const char *name);
+/* For init(): say why it failed (copied); init then returns -1. */
+AS_API void as_plugin_set_error(struct as_plugin_ctx *c, const char *fmt, ...)
+    AS_PRINTF(2, 3);
+AS_API struct event_base *as_plugin_event_base(const struct as_plugin_ctx *c);
+AS_API const char *as_plugin_name(const struct as_plugin_ctx *c);
+
+struct as_plugin {
+    /* Must come first and be filled with AS_PLUGIN_HEADER. */
+    uint32_t abi_major;
+    uint32_t abi_minor;
+
+    const char *name;                 /* [a-z0-9_]+, also the config prefix */
+    const char *version;
+    const char *description;
+    const char *const *depends;       /* NULL-terminated plugin names, or NULL */
+
+    const struct as_symbol_def *symbols;
+    size_t nsymbols;
+    const struct as_option_def *options;
+    size_t noptions;
+
+    /* All optional.  init returns 0 or -1 (after as_plugin_set_error). */
+    int (*init)(struct as_plugin_ctx *ctx, void **state);
+    void (*scan)(struct as_task *t, void *state);
+    void (*fini)(void *state);
+};
+
+#define AS_PLUGIN_HEADER .abi_major = AS_PLUGIN_ABI_MAJOR, .abi_minor = AS_PLUGIN_ABI_MINOR
+#define AS_PLUGIN_SYMBOL "authscan_plugin"
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* AUTHSCAN_PLUGIN_H */

@@ -1,0 +1,30 @@
+/*
+ * plugins.h - loading plugin shared objects.
+ *
+ * Every *.so in the plugins directory is opened with dlopen(RTLD_NOW |
+ * RTLD_LOCAL) and must export `authscan_plugin` (AS_PLUGIN_SYMBOL).  The
+ * loader checks the ABI version before reading anything else from it,
+ * validates names, resolves `depends` and orders the plugins so that each
+ * comes after its dependencies (a cycle or a missing dependency is an
+ * error naming the plugins).  plugins.enable (if set) and plugins.disable
+ * select plugins by name.
+ */
+#ifndef AS_PLUGINS_H
+#define AS_PLUGINS_H
+
+#include <stddef.h>
+#include "engine.h"
+
+/* Loads the plugins selected by cfg from dir into *out (array allocated
+ * with xmalloc, in dependency order).  Returns 0, or -1 with err; on error
+ * nothing stays loaded. */
+int as_plugins_load(const char *dir, const struct as_config *cfg,
+                    struct as_engine_plugin **out, size_t *n, char *err, size_t errlen);
+/* Calls fini (if initialized) and dlclose for each, then frees the array. */
+void as_plugins_unload(struct as_engine_plugin *p, size_t n);
+/* Checks each plugin's declared option defaults and sets them in cfg for
+ * keys the configuration leaves unset (origin "default"). */
+int as_plugins_apply_defaults(struct as_engine_plugin *p, size_t n, struct as_config *cfg,
+                              char *err, size_t errlen);
+
+#endif

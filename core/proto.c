@@ -1,0 +1,259 @@
+/*
+ * proto.c - see proto.h.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include "engine.h"
+#include "proto.h"
+
+int as_proto_envelope_set(struct as_task *t, const char *name, const char *value, char *err,
+                          size_t errlen)
+{
+    struct as_envelope *env = as_task_envelope_mut(t);
+    struct as_pool *pool = as_task_pool(t);
+    if (as_strcaseeq(name, "IP")) {
+        if (as_task_set_ip(t, value) < 0) {
+            snprintf(err, errlen, "invalid client address in IP: '%.64s'", value);
+            return 400;
+        }
+    } else if (as_strcaseeq(name, "Helo")) {
+        env->helo = as_pool_strdup(pool, value);
+    } else if (as_strcaseeq(name, "Hostname")) {
+        env->hostname = as_pool_strdup(pool, value);
+    } else if (as_strcaseeq(name, "From")) {
+        as_task_set_mail_from(t, value);
+    } else if (as_strcaseeq(name, "Rcpt")) {
+        as_task_add_rcpt(t, value);
+    } else if (as_strcaseeq(name, "Queue-Id")) {
+        env->queue_id = as_pool_strdup(pool, value);
+    } else if (as_strcaseeq(name, "User")) {
+        if (*value) env->user = as_pool_strdup(pool, value);
+    } else if (as_strcaseeq(name, "Settings-ID")) {
+        env->settings_id = as_pool_strdup(pool, value);
+    } else if (as_strcaseeq(name, "MTA-Name")) {
+        env->mta_name = as_pool_strdup(pool, value);
+    }
+    return 0;
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    c = as_tolower(c);
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+}
+
+void as_proto_url_decode(const char *s, size_t len, struct sbuf *out)
+{
+    sbuf_reset(out);
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '+') {
+            sbuf_addc(out, ' ');
+        } else if (s[i] == '%' && i + 2 < len + 0 && hexval((unsigned char)s[i + 1]) >= 0 &&
+                   hexval((unsigned char)s[i + 2]) >= 0) {
+            sbuf_addc(out, (char)(hexval((unsigned char)s[i + 1]) * 16 +
+                                  hexval((unsigned char)s[i + 2])));
+            i += 2;
+        } else {
+            sbuf_addc(out, s[i]);
+        }
+    }
+}
+
+int as_proto_fill_task(struct as_task *t, const struct as_http_request *req, char *err,
+                       size_t errlen)
+{
+    int rc;
+    for (size_t i = 0; i < req->nheaders; i++)
+        if ((rc = as_proto_envelope_set(t, req->headers[i].name, req->headers[i].value, err,
+                                        errlen)))
+            return rc;
+    if (req->query) {
+        /* rspamd copies query parameters into request headers */
+        struct sbuf name = {0}, value = {0};
+        const char *p = req->query;
+        rc = 0;
+        while (*p && rc == 0) {
+            const char *amp = strchr(p, '&');
+            size_t len = amp ? (size_t)(amp - p) : strlen(p);
+            const char *eq = memchr(p, '=', len);
+            if (eq) {
+                as_proto_url_decode(p, (size_t)(eq - p), &name);
+                as_proto_url_decode(eq + 1, len - (size_t)(eq - p) - 1, &value);
+                if (name.len && strlen(name.data) == name.len && strlen(value.data) == value.len)
+                    rc = as_proto_envelope_set(t, name.data, value.data, err, errlen);
+            }
+            p += len;
+            if (*p == '&') p++;
+        }
+        sbuf_free(&name);
+        sbuf_free(&value);
+        if (rc) return rc;
+    }
+    const struct as_engine *e = as_task_engine(t);
+    if (req->body_len > e->limits.max_message_size) {
+        snprintf(err, errlen, "message of %zu bytes exceeds limits.max_message_size (%llu)",
+                 req->body_len, e->limits.max_message_size);
+        return 413;
+    }
+    if (as_task_set_message(t, req->body, req->body_len, err, errlen) != AS_MSG_OK) return 413;
+    return 0;
+}
+
+static void add_number(struct sbuf *b, double d)
+{
+    if (!isfinite(d)) d = 0;
+    /* %.6g keeps 15.0 as 15 and -0.2 as -0.2, as rspamd's UCL emitter does */
+    char tmp[32];
+    snprintf(tmp, sizeof tmp, "%.6g", d);
+    if (strcmp(tmp, "-0") == 0) strcpy(tmp, "0");
+    sbuf_adds(b, tmp);
+}
+
+static void add_key(struct sbuf *b, const char *k)
+{
+    as_json_string(b, k, strlen(k));
+    sbuf_addc(b, ':');
+}
+
+static void add_str(struct sbuf *b, const char *s)
+{
+    if (s) as_json_string(b, s, strlen(s));
+    else sbuf_adds(b, "null");
+}
+
+static void write_milter(const struct as_task *t, struct sbuf *b)
+{
+    const struct as_task_header_op *adds, *dels;
+    size_t nadd = as_task_header_ops(t, &adds, 0);
+    size_t ndel = as_task_header_ops(t, &dels, 1);
+    if (!nadd && !ndel) return;
+    sbuf_adds(b, ",\"milter\":{");
+    int first_section = 1;
+    if (nadd) {
+        sbuf_adds(b, "\"add_headers\":{");
+        /* Several values for one name become an array (rspamd's shape). */
+        int first = 1;
+        for (size_t i = 0; i < nadd; i++) {
+            int seen = 0;
+            for (size_t j = 0; j < i; j++)
+                if (as_strcaseeq(adds[j].name, adds[i].name)) seen = 1;
+            if (seen) continue;
+            size_t count = 0;
+            for (size_t j = i; j < nadd; j++)
+                if (as_strcaseeq(adds[j].name, adds[i].name)) count++;
+            if (!first) sbuf_addc(b, ',');
+            first = 0;
+            add_key(b, adds[i].name);
+            if (count > 1) sbuf_addc(b, '[');
+            int f2 = 1;
+            for (size_t j = i; j < nadd; j++) {
+                if (!as_strcaseeq(adds[j].name, adds[i].name)) continue;
+                if (!f2) sbuf_addc(b, ',');
+                f2 = 0;
+                sbuf_adds(b, "{\"value\":");
+                add_str(b, adds[j].value);
+                sbuf_printf(b, ",\"order\":%d}", adds[j].order_or_index);
+            }
+            if (count > 1) sbuf_addc(b, ']');
+        }
+        sbuf_addc(b, '}');
+        first_section = 0;
+    }
+    if (ndel) {
+        if (!first_section) sbuf_addc(b, ',');
+        sbuf_adds(b, "\"remove_headers\":{");
+        for (size_t i = 0; i < ndel; i++) {
+            if (i) sbuf_addc(b, ',');
+            add_key(b, dels[i].name);
+            sbuf_printf(b, "%d", dels[i].order_or_index);
+        }
+        sbuf_addc(b, '}');
+    }
+    sbuf_addc(b, '}');
+}
+
+void as_proto_write_checkv2(const struct as_task *t, struct sbuf *b)
+{
+    const struct as_verdict *v = as_task_verdict(t);
+    const struct as_engine *e = as_task_engine(t);
+    sbuf_adds(b, "{\"is_skipped\":");
+    sbuf_adds(b, v->is_skipped ? "true" : "false");
+    sbuf_adds(b, ",\"score\":");
+    add_number(b, v->score);
+    sbuf_adds(b, ",\"required_score\":");
+    add_number(b, v->required_score);
+    sbuf_adds(b, ",\"action\":");
+    add_str(b, as_action_name(v->action));
+    if (v->forced_by) {
+        sbuf_adds(b, ",\"passthrough_module\":");
+        add_str(b, v->forced_by);
+    }
+    sbuf_adds(b, ",\"thresholds\":{");
+    int first = 1;
+    for (int a = AS_ACTION__COUNT - 1; a > AS_ACTION_NO_ACTION; a--) {
+        if (isnan(e->actions.threshold[a])) continue;
+        if (!first) sbuf_addc(b, ',');
+        first = 0;
+        add_key(b, as_action_name((enum as_action)a));
+        add_number(b, e->actions.threshold[a]);
+    }
+    sbuf_adds(b, "},\"symbols\":{");
+    size_t n = as_task_symbol_count(t);
+    for (size_t i = 0; i < n; i++) {
+        const struct as_task_symbol *s = as_task_symbol_at(t, i);
+        if (i) sbuf_addc(b, ',');
+        add_key(b, s->sym->name);
+        sbuf_adds(b, "{\"name\":");
+        add_str(b, s->sym->name);
+        sbuf_adds(b, ",\"score\":");
+        add_number(b, s->score);
+        sbuf_adds(b, ",\"metric_score\":");
+        add_number(b, s->sym->score);
+        if (s->sym->description) {
+            sbuf_adds(b, ",\"description\":");
+            add_str(b, s->sym->description);
+        }
+        if (s->nopts) {
+            sbuf_adds(b, ",\"options\":[");
+            for (size_t k = 0; k < s->nopts; k++) {
+                if (k) sbuf_addc(b, ',');
+                add_str(b, s->opts[k]);
+            }
+            sbuf_addc(b, ']');
+        }
+        sbuf_addc(b, '}');
+    }
+    sbuf_adds(b, "},\"messages\":{");
+    if (v->smtp_message) {
+        add_key(b, "smtp_message");
+        add_str(b, v->smtp_message);
+    }
+    sbuf_addc(b, '}');
+    write_milter(t, b);
+
+    const struct as_header *mid = as_msg_header_get(as_task_message(t), "Message-ID", 0);
+    sbuf_adds(b, ",\"message-id\":");
+    if (mid) {
+        size_t len;
+        const char *val = as_header_unfold(t, mid, &len);
+        if (len >= 2 && val[0] == '<' && val[len - 1] == '>') val++, len -= 2;
+        as_json_string(b, val, len);
+    } else {
+        add_str(b, "undef");
+    }
+    sbuf_adds(b, ",\"time_real\":");
+    add_number(b, as_task_elapsed(t));
+    sbuf_adds(b, ",\"scan_id\":");
+    add_str(b, as_task_id(t));
+    sbuf_adds(b, "}\n");
+}
+
+void as_proto_write_error(struct sbuf *out, const char *msg)
+{
+    sbuf_adds(out, "{\"error\":");
+    as_json_string(out, msg, strlen(msg));
+    sbuf_adds(out, "}\n");
+}

@@ -1,0 +1,564 @@
+/*
+ * task.c - the scan task and its plugin scheduler (see task.h).
+ *
+ * Scheduling: a plugin becomes runnable when every plugin in its `depends`
+ * is done; it is done when scan() has returned and its count of
+ * outstanding async operations is zero.  The scheduler runs from a
+ * deferred libevent event rather than from inside plugin callbacks, so no
+ * plugin code ever runs re-entrantly inside another plugin's call.
+ *
+ * Attribution of async operations: an operation belongs to the "current"
+ * plugin when it begins.  The current plugin is set while scan() runs,
+ * and by as_task_async_enter()/as_task_async_end() while a completion
+ * callback runs, so follow-up work started from a callback is counted
+ * against the right plugin.
+ */
+#include <arpa/inet.h>
+#include <event2/event.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "dns.h"
+#include "engine.h"
+#include "log.h"
+#include "pool.h"
+#include "task.h"
+#include "util.h"
+
+#define NO_PLUGIN SIZE_MAX
+#define MAX_SYMBOL_OPTIONS 64
+#define MAX_OPTION_LEN 1024
+
+enum plugin_run_state { PS_IDLE, PS_RUNNING, PS_DONE, PS_SKIPPED };
+
+struct as_async {
+    struct as_async *prev, *next;
+    size_t plugin;
+    as_cancel_fn cancel;
+    void *arg;
+    int active;
+};
+
+struct plugin_run {
+    unsigned char state;
+    unsigned pending;
+};
+
+struct force {
+    enum as_action action;
+    enum as_force_mode mode;
+    int priority;
+    const char *message;
+    const char *module;
+};
+
+struct result {
+    const char *key;
+    const void *value;
+};
+
+struct as_task {
+    struct as_engine *e;
+    struct as_pool *pool;
+    char id[24];
+    double t_start;
+
+    struct as_envelope env;
+    const char **rcpts;
+    size_t rcap;
+    struct as_message *msg;
+    const struct as_from *from;
+
+    struct plugin_run *runs;
+    size_t current;
+    struct as_async ops;          /* list head (sentinel) */
+    struct event *step_ev;
+    struct event *deadline_ev;
+    as_task_done_cb done;
+    void *done_arg;
+    int started, finished;
+
+    struct as_task_symbol *syms;
+    size_t nsyms, symcap;
+    uint32_t *sym_pos;            /* symbol id -> position + 1 */
+
+    struct force *forces;
+    size_t nforces, forcecap;
+    struct as_task_header_op *hdr_add, *hdr_del;
+    size_t nadd, ndel, addcap, delcap;
+    struct result *results;
+    size_t nresults, rescap;
+
+    struct as_verdict verdict;
+    void *dns_slot;
+};
+
+/* Grows a pool-allocated array: pool memory cannot be realloc'ed, so the
+ * old array is left in the pool (they are small and die with the task). */
+static void *grow(struct as_pool *pool, void *arr, size_t n, size_t *cap, size_t elem)
+{
+    if (n < *cap) return arr;
+    size_t ncap = *cap ? *cap * 2 : 8;
+    void *na = as_pool_alloc(pool, ncap * elem);
+    if (n) memcpy(na, arr, n * elem);
+    *cap = ncap;
+    return na;
+}
+
+static void step_cb(evutil_socket_t fd, short what, void *arg);
+static void deadline_cb(evutil_socket_t fd, short what, void *arg);
+
+struct as_task *as_task_new(struct as_engine *e)
+{
+    struct as_pool *pool = as_pool_new(0);
+    struct as_task *t = as_pool_alloc(pool, sizeof *t);
+    t->e = e;
+    t->pool = pool;
+    t->t_start = as_now();
+    snprintf(t->id, sizeof t->id, "%s%06llx", e->id_prefix,
+             (unsigned long long)(++e->id_seq & 0xffffff));
+    t->env.family = AF_UNSPEC;
+    t->current = NO_PLUGIN;
+    t->ops.next = t->ops.prev = &t->ops;
+    t->runs = as_pool_alloc(pool, (e->nplugins ? e->nplugins : 1) * sizeof *t->runs);
+    t->sym_pos = as_pool_alloc(pool, (as_symtab_count(e->symtab) + 1) * sizeof *t->sym_pos);
+    t->step_ev = event_new(e->base, -1, 0, step_cb, t);
+    t->deadline_ev = evtimer_new(e->base, deadline_cb, t);
+    if (!t->step_ev || !t->deadline_ev) as_oom();
+    return t;
+}
+
+static void cancel_ops(struct as_task *t)
+{
+    /* A cancel hook may not begin new work, but it may end other ops:
+     * always restart from the head. */
+    while (t->ops.next != &t->ops) {
+        struct as_async *op = t->ops.next;
+        op->prev->next = op->next;
+        op->next->prev = op->prev;
+        op->active = 0;
+        if (op->plugin != NO_PLUGIN && t->runs[op->plugin].pending) t->runs[op->plugin].pending--;
+        if (op->cancel) op->cancel(op->arg);
+    }
+}
+
+void as_task_free(struct as_task *t)
+{
+    if (!t) return;
+    cancel_ops(t);
+    event_free(t->step_ev);
+    event_free(t->deadline_ev);
+    as_pool_destroy(t->pool);
+}
+
+struct as_envelope *as_task_envelope_mut(struct as_task *t) { return &t->env; }
+const struct as_envelope *as_task_envelope(const struct as_task *t) { return &t->env; }
+struct as_pool *as_task_pool(const struct as_task *t) { return t->pool; }
+const char *as_task_id(const struct as_task *t) { return t->id; }
+struct as_engine *as_task_engine(const struct as_task *t) { return t->e; }
+struct as_resolver *as_task_resolver(const struct as_task *t) { return t->e->resolver; }
+void **as_task_dns_slot(struct as_task *t) { return &t->dns_slot; }
+struct event_base *as_task_event_base(const struct as_task *t) { return t->e->base; }
+double as_task_elapsed(const struct as_task *t) { return as_now() - t->t_start; }
+
+int as_task_set_ip(struct as_task *t, const char *ip)
+{
+    struct in6_addr a6;
+    struct in_addr a4;
+    char buf[INET6_ADDRSTRLEN];
+    if (inet_pton(AF_INET, ip, &a4) == 1) {
+        t->env.family = AF_INET;
+        t->env.addr.v4 = a4;
+        t->env.ip = as_pool_strdup(t->pool, ip);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, ip, &a6) == 1) {
+        /* RFC 7208 section 5: an IPv4-mapped client is an IPv4 client */
+        if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+            t->env.family = AF_INET;
+            memcpy(&t->env.addr.v4, &a6.s6_addr[12], 4);
+            inet_ntop(AF_INET, &t->env.addr.v4, buf, sizeof buf);
+        } else {
+            t->env.family = AF_INET6;
+            t->env.addr.v6 = a6;
+            inet_ntop(AF_INET6, &a6, buf, sizeof buf);
+        }
+        t->env.ip = as_pool_strdup(t->pool, buf);
+        return 0;
+    }
+    return -1;
+}
+
+void as_task_set_mail_from(struct as_task *t, const char *from)
+{
+    size_t n = strlen(from);
+    while (n && (*from == ' ' || *from == '\t')) from++, n--;
+    while (n && (from[n - 1] == ' ' || from[n - 1] == '\t')) n--;
+    if (n >= 2 && from[0] == '<' && from[n - 1] == '>') from++, n -= 2;
+    t->env.mail_from = as_pool_strndup(t->pool, from, n);
+}
+
+void as_task_add_rcpt(struct as_task *t, const char *rcpt)
+{
+    t->rcpts = grow(t->pool, t->rcpts, t->env.nrcpts, &t->rcap, sizeof *t->rcpts);
+    t->rcpts[t->env.nrcpts++] = as_pool_strdup(t->pool, rcpt);
+    t->env.rcpts = t->rcpts;
+}
+
+enum as_msg_error as_task_set_message(struct as_task *t, const char *data, size_t len,
+                                      char *err, size_t errlen)
+{
+    struct as_msg_limits lim = {
+        .max_headers = t->e->limits.max_headers,
+        .max_header_size = t->e->limits.max_header_size,
+    };
+    return as_message_parse(t->pool, data, len, &lim, &t->msg, err, errlen);
+}
+
+/* An empty message stands in when none was set, so plugins never see NULL. */
+const struct as_message *as_task_message(const struct as_task *t)
+{
+    static const struct as_message empty = { .data = "", .len = 0, .body_offset = 0 };
+    return t->msg ? t->msg : &empty;
+}
+
+const struct as_from *as_task_from(const struct as_task *t)
+{
+    struct as_task *mt = (struct as_task *)t;
+    if (!mt->from) mt->from = as_message_from(mt->pool, as_task_message(t));
+    return mt->from;
+}
+
+const char *as_header_unfold(const struct as_task *t, const struct as_header *h, size_t *len)
+{
+    return as_header_unfold_pool(t->pool, h, len);
+}
+
+void as_task_log(const struct as_task *t, enum as_log_level level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    as_logv(level, t->id, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- symbols ------------------------------------------------------------ */
+
+static int add_option(struct as_task *t, struct as_task_symbol *s, const char *opt)
+{
+    size_t n = strnlen(opt, MAX_OPTION_LEN + 1);
+    for (size_t i = 0; i < s->nopts; i++)
+        if (strncmp(s->opts[i], opt, n) == 0 && s->opts[i][n] == '\0') return 0;
+    if (s->nopts >= MAX_SYMBOL_OPTIONS) return 0;   /* bounded: extra options dropped */
+    if (s->nopts % 4 == 0) {
+        const char **no = as_pool_alloc(t->pool, (s->nopts + 4) * sizeof *no);
+        if (s->nopts) memcpy(no, s->opts, s->nopts * sizeof *no);
+        s->opts = no;
+    }
+    s->opts[s->nopts++] = as_pool_strndup(t->pool, opt, n > MAX_OPTION_LEN ? MAX_OPTION_LEN : n);
+    return 0;
+}
+
+int as_task_add_symbolv(struct as_task *t, const char *name, double weight,
+                        const char *const *opts, size_t nopts)
+{
+    const struct as_symbol *sym = as_symtab_find(t->e->symtab, name);
+    if (!sym) {
+        as_task_log(t, AS_LOG_ERR, "unknown symbol %s (not declared by any plugin)", name);
+        return -1;
+    }
+    if (t->finished) return -1;
+    if (!isfinite(weight)) weight = 0;
+    struct as_task_symbol *s;
+    if (t->sym_pos[sym->id]) {
+        s = &t->syms[t->sym_pos[sym->id] - 1];
+        if (!(sym->flags & AS_SYM_ONE_SHOT) && fabs(weight) > fabs(s->weight)) {
+            s->weight = weight;
+            s->score = weight * sym->score;
+        }
+    } else {
+        t->syms = grow(t->pool, t->syms, t->nsyms, &t->symcap, sizeof *t->syms);
+        s = &t->syms[t->nsyms++];
+        memset(s, 0, sizeof *s);
+        s->sym = sym;
+        s->weight = weight;
+        s->score = weight * sym->score;
+        t->sym_pos[sym->id] = (uint32_t)t->nsyms;
+    }
+    for (size_t i = 0; i < nopts; i++)
+        if (opts[i]) add_option(t, s, opts[i]);
+    return 0;
+}
+
+int as_task_add_symbol(struct as_task *t, const char *name, double weight, ...)
+{
+    const char *opts[MAX_SYMBOL_OPTIONS];
+    size_t n = 0;
+    va_list ap;
+    va_start(ap, weight);
+    const char *o;
+    while ((o = va_arg(ap, const char *)) != NULL)
+        if (n < MAX_SYMBOL_OPTIONS) opts[n++] = o;
+    va_end(ap);
+    return as_task_add_symbolv(t, name, weight, opts, n);
+}
+
+int as_task_has_symbol(const struct as_task *t, const char *name)
+{
+    const struct as_symbol *sym = as_symtab_find(t->e->symtab, name);
+    return sym && t->sym_pos[sym->id];
+}
+
+size_t as_task_symbol_count(const struct as_task *t) { return t->nsyms; }
+const struct as_task_symbol *as_task_symbol_at(const struct as_task *t, size_t i)
+{
+    return i < t->nsyms ? &t->syms[i] : NULL;
+}
+
+/* ---- actions, headers, results ------------------------------------------ */
+
+int as_task_force_action(struct as_task *t, enum as_action action, enum as_force_mode mode,
+                         int priority, const char *smtp_message, const char *module)
+{
+    if ((unsigned)action >= AS_ACTION__COUNT || t->finished) return -1;
+    t->forces = grow(t->pool, t->forces, t->nforces, &t->forcecap, sizeof *t->forces);
+    struct force *f = &t->forces[t->nforces++];
+    f->action = action;
+    f->mode = mode;
+    f->priority = priority;
+    f->message = smtp_message ? as_pool_strdup(t->pool, smtp_message) : NULL;
+    f->module = module ? as_pool_strdup(t->pool, module) : NULL;
+    return 0;
+}
+
+static int valid_header_name(const char *n)
+{
+    if (!*n) return 0;
+    for (; *n; n++)
+        if (*n <= 32 || *n >= 127 || *n == ':') return 0;
+    return 1;
+}
+
+int as_task_add_header(struct as_task *t, const char *name, const char *value, int order)
+{
+    if (!valid_header_name(name) || !value) return -1;
+    t->hdr_add = grow(t->pool, t->hdr_add, t->nadd, &t->addcap, sizeof *t->hdr_add);
+    t->hdr_add[t->nadd++] = (struct as_task_header_op){
+        as_pool_strdup(t->pool, name), as_pool_strdup(t->pool, value), order };
+    return 0;
+}
+
+int as_task_remove_header(struct as_task *t, const char *name, int index)
+{
+    if (!valid_header_name(name)) return -1;
+    t->hdr_del = grow(t->pool, t->hdr_del, t->ndel, &t->delcap, sizeof *t->hdr_del);
+    t->hdr_del[t->ndel++] = (struct as_task_header_op){ as_pool_strdup(t->pool, name), NULL,
+                                                        index };
+    return 0;
+}
+
+size_t as_task_header_ops(const struct as_task *t, const struct as_task_header_op **ops,
+                          int removals)
+{
+    *ops = removals ? t->hdr_del : t->hdr_add;
+    return removals ? t->ndel : t->nadd;
+}
+
+int as_task_set_result(struct as_task *t, const char *key, const void *value)
+{
+    for (size_t i = 0; i < t->nresults; i++)
+        if (strcmp(t->results[i].key, key) == 0) {
+            t->results[i].value = value;
+            return 0;
+        }
+    t->results = grow(t->pool, t->results, t->nresults, &t->rescap, sizeof *t->results);
+    t->results[t->nresults++] = (struct result){ as_pool_strdup(t->pool, key), value };
+    return 0;
+}
+
+const void *as_task_get_result(const struct as_task *t, const char *key)
+{
+    for (size_t i = 0; i < t->nresults; i++)
+        if (strcmp(t->results[i].key, key) == 0) return t->results[i].value;
+    return NULL;
+}
+
+/* ---- async operations ---------------------------------------------------- */
+
+struct as_async *as_task_async_begin(struct as_task *t, as_cancel_fn cancel, void *arg)
+{
+    if (t->finished) return NULL;
+    struct as_async *op = as_pool_alloc(t->pool, sizeof *op);
+    op->plugin = t->current;
+    op->cancel = cancel;
+    op->arg = arg;
+    op->active = 1;
+    op->next = &t->ops;
+    op->prev = t->ops.prev;
+    t->ops.prev->next = op;
+    t->ops.prev = op;
+    if (op->plugin != NO_PLUGIN) t->runs[op->plugin].pending++;
+    else as_task_log(t, AS_LOG_WARN, "async operation begun outside any plugin");
+    return op;
+}
+
+void as_task_async_enter(struct as_task *t, struct as_async *op)
+{
+    if (op && op->active) t->current = op->plugin;
+}
+
+void as_task_async_end(struct as_task *t, struct as_async *op)
+{
+    if (!op || !op->active) return;
+    op->prev->next = op->next;
+    op->next->prev = op->prev;
+    op->active = 0;
+    /* Work the caller starts next (in the same callback) is its plugin's. */
+    t->current = op->plugin;
+    if (op->plugin != NO_PLUGIN && t->runs[op->plugin].pending &&
+        --t->runs[op->plugin].pending == 0)
+        event_active(t->step_ev, EV_TIMEOUT, 0);
+}
+
+/* ---- scheduling and verdict ---------------------------------------------- */
+
+static void compute_verdict(struct as_task *t)
+{
+    struct as_verdict *v = &t->verdict;
+    const struct as_actions *acts = &t->e->actions;
+    double score = 0;
+    for (size_t i = 0; i < t->nsyms; i++) score += t->syms[i].score;
+    v->score = score;
+    v->required_score = as_actions_required_score(acts);
+    enum as_action a = as_actions_for_score(acts, score);
+    const struct force *by = NULL;
+
+    /* Forces in increasing priority; at equal priority LEAST before EXACT
+     * so an EXACT of the same priority has the last word.  Few forces per
+     * task, so a selection pass per priority level is fine. */
+    int last_prio = INT32_MIN;
+    for (;;) {
+        int prio = INT32_MAX;
+        int found = 0;
+        for (size_t i = 0; i < t->nforces; i++)
+            if (t->forces[i].priority > last_prio && t->forces[i].priority <= prio) {
+                prio = t->forces[i].priority;
+                found = 1;
+            }
+        if (!found) break;
+        for (int pass = 0; pass < 2; pass++)
+            for (size_t i = 0; i < t->nforces; i++) {
+                const struct force *f = &t->forces[i];
+                if (f->priority != prio) continue;
+                if (pass == 0 && f->mode == AS_FORCE_LEAST && f->action >= a) {
+                    if (f->action > a || !by) by = f;
+                    a = f->action;
+                } else if (pass == 1 && f->mode == AS_FORCE_EXACT) {
+                    a = f->action;
+                    by = f;
+                }
+            }
+        last_prio = prio;
+    }
+    v->action = a;
+    v->forced_by = by && by->action == a ? by->module : NULL;
+    v->smtp_message = (by && by->action == a && by->message) ? by->message : acts->message[a];
+}
+
+static void finish(struct as_task *t)
+{
+    if (t->finished) return;
+    t->finished = 1;
+    event_del(t->deadline_ev);
+    compute_verdict(t);
+    t->e->stats.scanned++;
+    t->e->stats.actions[t->verdict.action]++;
+    if (t->verdict.timed_out) t->e->stats.timeouts++;
+    if (t->done) t->done(t, t->done_arg);
+}
+
+static int deps_done(const struct as_task *t, const struct as_engine_plugin *p)
+{
+    for (size_t d = 0; d < p->ndeps; d++)
+        if (t->runs[p->deps[d]].state != PS_DONE) return 0;
+    return 1;
+}
+
+static void step(struct as_task *t)
+{
+    if (t->finished) return;
+    struct as_engine *e = t->e;
+    int progress = 1, all_done = 0;
+    while (progress) {
+        progress = 0;
+        all_done = 1;
+        for (size_t i = 0; i < e->nplugins; i++) {
+            struct plugin_run *r = &t->runs[i];
+            if (r->state == PS_RUNNING && r->pending == 0) {
+                r->state = PS_DONE;
+                progress = 1;
+            }
+            if (r->state == PS_IDLE && deps_done(t, &e->plugins[i])) {
+                r->state = PS_RUNNING;
+                const struct as_engine_plugin *p = &e->plugins[i];
+                if (p->def->scan) {
+                    t->current = i;
+                    p->def->scan(t, p->state);
+                    t->current = NO_PLUGIN;
+                }
+                if (r->pending == 0) r->state = PS_DONE;
+                progress = 1;
+            }
+            if (r->state != PS_DONE && r->state != PS_SKIPPED) all_done = 0;
+        }
+    }
+    t->current = NO_PLUGIN;
+    if (all_done) finish(t);
+}
+
+static void step_cb(evutil_socket_t fd, short what, void *arg)
+{
+    AS_UNUSED(fd);
+    AS_UNUSED(what);
+    step(arg);
+}
+
+static void deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    AS_UNUSED(fd);
+    AS_UNUSED(what);
+    struct as_task *t = arg;
+    struct as_engine *e = t->e;
+    const char *late[64];
+    size_t nlate = 0;
+    for (size_t i = 0; i < e->nplugins; i++) {
+        if (t->runs[i].state == PS_DONE) continue;
+        if (t->runs[i].state == PS_RUNNING && nlate < AS_ARRAY_LEN(late))
+            late[nlate++] = e->plugins[i].def->name;
+        t->runs[i].state = PS_SKIPPED;
+    }
+    cancel_ops(t);
+    as_task_log(t, AS_LOG_WARN, "scan deadline (%.1fs) reached; %zu plugin(s) cut short",
+                e->limits.scan_timeout, nlate);
+    t->verdict.timed_out = 1;
+    if (e->sym_timeout) as_task_add_symbolv(t, e->sym_timeout->name, 1.0, late, nlate);
+    finish(t);
+}
+
+void as_task_run(struct as_task *t, as_task_done_cb done, void *arg)
+{
+    t->done = done;
+    t->done_arg = arg;
+    t->started = 1;
+    double to = t->e->limits.scan_timeout;
+    if (to > 0) {
+        struct timeval tv = { (time_t)to, (suseconds_t)((to - (double)(time_t)to) * 1e6) };
+        evtimer_add(t->deadline_ev, &tv);
+    }
+    event_active(t->step_ev, EV_TIMEOUT, 0);
+}
+
+const struct as_verdict *as_task_verdict(const struct as_task *t) { return &t->verdict; }

@@ -1,0 +1,92 @@
+/*
+ * task.h - a scan task: one message going through the plugin pipeline.
+ *
+ * Life of a task:
+ *   as_task_new()            pool, id, empty envelope
+ *   as_task_envelope_mut()   the protocol layer fills the envelope
+ *   as_task_set_message()    header block parsed (limits checked here)
+ *   as_task_run()            plugins are scheduled in dependency order; each
+ *                            runs when all its dependencies have finished;
+ *                            independent plugins overlap their async work
+ *   done(task, arg)          all plugins finished, or the scan deadline hit
+ *                            (then outstanding operations are cancelled);
+ *                            the verdict is final and can be read
+ *   as_task_free()           pool destroyed; everything goes with it
+ * as_task_free() may also be called at any time before done (client gone):
+ * outstanding operations are cancelled and done is never called.
+ *
+ * Ownership: the task owns its pool; the message buffer passed to
+ * as_task_set_message() must outlive the task.
+ */
+#ifndef AS_TASK_H
+#define AS_TASK_H
+
+#include <stddef.h>
+#include "authscan/plugin.h"
+#include "message.h"
+
+struct as_engine;
+struct as_resolver;
+struct as_symbol;
+
+/* One symbol in the result. */
+struct as_task_symbol {
+    const struct as_symbol *sym;   /* name, group, description, configured score */
+    double weight;                 /* multiplier given by the plugin */
+    double score;                  /* weight * configured score */
+    const char **opts;
+    size_t nopts;
+};
+
+struct as_task_header_op {
+    const char *name;
+    const char *value;            /* NULL for a removal */
+    int order_or_index;
+};
+
+struct as_verdict {
+    enum as_action action;
+    double score;
+    double required_score;        /* the reject threshold */
+    const char *smtp_message;     /* NULL for no action */
+    const char *forced_by;        /* module that forced the action, or NULL */
+    int is_skipped;
+    int timed_out;                /* the scan deadline cut plugins short */
+};
+
+struct as_task *as_task_new(struct as_engine *e);
+void as_task_free(struct as_task *t);
+struct as_envelope *as_task_envelope_mut(struct as_task *t);
+/* Parses "1.2.3.4" / "2001:db8::1" / "::ffff:1.2.3.4" into env (pool copy).
+ * Returns 0 or -1 if not an IP address. */
+int as_task_set_ip(struct as_task *t, const char *ip);
+/* Sets MAIL FROM, mapping "<>" and "" to the null sender and stripping
+ * angle brackets. */
+void as_task_set_mail_from(struct as_task *t, const char *from);
+void as_task_add_rcpt(struct as_task *t, const char *rcpt);
+
+/* Returns AS_MSG_OK or a limit error (err says which). */
+enum as_msg_error as_task_set_message(struct as_task *t, const char *data, size_t len,
+                                      char *err, size_t errlen);
+
+typedef void (*as_task_done_cb)(struct as_task *t, void *arg);
+void as_task_run(struct as_task *t, as_task_done_cb done, void *arg);
+
+const struct as_verdict *as_task_verdict(const struct as_task *t);
+size_t as_task_symbol_count(const struct as_task *t);
+const struct as_task_symbol *as_task_symbol_at(const struct as_task *t, size_t i);
+size_t as_task_header_ops(const struct as_task *t, const struct as_task_header_op **ops,
+                          int removals);
+double as_task_elapsed(const struct as_task *t);     /* seconds since as_task_new */
+struct as_engine *as_task_engine(const struct as_task *t);
+
+/* ---- for core services that run asynchronous work for plugins (dns.c) ---- */
+struct as_resolver *as_task_resolver(const struct as_task *t);
+/* A per-task slot the DNS layer uses for its pinned answers and budget. */
+void **as_task_dns_slot(struct as_task *t);
+/* Before running a plugin's completion callback for op: makes the plugin
+ * that began op the current one, so operations started from the callback
+ * are counted against it.  Follow the callback with as_task_async_end(). */
+void as_task_async_enter(struct as_task *t, struct as_async *op);
+
+#endif

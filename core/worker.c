@@ -1,0 +1,248 @@
+/*
+ * worker.c - see worker.h.
+ */
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "dns.h"
+#include "engine.h"
+#include "http.h"
+#include "log.h"
+#include "proto.h"
+#include "task.h"
+#include "worker.h"
+#include "util.h"
+
+struct worker {
+    struct event_base *base;
+    struct as_engine *engine;
+    struct as_http_server *http;
+    struct event *sig_term, *sig_quit, *parent_ev, *force_exit;
+    int draining;
+};
+
+struct scan_req {
+    struct worker *w;
+    struct as_http_conn *conn;
+    struct as_task *task;
+};
+
+static void reply_text(struct as_http_conn *c, int status, const char *type, struct sbuf *b)
+{
+    as_http_reply(c, status, type, b->data ? b->data : "", b->len, NULL);
+}
+
+static void reply_error(struct worker *w, struct as_http_conn *c, int status, const char *msg)
+{
+    struct sbuf b = {0};
+    as_proto_write_error(&b, msg);
+    reply_text(c, status, "application/json", &b);
+    sbuf_free(&b);
+    w->engine->stats.errors++;
+}
+
+static void log_verdict(const struct as_task *t)
+{
+    const struct as_verdict *v = as_task_verdict(t);
+    const struct as_envelope *env = as_task_envelope(t);
+    struct sbuf syms = {0};
+    for (size_t i = 0; i < as_task_symbol_count(t); i++) {
+        const struct as_task_symbol *s = as_task_symbol_at(t, i);
+        sbuf_printf(&syms, "%s%s(%.2f)", i ? "," : "", s->sym->name, s->score);
+    }
+    as_task_log(t, AS_LOG_INFO, "ip=%s from=%s qid=%s action=\"%s\" score=%.2f/%.2f "
+                "symbols=[%s] time=%.3fms%s",
+                env->ip ? env->ip : "-", env->mail_from ? env->mail_from : "-",
+                env->queue_id ? env->queue_id : "-", as_action_name(v->action), v->score,
+                v->required_score, syms.data ? syms.data : "", as_task_elapsed(t) * 1000,
+                v->timed_out ? " timed_out" : "");
+    sbuf_free(&syms);
+}
+
+static void scan_done(struct as_task *t, void *arg)
+{
+    struct scan_req *r = arg;
+    struct sbuf b = {0};
+    as_proto_write_checkv2(t, &b);
+    as_http_conn_on_close(r->conn, NULL, NULL);
+    reply_text(r->conn, 200, "application/json", &b);
+    sbuf_free(&b);
+    log_verdict(t);
+    as_task_free(t);   /* r lives in the task pool: gone now */
+}
+
+static void scan_abandoned(void *arg)
+{
+    struct scan_req *r = arg;
+    as_task_log(r->task, AS_LOG_NOTICE, "client went away after %.3fms; scan cancelled",
+                as_task_elapsed(r->task) * 1000);
+    as_task_free(r->task);
+}
+
+static void write_stat(struct worker *w, struct sbuf *b)
+{
+    const struct as_engine_stats *st = &w->engine->stats;
+    struct as_resolver_stats ds;
+    as_resolver_get_stats(w->engine->resolver, &ds);
+    sbuf_printf(b, "{\"pid\":%d,\"scanned\":%llu,\"errors\":%llu,\"timeouts\":%llu,\"actions\":{",
+                (int)getpid(), (unsigned long long)st->scanned, (unsigned long long)st->errors,
+                (unsigned long long)st->timeouts);
+    for (int a = 0; a < AS_ACTION__COUNT; a++)
+        sbuf_printf(b, "%s\"%s\":%llu", a ? "," : "", as_action_name((enum as_action)a),
+                    (unsigned long long)st->actions[a]);
+    sbuf_printf(b, "},\"dns\":{\"queries\":%llu,\"cache_hits\":%llu,\"dedup_hits\":%llu,"
+                "\"sent\":%llu,\"timeouts\":%llu,\"failures\":%llu}}\n",
+                (unsigned long long)ds.queries, (unsigned long long)ds.cache_hits,
+                (unsigned long long)ds.dedup_hits, (unsigned long long)ds.sent,
+                (unsigned long long)ds.timeouts, (unsigned long long)ds.failures);
+}
+
+static int path_is(const char *path, const char *want)
+{
+    return as_strcaseeq(path, want);
+}
+
+static void handle_request(struct as_http_conn *c, const struct as_http_request *req, void *arg)
+{
+    struct worker *w = arg;
+    if (path_is(req->path, "/ping")) {
+        as_http_reply(c, 200, "text/plain", "pong\r\n", 6, NULL);
+        return;
+    }
+    if (path_is(req->path, "/stat")) {
+        struct sbuf b = {0};
+        write_stat(w, &b);
+        reply_text(c, 200, "application/json", &b);
+        sbuf_free(&b);
+        return;
+    }
+    if (!path_is(req->path, "/checkv2")) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "unknown command '%.200s' (this server speaks /checkv2, "
+                 "/ping and /stat)", req->path);
+        reply_error(w, c, 404, msg);
+        return;
+    }
+    if (strcmp(req->method, "POST") != 0) {
+        reply_error(w, c, 405, "/checkv2 takes POST with the message as body");
+        return;
+    }
+    struct as_task *t = as_task_new(w->engine);
+    char err[256] = "";
+    int status = as_proto_fill_task(t, req, err, sizeof err);
+    if (status) {
+        as_task_log(t, AS_LOG_NOTICE, "rejected request from %s: %s", req->peer, err);
+        as_task_free(t);
+        reply_error(w, c, status, err);
+        return;
+    }
+    struct scan_req *r = as_pool_alloc(as_task_pool(t), sizeof *r);
+    r->w = w;
+    r->conn = c;
+    r->task = t;
+    as_http_conn_on_close(c, scan_abandoned, r);
+    as_task_run(t, scan_done, r);
+}
+
+static void drained(void *arg)
+{
+    struct worker *w = arg;
+    event_base_loopexit(w->base, NULL);
+}
+
+static void force_exit_cb(evutil_socket_t fd, short what, void *arg)
+{
+    AS_UNUSED(fd);
+    AS_UNUSED(what);
+    struct worker *w = arg;
+    as_log(AS_LOG_WARN, "drain did not finish in time; exiting with %zu scan(s) in flight",
+           as_http_server_active(w->http));
+    event_base_loopexit(w->base, NULL);
+}
+
+static void start_drain(struct worker *w, const char *why)
+{
+    if (w->draining) return;
+    w->draining = 1;
+    as_log(AS_LOG_INFO, "draining (%s)", why);
+    double to = as_config_duration(w->engine->cfg, "shutdown_timeout", 30);
+    struct timeval tv = { (time_t)to, (suseconds_t)((to - (double)(time_t)to) * 1e6) };
+    w->force_exit = evtimer_new(w->base, force_exit_cb, w);
+    evtimer_add(w->force_exit, &tv);
+    as_http_server_drain(w->http, drained, w);
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    AS_UNUSED(what);
+    start_drain(arg, sig == SIGTERM ? "SIGTERM" : "SIGQUIT");
+}
+
+static void parent_cb(evutil_socket_t fd, short what, void *arg)
+{
+    AS_UNUSED(what);
+    char buf[16];
+    if (read(fd, buf, sizeof buf) <= 0) start_drain(arg, "master is gone");
+}
+
+void as_worker_main(struct as_config *cfg, const int *fds, size_t nfds, int ready_fd, int index)
+{
+    char role[32];
+    snprintf(role, sizeof role, "worker#%d", index);
+    as_log_set_role(role);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGINT, SIG_IGN);   /* ^C reaches the whole group: the master decides */
+
+    struct worker w = {0};
+    w.base = event_base_new();
+    if (!w.base) as_oom();
+    char err[1024];
+    w.engine = as_engine_new(w.base, cfg, err, sizeof err);
+    if (!w.engine) {
+        as_log(AS_LOG_ERR, "%s", err);
+        _exit(AS_WORKER_EXIT_CONFIG);
+    }
+    struct as_http_limits lim = {
+        .max_header_bytes = 64 * 1024,
+        .max_headers = 256,
+        .max_body = (size_t)w.engine->limits.max_message_size,
+        .read_timeout = w.engine->limits.read_timeout,
+        .idle_timeout = w.engine->limits.idle_timeout,
+        .write_timeout = 30,
+        .max_connections = w.engine->limits.max_connections,
+    };
+    w.http = as_http_server_new(w.base, &lim, handle_request, &w);
+    for (size_t i = 0; i < nfds; i++)
+        if (as_http_server_add_listener(w.http, fds[i]) < 0) {
+            as_log(AS_LOG_ERR, "cannot accept on inherited socket %d", fds[i]);
+            _exit(AS_WORKER_EXIT_CONFIG);
+        }
+    w.sig_term = evsignal_new(w.base, SIGTERM, signal_cb, &w);
+    w.sig_quit = evsignal_new(w.base, SIGQUIT, signal_cb, &w);
+    evsignal_add(w.sig_term, NULL);
+    evsignal_add(w.sig_quit, NULL);
+    if (ready_fd >= 0) {
+        /* The same pipe tells us when the master dies (EOF on read). */
+        w.parent_ev = event_new(w.base, ready_fd, EV_READ | EV_PERSIST, parent_cb, &w);
+        event_add(w.parent_ev, NULL);
+        char c = 'R';
+        if (write(ready_fd, &c, 1) != 1) as_log(AS_LOG_WARN, "cannot notify master");
+    }
+    as_log(AS_LOG_INFO, "ready: %zu plugin(s), %zu symbol(s)", w.engine->nplugins,
+           as_symtab_count(w.engine->symtab));
+    event_base_dispatch(w.base);
+
+    as_http_server_free(w.http);
+    if (w.parent_ev) event_free(w.parent_ev);
+    if (w.force_exit) event_free(w.force_exit);
+    event_free(w.sig_term);
+    event_free(w.sig_quit);
+    as_engine_free(w.engine);
+    event_base_free(w.base);
+    as_log(AS_LOG_INFO, "exiting");
+    exit(0);
+}

@@ -1,0 +1,27 @@
+/*
+ * worker.h - one scanning worker process.
+ *
+ * A worker owns an event_base, an engine (built after fork from the
+ * config the master validated) and an HTTP server accepting on the
+ * listening sockets it inherited.  It tells the master it is ready by
+ * writing one byte to ready_fd, then serves until:
+ *   SIGTERM/SIGQUIT  drain: stop accepting, finish in-flight scans (each
+ *                    answered with Connection: close), then exit 0; after
+ *                    shutdown_timeout it exits anyway;
+ *   the master dies  (its end of the ready pipe closes): drain and exit.
+ * Exit codes: 0 normal, 78 (EX_CONFIG) if the engine could not be built.
+ */
+#ifndef AS_WORKER_H
+#define AS_WORKER_H
+
+#include <stddef.h>
+
+struct as_config;
+
+#define AS_WORKER_EXIT_CONFIG 78
+
+/* Runs a worker in the current (forked) process; never returns. */
+void as_worker_main(struct as_config *cfg, const int *fds, size_t nfds, int ready_fd,
+                    int index) __attribute__((noreturn));
+
+#endif

@@ -1,0 +1,290 @@
+/*
+ * test_dns_task.c - the plugin-facing DNS calls (as_dns_query,
+ * as_dns_pinned): pinning, the per-task budget, bad names, asynchronous
+ * delivery and cancellation when the task is freed.  Uses real tasks on a
+ * minimal engine (no plugins) and the resolver in offline mode; the
+ * offline answers are the ones test_dns checks against nsd.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <event2/event.h>
+#include "check.h"
+#include "dns.h"
+#include "engine.h"
+#include "log.h"
+#include "symbols.h"
+#include "task.h"
+#include "util.h"
+
+static struct event_base *base;
+
+struct got {
+    int calls;
+    int in_query;                       /* set while as_dns_query runs */
+    int sync;                           /* a callback ran inside as_dns_query */
+    const struct as_dns_answer *ans;
+    struct as_task *t;
+};
+
+static void on_dns(struct as_task *t, const struct as_dns_answer *ans, void *arg)
+{
+    struct got *g = arg;
+    if (g->in_query) g->sync = 1;
+    g->calls++;
+    g->ans = ans;
+    g->t = t;
+}
+
+static int query(struct as_task *t, const char *name, uint16_t type, struct got *g)
+{
+    g->in_query = 1;
+    int rc = as_dns_query(t, name, type, on_dns, g);
+    g->in_query = 0;
+    return rc;
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd; (void)what; (void)arg;
+}
+
+static void run_for(double secs)
+{
+    struct event *tick = event_new(base, -1, EV_PERSIST, tick_cb, NULL);
+    struct timeval tv = { 0, 5000 };
+    event_add(tick, &tv);
+    double end = as_now() + secs;
+    while (as_now() < end) event_base_loop(base, EVLOOP_ONCE);
+    event_free(tick);
+}
+
+static struct as_resolver *mk(unsigned max_queries, double timeout)
+{
+    struct as_resolver_config rc = {
+        .zone_file = "data/zones/offline.zone", .timeout = timeout,
+        .max_queries = max_queries, .cache_entries = 100, .max_ttl = 3600,
+        .negative_ttl = 300,
+    };
+    char err[256] = "";
+    struct as_resolver *r = as_resolver_new(base, &rc, err, sizeof err);
+    if (!r) fprintf(stderr, "%s\n", err);
+    return r;
+}
+
+static void engine_init(struct as_engine *e, struct as_resolver *r)
+{
+    memset(e, 0, sizeof *e);
+    e->base = base;
+    e->symtab = as_symtab_new();
+    e->resolver = r;
+    strcpy(e->id_prefix, "t");
+}
+
+static void test_pinning(void)
+{
+    struct as_resolver *r = mk(64, 1);
+    if (!r) { CHECK(0); return; }
+    struct as_engine e;
+    engine_init(&e, r);
+    struct as_task *t = as_task_new(&e);
+    struct as_task *t2 = as_task_new(&e);
+
+    struct got a = {0}, b = {0}, c = {0}, other = {0};
+    CHECK_INT(query(t, "multi.example", AS_DNS_TXT, &a), 0);
+    CHECK_INT(a.calls, 0);
+    CHECK(as_dns_pinned(t, "multi.example", AS_DNS_TXT) == NULL);
+    run_for(0.05);
+    CHECK_INT(a.calls, 1);
+    CHECK_INT(a.sync, 0);
+    CHECK(a.t == t);
+    CHECK(a.ans != NULL);
+    if (!a.ans) return;
+    CHECK_INT(a.ans->status, AS_DNS_OK);
+    CHECK_STR(a.ans->rr[0].d.txt.joined.ptr, "first part second partthird");
+
+    struct as_resolver_stats st0, st1;
+    as_resolver_get_stats(r, &st0);
+    /* the second ask, however spelled, gets the very same answer */
+    CHECK_INT(query(t, "Multi.Example.", AS_DNS_TXT, &b), 0);
+    CHECK_INT(b.calls, 0);                         /* still asynchronous */
+    run_for(0.05);
+    CHECK_INT(b.calls, 1);
+    CHECK(b.ans == a.ans);
+    CHECK(as_dns_pinned(t, "MULTI.example", AS_DNS_TXT) == a.ans);
+    CHECK(as_dns_pinned(t, "multi.example", AS_DNS_A) == NULL);
+    CHECK(as_dns_pinned(t, "bad..name", AS_DNS_A) == NULL);
+    as_resolver_get_stats(r, &st1);
+    CHECK_INT(st1.queries, st0.queries);           /* served by the pin */
+
+    /* another task has its own copy */
+    query(t2, "multi.example", AS_DNS_TXT, &other);
+    run_for(0.05);
+    CHECK_INT(other.calls, 1);
+    CHECK(other.ans && other.ans != a.ans);
+    CHECK(as_dns_pinned(t2, "multi.example", AS_DNS_TXT) == other.ans);
+
+    /* negative answers are pinned too */
+    query(t, "nope.example", AS_DNS_A, &c);
+    run_for(0.05);
+    CHECK_INT(c.ans ? c.ans->status : 99, AS_DNS_NXDOMAIN);
+    CHECK(as_dns_pinned(t, "nope.example", AS_DNS_A) == c.ans);
+
+    /* unsupported type and NULL arguments: not started */
+    struct got z = {0};
+    CHECK_INT(as_dns_query(t, "example", 6, on_dns, &z), -1);
+    CHECK_INT(as_dns_query(t, NULL, AS_DNS_A, on_dns, &z), -1);
+    CHECK_INT(as_dns_query(t, "example", AS_DNS_A, NULL, &z), -1);
+    run_for(0.02);
+    CHECK_INT(z.calls, 0);
+
+    /* the answer lives in the task pool: it survives the resolver */
+    const struct as_dns_answer *keep = a.ans;
+    as_resolver_free(r);
+    e.resolver = NULL;
+    CHECK_STR(keep->rr[0].d.txt.strings[1].ptr, "second part");
+    CHECK_STR(keep->name, "multi.example");
+    as_task_free(t);
+    as_task_free(t2);
+    as_symtab_free(e.symtab);
+}
+
+static void test_budget(void)
+{
+    struct as_resolver *r = mk(3, 1);
+    if (!r) { CHECK(0); return; }
+    struct as_engine e;
+    engine_init(&e, r);
+    struct as_task *t = as_task_new(&e);
+
+    struct got g[8];
+    memset(g, 0, sizeof g);
+    query(t, "example", AS_DNS_A, &g[0]);
+    query(t, "example", AS_DNS_A, &g[1]);           /* in flight in this task: free */
+    query(t, "www.example", AS_DNS_A, &g[2]);
+    query(t, "bad..name", AS_DNS_A, &g[3]);          /* never sent: free */
+    query(t, "mail.example", AS_DNS_A, &g[4]);       /* third counted query */
+    query(t, "mx1.example", AS_DNS_A, &g[5]);        /* over budget */
+    for (int i = 0; i < 6; i++) CHECK_INT(g[i].calls, 0);
+    run_for(0.05);
+    for (int i = 0; i < 6; i++) {
+        CHECK_INT(g[i].calls, 1);
+        CHECK_INT(g[i].sync, 0);
+    }
+    CHECK_INT(g[0].ans->status, AS_DNS_OK);
+    CHECK(g[1].ans == g[0].ans);                     /* pinned on arrival */
+    CHECK_INT(g[2].ans->status, AS_DNS_OK);
+    CHECK_INT(g[3].ans->status, AS_DNS_BADNAME);
+    CHECK_STR(g[3].ans->name, "bad..name");
+    CHECK_INT(g[4].ans->status, AS_DNS_OK);
+    CHECK_INT(g[5].ans->status, AS_DNS_BUDGET);
+    CHECK_STR(g[5].ans->name, "mx1.example");
+    CHECK(as_dns_pinned(t, "mx1.example", AS_DNS_A) == NULL);   /* budget is not pinned */
+
+    /* pinned names are still answered after the budget is gone */
+    struct got p = {0}, q = {0};
+    query(t, "www.example", AS_DNS_A, &p);
+    query(t, "mx2.example", AS_DNS_A, &q);
+    run_for(0.05);
+    CHECK(p.ans == g[2].ans);
+    CHECK_INT(q.ans ? q.ans->status : 99, AS_DNS_BUDGET);
+
+    struct as_resolver_stats st;
+    as_resolver_get_stats(r, &st);
+    CHECK_INT(st.budget_exhausted, 2);
+    CHECK_INT(st.badnames, 1);
+
+    /* the budget is per task */
+    struct as_task *t2 = as_task_new(&e);
+    struct got n = {0};
+    query(t2, "mx1.example", AS_DNS_A, &n);
+    run_for(0.05);
+    CHECK_INT(n.ans ? n.ans->status : 99, AS_DNS_OK);
+    as_task_free(t2);
+    as_task_free(t);
+    as_resolver_free(r);
+    as_symtab_free(e.symtab);
+}
+
+/* A callback may start further queries. */
+struct chain {
+    int step;
+    const struct as_dns_answer *last;
+};
+
+static void chain_cb(struct as_task *t, const struct as_dns_answer *ans, void *arg)
+{
+    struct chain *c = arg;
+    c->step++;
+    c->last = ans;
+    if (c->step == 1 && ans->status == AS_DNS_OK && ans->nrr)
+        as_dns_query(t, ans->rr[0].d.mx.host, AS_DNS_A, chain_cb, c);
+}
+
+static void test_chain_and_cancel(void)
+{
+    struct as_resolver *r = mk(64, 0.2);
+    if (!r) { CHECK(0); return; }
+    struct as_engine e;
+    engine_init(&e, r);
+    struct as_task *t = as_task_new(&e);
+    struct chain c = {0};
+    CHECK_INT(as_dns_query(t, "example", AS_DNS_MX, chain_cb, &c), 0);
+    run_for(0.05);
+    CHECK_INT(c.step, 2);
+    CHECK_INT(c.last ? c.last->nrr : 0, 1);
+    as_task_free(t);
+
+    /* freeing a task cancels what is outstanding: a query waiting for its
+     * deadline, one with an answer ready, and a pinned re-delivery */
+    t = as_task_new(&e);
+    struct got slow = {0}, ready = {0}, pin1 = {0}, pin2 = {0};
+    query(t, "www.example", AS_DNS_A, &pin1);
+    run_for(0.05);
+    CHECK_INT(pin1.calls, 1);
+    query(t, "slow.example", AS_DNS_TXT, &slow);
+    query(t, "example", AS_DNS_TXT, &ready);
+    query(t, "www.example", AS_DNS_A, &pin2);
+    as_task_free(t);
+    run_for(0.4);
+    CHECK_INT(slow.calls, 0);
+    CHECK_INT(ready.calls, 0);
+    CHECK_INT(pin2.calls, 0);
+
+    /* and a task that waits gets TIMEOUT at the resolver's deadline */
+    t = as_task_new(&e);
+    struct got late = {0};
+    double t0 = as_now();
+    query(t, "slow.example", AS_DNS_TXT, &late);
+    while (!late.calls && as_now() - t0 < 2) run_for(0.01);
+    CHECK_INT(late.ans ? late.ans->status : 99, AS_DNS_TIMEOUT);
+    CHECK(as_now() - t0 < 0.5);
+    as_task_free(t);
+    as_resolver_free(r);
+    as_symtab_free(e.symtab);
+}
+
+static void test_status_names(void)
+{
+    CHECK_STR(as_dns_status_name(AS_DNS_OK), "ok");
+    CHECK_STR(as_dns_status_name(AS_DNS_NXDOMAIN), "nxdomain");
+    CHECK_STR(as_dns_status_name(AS_DNS_NODATA), "nodata");
+    CHECK_STR(as_dns_status_name(AS_DNS_SERVFAIL), "servfail");
+    CHECK_STR(as_dns_status_name(AS_DNS_TIMEOUT), "timeout");
+    CHECK_STR(as_dns_status_name(AS_DNS_BADNAME), "badname");
+    CHECK_STR(as_dns_status_name(AS_DNS_BUDGET), "budget");
+    CHECK_STR(as_dns_status_name((enum as_dns_status)99), "unknown");
+}
+
+int main(void)
+{
+    /* tasks without plugins warn about async work begun outside a plugin */
+    as_log_set_level(AS_LOG_ERR);
+    base = event_base_new();
+    test_status_names();
+    test_pinning();
+    test_budget();
+    test_chain_and_cancel();
+    event_base_free(base);
+    libevent_global_shutdown();
+    return check_done();
+}
