@@ -18,6 +18,7 @@
 #include "config.h"
 #include "engine.h"
 #include "log.h"
+#include "cli.h"
 #include "master.h"
 #include "proto.h"
 #include "task.h"
@@ -133,26 +134,20 @@ int main(int argc, char **argv)
         {"queue-id", required_argument, NULL, 'q'},
         {"mta-name", required_argument, NULL, 'm'},
         {"json", no_argument, NULL, 'j'},
-        {"config", required_argument, NULL, 'c'},
-        {"dns-zone", required_argument, NULL, 'Z'},
-        {"dns-server", required_argument, NULL, 'S'},
-        {"plugins-dir", required_argument, NULL, 'P'},
-        {"log-level", required_argument, NULL, 'L'},
-        {"set", required_argument, NULL, 's'},
+        AS_CLI_CONFIG_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     struct { const char *name, *value; } env[256];
     size_t nenv = 0;
-    struct as_master_options opts = {0};
-    const char **ov = xcalloc((size_t)argc * 2 + 1, sizeof *ov);
-    int nov = 0, nserver = 0, json = 0;
+    struct as_cli cli = {0};
+    int json = 0;
     int c;
     as_log_init("authscan", AS_LOG_STDERR, AS_LOG_WARN);
     optind = 2;
     while ((c = getopt_long(argc, argv, "c:s:h", longopts, NULL)) != -1) {
-        char buf[1200];
-        const char *set = NULL, *ename = NULL;
+        const char *ename = NULL;
+        if (as_cli_config_opt(&cli, c, optarg)) continue;
         switch (c) {
         case 'i': ename = "IP"; break;
         case 'H': ename = "Helo"; break;
@@ -163,33 +158,21 @@ int main(int argc, char **argv)
         case 'q': ename = "Queue-Id"; break;
         case 'm': ename = "MTA-Name"; break;
         case 'j': json = 1; break;
-        case 'c': opts.config_path = optarg; break;
-        case 'Z': snprintf(buf, sizeof buf, "dns.zone_file=%s", optarg); set = buf; break;
-        case 'S':
-            snprintf(buf, sizeof buf, "dns.servers%s=%s", nserver++ ? "+" : "", optarg);
-            set = buf;
-            break;
-        case 'P': snprintf(buf, sizeof buf, "plugins.dir=%s", optarg); set = buf; break;
-        case 'L': snprintf(buf, sizeof buf, "log.level=%s", optarg); set = buf; break;
-        case 's': set = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
-        if (set) ov[nov++] = xstrdup(set);
         if (ename && nenv < AS_ARRAY_LEN(env)) {
             env[nenv].name = ename;
             env[nenv++].value = optarg;
         }
     }
-    opts.overrides = ov;
-    opts.noverrides = nov;
     if (strcmp(cmd, "check") == 0 && optind >= argc) {
         fprintf(stderr, "authscan check: no message file given (use - for stdin)\n");
         return 2;
     }
 
     char err[1024];
-    struct as_config *cfg = as_master_load(&opts, err, sizeof err);
+    struct as_config *cfg = as_master_load(&cli.opts, err, sizeof err);
     if (!cfg) {
         fprintf(stderr, "authscan: %s\n", err);
         return 1;
@@ -252,7 +235,6 @@ int main(int argc, char **argv)
     }
     as_engine_free(e);
     event_base_free(base);
-    for (int i = 0; i < nov; i++) free((char *)ov[i]);
-    free(ov);
+    as_cli_free(&cli);
     return status;
 }

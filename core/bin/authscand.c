@@ -8,6 +8,7 @@
 #include "config.h"
 #include "engine.h"
 #include "log.h"
+#include "cli.h"
 #include "master.h"
 #include "util.h"
 
@@ -33,64 +34,42 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},
+        AS_CLI_CONFIG_LONGOPTS,
         {"check-config", no_argument, NULL, 't'},
         {"listen", required_argument, NULL, 'l'},
         {"workers", required_argument, NULL, 'w'},
         {"foreground", no_argument, NULL, 'f'},
         {"pid-file", required_argument, NULL, 'p'},
-        {"dns-zone", required_argument, NULL, 'Z'},
-        {"dns-server", required_argument, NULL, 'S'},
-        {"plugins-dir", required_argument, NULL, 'P'},
-        {"log-level", required_argument, NULL, 'L'},
-        {"set", required_argument, NULL, 's'},
         {"version", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    struct as_master_options opts = {0};
-    const char **ov = xcalloc((size_t)argc * 2 + 1, sizeof *ov);
-    int nov = 0, check = 0, nlisten = 0, nserver = 0;
+    struct as_cli cli = {0};
+    int check = 0;
     int c;
     as_log_init("authscand", AS_LOG_STDERR, AS_LOG_NOTICE);
     while ((c = getopt_long(argc, argv, "c:tl:w:fp:s:vh", longopts, NULL)) != -1) {
-        char buf[1200];
-        const char *set = NULL;
+        if (as_cli_config_opt(&cli, c, optarg)) continue;
         switch (c) {
-        case 'c': opts.config_path = optarg; break;
         case 't': check = 1; break;
-        case 'f': opts.foreground = 1; break;
-        case 'l':
-            snprintf(buf, sizeof buf, "listen%s=%s", nlisten++ ? "+" : "", optarg);
-            set = buf;
-            break;
-        case 'w': snprintf(buf, sizeof buf, "workers=%s", optarg); set = buf; break;
-        case 'p': snprintf(buf, sizeof buf, "pid_file=%s", optarg); set = buf; break;
-        case 'Z': snprintf(buf, sizeof buf, "dns.zone_file=%s", optarg); set = buf; break;
-        case 'S':
-            snprintf(buf, sizeof buf, "dns.servers%s=%s", nserver++ ? "+" : "", optarg);
-            set = buf;
-            break;
-        case 'P': snprintf(buf, sizeof buf, "plugins.dir=%s", optarg); set = buf; break;
-        case 'L': snprintf(buf, sizeof buf, "log.level=%s", optarg); set = buf; break;
-        case 's': set = optarg; break;
+        case 'f': cli.opts.foreground = 1; break;
+        case 'l': as_cli_override(&cli, "listen", optarg, AS_CLI_REPEAT_LISTEN); break;
+        case 'w': as_cli_override(&cli, "workers", optarg, AS_CLI_REPEAT_NONE); break;
+        case 'p': as_cli_override(&cli, "pid_file", optarg, AS_CLI_REPEAT_NONE); break;
         case 'v': printf("authscand %s (plugin ABI %d.%d)\n", AUTHSCAN_VERSION,
                          AS_PLUGIN_ABI_MAJOR, AS_PLUGIN_ABI_MINOR); return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
-        if (set) ov[nov++] = xstrdup(set);
     }
     if (optind < argc) {
         fprintf(stderr, "authscand: unexpected argument '%s'\n", argv[optind]);
         usage(stderr);
         return 2;
     }
-    opts.overrides = ov;
-    opts.noverrides = nov;
 
     char err[1024];
-    struct as_config *cfg = as_master_load(&opts, err, sizeof err);
+    struct as_config *cfg = as_master_load(&cli.opts, err, sizeof err);
     if (!cfg) {
         fprintf(stderr, "authscand: %s\n", err);
         return 1;
@@ -104,8 +83,7 @@ int main(int argc, char **argv)
     as_log_parse_level(as_config_str(cfg, "log.level", "notice"), &lv);
     const char *target = as_config_str(cfg, "log.target", "stderr");
     as_log_init("authscand", strcmp(target, "syslog") == 0 ? AS_LOG_SYSLOG : AS_LOG_STDERR, lv);
-    int rc = as_master_run(cfg, &opts);
-    for (int i = 0; i < nov; i++) free((char *)ov[i]);
-    free(ov);
+    int rc = as_master_run(cfg, &cli.opts);
+    as_cli_free(&cli);
     return rc;
 }
