@@ -81,20 +81,36 @@ struct as_config {
 /* ------------------------------------------------------------------ */
 /* Messages                                                            */
 
+static void cfg_verr(char *err, size_t errlen, const char *file, int line,
+                     const char *fmt, va_list ap)
+{
+    if (!err || !errlen) return;
+    int n = line > 0 ? snprintf(err, errlen, "%s:%d: ", file, line)
+                     : snprintf(err, errlen, "%s: ", file);
+    if (n < 0 || (size_t)n >= errlen) return;
+    vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+}
+
 static void cfg_err(char *err, size_t errlen, const char *file, int line,
                     const char *fmt, ...) AS_PRINTF(5, 6);
 
 static void cfg_err(char *err, size_t errlen, const char *file, int line,
                     const char *fmt, ...)
 {
-    if (!err || !errlen) return;
-    int n = line > 0 ? snprintf(err, errlen, "%s:%d: ", file, line)
-                     : snprintf(err, errlen, "%s: ", file);
-    if (n < 0 || (size_t)n >= errlen) return;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+    cfg_verr(err, errlen, file, line, fmt, ap);
     va_end(ap);
+}
+
+int as_config_error(char *err, size_t errlen, const struct as_config_entry *e,
+                    const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    cfg_verr(err, errlen, e ? e->file : "configuration", e ? e->line : 0, fmt, ap);
+    va_end(ap);
+    return -1;
 }
 
 /* A value as shown in a message: long ones are cut so the key and the

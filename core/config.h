@@ -139,6 +139,11 @@ unsigned long long as_config_size(const struct as_config *cfg, const char *key,
 size_t as_config_list(const struct as_config *cfg, const char *key,
                       const char *const **items);
 
+/* Formats "file:line: message" (or "command line: message") for an error
+ * about entry e (NULL: no location) into err; returns -1 for convenience. */
+int as_config_error(char *err, size_t errlen, const struct as_config_entry *e,
+                    const char *fmt, ...) AS_PRINTF(4, 5);
+
 /* Value parsers shared with the plugin option code: return 0 or -1. */
 int as_parse_bool(const char *s, int *out);
 int as_parse_int(const char *s, long long *out);

@@ -765,6 +765,25 @@ static int resolver_setup_unbound(struct as_resolver *r, const struct as_resolve
     return 0;
 }
 
+int as_dns_config_check(const struct as_config *cfg, char *err, size_t errlen)
+{
+    const struct as_config_entry *e = as_config_find(cfg, "dns.timeout");
+    double to;
+    if (e && (as_parse_duration(e->value, &to) < 0 || !(to > 0 && to <= 3600)))
+        return as_config_error(err, errlen, e, "bad value '%s' for 'dns.timeout': expected a "
+                               "duration above 0 and at most 1h", e->value);
+    const char *const *servers;
+    size_t n = as_config_list(cfg, "dns.servers", &servers);
+    for (size_t i = 0; i < n; i++) {
+        char fwd[128];
+        if (server_to_fwd(servers[i], fwd, sizeof fwd) < 0)
+            return as_config_error(err, errlen, as_config_find(cfg, "dns.servers"),
+                                   "bad value '%s' in 'dns.servers': expected an IP address "
+                                   "with an optional :port", servers[i]);
+    }
+    return 0;
+}
+
 struct as_resolver *as_resolver_new(struct event_base *base,
                                     const struct as_resolver_config *rc,
                                     char *err, size_t errlen)

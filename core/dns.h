@@ -55,6 +55,9 @@ struct as_resolver_config {
 /* Config keys under "dns." (relative to that prefix), for as_config_check(). */
 extern const struct as_config_key as_dns_config_keys[];
 extern const size_t as_dns_config_nkeys;
+/* Checks what the schema cannot (timeout range, server syntax), naming
+ * the file and line of the offending entry.  Returns 0 or -1 with err. */
+int as_dns_config_check(const struct as_config *cfg, char *err, size_t errlen);
 /* Fills rc from the validated config (strings owned by cfg). */
 void as_resolver_config_from(const struct as_config *cfg, struct as_resolver_config *rc);
 

@@ -175,49 +175,40 @@ static int check_semantics(const struct as_config *cfg, char *err, size_t errlen
         const struct as_config_entry *e = as_config_at(cfg, i);
         if (strncmp(e->key, "actions.", 8) == 0) {
             double d;
-            if (as_action_parse(e->key + 8) < 0) {
-                snprintf(err, errlen, "%s:%d: unknown action '%s' (actions are greylist, "
-                         "add_header, rewrite_subject, quarantine, soft_reject, reject)",
-                         e->file, e->line, e->key + 8);
-                return -1;
-            }
+            if (as_action_parse(e->key + 8) < 0)
+                return as_config_error(err, errlen, e, "unknown action '%s' (actions are "
+                                       "greylist, add_header, rewrite_subject, quarantine, "
+                                       "soft_reject, reject)", e->key + 8);
             if (!as_strcaseeq(e->value, "none") && !as_strcaseeq(e->value, "off") &&
-                as_parse_double(e->value, &d) < 0) {
-                snprintf(err, errlen, "%s:%d: bad value '%s' for '%s': expected a score or none",
-                         e->file, e->line, e->value, e->key);
-                return -1;
-            }
+                as_parse_double(e->value, &d) < 0)
+                return as_config_error(err, errlen, e, "bad value '%s' for '%s': expected a "
+                                       "score or none", e->value, e->key);
         } else if (strncmp(e->key, "messages.", 9) == 0 && as_action_parse(e->key + 9) < 0) {
-            snprintf(err, errlen, "%s:%d: unknown action '%s'", e->file, e->line, e->key + 9);
-            return -1;
+            return as_config_error(err, errlen, e, "unknown action '%s'", e->key + 9);
         } else if (strcmp(e->key, "log.level") == 0) {
             enum as_log_level lv;
-            if (as_log_parse_level(e->value, &lv) < 0) {
-                snprintf(err, errlen, "%s:%d: bad value '%s' for 'log.level': expected error, "
-                         "warning, notice, info or debug", e->file, e->line, e->value);
-                return -1;
-            }
+            if (as_log_parse_level(e->value, &lv) < 0)
+                return as_config_error(err, errlen, e, "bad value '%s' for 'log.level': "
+                                       "expected error, warning, notice, info or debug",
+                                       e->value);
         } else if (strcmp(e->key, "log.target") == 0 && strcmp(e->value, "stderr") != 0 &&
                    strcmp(e->value, "syslog") != 0) {
-            snprintf(err, errlen, "%s:%d: bad value '%s' for 'log.target': expected stderr or "
-                     "syslog", e->file, e->line, e->value);
-            return -1;
-        } else if (strcmp(e->key, "workers") == 0 && (atoll(e->value) < 0 || atoll(e->value) > 256)) {
-            snprintf(err, errlen, "%s:%d: bad value '%s' for 'workers': expected 0 to 256",
-                     e->file, e->line, e->value);
-            return -1;
+            return as_config_error(err, errlen, e, "bad value '%s' for 'log.target': expected "
+                                   "stderr or syslog", e->value);
+        } else if (strcmp(e->key, "workers") == 0 &&
+                   (atoll(e->value) < 0 || atoll(e->value) > 256)) {
+            return as_config_error(err, errlen, e, "bad value '%s' for 'workers': expected 0 "
+                                   "to 256", e->value);
         }
     }
+    if (as_dns_config_check(cfg, err, errlen) < 0) return -1;
     const char *const *items;
     size_t n = as_config_list(cfg, "listen", &items);
     for (size_t i = 0; i < n; i++) {
         struct as_listen_addr a;
         char lerr[256];
-        if (as_listen_parse(items[i], &a, lerr, sizeof lerr) < 0) {
-            const struct as_config_entry *e = as_config_find(cfg, "listen");
-            snprintf(err, errlen, "%s:%d: %s", e ? e->file : "listen", e ? e->line : 0, lerr);
-            return -1;
-        }
+        if (as_listen_parse(items[i], &a, lerr, sizeof lerr) < 0)
+            return as_config_error(err, errlen, as_config_find(cfg, "listen"), "%s", lerr);
     }
     return 0;
 }

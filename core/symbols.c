@@ -145,9 +145,8 @@ int as_symtab_apply_rules(struct as_symtab *st, const struct as_config *cfg,
         const char *name = e->key + sizeof pfx - 1;
         const char *dot = strrchr(name, '.');
         if (!dot || dot == name) {
-            snprintf(err, errlen, "%s:%d: expected symbols.NAME.field, got '%s'", e->file, e->line,
+            return as_config_error(err, errlen, e, "expected symbols.NAME.field, got '%s'",
                      e->key);
-            return -1;
         }
         char sname[128];
         size_t nlen = (size_t)(dot - name);
@@ -156,9 +155,7 @@ int as_symtab_apply_rules(struct as_symtab *st, const struct as_config *cfg,
         sname[nlen] = '\0';
         const char *field = dot + 1;
         if (!valid_name(sname)) {
-            snprintf(err, errlen, "%s:%d: invalid symbol name '%s' (want [A-Z0-9_]+)", e->file,
-                     e->line, sname);
-            return -1;
+            return as_config_error(err, errlen, e, "invalid symbol name '%s' (want [A-Z0-9_]+)", sname);
         }
         struct as_symbol *s = (struct as_symbol *)as_symtab_find(st, sname);
         if (!s) {
@@ -170,9 +167,7 @@ int as_symtab_apply_rules(struct as_symtab *st, const struct as_config *cfg,
         if (strcmp(field, "score") == 0) {
             double d;
             if (as_parse_double(e->value, &d) < 0) {
-                snprintf(err, errlen, "%s:%d: bad value '%s' for '%s': expected a number",
-                         e->file, e->line, e->value, e->key);
-                return -1;
+                return as_config_error(err, errlen, e, "bad value '%s' for '%s': expected a number", e->value, e->key);
             }
             s->score = d;
         } else if (strcmp(field, "group") == 0) {
@@ -182,15 +177,12 @@ int as_symtab_apply_rules(struct as_symtab *st, const struct as_config *cfg,
         } else if (strcmp(field, "one_shot") == 0) {
             int b;
             if (as_parse_bool(e->value, &b) < 0) {
-                snprintf(err, errlen, "%s:%d: bad value '%s' for '%s': expected yes or no",
-                         e->file, e->line, e->value, e->key);
-                return -1;
+                return as_config_error(err, errlen, e, "bad value '%s' for '%s': expected yes or no", e->value, e->key);
             }
             s->flags = b ? (s->flags | AS_SYM_ONE_SHOT) : (s->flags & ~AS_SYM_ONE_SHOT);
         } else {
-            snprintf(err, errlen, "%s:%d: unknown key '%s' (symbols take score, group, "
-                     "description, one_shot)", e->file, e->line, e->key);
-            return -1;
+            return as_config_error(err, errlen, e, "unknown key '%s' (symbols take score, group, "
+                     "description, one_shot)", e->key);
         }
     }
     return 0;
