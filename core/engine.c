@@ -16,6 +16,7 @@
 #include "listen.h"
 #include "log.h"
 #include "plugins.h"
+#include "settings.h"
 #include "util.h"
 
 struct as_embedded {
@@ -138,12 +139,13 @@ const char *as_engine_plugins_dir(const struct as_config *cfg)
 static int check_all_keys(struct as_config *cfg, struct as_engine_plugin *pl, size_t np,
                           char *err, size_t errlen)
 {
-    size_t n = AS_ARRAY_LEN(core_keys) + as_dns_config_nkeys;
+    size_t n = AS_ARRAY_LEN(core_keys) + as_dns_config_nkeys + as_settings_config_nkeys;
     for (size_t i = 0; i < np; i++) n += pl[i].def->noptions;
     struct as_config_key *schema = xcalloc(n, sizeof *schema);
     char **owned = xcalloc(n, sizeof *owned);
     size_t k = 0;
     for (size_t i = 0; i < AS_ARRAY_LEN(core_keys); i++) schema[k++] = core_keys[i];
+    for (size_t i = 0; i < as_settings_config_nkeys; i++) schema[k++] = as_settings_config_keys[i];
     for (size_t i = 0; i < as_dns_config_nkeys; i++) {
         schema[k] = as_dns_config_keys[i];
         size_t l = strlen(as_dns_config_keys[i].key) + 5;
@@ -236,6 +238,13 @@ int as_engine_check(struct as_config *cfg, char *err, size_t errlen)
     if (rc == 0) {
         struct as_symtab *st = as_symtab_new();
         rc = build_symbols(st, pl, np, cfg, err, errlen);
+        if (rc == 0) {
+            /* settings profiles name plugins and symbols: check them too */
+            struct as_engine tmp = { .cfg = cfg, .symtab = st, .plugins = pl, .nplugins = np };
+            as_actions_from_config(&tmp.actions, cfg);
+            rc = as_settings_build(&tmp, err, errlen);
+            as_settings_free(&tmp);
+        }
         as_symtab_free(st);
     }
     if (rc == 0) {
@@ -286,6 +295,7 @@ struct as_engine *as_engine_new(struct event_base *base, struct as_config *cfg, 
     e->sym_timeout = as_symtab_find(e->symtab, "AUTHSCAN_TIMEOUT");
     as_actions_from_config(&e->actions, cfg);
     read_limits(&e->limits, cfg);
+    if (as_settings_build(e, err, errlen) < 0) goto fail;
 
     struct as_resolver_config rcfg;
     as_resolver_config_from(cfg, &rcfg);
@@ -312,6 +322,7 @@ fail:
 void as_engine_free(struct as_engine *e)
 {
     if (!e) return;
+    as_settings_free(e);
     as_plugins_unload(e->plugins, e->nplugins);
     as_resolver_free(e->resolver);
     as_symtab_free(e->symtab);

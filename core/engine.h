@@ -29,6 +29,7 @@
 
 struct event_base;
 struct as_resolver;
+struct as_settings;
 
 struct as_limits {
     unsigned long long max_message_size;
@@ -73,6 +74,8 @@ struct as_engine {
     struct as_engine_plugin *plugins;   /* in dependency order */
     size_t nplugins;
     struct as_resolver *resolver;
+    struct as_settings *settings;       /* Settings-ID profiles */
+    size_t nsettings;
     const struct as_symbol *sym_timeout; /* AUTHSCAN_TIMEOUT */
     char id_prefix[8];
     uint64_t id_seq;

@@ -178,7 +178,7 @@ static void write_milter(const struct as_task *t, struct sbuf *b)
 void as_proto_write_checkv2(const struct as_task *t, struct sbuf *b)
 {
     const struct as_verdict *v = as_task_verdict(t);
-    const struct as_engine *e = as_task_engine(t);
+    const struct as_actions *acts = as_task_actions(t);
     sbuf_adds(b, "{\"is_skipped\":");
     sbuf_adds(b, v->is_skipped ? "true" : "false");
     sbuf_adds(b, ",\"score\":");
@@ -194,11 +194,11 @@ void as_proto_write_checkv2(const struct as_task *t, struct sbuf *b)
     sbuf_adds(b, ",\"thresholds\":{");
     int first = 1;
     for (int a = AS_ACTION__COUNT - 1; a > AS_ACTION_NO_ACTION; a--) {
-        if (isnan(e->actions.threshold[a])) continue;
+        if (isnan(acts->threshold[a])) continue;
         if (!first) sbuf_addc(b, ',');
         first = 0;
         add_key(b, as_action_name((enum as_action)a));
-        add_number(b, e->actions.threshold[a]);
+        add_number(b, acts->threshold[a]);
     }
     sbuf_adds(b, "},\"symbols\":{");
     size_t n = as_task_symbol_count(t);

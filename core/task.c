@@ -25,6 +25,7 @@
 #include "engine.h"
 #include "log.h"
 #include "pool.h"
+#include "settings.h"
 #include "task.h"
 #include "util.h"
 
@@ -94,6 +95,7 @@ struct as_task {
 
     struct as_verdict verdict;
     void *dns_slot;
+    const struct as_settings *settings;   /* Settings-ID profile, or NULL */
 };
 
 /* Grows a pool-allocated array: pool memory cannot be realloc'ed, so the
@@ -271,6 +273,7 @@ int as_task_add_symbolv(struct as_task *t, const char *name, double weight,
         return -1;
     }
     if (t->finished) return -1;
+    if (t->settings && t->settings->symbol_off[sym->id]) return 0;
     if (!isfinite(weight)) weight = 0;
     struct as_task_symbol *s;
     if (t->sym_pos[sym->id]) {
@@ -428,7 +431,7 @@ void as_task_async_end(struct as_task *t, struct as_async *op)
 static void compute_verdict(struct as_task *t)
 {
     struct as_verdict *v = &t->verdict;
-    const struct as_actions *acts = &t->e->actions;
+    const struct as_actions *acts = as_task_actions(t);
     double score = 0;
     for (size_t i = 0; i < t->nsyms; i++) score += t->syms[i].score;
     v->score = score;
@@ -480,10 +483,14 @@ static void finish(struct as_task *t)
     if (t->done) t->done(t, t->done_arg);
 }
 
+/* A dependency that was skipped (disabled by settings) counts as done:
+ * the dependant runs and sees no typed result from it. */
 static int deps_done(const struct as_task *t, const struct as_engine_plugin *p)
 {
-    for (size_t d = 0; d < p->ndeps; d++)
-        if (t->runs[p->deps[d]].state != PS_DONE) return 0;
+    for (size_t d = 0; d < p->ndeps; d++) {
+        unsigned char st = t->runs[p->deps[d]].state;
+        if (st != PS_DONE && st != PS_SKIPPED) return 0;
+    }
     return 1;
 }
 
@@ -499,6 +506,10 @@ static void step(struct as_task *t)
             struct plugin_run *r = &t->runs[i];
             if (r->state == PS_RUNNING && r->pending == 0) {
                 r->state = PS_DONE;
+                progress = 1;
+            }
+            if (r->state == PS_IDLE && t->settings && t->settings->plugin_off[i]) {
+                r->state = PS_SKIPPED;
                 progress = 1;
             }
             if (r->state == PS_IDLE && deps_done(t, &e->plugins[i])) {
@@ -553,6 +564,12 @@ void as_task_run(struct as_task *t, as_task_done_cb done, void *arg)
     t->done = done;
     t->done_arg = arg;
     t->started = 1;
+    if (t->env.settings_id && *t->env.settings_id) {
+        t->settings = as_settings_find(t->e, t->env.settings_id);
+        if (!t->settings)
+            as_task_log(t, AS_LOG_NOTICE, "unknown Settings-ID '%s': using the defaults",
+                        t->env.settings_id);
+    }
     double to = t->e->limits.scan_timeout;
     if (to > 0) {
         struct timeval tv = { (time_t)to, (suseconds_t)((to - (double)(time_t)to) * 1e6) };
@@ -562,3 +579,8 @@ void as_task_run(struct as_task *t, as_task_done_cb done, void *arg)
 }
 
 const struct as_verdict *as_task_verdict(const struct as_task *t) { return &t->verdict; }
+
+const struct as_actions *as_task_actions(const struct as_task *t)
+{
+    return t->settings ? &t->settings->actions : &t->e->actions;
+}

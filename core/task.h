@@ -28,6 +28,7 @@
 struct as_engine;
 struct as_resolver;
 struct as_symbol;
+struct as_actions;
 
 /* One symbol in the result. */
 struct as_task_symbol {
@@ -79,6 +80,9 @@ size_t as_task_header_ops(const struct as_task *t, const struct as_task_header_o
                           int removals);
 double as_task_elapsed(const struct as_task *t);     /* seconds since as_task_new */
 struct as_engine *as_task_engine(const struct as_task *t);
+/* The thresholds in force for this task (its settings profile's, or the
+ * engine's). */
+const struct as_actions *as_task_actions(const struct as_task *t);
 
 /* ---- for core services that run asynchronous work for plugins (dns.c) ---- */
 struct as_resolver *as_task_resolver(const struct as_task *t);

@@ -38,6 +38,7 @@ static void usage(FILE *f)
 "      --user NAME          authenticated user\n"
 "      --queue-id ID\n"
 "      --mta-name NAME      authserv-id for Authentication-Results\n"
+"      --settings-id ID     use the settings profile [settings.ID]\n"
 "output:\n"
 "      --json               print the /checkv2 JSON reply instead of text\n"
 "configuration (as for authscand):\n"
@@ -133,6 +134,7 @@ int main(int argc, char **argv)
         {"user", required_argument, NULL, 'u'},
         {"queue-id", required_argument, NULL, 'q'},
         {"mta-name", required_argument, NULL, 'm'},
+        {"settings-id", required_argument, NULL, 'I'},
         {"json", no_argument, NULL, 'j'},
         AS_CLI_CONFIG_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
@@ -157,6 +159,7 @@ int main(int argc, char **argv)
         case 'u': ename = "User"; break;
         case 'q': ename = "Queue-Id"; break;
         case 'm': ename = "MTA-Name"; break;
+        case 'I': ename = "Settings-ID"; break;
         case 'j': json = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
