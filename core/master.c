@@ -25,6 +25,7 @@
 
 struct listener {
     char spec[256];
+    char unix_path[108];  /* socket file to remove when we stop listening */
     int fds[8];
     int nfds;
     int keep;            /* still wanted after a reload */
@@ -122,6 +123,7 @@ static int open_listeners(struct master *m, const struct as_config *cfg, char *e
         memset(l, 0, sizeof *l);
         l->nfds = as_listen_open(&a, 1024, l->fds, AS_ARRAY_LEN(l->fds), err, errlen);
         if (l->nfds < 0) return -1;
+        if (a.is_unix) as_strlcpy(l->unix_path, a.path, sizeof l->unix_path);
         as_strlcpy(l->spec, specs[i], sizeof l->spec);
         l->keep = 1;
         m->nlisteners++;
@@ -140,6 +142,7 @@ static void close_unwanted_listeners(struct master *m)
             continue;
         }
         for (int j = 0; j < l->nfds; j++) close(l->fds[j]);
+        if (l->unix_path[0]) unlink(l->unix_path);
         as_log(AS_LOG_NOTICE, "no longer listening on %s", l->spec);
     }
     m->nlisteners = k;
@@ -495,8 +498,10 @@ int as_master_run(struct as_config *cfg, const struct as_master_options *opts)
     event_free(m->respawn_ev);
     event_free(m->stop_timer);
     for (size_t i = 0; i < AS_ARRAY_LEN(m->children); i++) close_child_sock(&m->children[i]);
-    for (int i = 0; i < m->nlisteners; i++)
+    for (int i = 0; i < m->nlisteners; i++) {
         for (int j = 0; j < m->listeners[i].nfds; j++) close(m->listeners[i].fds[j]);
+        if (m->listeners[i].unix_path[0]) unlink(m->listeners[i].unix_path);
+    }
     int status = m->exit_status;
     event_base_free(m->base);
     if (pidf) unlink(pidf);
