@@ -207,8 +207,10 @@ void as_worker_main(struct as_config *cfg, const int *fds, size_t nfds, int read
         _exit(AS_WORKER_EXIT_CONFIG);
     }
     struct as_http_limits lim = {
-        .max_header_bytes = 64 * 1024,
-        .max_headers = 256,
+        /* One Rcpt header per recipient: Postfix accepts 1000 recipients per
+         * message by default (smtpd_recipient_limit), so leave room. */
+        .max_header_bytes = 512 * 1024,
+        .max_headers = 2048,
         .max_body = (size_t)w.engine->limits.max_message_size,
         .read_timeout = w.engine->limits.read_timeout,
         .idle_timeout = w.engine->limits.idle_timeout,
