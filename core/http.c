@@ -4,7 +4,8 @@
  * Each connection is a small state machine:
  *
  *   IDLE     between requests (or freshly accepted); idle_timeout closes
- *            it silently.  Stray CRLFs do not leave this state.
+ *            it silently (when draining, HTTP_DRAIN_IDLE_SECONDS does).
+ *            Stray CRLFs do not leave this state.
  *   READING  the first byte of a request arrived (http-parser's
  *            message_begin); read_timeout bounds the whole request.
  *   BUSY     the handler owns the request; the parser is paused so
@@ -53,6 +54,12 @@
 /* Lingering close: how long we keep discarding input after our final
  * reply was sent. */
 #define HTTP_LINGER_SECONDS 2.0
+/* Draining: an idle keep-alive connection gets this long to send one more
+ * request (answered with "Connection: close") before it is closed.
+ * Closing it at once would race with a client that is sending its next
+ * request right now: that request would get no reply (EOF or RST), which
+ * a reload under load must not cause. */
+#define HTTP_DRAIN_IDLE_SECONDS 0.5
 /* After accept() failed for lack of descriptors, wait this long before
  * trying again (the listening socket stays readable: level-triggered
  * retries would spin). */
@@ -790,12 +797,10 @@ void as_http_server_drain(struct as_http_server *s, void (*done)(void *), void *
     s->drain_done = done;
     s->drain_arg = arg;
     server_update_accept(s);
-    struct as_http_conn *c = s->conns;
-    while (c) {
-        struct as_http_conn *next = c->next;
-        if (c->state == ST_IDLE) conn_free(c);
-        c = next;
-    }
+    double grace = HTTP_DRAIN_IDLE_SECONDS;
+    if (s->lim.idle_timeout > 0 && s->lim.idle_timeout < grace) grace = s->lim.idle_timeout;
+    for (struct as_http_conn *c = s->conns; c; c = c->next)
+        if (c->state == ST_IDLE) conn_timer_set(c, grace);   /* see HTTP_DRAIN_IDLE_SECONDS */
     server_check_drained(s);
 }
 

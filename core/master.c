@@ -174,19 +174,28 @@ static int spawn(struct master *m, int gen, int index)
         return -1;
     }
     if (pid == 0) {
-        /* Child: drop everything of the master but the sockets it needs. */
+        /* Child: drop everything of the master but the sockets it needs.
+         * The epoll instance is shared with the master across fork: freeing
+         * the base as is would delete the master's registrations from it.
+         * event_reinit gives this process its own backend first; it
+         * re-registers every event, so the descriptors must still be open
+         * (closed ones make libevent warn "Epoll ADD ... Bad file
+         * descriptor"). */
+        event_reinit(m->base);
+        event_base_free(m->base);
         close(sv[0]);
         for (size_t i = 0; i < AS_ARRAY_LEN(m->children); i++)
             if (m->children[i].pid && m->children[i].sock >= 0) close(m->children[i].sock);
         int fds[MAX_LISTEN_FDS * 8];
         size_t nfds = 0;
         for (int i = 0; i < m->nlisteners; i++)
-            for (int j = 0; j < m->listeners[i].nfds; j++) fds[nfds++] = m->listeners[i].fds[j];
-        /* The epoll instance is shared with the master across fork: freeing
-         * the base as is would delete the master's registrations from it.
-         * event_reinit gives this process its own backend first. */
-        event_reinit(m->base);
-        event_base_free(m->base);
+            for (int j = 0; j < m->listeners[i].nfds; j++) {
+                /* a listener a reload dropped: the master closes it once the
+                 * new generation is ready, and this worker must not keep
+                 * accepting on it after that */
+                if (!m->listeners[i].keep) close(m->listeners[i].fds[j]);
+                else fds[nfds++] = m->listeners[i].fds[j];
+            }
         signal(SIGCHLD, SIG_DFL);
         sigset_t none;
         sigemptyset(&none);

@@ -66,6 +66,21 @@ int as_proto_fill_task(struct as_task *t, const struct as_http_request *req, cha
                        size_t errlen)
 {
     int rc;
+    /* rspamc -z sends the message zstd-compressed ("Compression: zstd").
+     * We cannot decompress it; scanning the compressed bytes would give a
+     * verdict of garbage, so refuse it clearly. */
+    const char *enc = as_http_request_header(req, "Compression");
+    if (enc && *enc && !as_strcaseeq(enc, "none")) {
+        snprintf(err, errlen, "compressed requests are not supported (Compression: %.32s): "
+                 "send the message uncompressed", enc);
+        return 415;
+    }
+    enc = as_http_request_header(req, "Content-Encoding");
+    if (enc && *enc && !as_strcaseeq(enc, "identity")) {
+        snprintf(err, errlen, "Content-Encoding '%.32s' is not supported: send the message "
+                 "uncompressed", enc);
+        return 415;
+    }
     for (size_t i = 0; i < req->nheaders; i++)
         if ((rc = as_proto_envelope_set(t, req->headers[i].name, req->headers[i].value, err,
                                         errlen)))

@@ -3,6 +3,7 @@
  *
  *   authscan check [options] FILE|- ...   scan messages in-process
  *   authscan symbols [options]            list symbols with their scores
+ *   authscan bench [options] MANIFEST     in-process throughput over a corpus
  *
  * `check` runs exactly the daemon's pipeline (same engine, plugins, rules,
  * resolver) on its own event loop, so what it prints is what authscand
@@ -10,6 +11,7 @@
  */
 #include <errno.h>
 #include <event2/event.h>
+#include <sys/resource.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +31,7 @@ static void usage(FILE *f)
     fprintf(f,
 "usage: authscan check [options] FILE|- ...\n"
 "       authscan symbols [options]\n"
+"       authscan bench [options] MANIFEST   (see bench/README.md)\n"
 "envelope (check):\n"
 "      --ip ADDR            client IP address\n"
 "      --helo NAME          HELO/EHLO name\n"
@@ -113,6 +116,256 @@ static int cmd_symbols(struct as_engine *e)
     return 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* authscan bench: the in-process throughput run of bench/run.
+ *
+ *   authscan bench [config options] [--repeat N] [--warmup N]
+ *                  [--msgs DIR] [--verdicts FILE] MANIFEST
+ *
+ * MANIFEST is bench/gen_corpus.py's manifest.tsv: one message per line,
+ * tab-separated "file ip helo hostname mail_from rcpt queue_id ..." (more
+ * columns are ignored; "<>" is the null sender, "unknown" no hostname).
+ * Files are read from --msgs (default: the manifest's directory + /msgs)
+ * into memory first.  Each message is then scanned with its own envelope,
+ * one after the other on one event loop, exactly as `check` does:
+ * --warmup passes (which fill the DNS cache; the first one writes each
+ * /checkv2 reply to --verdicts as "file<TAB>json"), then --repeat measured
+ * passes.  The result is one JSON line on stdout with wall and CPU time
+ * (getrusage) of the measured passes only. */
+
+struct bench_msg {
+    char *file;
+    char *env[7];            /* file ip helo hostname mail_from rcpt queue_id */
+    struct sbuf data;
+};
+
+static const char *const bench_env_names[7] = {
+    NULL, "IP", "Helo", "Hostname", "From", "Rcpt", "Queue-Id",
+};
+
+struct bench_run {
+    int done;
+    struct sbuf *reply;      /* non-NULL: write the /checkv2 reply here */
+};
+
+static void bench_done(struct as_task *t, void *arg)
+{
+    struct bench_run *r = arg;
+    if (r->reply) as_proto_write_checkv2(t, r->reply);
+    r->done = 1;
+    event_base_loopexit(as_task_event_base(t), NULL);
+}
+
+static double bench_cpu_now(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+static int bench_load(const char *manifest, const char *msgdir, struct bench_msg **out,
+                      size_t *n)
+{
+    FILE *f = fopen(manifest, "r");
+    if (!f) {
+        fprintf(stderr, "authscan bench: %s: %s\n", manifest, strerror(errno));
+        return -1;
+    }
+    char dirbuf[4096];
+    if (!msgdir) {
+        const char *slash = strrchr(manifest, '/');
+        snprintf(dirbuf, sizeof dirbuf, "%.*s/msgs", slash ? (int)(slash - manifest) : 1,
+                 slash ? manifest : ".");
+        msgdir = dirbuf;
+    }
+    size_t cap = 0, cnt = 0;
+    struct bench_msg *m = NULL;
+    char *line = NULL;
+    size_t lcap = 0;
+    ssize_t len;
+    int rc = 0;
+    while ((len = getline(&line, &lcap, f)) > 0) {
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+        if (!len || line[0] == '#') continue;
+        if (cnt == cap) {
+            cap = cap ? cap * 2 : 1024;
+            m = xrealloc(m, cap * sizeof *m);
+        }
+        struct bench_msg *b = &m[cnt];
+        memset(b, 0, sizeof *b);
+        char *p = line;
+        for (int k = 0; k < 7 && p; k++) {
+            char *tab = strchr(p, '\t');
+            if (tab) *tab = 0;
+            b->env[k] = xstrdup(p);
+            p = tab ? tab + 1 : NULL;
+        }
+        if (!b->env[0] || !b->env[1]) {
+            fprintf(stderr, "authscan bench: %s: line without file and IP\n", manifest);
+            rc = -1;
+            break;
+        }
+        char path[8192];
+        snprintf(path, sizeof path, "%s%s%s", b->env[0][0] == '/' ? "" : msgdir,
+                 b->env[0][0] == '/' ? "" : "/", b->env[0]);
+        FILE *mf = fopen(path, "rb");
+        if (!mf || read_all(mf, &b->data) < 0) {
+            fprintf(stderr, "authscan bench: %s: %s\n", path, strerror(errno));
+            if (mf) fclose(mf);
+            rc = -1;
+            break;
+        }
+        fclose(mf);
+        b->file = b->env[0];
+        cnt++;
+    }
+    free(line);
+    fclose(f);
+    *out = m;
+    *n = cnt;
+    return rc;
+}
+
+static int bench_scan(struct as_engine *e, struct event_base *base, struct bench_msg *b,
+                      struct sbuf *reply)
+{
+    char err[256];
+    struct as_task *t = as_task_new(e);
+    for (int k = 1; k < 7; k++) {
+        const char *v = b->env[k];
+        if (!v || !*v) continue;
+        if (k == 3 && strcmp(v, "unknown") == 0) continue;
+        if (as_proto_envelope_set(t, bench_env_names[k], v, err, sizeof err)) {
+            fprintf(stderr, "authscan bench: %s: %s\n", b->file, err);
+            as_task_free(t);
+            return -1;
+        }
+    }
+    if (as_task_set_message(t, b->data.data ? b->data.data : "", b->data.len, err,
+                            sizeof err) != AS_MSG_OK) {
+        fprintf(stderr, "authscan bench: %s: %s\n", b->file, err);
+        as_task_free(t);
+        return -1;
+    }
+    struct bench_run run = { 0, reply };
+    as_task_run(t, bench_done, &run);
+    while (!run.done) event_base_dispatch(base);
+    as_task_free(t);
+    return 0;
+}
+
+static int cmd_bench(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"repeat", required_argument, NULL, 'R'},
+        {"warmup", required_argument, NULL, 'W'},
+        {"msgs", required_argument, NULL, 'M'},
+        {"verdicts", required_argument, NULL, 'V'},
+        AS_CLI_CONFIG_LONGOPTS,
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct as_cli cli = {0};
+    long repeat = 3, warmup = 1;
+    const char *msgdir = NULL, *verdicts = NULL;
+    int c;
+    as_log_init("authscan", AS_LOG_STDERR, AS_LOG_WARN);
+    optind = 2;
+    while ((c = getopt_long(argc, argv, "c:s:h", longopts, NULL)) != -1) {
+        if (as_cli_config_opt(&cli, c, optarg)) continue;
+        switch (c) {
+        case 'R': repeat = strtol(optarg, NULL, 10); break;
+        case 'W': warmup = strtol(optarg, NULL, 10); break;
+        case 'M': msgdir = optarg; break;
+        case 'V': verdicts = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind != argc - 1 || repeat < 1 || warmup < 0) {
+        fprintf(stderr, "usage: authscan bench [config options] [--repeat N>=1] [--warmup N>=0]"
+                " [--msgs DIR] [--verdicts FILE] MANIFEST\n");
+        return 2;
+    }
+    if (verdicts && warmup < 1) warmup = 1;
+    struct bench_msg *msgs = NULL;
+    size_t n = 0;
+    if (bench_load(argv[optind], msgdir, &msgs, &n) < 0 || n == 0) {
+        if (n == 0) fprintf(stderr, "authscan bench: no messages in %s\n", argv[optind]);
+        return 1;
+    }
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; i++) bytes += msgs[i].data.len;
+
+    char err[1024];
+    struct as_config *cfg = as_master_load(&cli.opts, err, sizeof err);
+    if (!cfg) {
+        fprintf(stderr, "authscan: %s\n", err);
+        return 1;
+    }
+    enum as_log_level lv = AS_LOG_WARN;
+    if (as_config_find(cfg, "log.level") && strcmp(as_config_find(cfg, "log.level")->file,
+                                                   "command line") == 0)
+        as_log_parse_level(as_config_str(cfg, "log.level", "warning"), &lv);
+    as_log_set_level(lv);
+    struct event_base *base = event_base_new();
+    struct as_engine *e = as_engine_new(base, cfg, err, sizeof err);
+    if (!e) {
+        fprintf(stderr, "authscan: %s\n", err);
+        event_base_free(base);
+        return 1;
+    }
+    FILE *vf = NULL;
+    if (verdicts && !(vf = fopen(verdicts, "w"))) {
+        fprintf(stderr, "authscan bench: %s: %s\n", verdicts, strerror(errno));
+        return 1;
+    }
+    int status = 0;
+    struct sbuf reply = {0};
+    double w0 = 0, c0 = 0;
+    for (long pass = 0; pass < warmup + repeat && status == 0; pass++) {
+        if (pass == warmup) {
+            w0 = as_now();
+            c0 = bench_cpu_now();
+        }
+        for (size_t i = 0; i < n; i++) {
+            int write = vf && pass == 0;
+            if (write) sbuf_reset(&reply);
+            if (bench_scan(e, base, &msgs[i], write ? &reply : NULL) < 0) {
+                status = 1;
+                break;
+            }
+            if (write) {
+                while (reply.len && (reply.data[reply.len - 1] == '\n')) reply.data[--reply.len] = 0;
+                fprintf(vf, "%s\t%s\n", msgs[i].file, reply.len ? reply.data : "{}");
+            }
+        }
+    }
+    double wall = as_now() - w0, cpu = bench_cpu_now() - c0;
+    if (vf) fclose(vf);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    if (status == 0) {
+        double scans = (double)n * (double)repeat;
+        printf("{\"messages\":%zu,\"bytes\":%zu,\"passes\":%ld,\"scans\":%.0f,"
+               "\"wall_s\":%.4f,\"cpu_s\":%.4f,\"msgs_per_s\":%.1f,"
+               "\"cpu_us_per_msg\":%.2f,\"wall_us_per_msg\":%.2f,\"maxrss_kb\":%ld}\n",
+               n, bytes, repeat, scans, wall, cpu, scans / wall, cpu * 1e6 / scans,
+               wall * 1e6 / scans, ru.ru_maxrss);
+    }
+    sbuf_free(&reply);
+    for (size_t i = 0; i < n; i++) {
+        for (int k = 0; k < 7; k++) free(msgs[i].env[k]);
+        sbuf_free(&msgs[i].data);
+    }
+    free(msgs);
+    as_engine_free(e);
+    event_base_free(base);
+    as_cli_free(&cli);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
@@ -120,6 +373,7 @@ int main(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     const char *cmd = argv[1];
+    if (strcmp(cmd, "bench") == 0) return cmd_bench(argc, argv);
     if (strcmp(cmd, "check") != 0 && strcmp(cmd, "symbols") != 0) {
         fprintf(stderr, "authscan: unknown command '%s'\n", cmd);
         usage(stderr);

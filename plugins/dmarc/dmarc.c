@@ -1,0 +1,638 @@
+/*
+ * dmarc.c - the "dmarc" plugin: DMARC (RFC 9989, with an RFC 7489 mode)
+ * on top of the typed results of the spf and dkim plugins, with rspamd's
+ * symbols, enforcement by forced action, one Authentication-Results field,
+ * and From rewriting for mailing lists.  Decisions: docs/dmarc.md.
+ *
+ * Asynchrony: dmarc_evaluate() only reads answers the scan already has
+ * (as_dns_pinned).  Each round queries what the last evaluation missed and
+ * evaluates again once every answer is in; rounds are bounded by
+ * max_rounds.  The plugin is finished when no query is outstanding.
+ *
+ * Trust: SPF and DKIM come only from the typed results of our own
+ * plugins; Authentication-Results fields already in the message are never
+ * read for their results (OpenDMARC's CVE-2019-20790 / CVE-2020-12272
+ * came from that seam), only for their authserv-id, to remove forgeries
+ * of ours.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libpsl.h>
+
+#include "authscan/dkim.h"
+#include "authscan/dmarc.h"
+#include "authscan/plugin.h"
+#include "authscan/spf.h"
+#include "dmarc_eval.h"
+#include "dmarc_headers.h"
+#include "dmarc_record.h"
+
+#define DMARC_MAX_AUTHORS_LIMIT 16
+
+static const struct as_symbol_def dmarc_symbols[] = {
+    { "DMARC_POLICY_ALLOW", -0.5, "dmarc", "DMARC permit policy", 0 },
+    { "DMARC_POLICY_REJECT", 2.0, "dmarc", "DMARC reject policy", 0 },
+    { "DMARC_POLICY_QUARANTINE", 1.5, "dmarc", "DMARC quarantine policy", 0 },
+    { "DMARC_POLICY_SOFTFAIL", 0.1, "dmarc", "DMARC failed, policy none (monitoring)", 0 },
+    { "DMARC_NA", 0.0, "dmarc", "No DMARC record, or no usable From domain", 0 },
+    { "DMARC_BAD_POLICY", 0.0, "dmarc", "DMARC record found but unusable", 0 },
+    { "DMARC_DNSFAIL", 0.0, "dmarc", "DNS error during DMARC evaluation", 0 },
+    { "DMARC_MUNGED", 0.0, "dmarc", "From rewritten for a mailing list", 0 },
+};
+
+static const struct as_option_def dmarc_options[] = {
+    { "discovery", AS_OPT_STRING, "tree",
+      "tree: RFC 9989 DNS Tree Walk; psl: RFC 7489 Public Suffix List (pct= honoured)" },
+    { "public_suffix_list", AS_OPT_STRING, "",
+      "PSL file for discovery = psl (default: libpsl's newest, the Debian publicsuffix list)" },
+    { "authserv_id", AS_OPT_STRING, NULL,
+      "authserv-id of Authentication-Results (default: MTA-Name, else the host name)" },
+    { "add_auth_results", AS_OPT_BOOL, "yes", "add one Authentication-Results field" },
+    { "remove_own_auth_results", AS_OPT_BOOL, "yes",
+      "remove Authentication-Results fields that claim our authserv-id" },
+    { "reject_action", AS_OPT_STRING, "reject",
+      "action forced (at least) for disposition reject; \"none\" disables" },
+    { "quarantine_action", AS_OPT_STRING, "quarantine",
+      "action forced (at least) for disposition quarantine; \"none\" disables" },
+    { "mailing_list_downgrade", AS_OPT_BOOL, "yes",
+      "List-Id mail whose aligned DKIM signature broke: reject -> quarantine" },
+    { "skip_authenticated", AS_OPT_BOOL, "yes", "no DMARC for SASL-authenticated senders" },
+    { "max_author_domains", AS_OPT_INT, "4",
+      "distinct From domains evaluated (the strictest failing policy applies)" },
+    { "munge_lists", AS_OPT_LIST, "",
+      "list addresses (envelope recipients) whose mail gets its From rewritten" },
+    { "munge_style", AS_OPT_STRING, "via", "via: \"Author via List\" <list>; invalid: author@domain.INVALID" },
+    { "munge_pass_only", AS_OPT_BOOL, "yes",
+      "rewrite only mail that passed DMARC (never launder a spoof through the list)" },
+    { "max_rounds", AS_OPT_INT, "20", "DNS round trips before temperror" },
+};
+
+struct dmarc_state {
+    enum as_dmarc_discovery discovery;
+    psl_ctx_t *psl;
+    int psl_owned;
+    const char *authserv_id;   /* NULL: MTA-Name or host */
+    char hostname[256];
+    int add_ar, remove_ar, list_downgrade, skip_auth, munge_pass_only;
+    enum as_action reject_action, quarantine_action;
+    int reject_on, quarantine_on;
+    int max_authors, max_rounds;
+    const char *const *lists;
+    size_t nlists;
+    enum dmarc_munge_style munge_style;
+};
+
+static int parse_action(const char *s, enum as_action *a, int *on)
+{
+    *on = 0;
+    if (!s || !*s || strcasecmp(s, "none") == 0 || strcasecmp(s, "off") == 0)
+        return 0;
+    for (int i = 0; i < AS_ACTION__COUNT; i++) {
+        const char *n = as_action_name((enum as_action)i);
+        int match = strcasecmp(s, n) == 0;
+        if (!match && strchr(n, ' ')) {        /* accept add_header for "add header" */
+            char alt[32];
+            snprintf(alt, sizeof alt, "%s", n);
+            for (char *p = alt; *p; p++)
+                if (*p == ' ')
+                    *p = '_';
+            match = strcasecmp(s, alt) == 0;
+        }
+        if (match) {
+            *a = (enum as_action)i;
+            *on = i != AS_ACTION_NO_ACTION;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static void dmarc_fini(void *state)
+{
+    struct dmarc_state *st = state;
+    if (!st)
+        return;
+    if (st->psl_owned)
+        psl_free(st->psl);
+    free(st);
+}
+
+static int dmarc_init(struct as_plugin_ctx *ctx, void **state)
+{
+    struct dmarc_state *st = calloc(1, sizeof *st);
+    if (!st) {
+        as_plugin_set_error(ctx, "out of memory");
+        return -1;
+    }
+    const char *disc = as_plugin_opt_string(ctx, "discovery");
+    if (!disc || strcasecmp(disc, "tree") == 0)
+        st->discovery = AS_DMARC_DISCOVERY_TREE;
+    else if (strcasecmp(disc, "psl") == 0)
+        st->discovery = AS_DMARC_DISCOVERY_PSL;
+    else {
+        as_plugin_set_error(ctx, "dmarc.discovery: '%s' is neither tree nor psl", disc);
+        free(st);
+        return -1;
+    }
+    if (st->discovery == AS_DMARC_DISCOVERY_PSL) {
+        const char *f = as_plugin_opt_string(ctx, "public_suffix_list");
+        if (f && *f) {
+            st->psl = psl_load_file(f);
+            st->psl_owned = st->psl != NULL;
+        } else {
+            st->psl = psl_latest(NULL);
+            st->psl_owned = st->psl != NULL && st->psl != psl_builtin();
+            if (!st->psl)
+                st->psl = (psl_ctx_t *)psl_builtin();
+        }
+        if (!st->psl) {
+            as_plugin_set_error(ctx, "dmarc.public_suffix_list: cannot load '%s'", f ? f : "");
+            free(st);
+            return -1;
+        }
+    }
+    const char *id = as_plugin_opt_string(ctx, "authserv_id");
+    st->authserv_id = id && *id ? id : NULL;
+    if (gethostname(st->hostname, sizeof st->hostname - 1) != 0 || !st->hostname[0])
+        snprintf(st->hostname, sizeof st->hostname, "localhost");
+    st->add_ar = as_plugin_opt_bool(ctx, "add_auth_results");
+    st->remove_ar = as_plugin_opt_bool(ctx, "remove_own_auth_results");
+    st->list_downgrade = as_plugin_opt_bool(ctx, "mailing_list_downgrade");
+    st->skip_auth = as_plugin_opt_bool(ctx, "skip_authenticated");
+    st->munge_pass_only = as_plugin_opt_bool(ctx, "munge_pass_only");
+    st->max_authors = (int)as_plugin_opt_int(ctx, "max_author_domains");
+    st->max_rounds = (int)as_plugin_opt_int(ctx, "max_rounds");
+    st->nlists = as_plugin_opt_list(ctx, "munge_lists", &st->lists);
+    const char *style = as_plugin_opt_string(ctx, "munge_style");
+    if (!style || strcasecmp(style, "via") == 0)
+        st->munge_style = DMARC_MUNGE_VIA;
+    else if (strcasecmp(style, "invalid") == 0)
+        st->munge_style = DMARC_MUNGE_INVALID;
+    else {
+        as_plugin_set_error(ctx, "dmarc.munge_style: '%s' is neither via nor invalid", style);
+        dmarc_fini(st);
+        return -1;
+    }
+    if (parse_action(as_plugin_opt_string(ctx, "reject_action"), &st->reject_action,
+                     &st->reject_on) < 0 ||
+        parse_action(as_plugin_opt_string(ctx, "quarantine_action"), &st->quarantine_action,
+                     &st->quarantine_on) < 0) {
+        as_plugin_set_error(ctx, "dmarc.reject_action/quarantine_action: unknown action");
+        dmarc_fini(st);
+        return -1;
+    }
+    if (st->max_authors < 1 || st->max_authors > DMARC_MAX_AUTHORS_LIMIT ||
+        st->max_rounds < 1 || st->max_rounds > 100) {
+        as_plugin_set_error(ctx, "dmarc: max_author_domains must be 1-%d, max_rounds 1-100",
+                            DMARC_MAX_AUTHORS_LIMIT);
+        dmarc_fini(st);
+        return -1;
+    }
+    srandom((unsigned)time(NULL) ^ (unsigned)getpid());
+    *state = st;
+    return 0;
+}
+
+/* ---- per-scan state ---------------------------------------------------- */
+
+struct req_key {
+    struct req_key *next;
+    uint16_t type;
+    char name[];
+};
+
+struct dmarc_scan {
+    struct as_task *t;
+    struct dmarc_state *st;
+    struct dmarc_input in[DMARC_MAX_AUTHORS_LIMIT];
+    struct dmarc_outcome *out;       /* one per author domain */
+    size_t nauthors;
+    int incomplete_authors;          /* From had more domains than we evaluate */
+    int rounds, outstanding, start_failed;
+    struct req_key *requested;
+};
+
+static const struct as_dns_answer *scan_fetch(void *arg, const char *name, uint16_t type)
+{
+    struct dmarc_scan *s = arg;
+    return as_dns_pinned(s->t, name, type);
+}
+
+static void scan_round(struct dmarc_scan *s);
+
+static void dns_done(struct as_task *t, const struct as_dns_answer *ans, void *arg)
+{
+    (void)t;
+    (void)ans;
+    struct dmarc_scan *s = arg;
+    if (--s->outstanding == 0)
+        scan_round(s);
+}
+
+static void want(struct dmarc_scan *s, const char *name, uint16_t type)
+{
+    if (as_dns_pinned(s->t, name, type))
+        return;
+    for (struct req_key *k = s->requested; k; k = k->next)
+        if (k->type == type && strcmp(k->name, name) == 0)
+            return;
+    size_t len = strlen(name);
+    struct req_key *k = as_pool_alloc(as_task_pool(s->t), sizeof *k + len + 1);
+    if (!k)
+        return;
+    k->type = type;
+    memcpy(k->name, name, len + 1);
+    k->next = s->requested;
+    s->requested = k;
+    if (as_dns_query(s->t, name, type, dns_done, s) == 0)
+        s->outstanding++;
+    else
+        s->start_failed = 1;
+}
+
+/* ---- verdict ----------------------------------------------------------- */
+
+static int severity(const struct dmarc_outcome *o)
+{
+    switch (o->res.result) {
+    case AS_DMARC_FAIL: return 3 + (int)o->res.disposition;   /* 4..6 */
+    case AS_DMARC_TEMPERROR: return 3;
+    case AS_DMARC_PASS: return 2;
+    default: return o->bad_policy ? 1 : 0;
+    }
+}
+
+static const char *list_name_of(struct as_task *t, const char *list_addr)
+{
+    const struct as_message *m = as_task_message(t);
+    const struct as_header *h = m ? as_msg_header_get(m, "List-Id", 0) : NULL;
+    const char *v = h ? as_header_unfold(t, h, NULL) : NULL;
+    if (v) {
+        /* List-Id: phrase <id> (RFC 2919): the phrase, unquoted */
+        const char *lt = strchr(v, '<');
+        size_t n = lt ? (size_t)(lt - v) : 0;
+        while (n && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+            n--;
+        const char *p = v;
+        while (n && (*p == ' ' || *p == '"')) p++, n--;
+        while (n && p[n - 1] == '"') n--;
+        if (n && n < 128)
+            return as_pool_strndup(as_task_pool(t), p, n);
+    }
+    const char *at = strchr(list_addr, '@');
+    return as_pool_strndup(as_task_pool(t), list_addr, at ? (size_t)(at - list_addr) : strlen(list_addr));
+}
+
+static void munge(struct dmarc_scan *s, const struct as_dmarc_result *r)
+{
+    struct as_task *t = s->t;
+    struct dmarc_state *st = s->st;
+    const struct as_envelope *env = as_task_envelope(t);
+    const char *list = NULL;
+    for (size_t i = 0; env && i < env->nrcpts && !list; i++)
+        for (size_t j = 0; j < st->nlists && !list; j++)
+            if (env->rcpts[i] && strcasecmp(env->rcpts[i], st->lists[j]) == 0)
+                list = st->lists[j];
+    if (!list)
+        return;
+    if (r->policy != AS_DMARC_POLICY_QUARANTINE && r->policy != AS_DMARC_POLICY_REJECT)
+        return;
+    if (st->munge_pass_only && r->result != AS_DMARC_PASS)
+        return;
+    const struct as_from *from = as_task_from(t);
+    if (!from || from->status != AS_FROM_OK || from->list.nboxes != 1)
+        return;
+    const struct as_mailbox *mb = &from->list.boxes[0];
+    const struct as_message *m = as_task_message(t);
+    const struct as_header *h = as_msg_header_get(m, "From", 0);
+    const char *orig = h ? as_header_unfold(t, h, NULL) : NULL;
+    struct dmarc_munged mu;
+    if (dmarc_munge(as_task_pool(t), st->munge_style, mb->display_name, mb->addr, orig, list,
+                    list_name_of(t, list), &mu) < 0)
+        return;
+    as_task_remove_header(t, "From", 0);
+    as_task_add_header(t, "From", mu.from, 0);
+    if (as_msg_header_count(m, "Reply-To") == 0)
+        as_task_add_header(t, "Reply-To", mu.reply_to, 0);
+    as_task_add_header(t, "X-Original-From", mu.original, 0);
+    as_task_add_symbol(t, "DMARC_MUNGED", 1.0, list, NULL);
+}
+
+static const char *authserv_id(const struct dmarc_scan *s)
+{
+    const struct as_envelope *env = as_task_envelope(s->t);
+    if (s->st->authserv_id)
+        return s->st->authserv_id;
+    if (env && env->mta_name && *env->mta_name)
+        return env->mta_name;
+    return s->st->hostname;
+}
+
+static void auth_results(struct dmarc_scan *s, const struct as_dmarc_result *r)
+{
+    struct as_task *t = s->t;
+    struct as_pool *p = as_task_pool(t);
+    const char *id = authserv_id(s);
+    if (s->st->remove_ar) {
+        /* Fields forged (or left by a relay of ours) with our authserv-id.
+         * rspamd semantics: 0 = every instance, N = the N-th; removals
+         * are listed from the last so that sequential deletion by index
+         * stays right. */
+        const struct as_message *m = as_task_message(t);
+        size_t n = m ? as_msg_header_count(m, "Authentication-Results") : 0;
+        size_t nmatch = 0;
+        int match[64];
+        for (size_t i = 0; i < n && i < 64; i++) {
+            const struct as_header *h = as_msg_header_get(m, "Authentication-Results", (int)i);
+            const char *v = h ? as_header_unfold(t, h, NULL) : NULL;
+            const char *aid = dmarc_ar_authserv_id(p, v);
+            match[i] = aid && strcasecmp(aid, id) == 0;
+            nmatch += (size_t)match[i];
+        }
+        if (nmatch && nmatch == n)
+            as_task_remove_header(t, "Authentication-Results", 0);
+        else
+            for (size_t i = n < 64 ? n : 64; i-- > 0;)
+                if (match[i])
+                    as_task_remove_header(t, "Authentication-Results", (int)i + 1);
+    }
+    if (!s->st->add_ar)
+        return;
+    const char *parts[66];
+    size_t np = 0;
+    const struct as_spf_result *spf = as_task_get_result(t, AS_SPF_RESULT_KEY);
+    if (spf && spf->version >= 1 && spf->auth_results)
+        parts[np++] = spf->auth_results;
+    const struct as_dkim_result *dk = as_task_get_result(t, AS_DKIM_RESULT_KEY);
+    if (dk && dk->version >= 1)
+        for (size_t i = 0; i < dk->nauth_results && np < 64; i++)
+            parts[np++] = dk->auth_results[i];
+    parts[np++] = r->auth_results;
+    as_task_add_header(t, "Authentication-Results",
+                       dmarc_ar_value(p, dmarc_ar_quote_id(p, id), parts, np), 0);
+}
+
+static void publish(struct dmarc_scan *s)
+{
+    struct as_task *t = s->t;
+    struct as_pool *p = as_task_pool(t);
+    struct dmarc_state *st = s->st;
+    struct as_dmarc_result *r = as_pool_alloc(p, sizeof *r);
+    if (!r)
+        return;
+    const struct dmarc_outcome *worst = NULL;
+    for (size_t i = 0; i < s->nauthors; i++)
+        if (!worst || severity(&s->out[i]) > severity(worst))
+            worst = &s->out[i];
+    int bad_policy = 0;
+    if (worst) {
+        *r = worst->res;
+        bad_policy = worst->bad_policy;
+        if (worst->incomplete) {
+            /* out of rounds, or a query could not be started */
+            r->result = AS_DMARC_TEMPERROR;
+            r->disposition = AS_DMARC_POLICY_NONE;
+            r->comment = s->start_failed ? "DNS query could not be started"
+                                         : "too many DNS round trips";
+        }
+    } else {
+        r->version = AS_DMARC_RESULT_VERSION;
+        r->discovery = st->discovery;
+        r->result = AS_DMARC_NONE;
+        r->reasons = AS_DMARC_REASON_NO_AUTHOR;
+        const struct as_from *from = as_task_from(t);
+        r->comment = as_pool_printf(p, "no usable From domain (%s)",
+                                    from ? as_from_status_name(from->status) : "no message");
+    }
+    r->nauthors = s->nauthors;
+    if (s->nauthors > 1)
+        r->reasons |= AS_DMARC_REASON_MULTI_FROM;
+    if (s->incomplete_authors)
+        r->reasons |= AS_DMARC_REASON_INCOMPLETE;
+    r->auth_results = dmarc_ar_resinfo(p, r);
+    as_task_set_result(t, AS_DMARC_RESULT_KEY, r);
+
+    /* symbols: options [domain, policy, reasons...] */
+    const char *dom = r->policy_domain ? r->policy_domain : r->author_domain;
+    const char *opts[4];
+    size_t no = 0;
+    if (dom)
+        opts[no++] = dom;
+    const char *sym;
+    switch (r->result) {
+    case AS_DMARC_PASS:
+        sym = "DMARC_POLICY_ALLOW";
+        opts[no++] = as_dmarc_policy_name(r->policy);
+        break;
+    case AS_DMARC_FAIL:
+        sym = r->disposition == AS_DMARC_POLICY_REJECT ? "DMARC_POLICY_REJECT"
+            : r->disposition == AS_DMARC_POLICY_QUARANTINE ? "DMARC_POLICY_QUARANTINE"
+            : "DMARC_POLICY_SOFTFAIL";
+        opts[no++] = as_dmarc_policy_name(r->policy);
+        {
+            const char *why = dmarc_reason_names(p, r->reasons & (AS_DMARC_REASON_TESTING |
+                                                                  AS_DMARC_REASON_SAMPLED_OUT |
+                                                                  AS_DMARC_REASON_MAILING_LIST));
+            if (*why)
+                opts[no++] = why;
+        }
+        break;
+    case AS_DMARC_TEMPERROR:
+        sym = "DMARC_DNSFAIL";
+        if (r->comment)
+            opts[no++] = r->comment;
+        break;
+    default:
+        sym = bad_policy ? "DMARC_BAD_POLICY" : "DMARC_NA";
+        if (r->comment)
+            opts[no++] = r->comment;
+        break;
+    }
+    as_task_add_symbolv(t, sym, 1.0, opts, no);
+
+    /* enforcement: "at least" the configured action (RFC 9989 7.2 text) */
+    if (r->result == AS_DMARC_FAIL && r->disposition == AS_DMARC_POLICY_REJECT && st->reject_on)
+        as_task_force_action(t, st->reject_action, AS_FORCE_LEAST, AS_PRIO_PLUGIN,
+                             as_pool_printf(p, "5.7.1 Rejected per DMARC policy of %s", dom),
+                             "dmarc");
+    else if (r->result == AS_DMARC_FAIL && r->disposition == AS_DMARC_POLICY_QUARANTINE &&
+             st->quarantine_on)
+        as_task_force_action(t, st->quarantine_action, AS_FORCE_LEAST, AS_PRIO_PLUGIN, NULL,
+                             "dmarc");
+
+    auth_results(s, r);
+    if (st->nlists)
+        munge(s, r);
+    as_task_log(t, AS_LOG_DEBUG, "dmarc: %s %s (%d rounds)", r->auth_results,
+                r->comment ? r->comment : "", s->rounds);
+}
+
+static void scan_round(struct dmarc_scan *s)
+{
+    s->rounds++;
+    int incomplete = 0;
+    struct as_pool *p = as_task_pool(s->t);
+    for (size_t i = 0; i < s->nauthors; i++) {
+        if (s->rounds > 1 && !s->out[i].incomplete)
+            continue;         /* settled: answers are pinned, it would not change */
+        dmarc_evaluate(p, &s->in[i], scan_fetch, s, &s->out[i]);
+        incomplete |= s->out[i].incomplete;
+    }
+    if (incomplete && s->rounds < s->st->max_rounds && !s->start_failed) {
+        for (size_t i = 0; i < s->nauthors; i++)
+            for (size_t k = 0; s->out[i].incomplete && k < s->out[i].nmisses; k++)
+                want(s, s->out[i].misses[k].name, s->out[i].misses[k].type);
+        if (s->outstanding > 0)
+            return;   /* dns_done() runs the next round */
+    }
+    publish(s);
+}
+
+/* ---- entry ------------------------------------------------------------- */
+
+static void dmarc_scan(struct as_task *t, void *state)
+{
+    struct dmarc_state *st = state;
+    struct as_pool *p = as_task_pool(t);
+    const struct as_envelope *env = as_task_envelope(t);
+    const struct as_spf_result *spf = as_task_get_result(t, AS_SPF_RESULT_KEY);
+    if (spf && spf->version < 1)
+        spf = NULL;
+    if (st->skip_auth && env && env->user && *env->user) {
+        as_task_log(t, AS_LOG_DEBUG, "dmarc: skipped: authenticated sender");
+        return;
+    }
+    /* SPF deliberately not evaluated for a client it knows (local
+     * networks, our relays with no untrusted hop): outgoing or internal
+     * mail, not DMARC's business.  "no client IP" leaves client_ip NULL
+     * and DMARC runs on DKIM alone. */
+    if (spf && spf->skipped && spf->client_ip) {
+        as_task_log(t, AS_LOG_DEBUG, "dmarc: skipped: %s",
+                    spf->skip_reason ? spf->skip_reason : "SPF skipped");
+        return;
+    }
+
+    struct dmarc_scan *s = as_pool_alloc(p, sizeof *s);
+    if (!s)
+        return;
+    s->t = t;
+    s->st = st;
+
+    /* Author Domains (RFC 9989 5.3.1, 11.5): every distinct domain of the
+     * From mailboxes, whatever the field count or group syntax. */
+    const struct as_from *from = as_task_from(t);
+    const char *authors[DMARC_MAX_AUTHORS_LIMIT];
+    size_t na = 0;
+    if (from && (from->status == AS_FROM_OK || from->status == AS_FROM_MULTIPLE_FIELDS ||
+                 from->status == AS_FROM_MULTIPLE_MAILBOXES || from->status == AS_FROM_GROUP)) {
+        for (size_t i = 0; i < from->list.nboxes; i++) {
+            const struct as_mailbox *mb = &from->list.boxes[i];
+            if (!mb->domain || (mb->flags & AS_MAILBOX_DOMAIN_LITERAL))
+                continue;
+            const char *d = as_domain_normalize(p, mb->domain, strlen(mb->domain));
+            if (!d)
+                continue;
+            int dup = 0;
+            for (size_t k = 0; k < na; k++)
+                dup |= strcmp(authors[k], d) == 0;
+            if (dup)
+                continue;
+            if (na == (size_t)st->max_authors) {
+                s->incomplete_authors = 1;
+                break;
+            }
+            authors[na++] = d;
+        }
+    } else if (from && from->status == AS_FROM_INVALID) {
+        /* never let a malformed From dodge DMARC (RFC 9989 11.5) */
+        const struct as_message *mm = as_task_message(t);
+        size_t nf = mm ? as_msg_header_count(mm, "From") : 0;
+        for (size_t i = 0; i < nf && na < (size_t)st->max_authors; i++) {
+            const struct as_header *h = as_msg_header_get(mm, "From", (int)i);
+            const char *v = h ? as_header_unfold(t, h, NULL) : NULL;
+            const char *found[DMARC_MAX_AUTHORS_LIMIT];
+            size_t nfound = dmarc_scan_domains(p, v, found, DMARC_MAX_AUTHORS_LIMIT);
+            for (size_t k = 0; k < nfound; k++) {
+                int dup = 0;
+                for (size_t q = 0; q < na; q++)
+                    dup |= strcmp(authors[q], found[k]) == 0;
+                if (dup)
+                    continue;
+                if (na == (size_t)st->max_authors) {
+                    s->incomplete_authors = 1;
+                    break;
+                }
+                authors[na++] = found[k];
+            }
+        }
+    }
+
+    const char *spf_domain = NULL;
+    enum as_spf_res spf_res = AS_SPF_NONE;
+    if (spf && !spf->skipped && spf->dmarc && spf->dmarc->checked && spf->dmarc->domain) {
+        spf_domain = as_domain_normalize(p, spf->dmarc->domain, strlen(spf->dmarc->domain));
+        spf_res = spf->dmarc->result;
+    }
+    const struct as_dkim_result *dk = as_task_get_result(t, AS_DKIM_RESULT_KEY);
+    struct dmarc_dkim_in *dkin = NULL;
+    size_t ndk = 0;
+    if (dk && dk->version >= 1 && dk->nsigs) {
+        dkin = as_pool_alloc(p, dk->nsigs * sizeof *dkin);
+        for (size_t i = 0; dkin && i < dk->nsigs; i++) {
+            const struct as_dkim_sig *sg = &dk->sigs[i];
+            if (!sg->domain)
+                continue;
+            dkin[ndk].domain = sg->domain;
+            dkin[ndk].result = sg->result;
+            ndk++;
+        }
+    }
+    const struct as_message *m = as_task_message(t);
+    int list_traffic = st->list_downgrade && m && as_msg_header_count(m, "List-Id") > 0;
+    int sample = (int)(random() % 100);
+
+    s->nauthors = na;
+    s->out = na ? as_pool_alloc(p, na * sizeof *s->out) : NULL;
+    if (na && !s->out)
+        return;
+    for (size_t i = 0; i < na; i++) {
+        struct dmarc_input *in = &s->in[i];
+        in->author = authors[i];
+        in->discovery = st->discovery;
+        in->psl = st->psl;
+        in->spf_domain = spf_domain;
+        in->spf_result = spf_res;
+        in->dkim = dkin;
+        in->ndkim = ndk;
+        in->list_traffic = list_traffic;
+        in->sample = sample;
+    }
+    if (na == 0) {
+        publish(s);
+        return;
+    }
+    scan_round(s);
+}
+
+static const char *const dmarc_depends[] = { "spf", "dkim", NULL };
+
+const struct as_plugin authscan_plugin = {
+    AS_PLUGIN_HEADER,
+    .name = "dmarc",
+    .version = "1.0",
+    .description = "DMARC (RFC 9989 / RFC 7489): policy, alignment, enforcement, "
+                   "Authentication-Results, mailing-list From rewriting",
+    .depends = dmarc_depends,
+    .symbols = dmarc_symbols,
+    .nsymbols = sizeof dmarc_symbols / sizeof dmarc_symbols[0],
+    .options = dmarc_options,
+    .noptions = sizeof dmarc_options / sizeof dmarc_options[0],
+    .init = dmarc_init,
+    .scan = dmarc_scan,
+    .fini = dmarc_fini,
+};
