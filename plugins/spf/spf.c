@@ -433,8 +433,9 @@ static int received_hop(struct as_pool *p, const char *v, const char **helo, cha
         snprintf(cand, sizeof cand, "%.*s", (int)(e - b - 1), b + 1);
         const char *c = strncasecmp(cand, "IPv6:", 5) == 0 ? cand + 5 : cand;
         struct in6_addr tmp;
-        if (inet_pton(AF_INET, c, &tmp) == 1 || inet_pton(AF_INET6, c, &tmp) == 1) {
-            snprintf(ip, ipsz, "%s", c);
+        size_t clen = strlen(c);
+        if (clen < ipsz && (inet_pton(AF_INET, c, &tmp) == 1 || inet_pton(AF_INET6, c, &tmp) == 1)) {
+            memcpy(ip, c, clen + 1);
             *helo = (h && *h && h[0] != '[') ? h : NULL;
             return 0;
         }

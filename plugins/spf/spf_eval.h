@@ -72,7 +72,7 @@ struct spf_outcome {
     char domain[SPF_NAME_MAX + 1];   /* identity domain */
     char sender[600];                /* local@domain */
     char mechanism[300];             /* "<q><term>" or "" */
-    char reason[200];                /* temperror/permerror cause or "" */
+    char reason[512];                /* temperror/permerror cause or "" (holds a 253-octet name) */
     char explanation[512];           /* fail: explanation or "" */
     int plus_all;
 };

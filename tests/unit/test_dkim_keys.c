@@ -38,8 +38,9 @@ static void record(EVP_PKEY *k, int spki, char *out, size_t outsz)
     }
     char b64[8192];
     EVP_EncodeBlock((unsigned char *)b64, der, len);
-    snprintf(out, outsz, "v=DKIM1; k=%s; p=%s",
-             EVP_PKEY_get_base_id(k) == EVP_PKEY_ED25519 ? "ed25519" : "rsa", b64);
+    int w = snprintf(out, outsz, "v=DKIM1; k=%s; p=%s",
+                     EVP_PKEY_get_base_id(k) == EVP_PKEY_ED25519 ? "ed25519" : "rsa", b64);
+    CHECK(w > 0 && (size_t)w < outsz);   /* the record must fit the test's buffer */
 }
 
 static size_t sign_digest(EVP_PKEY *k, const unsigned char *d, size_t dl, int sha1,
