@@ -1067,8 +1067,19 @@ const struct as_dns_answer *as_dns_pinned(const struct as_task *t, const char *n
                                           uint16_t type)
 {
     if (!t || !name) return NULL;
-    struct dns_task *ts = dns_task_get((struct as_task *)t, 0);
     char qn[AS_DNS_NAME_MAX + 1];
-    if (!ts || as_dns_name_normalize(name, strlen(name), qn) < 0) return NULL;
+    if (as_dns_name_normalize(name, strlen(name), qn) < 0) {
+        /* A bad name is never sent, so its answer is known without asking:
+         * consumers that replay from pinned answers (SPF) must see it as an
+         * answer, or they would wait for a query that never happens. */
+        struct as_pool *pool = as_task_pool(t);
+        struct as_dns_answer *b = as_pool_alloc(pool, sizeof *b);
+        b->name = as_pool_strdup(pool, name);
+        b->type = type;
+        b->status = AS_DNS_BADNAME;
+        return b;
+    }
+    struct dns_task *ts = dns_task_get((struct as_task *)t, 0);
+    if (!ts) return NULL;
     return pin_find(ts, qn, type);
 }

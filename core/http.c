@@ -81,6 +81,7 @@ struct as_http_conn {
     int err_status;          /* set by a callback that rejected the request */
     int peer_eof;            /* the client closed its sending side */
     const char *err_msg;
+    char err_buf[160];       /* err_msg when it is formatted */
 
     /* request under construction; see conn_reset_request() */
     size_t hdr_bytes;
@@ -420,8 +421,13 @@ static int on_headers_complete(http_parser *p)
     /* http-parser would reject it too, but only after this callback */
     if (!c->body_chunked && as_http_request_header(&c->req, "Transfer-Encoding"))
         return reject(c, 501, "unsupported transfer coding");
-    if (has_length && p->content_length > lim->max_body)
-        return reject(c, 413, "message too large");
+    if (has_length && p->content_length > lim->max_body) {
+        /* the only body this server takes is the message to scan */
+        snprintf(c->err_buf, sizeof c->err_buf, "message of %llu bytes is larger than the "
+                 "limit of %zu bytes (limits.max_message_size)",
+                 (unsigned long long)p->content_length, lim->max_body);
+        return reject(c, 413, c->err_buf);
+    }
     if (!has_length && !c->body_chunked &&
         (p->method == HTTP_POST || p->method == HTTP_PUT))
         return reject(c, 411, "length required");
@@ -444,7 +450,11 @@ static int on_body(http_parser *p, const char *at, size_t len)
 {
     struct as_http_conn *c = p->data;
     size_t max = c->srv->lim.max_body;
-    if (len > max || c->body_len > max - len) return reject(c, 413, "message too large");
+    if (len > max || c->body_len > max - len) {
+        snprintf(c->err_buf, sizeof c->err_buf, "message is larger than the limit of %zu bytes "
+                 "(limits.max_message_size)", max);
+        return reject(c, 413, c->err_buf);
+    }
     if (c->body_len + len > c->body_cap) {
         /* chunked (or a parser surprise): grow geometrically, within max */
         size_t cap = c->body_cap ? c->body_cap : 4096;

@@ -474,18 +474,18 @@ int as_master_run(struct as_config *cfg, const struct as_master_options *opts)
     for (size_t i = 0; i < AS_ARRAY_LEN(m->children); i++) m->children[i].sock = -1;
     as_log_set_role("master");
     char err[1024];
+    const char *pidf = as_config_str(cfg, "pid_file", NULL);
     if (open_listeners(m, cfg, err, sizeof err) < 0) {
         as_log(AS_LOG_ERR, "%s", err);
-        return 1;
+        goto fail;
     }
     if (!opts->foreground && daemonize() < 0) {
         as_log(AS_LOG_ERR, "cannot daemonize: %s", strerror(errno));
-        return 1;
+        goto fail;
     }
-    const char *pidf = as_config_str(cfg, "pid_file", NULL);
     if (pidf && write_pid_file(pidf, err, sizeof err) < 0) {
         as_log(AS_LOG_ERR, "%s", err);
-        return 1;
+        goto fail;
     }
     signal(SIGPIPE, SIG_IGN);
     m->base = event_base_new();
@@ -519,4 +519,13 @@ int as_master_run(struct as_config *cfg, const struct as_master_options *opts)
     free(m);
     as_log(AS_LOG_NOTICE, "stopped");
     return status;
+
+fail:   /* nothing started yet: give back what open_listeners() got */
+    for (int i = 0; i < m->nlisteners; i++) {
+        for (int j = 0; j < m->listeners[i].nfds; j++) close(m->listeners[i].fds[j]);
+        if (m->listeners[i].unix_path[0]) unlink(m->listeners[i].unix_path);
+    }
+    as_config_free(m->cfg);
+    free(m);
+    return 1;
 }

@@ -362,9 +362,15 @@ static int cmd_bench(int argc, char **argv)
     free(msgs);
     as_engine_free(e);
     event_base_free(base);
-    as_cli_free(&cli);
     return status;
 }
+
+struct env_opt {
+    const char *name, *value;
+};
+
+static int run(const char *cmd, struct as_cli *cli, const struct env_opt *env, size_t nenv,
+               int json, int nfiles, char **files);
 
 int main(int argc, char **argv)
 {
@@ -394,7 +400,7 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    struct { const char *name, *value; } env[256];
+    struct env_opt env[256];
     size_t nenv = 0;
     struct as_cli cli = {0};
     int json = 0;
@@ -415,21 +421,31 @@ int main(int argc, char **argv)
         case 'm': ename = "MTA-Name"; break;
         case 'I': ename = "Settings-ID"; break;
         case 'j': json = 1; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'h': usage(stdout); as_cli_free(&cli); return 0;
+        default: usage(stderr); as_cli_free(&cli); return 2;
         }
         if (ename && nenv < AS_ARRAY_LEN(env)) {
             env[nenv].name = ename;
             env[nenv++].value = optarg;
         }
     }
+    int status;
     if (strcmp(cmd, "check") == 0 && optind >= argc) {
         fprintf(stderr, "authscan check: no message file given (use - for stdin)\n");
-        return 2;
+        status = 2;
+    } else {
+        status = run(cmd, &cli, env, nenv, json, argc - optind, argv + optind);
     }
+    as_cli_free(&cli);
+    return status;
+}
 
+/* Everything after option parsing; main() frees the options on every path. */
+static int run(const char *cmd, struct as_cli *cli, const struct env_opt *env, size_t nenv,
+               int json, int nfiles, char **files)
+{
     char err[1024];
-    struct as_config *cfg = as_master_load(&cli.opts, err, sizeof err);
+    struct as_config *cfg = as_master_load(&cli->opts, err, sizeof err);
     if (!cfg) {
         fprintf(stderr, "authscan: %s\n", err);
         return 1;
@@ -451,8 +467,8 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "symbols") == 0) {
         status = cmd_symbols(e);
     } else {
-        for (int i = optind; i < argc; i++) {
-            const char *name = argv[i];
+        for (int i = 0; i < nfiles; i++) {
+            const char *name = files[i];
             struct sbuf msg = {0};
             FILE *f = strcmp(name, "-") == 0 ? stdin : fopen(name, "rb");
             if (!f || read_all(f, &msg) < 0) {
@@ -492,6 +508,5 @@ int main(int argc, char **argv)
     }
     as_engine_free(e);
     event_base_free(base);
-    as_cli_free(&cli);
     return status;
 }

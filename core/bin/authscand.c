@@ -31,6 +31,8 @@ static void usage(FILE *f)
 "  -h, --help\n", as_engine_default_config_path());
 }
 
+static int run(struct as_cli *cli, int check);
+
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -58,18 +60,27 @@ int main(int argc, char **argv)
         case 'p': as_cli_override(&cli, "pid_file", optarg, AS_CLI_REPEAT_NONE); break;
         case 'v': printf("authscand %s (plugin ABI %d.%d)\n", AUTHSCAN_VERSION,
                          AS_PLUGIN_ABI_MAJOR, AS_PLUGIN_ABI_MINOR); return 0;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'h': usage(stdout); as_cli_free(&cli); return 0;
+        default: usage(stderr); as_cli_free(&cli); return 2;
         }
     }
+    int rc;
     if (optind < argc) {
         fprintf(stderr, "authscand: unexpected argument '%s'\n", argv[optind]);
         usage(stderr);
-        return 2;
+        rc = 2;
+    } else {
+        rc = run(&cli, check);
     }
+    as_cli_free(&cli);
+    return rc;
+}
 
+/* Everything after option parsing; main() frees the options on every path. */
+static int run(struct as_cli *cli, int check)
+{
     char err[1024];
-    struct as_config *cfg = as_master_load(&cli.opts, err, sizeof err);
+    struct as_config *cfg = as_master_load(&cli->opts, err, sizeof err);
     if (!cfg) {
         fprintf(stderr, "authscand: %s\n", err);
         return 1;
@@ -83,7 +94,5 @@ int main(int argc, char **argv)
     as_log_parse_level(as_config_str(cfg, "log.level", "notice"), &lv);
     const char *target = as_config_str(cfg, "log.target", "stderr");
     as_log_init("authscand", strcmp(target, "syslog") == 0 ? AS_LOG_SYSLOG : AS_LOG_STDERR, lv);
-    int rc = as_master_run(cfg, &cli.opts);
-    as_cli_free(&cli);
-    return rc;
+    return as_master_run(cfg, &cli->opts);
 }

@@ -340,10 +340,10 @@ static void publish(struct spf_scan *s)
     const struct as_spf_check *c = r->dmarc;
     if (helo_id)
         r->auth_results = as_pool_printf(p, "spf=%s smtp.helo=%s", as_spf_res_name(c->result),
-                                         s->helo ? s->helo : "");
+                                         as_authres_value(p, s->helo ? s->helo : ""));
     else
         r->auth_results = as_pool_printf(p, "spf=%s smtp.mailfrom=%s", as_spf_res_name(c->result),
-                                         c->domain ? c->domain : s->sender);
+                                         as_authres_value(p, c->domain ? c->domain : s->sender));
     r->received_spf = received_spf(p, s, c, helo_id);
     as_task_set_result(t, AS_SPF_RESULT_KEY, r);
 

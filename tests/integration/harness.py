@@ -37,7 +37,6 @@ and read responses one by one, for keep-alive and malformed requests),
 unix_request() for unix sockets.  Processes: d.master_pid, d.worker_pids(),
 children_of(pid).  CLI: run_check().
 """
-import errno
 import http.client
 import json
 import os
@@ -48,7 +47,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 
@@ -444,7 +442,7 @@ class Daemon:
         while True:
             if self.proc.poll() is not None:
                 raise StartError("authscand exited with %s during startup; log:\n%s"
-                                 % (self.proc.returncode, self.log()[-4000:]))
+                                 % (self.proc.returncode, self.log()[-20000:]))
             if self._ping_any() and (not self.wait_workers or self._workers_ready()):
                 return
             if time.monotonic() > deadline:

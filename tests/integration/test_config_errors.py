@@ -11,6 +11,7 @@ Prints "N passed, N failed"; exits non-zero on failure."""
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -287,7 +288,7 @@ def test_daemon_refuses_to_start():
     rc, out, err = authscand(["--check-config", "-c", os.path.join(TMP, "missing.conf")])
     T.check("missing -c file", rc != 0 and "missing.conf" in err, err)
     # a listen address that cannot be bound is an error at start, not a hang
-    blocker = __import__("socket").socket()
+    blocker = socket.socket()
     blocker.bind(("127.0.0.1", 0))
     blocker.listen(1)
     busy = blocker.getsockname()[1]

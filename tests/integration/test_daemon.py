@@ -7,7 +7,9 @@ being respawned while service continues, SIGTERM draining in-flight scans
 (a scan waiting on DNS, a request still being received) before the master
 exits 0, --pid-file, and the /stat counters.
 Prints "N passed, N failed"; exits non-zero on failure."""
+import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -110,7 +112,6 @@ def test_envelope(d):
     st, hdrs, body = d.request(
         "POST", "/checkv2?ip=192.0.2.2&from=%s&rcpt=x%%40example.org&queue-id=QS%%201"
         % quote("alice@example.com", safe=""), harness.SIMPLE_MSG)
-    import json
     r = json.loads(body)
     T.eq("query envelope: status", st, 200)
     T.check("query envelope: SPF pass", "R_SPF_ALLOW" in r["symbols"], r["symbols"])
@@ -273,7 +274,7 @@ def test_workers_and_respawn():
         pids = d.worker_pids()
         T.eq("--workers 3 starts 3 workers", len(pids), 3)
         T.check("the workers are not the master", d.master_pid not in pids, pids)
-        ready = set(int(p) for p in __import__("re").findall(
+        ready = set(int(p) for p in re.findall(
             r"authscand\[(\d+)\] worker#\d+ info: ready", d.log()))
         T.check("each worker logged ready", set(pids) <= ready, (pids, ready))
         # several connections reach several workers

@@ -67,7 +67,7 @@ extern "C" {
 #endif
 
 #define AS_PLUGIN_ABI_MAJOR 1
-#define AS_PLUGIN_ABI_MINOR 0
+#define AS_PLUGIN_ABI_MINOR 1
 
 #if defined(__GNUC__)
 #define AS_API __attribute__((visibility("default")))
@@ -193,6 +193,14 @@ AS_API int as_address_list_parse(struct as_pool *pool, const char *s, size_t len
  * A-labels (IDNA2008 via libidn2, UTS#46 non-transitional mapping).
  * Returns a pool string, or NULL if the name is not a valid host name. */
 AS_API const char *as_domain_normalize(struct as_pool *pool, const char *s, size_t len);
+
+/* An RFC 8601 property value (pvalue) for Authentication-Results: the
+ * value as is when it is a plain domain, local-part@domain or token, else
+ * a quoted-string with '"' and '\\' escaped and bytes outside printable
+ * ASCII replaced by '?'.  Use it for every value that comes from the SMTP
+ * session or the message (HELO, MAIL FROM): unquoted, a HELO such as
+ * "x; dkim=pass" would add a result to our header.  Since ABI 1.1. */
+AS_API const char *as_authres_value(struct as_pool *pool, const char *value);
 
 /* The RFC5322.From of the message, parsed once per task.  The states are
  * distinct because DMARC treats them differently (see docs/dmarc.md). */
@@ -345,7 +353,8 @@ struct as_dns_answer {
 typedef void (*as_dns_cb)(struct as_task *t, const struct as_dns_answer *ans, void *arg);
 AS_API int as_dns_query(struct as_task *t, const char *name, uint16_t type,
                         as_dns_cb cb, void *arg);
-/* The answer this task already has for (name, type), or NULL. */
+/* The answer this task already has for (name, type), or NULL.  For a name
+ * that is not a valid DNS name the answer is always AS_DNS_BADNAME. */
 AS_API const struct as_dns_answer *as_dns_pinned(const struct as_task *t,
                                                  const char *name, uint16_t type);
 AS_API const char *as_dns_status_name(enum as_dns_status st);
