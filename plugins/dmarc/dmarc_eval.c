@@ -293,7 +293,14 @@ static void finish_temperror(struct ctx *c, const char *comment)
 void dmarc_evaluate(struct as_pool *pool, const struct dmarc_input *in, dmarc_fetch_fn fetch,
                     void *fetch_arg, struct dmarc_outcome *out)
 {
-    memset(out, 0, sizeof *out);
+    /* Not a memset of *out: walks[] holds DMARC_MAX_WALKS walks of parsed
+     * records and is reset every round of every scan; misses[] and walks[]
+     * are read only up to their counts (a walk is zeroed when it starts). */
+    out->incomplete = 0;
+    out->nmisses = 0;
+    out->nwalks = 0;
+    out->bad_policy = 0;
+    memset(&out->res, 0, sizeof out->res);
     struct ctx cx = { pool, in, fetch, fetch_arg, out };
     struct ctx *c = &cx;
     struct as_dmarc_result *res = &out->res;

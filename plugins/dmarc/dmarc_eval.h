@@ -67,6 +67,7 @@ struct dmarc_miss {
     uint16_t type;
 };
 
+/* New fields must be reset at the top of dmarc_evaluate(). */
 struct dmarc_outcome {
     int incomplete;                     /* evaluate again once misses are answered */
     struct dmarc_miss misses[DMARC_MAX_MISSES];

@@ -26,6 +26,7 @@ struct seen_rec {
 };
 
 /* State of the evaluation in progress; the layer reaches it via hook. */
+/* New fields must be initialized in spf_engine_check() (no memset there). */
 struct eval {
     const struct spf_query *q;
     struct spf_outcome *out;
@@ -713,10 +714,23 @@ static int is_loopback(const struct spf_query *q)
     return IN6_IS_ADDR_LOOPBACK(&q->ip.v6);
 }
 
+/* Resets an outcome for a new round.  Not a memset: the struct is about
+ * 10 KiB (the miss list) and is reset every round of every scan; the
+ * arrays are only read up to their counts and the strings from [0]. */
+static void outcome_reset(struct spf_outcome *out)
+{
+    out->incomplete = 0;
+    out->nmisses = 0;
+    out->checked = 0;
+    out->result = AS_SPF_NONE;
+    out->domain[0] = out->sender[0] = out->mechanism[0] = '\0';
+    out->reason[0] = out->explanation[0] = '\0';
+    out->plus_all = 0;
+}
+
 void spf_engine_check(struct spf_engine *e, const struct spf_query *q, struct spf_outcome *out)
 {
-    memset(out, 0, sizeof *out);
-    out->result = AS_SPF_NONE;
+    outcome_reset(out);
 
     /* The identity (RFC 7208 2.3, 2.4): MAIL FROM, or postmaster@HELO. */
     const char *helo = q->helo && *q->helo ? q->helo : NULL;
@@ -758,12 +772,17 @@ void spf_engine_check(struct spf_engine *e, const struct spf_query *q, struct sp
         return;
     }
 
+    /* Scalars only: expect[] and seen[] (about 9 KiB) are read up to
+     * nexpect/nseen, so zeroing them every round would be wasted work. */
     struct eval ev;
-    memset(&ev, 0, sizeof ev);
     ev.q = q;
     ev.out = out;
     ev.eng = e;
+    ev.req = NULL;
+    ev.spf_calls = ev.terms = ev.voids = ev.ptr_void = 0;
     ev.fatal = AS_SPF_NONE;
+    ev.nexpect = ev.iexpect = 0;
+    ev.nseen = 0;
 
     SPF_request_t *req = SPF_request_new(e->server);
     if (!req) {

@@ -63,6 +63,7 @@ struct spf_miss {
     uint16_t type;
 };
 
+/* New fields must be reset in outcome_reset() (spf_eval.c). */
 struct spf_outcome {
     int incomplete;                  /* misses were recorded: fetch and retry */
     size_t nmisses;
