@@ -112,6 +112,8 @@ struct as_http_server {
     int accepting;           /* listeners currently enabled */
     int accept_backoff;      /* paused after EMFILE and friends */
     struct event *backoff_ev;
+    int accept_yield;        /* paused until the next loop pass, see accept_cb */
+    struct event *yield_ev;
 
     struct as_http_conn *conns;
     size_t nconns, nactive;
@@ -184,7 +186,7 @@ const char *as_http_request_header(const struct as_http_request *req, const char
 
 static void server_update_accept(struct as_http_server *s)
 {
-    int want = !s->draining && !s->accept_backoff &&
+    int want = !s->draining && !s->accept_backoff && !s->accept_yield &&
                !(s->lim.max_connections && s->nconns >= s->lim.max_connections);
     if (want == s->accepting) return;
     for (size_t i = 0; i < s->nlisteners; i++) {
@@ -262,6 +264,25 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     c->state = ST_IDLE;
     conn_timer_set(c, s->lim.idle_timeout);
     as_log(AS_LOG_DEBUG, "http: connection from %s", c->peer);
+    /* One accept per loop pass.  libevent's listener otherwise accepts in
+     * a loop until EAGAIN, so when a client opens its connections in a
+     * burst the first worker to wake takes them all and the other workers
+     * idle for as long as those keep-alive connections live (measured:
+     * 16 connections -> 16 + 0; docs/performance.md).  Pausing until the
+     * next pass lets every worker woken by the same readiness take its
+     * share. */
+    s->accept_yield = 1;
+    server_update_accept(s);
+    struct timeval now = { 0, 0 };
+    evtimer_add(s->yield_ev, &now);
+}
+
+static void yield_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct as_http_server *s = arg;
+    s->accept_yield = 0;
     server_update_accept(s);
 }
 
@@ -776,7 +797,8 @@ struct as_http_server *as_http_server_new(struct event_base *base,
     s->accepting = 1;
     s->done_ev = evtimer_new(base, done_cb, s);
     s->backoff_ev = evtimer_new(base, backoff_cb, s);
-    if (!s->done_ev || !s->backoff_ev) as_oom();
+    s->yield_ev = evtimer_new(base, yield_cb, s);
+    if (!s->done_ev || !s->backoff_ev || !s->yield_ev) as_oom();
     /* http-parser has its own process-wide cap (80 KiB); ours must win */
     if (lim->max_header_bytes > 80 * 1024)
         http_parser_set_max_header_size((uint32_t)(lim->max_header_bytes > UINT32_MAX / 2
@@ -825,6 +847,7 @@ void as_http_server_free(struct as_http_server *s)
     free(s->listeners);
     event_free(s->done_ev);
     event_free(s->backoff_ev);
+    event_free(s->yield_ev);
     free(s);
 }
 
