@@ -95,11 +95,15 @@ char *as_pool_strdup(struct as_pool *p, const char *s)
 
 char *as_pool_vprintf(struct as_pool *p, const char *fmt, va_list ap)
 {
+    /* Most strings are short: format once into the stack and copy, and
+     * only format a second time when the result did not fit. */
+    char tmp[256];
     va_list cp;
     va_copy(cp, ap);
-    int n = vsnprintf(NULL, 0, fmt, cp);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, cp);
     va_end(cp);
     if (n < 0) return as_pool_strdup(p, "");
+    if ((size_t)n < sizeof tmp) return as_pool_strndup(p, tmp, (size_t)n);
     char *m = as_pool_alloc(p, (size_t)n + 1);
     vsnprintf(m, (size_t)n + 1, fmt, ap);
     return m;
