@@ -13,7 +13,7 @@
 #include "pool.h"
 #include "util.h"
 
-#define POOL_ALIGN (sizeof(max_align_t))
+#define POOL_ALIGN (_Alignof(max_align_t))
 
 struct pool_block {
     struct pool_block *next;

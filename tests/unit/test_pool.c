@@ -14,7 +14,7 @@ int main(void)
     struct as_pool *p = as_pool_new(1024);
     for (size_t sz = 1; sz < 3000; sz = sz * 3 + 1) {
         unsigned char *m = as_pool_alloc(p, sz);
-        CHECK(((uintptr_t)m % sizeof(max_align_t)) == 0);
+        CHECK(((uintptr_t)m % _Alignof(max_align_t)) == 0);
         int zero = 1;
         for (size_t i = 0; i < sz; i++) zero &= m[i] == 0;
         CHECK(zero);
