@@ -116,6 +116,34 @@ static int cmd_symbols(struct as_engine *e)
     return 0;
 }
 
+/* The engine the subcommands scan with, built exactly as a worker builds
+ * it.  Logs go to stderr at "warning" unless --log-level says otherwise
+ * (the config file's level is for the daemon).  NULL after printing why. */
+static int bench_main(const struct as_cli *cli, long repeat, long warmup, const char *msgdir,
+                      const char *verdicts, const char *manifest);
+
+static struct as_engine *cli_engine(const struct as_cli *cli, struct event_base **base)
+{
+    char err[1024];
+    struct as_config *cfg = as_master_load(&cli->opts, err, sizeof err);
+    if (!cfg) {
+        fprintf(stderr, "authscan: %s\n", err);
+        return NULL;
+    }
+    enum as_log_level lv = AS_LOG_WARN;
+    const struct as_config_entry *lvl = as_config_find(cfg, "log.level");
+    if (lvl && strcmp(lvl->file, "command line") == 0) as_log_parse_level(lvl->value, &lv);
+    as_log_set_level(lv);
+    *base = event_base_new();
+    struct as_engine *e = as_engine_new(*base, cfg, err, sizeof err);
+    if (!e) {
+        fprintf(stderr, "authscan: %s\n", err);
+        event_base_free(*base);
+        *base = NULL;
+    }
+    return e;
+}
+
 /* ------------------------------------------------------------------ */
 /* authscan bench: the in-process throughput run of bench/run.
  *
@@ -279,50 +307,46 @@ static int cmd_bench(int argc, char **argv)
         case 'W': warmup = strtol(optarg, NULL, 10); break;
         case 'M': msgdir = optarg; break;
         case 'V': verdicts = optarg; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'h': usage(stdout); as_cli_free(&cli); return 0;
+        default: usage(stderr); as_cli_free(&cli); return 2;
         }
     }
+    int status;
     if (optind != argc - 1 || repeat < 1 || warmup < 0) {
         fprintf(stderr, "usage: authscan bench [config options] [--repeat N>=1] [--warmup N>=0]"
                 " [--msgs DIR] [--verdicts FILE] MANIFEST\n");
-        return 2;
+        status = 2;
+    } else {
+        if (verdicts && warmup < 1) warmup = 1;
+        status = bench_main(&cli, repeat, warmup, msgdir, verdicts, argv[optind]);
     }
-    if (verdicts && warmup < 1) warmup = 1;
+    as_cli_free(&cli);
+    return status;
+}
+
+/* The measured part of cmd_bench: one cleanup path for every outcome. */
+static int bench_main(const struct as_cli *cli, long repeat, long warmup, const char *msgdir,
+                      const char *verdicts, const char *manifest)
+{
     struct bench_msg *msgs = NULL;
     size_t n = 0;
-    if (bench_load(argv[optind], msgdir, &msgs, &n) < 0 || n == 0) {
-        if (n == 0) fprintf(stderr, "authscan bench: no messages in %s\n", argv[optind]);
-        return 1;
+    struct event_base *base = NULL;
+    struct as_engine *e = NULL;
+    FILE *vf = NULL;
+    struct sbuf reply = {0};
+    int status = 1;
+    if (bench_load(manifest, msgdir, &msgs, &n) < 0 || n == 0) {
+        if (n == 0) fprintf(stderr, "authscan bench: no messages in %s\n", manifest);
+        goto out;
     }
     size_t bytes = 0;
     for (size_t i = 0; i < n; i++) bytes += msgs[i].data.len;
-
-    char err[1024];
-    struct as_config *cfg = as_master_load(&cli.opts, err, sizeof err);
-    if (!cfg) {
-        fprintf(stderr, "authscan: %s\n", err);
-        return 1;
-    }
-    enum as_log_level lv = AS_LOG_WARN;
-    if (as_config_find(cfg, "log.level") && strcmp(as_config_find(cfg, "log.level")->file,
-                                                   "command line") == 0)
-        as_log_parse_level(as_config_str(cfg, "log.level", "warning"), &lv);
-    as_log_set_level(lv);
-    struct event_base *base = event_base_new();
-    struct as_engine *e = as_engine_new(base, cfg, err, sizeof err);
-    if (!e) {
-        fprintf(stderr, "authscan: %s\n", err);
-        event_base_free(base);
-        return 1;
-    }
-    FILE *vf = NULL;
+    if (!(e = cli_engine(cli, &base))) goto out;
     if (verdicts && !(vf = fopen(verdicts, "w"))) {
         fprintf(stderr, "authscan bench: %s: %s\n", verdicts, strerror(errno));
-        return 1;
+        goto out;
     }
-    int status = 0;
-    struct sbuf reply = {0};
+    status = 0;
     double w0 = 0, c0 = 0;
     for (long pass = 0; pass < warmup + repeat && status == 0; pass++) {
         if (pass == warmup) {
@@ -343,7 +367,6 @@ static int cmd_bench(int argc, char **argv)
         }
     }
     double wall = as_now() - w0, cpu = bench_cpu_now() - c0;
-    if (vf) fclose(vf);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     if (status == 0) {
@@ -354,6 +377,8 @@ static int cmd_bench(int argc, char **argv)
                n, bytes, repeat, scans, wall, cpu, scans / wall, cpu * 1e6 / scans,
                wall * 1e6 / scans, ru.ru_maxrss);
     }
+out:
+    if (vf) fclose(vf);
     sbuf_free(&reply);
     for (size_t i = 0; i < n; i++) {
         for (int k = 0; k < 7; k++) free(msgs[i].env[k]);
@@ -361,7 +386,7 @@ static int cmd_bench(int argc, char **argv)
     }
     free(msgs);
     as_engine_free(e);
-    event_base_free(base);
+    if (base) event_base_free(base);
     return status;
 }
 
@@ -445,24 +470,9 @@ static int run(const char *cmd, struct as_cli *cli, const struct env_opt *env, s
                int json, int nfiles, char **files)
 {
     char err[1024];
-    struct as_config *cfg = as_master_load(&cli->opts, err, sizeof err);
-    if (!cfg) {
-        fprintf(stderr, "authscan: %s\n", err);
-        return 1;
-    }
-    enum as_log_level lv = AS_LOG_WARN;
-    if (as_config_find(cfg, "log.level") && strcmp(as_config_find(cfg, "log.level")->file,
-                                                   "command line") == 0)
-        as_log_parse_level(as_config_str(cfg, "log.level", "warning"), &lv);
-    as_log_set_level(lv);
-
-    struct event_base *base = event_base_new();
-    struct as_engine *e = as_engine_new(base, cfg, err, sizeof err);
-    if (!e) {
-        fprintf(stderr, "authscan: %s\n", err);
-        event_base_free(base);
-        return 1;
-    }
+    struct event_base *base;
+    struct as_engine *e = cli_engine(cli, &base);
+    if (!e) return 1;
     int status = 0;
     if (strcmp(cmd, "symbols") == 0) {
         status = cmd_symbols(e);
