@@ -48,6 +48,7 @@ static int hexval(int c)
 void as_proto_url_decode(const char *s, size_t len, struct sbuf *out)
 {
     sbuf_reset(out);
+    sbuf_add(out, "", 0);   /* an empty component is "", never a NULL buffer */
     for (size_t i = 0; i < len; i++) {
         if (s[i] == '+') {
             sbuf_addc(out, ' ');

@@ -31,7 +31,8 @@ int as_proto_envelope_set(struct as_task *t, const char *name, const char *value
 void as_proto_write_checkv2(const struct as_task *t, struct sbuf *out);
 /* {"error":"..."} */
 void as_proto_write_error(struct sbuf *out, const char *msg);
-/* Percent-decodes a query-string component into out ('+' is a space). */
+/* Percent-decodes a query-string component into out ('+' is a space).
+ * out->data is always a NUL-terminated string afterwards, "" when empty. */
 void as_proto_url_decode(const char *s, size_t len, struct sbuf *out);
 
 #endif
