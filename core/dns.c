@@ -959,7 +959,9 @@ static void tq_deliver(struct dns_tq *tq, const struct as_dns_answer *ans)
     tq_unlink(tq);
     as_task_async_enter(t, tq->op);
     tq->cb(t, ans, tq->arg);
-    /* the task may be finished (and freed) by this: tq is gone after it */
+    /* The task is still alive here: a task only finishes from its own
+     * deferred step or deadline events (task.c), never inside a plugin
+     * callback.  tq itself lives in the task pool. */
     as_task_async_end(t, tq->op);
 }
 

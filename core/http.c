@@ -406,8 +406,18 @@ static void request_split_url(struct as_http_conn *c)
     sbuf_addc(&c->url, '\0');      /* make sure data is allocated */
     char *u = c->url.data;
     if (as_memcaseeq(u, "http://", 7) || as_memcaseeq(u, "https://", 8)) {
-        char *slash = strchr(strstr(u, "//") + 2, '/');
-        u = slash ? slash : (char *)"/";
+        /* the authority ends at the first '/', '?' or '#' (RFC 3986 3.2) */
+        char *auth = strstr(u, "//") + 2;
+        char *end = auth + strcspn(auth, "/?#");
+        if (*end == '/') {
+            u = end;
+        } else {
+            /* no path: "http://h?ip=1" is path "/" with query "ip=1";
+             * the authority's last byte becomes the path's '/' */
+            memmove(auth, end, strlen(end) + 1);
+            auth[-1] = '/';
+            u = auth - 1;
+        }
     }
     char *q = strchr(u, '?');
     if (q) *q++ = '\0';

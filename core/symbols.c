@@ -150,7 +150,9 @@ int as_symtab_apply_rules(struct as_symtab *st, const struct as_config *cfg,
         }
         char sname[128];
         size_t nlen = (size_t)(dot - name);
-        if (nlen >= sizeof sname) nlen = sizeof sname - 1;
+        if (nlen >= sizeof sname)   /* never truncate: it would name another symbol */
+            return as_config_error(err, errlen, e, "symbol name in '%s' is longer than %zu "
+                                   "characters", e->key, sizeof sname - 1);
         memcpy(sname, name, nlen);
         sname[nlen] = '\0';
         const char *field = dot + 1;

@@ -441,23 +441,26 @@ static void compute_verdict(struct as_task *t)
 
     /* Forces in increasing priority; at equal priority LEAST before EXACT
      * so an EXACT of the same priority has the last word.  Few forces per
-     * task, so a selection pass per priority level is fine. */
-    int last_prio = INT32_MIN;
+     * task, so a selection pass per priority level is fine.  The force that
+     * decided the action gives the reply text: among LEASTs that reach the
+     * same action, the one of higher priority. */
+    int have_last = 0, last_prio = 0;
     for (;;) {
-        int prio = INT32_MAX;
-        int found = 0;
-        for (size_t i = 0; i < t->nforces; i++)
-            if (t->forces[i].priority > last_prio && t->forces[i].priority <= prio) {
-                prio = t->forces[i].priority;
+        int prio = 0, found = 0;
+        for (size_t i = 0; i < t->nforces; i++) {
+            int p = t->forces[i].priority;
+            if ((!have_last || p > last_prio) && (!found || p < prio)) {
+                prio = p;
                 found = 1;
             }
+        }
         if (!found) break;
         for (int pass = 0; pass < 2; pass++)
             for (size_t i = 0; i < t->nforces; i++) {
                 const struct force *f = &t->forces[i];
                 if (f->priority != prio) continue;
                 if (pass == 0 && f->mode == AS_FORCE_LEAST && f->action >= a) {
-                    if (f->action > a || !by) by = f;
+                    if (f->action > a || !by || f->priority >= by->priority) by = f;
                     a = f->action;
                 } else if (pass == 1 && f->mode == AS_FORCE_EXACT) {
                     a = f->action;
@@ -465,6 +468,7 @@ static void compute_verdict(struct as_task *t)
                 }
             }
         last_prio = prio;
+        have_last = 1;
     }
     v->action = a;
     v->forced_by = by && by->action == a ? by->module : NULL;

@@ -1,0 +1,136 @@
+/*
+ * The verdict: score thresholds, and forced actions applied in increasing
+ * priority (LEAST raises, EXACT replaces, EXACT wins at equal priority),
+ * with the reply text of the force that decided.  Table-driven over a
+ * minimal engine with no plugins: symbols are declared here.
+ */
+#include <event2/event.h>
+#include <limits.h>
+#include <string.h>
+#include "check.h"
+#include "config.h"
+#include "engine.h"
+#include "symbols.h"
+#include "task.h"
+
+static const struct as_symbol_def syms[] = {
+    { "S1", 1.0, "t", NULL, 0 },
+    { "S5", 5.0, "t", NULL, 0 },
+    { "S10", 10.0, "t", NULL, 0 },
+    { "NEG", -2.0, "t", NULL, 0 },
+};
+
+struct force_spec {
+    enum as_action action;
+    enum as_force_mode mode;
+    int prio;
+    const char *msg, *module;
+};
+
+struct vcase {
+    const char *name;
+    const char *symbols[4];
+    struct force_spec forces[4];
+    enum as_action want;
+    const char *want_msg;      /* NULL: no reply text */
+    const char *want_module;   /* NULL: not forced */
+};
+
+static void done_cb(struct as_task *t, void *arg)
+{
+    (void)t;
+    *(int *)arg = 1;
+}
+
+int main(void)
+{
+    struct event_base *base = event_base_new();
+    struct as_engine e;
+    memset(&e, 0, sizeof e);
+    e.base = base;
+    e.symtab = as_symtab_new();
+    strcpy(e.id_prefix, "v");
+    char err[256];
+    for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++)
+        CHECK(as_symtab_declare(e.symtab, &syms[i], "test", err, sizeof err) == 0);
+    struct as_config *cfg = as_config_new();   /* rspamd defaults: 15/6/4 */
+    as_actions_from_config(&e.actions, cfg);
+
+    static const struct vcase cases[] = {
+        { "nothing", {0}, {{0}}, AS_ACTION_NO_ACTION, NULL, NULL },
+        { "greylist at 4 (score 5)", {"S5"}, {{0}}, AS_ACTION_GREYLIST, "4.7.1 Try again later",
+          NULL },
+        { "add header at 6 (score 6)", {"S1", "S5"}, {{0}}, AS_ACTION_ADD_HEADER, NULL, NULL },
+        { "reject at 15", {"S5", "S10"}, {{0}}, AS_ACTION_REJECT, "5.7.1 Spam message rejected", NULL },
+        { "negative score", {"S5", "NEG"}, {{0}}, AS_ACTION_NO_ACTION, NULL, NULL },
+        { "least raises", {"S1"},
+          {{AS_ACTION_REJECT, AS_FORCE_LEAST, 50, "5.7.1 dmarc says no", "dmarc"}},
+          AS_ACTION_REJECT, "5.7.1 dmarc says no", "dmarc" },
+        { "least never lowers", {"S5", "S10"},
+          {{AS_ACTION_QUARANTINE, AS_FORCE_LEAST, 50, "q", "dmarc"}},
+          AS_ACTION_REJECT, "5.7.1 Spam message rejected", NULL },
+        { "site exact overrides plugin least", {0},
+          {{AS_ACTION_REJECT, AS_FORCE_LEAST, 50, "reject text", "dmarc"},
+           {AS_ACTION_QUARANTINE, AS_FORCE_EXACT, 100, NULL, "site"}},
+          AS_ACTION_QUARANTINE, NULL, "site" },
+        { "exact can lower the score's action", {"S5", "S10"},
+          {{AS_ACTION_ADD_HEADER, AS_FORCE_EXACT, 100, NULL, "site"}},
+          AS_ACTION_ADD_HEADER, NULL, "site" },
+        { "higher least after exact raises again", {0},
+          {{AS_ACTION_QUARANTINE, AS_FORCE_EXACT, 50, NULL, "a"},
+           {AS_ACTION_REJECT, AS_FORCE_LEAST, 100, "r", "b"}},
+          AS_ACTION_REJECT, "r", "b" },
+        { "same priority: exact wins", {0},
+          {{AS_ACTION_GREYLIST, AS_FORCE_EXACT, 50, "g", "a"},
+           {AS_ACTION_REJECT, AS_FORCE_LEAST, 50, "r", "b"}},
+          AS_ACTION_GREYLIST, "g", "a" },
+        { "lower-priority exact loses to later least", {0},
+          {{AS_ACTION_REJECT, AS_FORCE_LEAST, 100, "r", "b"},
+           {AS_ACTION_NO_ACTION, AS_FORCE_EXACT, 10, NULL, "a"}},
+          AS_ACTION_REJECT, "r", "b" },
+        { "equal least: higher priority gives the text", {0},
+          {{AS_ACTION_REJECT, AS_FORCE_LEAST, 50, "plugin text", "dmarc"},
+           {AS_ACTION_REJECT, AS_FORCE_LEAST, 100, "site text", "site"}},
+          AS_ACTION_REJECT, "site text", "site" },
+        { "INT_MIN priority is honoured", {0},
+          {{AS_ACTION_SOFT_REJECT, AS_FORCE_LEAST, INT_MIN, "m", "x"}},
+          AS_ACTION_SOFT_REJECT, "m", "x" },
+        { "default text when the force has none", {0},
+          {{AS_ACTION_REJECT, AS_FORCE_LEAST, 50, NULL, "dmarc"}},
+          AS_ACTION_REJECT, "5.7.1 Spam message rejected", "dmarc" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const struct vcase *c = &cases[i];
+        struct as_task *t = as_task_new(&e);
+        for (size_t k = 0; k < 4 && c->symbols[k]; k++)
+            CHECK(as_task_add_symbol(t, c->symbols[k], 1.0, NULL) == 0);
+        for (size_t k = 0; k < 4 && c->forces[k].module; k++)
+            as_task_force_action(t, c->forces[k].action, c->forces[k].mode, c->forces[k].prio,
+                                 c->forces[k].msg, c->forces[k].module);
+        int done = 0;
+        as_task_run(t, done_cb, &done);
+        while (!done) event_base_loop(base, EVLOOP_ONCE);
+        const struct as_verdict *v = as_task_verdict(t);
+        if (v->action != c->want)
+            fprintf(stderr, "case '%s': action %s, want %s\n", c->name, as_action_name(v->action),
+                    as_action_name(c->want));
+        CHECK_INT(v->action, c->want);
+        CHECK_STR(v->smtp_message, c->want_msg);
+        CHECK_STR(v->forced_by, c->want_module);
+        as_task_free(t);
+    }
+    /* unknown symbols are refused, a repeated symbol keeps one entry */
+    struct as_task *t = as_task_new(&e);
+    CHECK(as_task_add_symbol(t, "NO_SUCH", 1.0, NULL) == -1);
+    CHECK(as_task_add_symbol(t, "S5", 0.5, "a", NULL) == 0);
+    CHECK(as_task_add_symbol(t, "S5", 1.0, "b", "a", NULL) == 0);
+    CHECK_INT(as_task_symbol_count(t), 1);
+    CHECK_DBL(as_task_symbol_at(t, 0)->score, 5.0);
+    CHECK_INT(as_task_symbol_at(t, 0)->nopts, 2);
+    as_task_free(t);
+
+    as_config_free(cfg);
+    as_symtab_free(e.symtab);
+    event_base_free(base);
+    return check_done();
+}
