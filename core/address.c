@@ -171,14 +171,6 @@ static int b64_value(unsigned char c)
     return -1;
 }
 
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    c = (unsigned char)as_tolower(c);
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-}
-
 /* Appends the decoded bytes of w to out; -1 (out unchanged) if the text is
  * not valid B or Q.  Missing B padding is accepted: common and harmless. */
 static int ew_decode(const struct ew *w, struct sbuf *out)
@@ -192,7 +184,7 @@ static int ew_decode(const struct ew *w, struct sbuf *out)
                 sbuf_addc(out, ' ');
             } else if (*s == '=') {
                 int hi, lo;
-                if (e - s < 3 || (hi = hex_value(s[1])) < 0 || (lo = hex_value(s[2])) < 0)
+                if (e - s < 3 || (hi = as_hexval(s[1])) < 0 || (lo = as_hexval(s[2])) < 0)
                     goto bad;
                 sbuf_addc(out, (char)(hi << 4 | lo));
                 s += 2;

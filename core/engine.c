@@ -181,8 +181,7 @@ static int check_semantics(const struct as_config *cfg, char *err, size_t errlen
                 return as_config_error(err, errlen, e, "unknown action '%s' (actions are "
                                        "greylist, add_header, rewrite_subject, quarantine, "
                                        "soft_reject, reject)", e->key + 8);
-            if (!as_strcaseeq(e->value, "none") && !as_strcaseeq(e->value, "off") &&
-                as_parse_double(e->value, &d) < 0)
+            if (as_parse_threshold(e->value, &d) < 0)
                 return as_config_error(err, errlen, e, "bad value '%s' for '%s': expected a "
                                        "score or none", e->value, e->key);
         } else if (strncmp(e->key, "messages.", 9) == 0 && as_action_parse(e->key + 9) < 0) {

@@ -133,9 +133,7 @@ static void conn_parse(struct as_http_conn *c);
 static struct timeval tv_from(double secs)
 {
     struct timeval tv;
-    if (secs < 0) secs = 0;
-    tv.tv_sec = (time_t)secs;
-    tv.tv_usec = (suseconds_t)((secs - (double)tv.tv_sec) * 1e6);
+    as_timeval(secs, &tv);
     return tv;
 }
 

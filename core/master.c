@@ -301,7 +301,8 @@ static void respawn_cb(evutil_socket_t fd, short what, void *arg)
 
 static void schedule_respawn(struct master *m, double delay)
 {
-    struct timeval tv = { (time_t)delay, (suseconds_t)((delay - (double)(time_t)delay) * 1e6) };
+    struct timeval tv;
+    as_timeval(delay, &tv);
     evtimer_add(m->respawn_ev, &tv);
 }
 

@@ -37,14 +37,6 @@ int as_proto_envelope_set(struct as_task *t, const char *name, const char *value
     return 0;
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    c = as_tolower(c);
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-}
-
 void as_proto_url_decode(const char *s, size_t len, struct sbuf *out)
 {
     sbuf_reset(out);
@@ -52,10 +44,10 @@ void as_proto_url_decode(const char *s, size_t len, struct sbuf *out)
     for (size_t i = 0; i < len; i++) {
         if (s[i] == '+') {
             sbuf_addc(out, ' ');
-        } else if (s[i] == '%' && i + 2 < len + 0 && hexval((unsigned char)s[i + 1]) >= 0 &&
-                   hexval((unsigned char)s[i + 2]) >= 0) {
-            sbuf_addc(out, (char)(hexval((unsigned char)s[i + 1]) * 16 +
-                                  hexval((unsigned char)s[i + 2])));
+        } else if (s[i] == '%' && i + 2 < len && as_hexval((unsigned char)s[i + 1]) >= 0 &&
+                   as_hexval((unsigned char)s[i + 2]) >= 0) {
+            sbuf_addc(out, (char)(as_hexval((unsigned char)s[i + 1]) * 16 +
+                                  as_hexval((unsigned char)s[i + 2])));
             i += 2;
         } else {
             sbuf_addc(out, s[i]);

@@ -68,13 +68,10 @@ int as_settings_build(struct as_engine *e, char *err, size_t errlen)
             double d;
             if (a <= 0)
                 return as_config_error(err, errlen, ent, "unknown action '%s'", field + 8);
-            if (as_strcaseeq(ent->value, "none") || as_strcaseeq(ent->value, "off"))
-                s->actions.threshold[a] = NAN;
-            else if (as_parse_double(ent->value, &d) == 0)
-                s->actions.threshold[a] = d < 0 ? NAN : d;
-            else
+            if (as_parse_threshold(ent->value, &d) < 0)
                 return as_config_error(err, errlen, ent, "bad value '%s' for '%s': expected a "
                                        "score or none", ent->value, ent->key);
+            s->actions.threshold[a] = d;
         }
     }
     return 0;

@@ -237,13 +237,23 @@ void as_actions_from_config(struct as_actions *a, const struct as_config *cfg)
         snprintf(key, sizeof key, "actions.%s", action_keys[i]);
         const char *v = as_config_str(cfg, key, NULL);
         double d = defaults[i];
-        /* "none"/"off" or a negative number disable a default threshold */
-        if (v && (as_strcaseeq(v, "none") || as_strcaseeq(v, "off"))) d = NAN;
-        else if (v && as_parse_double(v, &d) == 0 && d < 0) d = NAN;
+        if (v && as_parse_threshold(v, &d) < 0) d = defaults[i];   /* checked at load */
         a->threshold[i] = d;
         snprintf(key, sizeof key, "messages.%s", action_keys[i]);
         a->message[i] = as_config_str(cfg, key, messages[i]);
     }
+}
+
+int as_parse_threshold(const char *s, double *out)
+{
+    double d;
+    if (as_strcaseeq(s, "none") || as_strcaseeq(s, "off")) {
+        *out = NAN;
+        return 0;
+    }
+    if (as_parse_double(s, &d) < 0) return -1;
+    *out = d < 0 ? NAN : d;
+    return 0;
 }
 
 enum as_action as_actions_for_score(const struct as_actions *a, double score)

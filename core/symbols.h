@@ -56,6 +56,9 @@ struct as_actions {
     const char *message[AS_ACTION__COUNT];/* default SMTP reply text, or NULL */
 };
 void as_actions_from_config(struct as_actions *a, const struct as_config *cfg);
+/* Parses a threshold value: a score, or "none"/"off" (disabled, NAN).  A
+ * negative score also disables it.  Returns 0 or -1 if not a threshold. */
+int as_parse_threshold(const char *s, double *out);
 /* The action chosen by the score alone. */
 enum as_action as_actions_for_score(const struct as_actions *a, double score);
 /* The highest configured threshold (rspamd's required_score). */

@@ -576,7 +576,8 @@ void as_task_run(struct as_task *t, as_task_done_cb done, void *arg)
     }
     double to = t->e->limits.scan_timeout;
     if (to > 0) {
-        struct timeval tv = { (time_t)to, (suseconds_t)((to - (double)(time_t)to) * 1e6) };
+        struct timeval tv;
+        as_timeval(to, &tv);
         evtimer_add(t->deadline_ev, &tv);
     }
     event_active(t->step_ev, EV_TIMEOUT, 0);

@@ -3,6 +3,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 #include "util.h"
@@ -165,6 +166,13 @@ char *as_trim(char *s)
     memmove(s, p, n);
     s[n] = '\0';
     return s;
+}
+
+void as_timeval(double secs, struct timeval *tv)
+{
+    if (!(secs > 0)) secs = 0;
+    tv->tv_sec = (time_t)secs;
+    tv->tv_usec = (suseconds_t)((secs - (double)tv->tv_sec) * 1e6);
 }
 
 double as_now(void)

@@ -43,12 +43,23 @@ char *sbuf_steal(struct sbuf *b);    /* caller frees; buffer becomes empty */
 /* ASCII-only case handling: mail protocols are ASCII case-insensitive. */
 static inline int as_tolower(int c) { return (c >= 'A' && c <= 'Z') ? c + 32 : c; }
 int as_strcaseeq(const char *a, const char *b);
+/* Value of a hex digit, or -1. */
+static inline int as_hexval(int c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    c = as_tolower(c);
+    return (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+}
 int as_memcaseeq(const char *a, const char *b, size_t n);
 void as_str_lower(char *s);
 /* Length-bounded safe copy (always terminates when size > 0). */
 size_t as_strlcpy(char *dst, const char *src, size_t size);
 /* Trims ASCII blanks (SP, HT, CR, LF) in place; returns s. */
 char *as_trim(char *s);
+
+/* Seconds as a timeval for libevent timers (negative counts as 0). */
+struct timeval;
+void as_timeval(double secs, struct timeval *tv);
 
 /* Monotonic clock in seconds. */
 double as_now(void);

@@ -172,7 +172,8 @@ static void start_drain(struct worker *w, const char *why)
     w->draining = 1;
     as_log(AS_LOG_INFO, "draining (%s)", why);
     double to = as_config_duration(w->engine->cfg, "shutdown_timeout", 30);
-    struct timeval tv = { (time_t)to, (suseconds_t)((to - (double)(time_t)to) * 1e6) };
+    struct timeval tv;
+    as_timeval(to, &tv);
     w->force_exit = evtimer_new(w->base, force_exit_cb, w);
     evtimer_add(w->force_exit, &tv);
     as_http_server_drain(w->http, drained, w);
