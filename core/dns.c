@@ -765,11 +765,14 @@ static int resolver_setup_unbound(struct as_resolver *r, const struct as_resolve
     return 0;
 }
 
+/* Per-query deadline bounds, shared by the config check and the resolver. */
+static int timeout_ok(double t) { return t > 0 && t <= 3600; }
+
 int as_dns_config_check(const struct as_config *cfg, char *err, size_t errlen)
 {
     const struct as_config_entry *e = as_config_find(cfg, "dns.timeout");
     double to;
-    if (e && (as_parse_duration(e->value, &to) < 0 || !(to > 0 && to <= 3600)))
+    if (e && (as_parse_duration(e->value, &to) < 0 || !timeout_ok(to)))
         return as_config_error(err, errlen, e, "bad value '%s' for 'dns.timeout': expected a "
                                "duration above 0 and at most 1h", e->value);
     const char *const *servers;
@@ -788,7 +791,7 @@ struct as_resolver *as_resolver_new(struct event_base *base,
                                     const struct as_resolver_config *rc,
                                     char *err, size_t errlen)
 {
-    if (!(rc->timeout > 0 && rc->timeout <= 3600)) {
+    if (!timeout_ok(rc->timeout)) {
         snprintf(err, errlen, "dns: timeout must be between 0 and 1h, not %g", rc->timeout);
         return NULL;
     }
