@@ -132,6 +132,13 @@ static int open_listeners(struct master *m, const struct as_config *cfg, char *e
     return 0;
 }
 
+/* Closes the master's sockets of l and removes its unix socket file. */
+static void listener_close(struct listener *l)
+{
+    for (int j = 0; j < l->nfds; j++) close(l->fds[j]);
+    if (l->unix_path[0]) unlink(l->unix_path);
+}
+
 static void close_unwanted_listeners(struct master *m)
 {
     int k = 0;
@@ -141,8 +148,7 @@ static void close_unwanted_listeners(struct master *m)
             m->listeners[k++] = *l;
             continue;
         }
-        for (int j = 0; j < l->nfds; j++) close(l->fds[j]);
-        if (l->unix_path[0]) unlink(l->unix_path);
+        listener_close(l);
         as_log(AS_LOG_NOTICE, "no longer listening on %s", l->spec);
     }
     m->nlisteners = k;
@@ -508,10 +514,7 @@ int as_master_run(struct as_config *cfg, const struct as_master_options *opts)
     event_free(m->respawn_ev);
     event_free(m->stop_timer);
     for (size_t i = 0; i < AS_ARRAY_LEN(m->children); i++) close_child_sock(&m->children[i]);
-    for (int i = 0; i < m->nlisteners; i++) {
-        for (int j = 0; j < m->listeners[i].nfds; j++) close(m->listeners[i].fds[j]);
-        if (m->listeners[i].unix_path[0]) unlink(m->listeners[i].unix_path);
-    }
+    for (int i = 0; i < m->nlisteners; i++) listener_close(&m->listeners[i]);
     int status = m->exit_status;
     event_base_free(m->base);
     if (pidf) unlink(pidf);
@@ -522,10 +525,7 @@ int as_master_run(struct as_config *cfg, const struct as_master_options *opts)
     return status;
 
 fail:   /* nothing started yet: give back what open_listeners() got */
-    for (int i = 0; i < m->nlisteners; i++) {
-        for (int j = 0; j < m->listeners[i].nfds; j++) close(m->listeners[i].fds[j]);
-        if (m->listeners[i].unix_path[0]) unlink(m->listeners[i].unix_path);
-    }
+    for (int i = 0; i < m->nlisteners; i++) listener_close(&m->listeners[i]);
     as_config_free(m->cfg);
     free(m);
     return 1;
