@@ -237,6 +237,31 @@ static int bis_only(const char *group)
            strncmp(group, "#4 ", 3) == 0 || strncmp(group, "#5 ", 3) == 0;
 }
 
+/* Cases of the transcribed mailauth suite (commit d2616c6b) where RFC 9989
+ * decides otherwise, with the outcome we assert instead (tree mode only;
+ * docs/dmarc.md).  mailauth 7.1.0 itself now agrees with us on each. */
+static const struct {
+    const char *name, *result, *policy, *org;
+} mailauth_deviations[] = {
+    /* 4.10 steps 2 and 6: a multi-record set is discarded and the walk
+     * goes on, so the Organizational Domain's p=none applies */
+    { "does not inherit the org policy when the author domain publishes multiple "
+      "records (\xc2\xa7" "4.10 step 2)", "fail", "none", "example.com" },
+};
+
+static int mailauth_deviation(const char *name, const struct as_dmarc_result *res)
+{
+    for (size_t i = 0; i < sizeof mailauth_deviations / sizeof mailauth_deviations[0]; i++) {
+        if (strcmp(name, mailauth_deviations[i].name) != 0)
+            continue;
+        const char *pol = applied_policy(res);
+        return strcmp(as_dmarc_res_name(res->result), mailauth_deviations[i].result) == 0 &&
+               pol && strcmp(pol, mailauth_deviations[i].policy) == 0 && res->org_domain &&
+               strcmp(res->org_domain, mailauth_deviations[i].org) == 0 ? 1 : -1;
+    }
+    return 0;
+}
+
 static void suite_mailauth(enum as_dmarc_discovery mode)
 {
     struct suite s;
@@ -291,6 +316,11 @@ static void suite_mailauth(enum as_dmarc_discovery mode)
             if ((v = json_object_get(ex, "dmarc_txt_query_sequence")) &&
                 mode == AS_DMARC_DISCOVERY_PSL)
                 ok = 0;                           /* (bis-only groups are skipped) */
+            int dev = mode == AS_DMARC_DISCOVERY_TREE ? mailauth_deviation(name, res) : 0;
+            if (dev) {
+                ok = dev > 0 && !r->out.incomplete;
+                s.dev++;
+            }
             if (!ok)
                 fprintf(stderr, "mailauth: FAIL %s: got %s policy %s org %s\n", name,
                         as_dmarc_res_name(res->result), applied_policy(res),
