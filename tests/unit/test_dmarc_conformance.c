@@ -8,6 +8,9 @@
  *                              tree; alignment: psl (RFC 7489)
  *   opendmarc.json             RFC 7489 (psl)    parse, alignment, 2012 PSL
  *   psl-tests.txt              RFC 7489 (psl)    registrable domains
+ *   rfc9989-audit.json         both modes        our requirement-by-requirement
+ *                              cases (rfc9989-requirements.tsv), each with
+ *                              its tree and psl outcome
  *
  * Data: tests/data/dmarc/ (copies of /work/shared/conformance, see
  * tests/data/dmarc/README.md).  DNS comes from each case's zone through a
@@ -77,6 +80,10 @@ static const struct as_dns_answer *fz_fetch(void *arg, const char *name, uint16_
     a->type = type;
     int exists;
     json_t *e = zone_entry(z->zone, name, &exists);
+    if (e && json_is_true(json_object_get(e, "SERVFAIL"))) {
+        a->status = AS_DNS_SERVFAIL;    /* every type at this name fails */
+        return a;
+    }
     const char *tname = type == AS_DNS_TXT ? "TXT" : type == AS_DNS_A ? "A"
                       : type == AS_DNS_MX ? "MX" : type == AS_DNS_AAAA ? "AAAA" : "?";
     json_t *vals = e ? json_object_get(e, tname) : NULL;
@@ -328,6 +335,79 @@ static void suite_mailauth(enum as_dmarc_discovery mode)
             CHECK(ok);
             free(r);
         }
+    }
+    json_decref(j);
+    suite_end(&s);
+}
+
+/* ---- the RFC 9989 audit (ours) --------------------------------------------- */
+
+/* Checks one expectation object against an outcome; prints what differs. */
+static int audit_expect(const char *id, const char *mode, json_t *ex, const struct run *r)
+{
+    const struct as_dmarc_result *res = &r->out.res;
+    int ok = !r->out.incomplete;
+    json_t *v;
+    const char *got_pol = res->result == AS_DMARC_FAIL ? as_dmarc_policy_name(res->disposition)
+                                                       : NULL;
+    if ((v = json_object_get(ex, "result")) &&
+        strcmp(as_dmarc_res_name(res->result), json_string_value(v)) != 0)
+        ok = 0;
+    if ((v = json_object_get(ex, "policy")) &&
+        !(got_pol && strcmp(got_pol, json_string_value(v)) == 0))
+        ok = 0;
+    if ((v = json_object_get(ex, "policy_domain")) &&
+        !(res->policy_domain && strcmp(res->policy_domain, json_string_value(v)) == 0))
+        ok = 0;
+    if ((v = json_object_get(ex, "org_domain")) &&
+        !(res->org_domain && strcmp(res->org_domain, json_string_value(v)) == 0))
+        ok = 0;
+    if ((v = json_object_get(ex, "bad_policy")) && r->out.bad_policy != json_is_true(v))
+        ok = 0;
+    if ((v = json_object_get(ex, "queries"))) {
+        int seq = r->z.nlog == json_array_size(v);
+        for (size_t q = 0; seq && q < r->z.nlog; q++)
+            seq = strcmp(r->z.log[q], json_string_value(json_array_get(v, q))) == 0;
+        if (!seq)
+            ok = 0;
+    }
+    if (!ok) {
+        fprintf(stderr, "audit %s [%s]: got %s policy %s policy_domain %s org %s bad_policy %d "
+                "queries", id, mode, as_dmarc_res_name(res->result), got_pol ? got_pol : "-",
+                res->policy_domain ? res->policy_domain : "-",
+                res->org_domain ? res->org_domain : "-", r->out.bad_policy);
+        for (size_t q = 0; q < r->z.nlog; q++)
+            fprintf(stderr, " %s", r->z.log[q]);
+        fprintf(stderr, "\n");
+    }
+    return ok;
+}
+
+/* Every case runs in tree mode against "tree"; cases with a "psl" object
+ * also run in psl mode (where the two modes must differ, or where RFC 7489
+ * must be shown to stay). */
+static void suite_audit(enum as_dmarc_discovery mode)
+{
+    struct suite s;
+    int tree = mode == AS_DMARC_DISCOVERY_TREE;
+    suite_begin(&s, tree ? "rfc9989-audit [tree]" : "rfc9989-audit [psl]");
+    json_t *j = load(DATA "rfc9989-audit.json");
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(j, "cases"), i, c) {
+        const char *id = json_string_value(json_object_get(c, "id"));
+        json_t *ex = json_object_get(c, tree ? "tree" : "psl");
+        if (!ex)
+            continue;
+        json_t *in = json_object_get(c, "input");
+        json_t *spf = json_object_get(in, "spf_pass_domains");
+        struct run *r = calloc(1, sizeof *r);
+        run_eval(r, json_object_get(c, "zone"), mode,
+                 domain_of(json_string_value(json_object_get(in, "header_from"))),
+                 json_array_size(spf) ? json_string_value(json_array_get(spf, 0)) : NULL,
+                 json_object_get(in, "dkim_pass_domains"));
+        CHECK(audit_expect(id, tree ? "tree" : "psl", ex, r));
+        free(r);
     }
     json_decref(j);
     suite_end(&s);
@@ -824,6 +904,8 @@ int main(void)
     suite_mailauth(AS_DMARC_DISCOVERY_TREE);
     suite_mailauth(AS_DMARC_DISCOVERY_PSL);
     suite_appendix_b();
+    suite_audit(AS_DMARC_DISCOVERY_TREE);
+    suite_audit(AS_DMARC_DISCOVERY_PSL);
     suite_maildmarc();
     suite_opendmarc();
     suite_psl();
