@@ -413,6 +413,95 @@ static void suite_audit(enum as_dmarc_discovery mode)
     suite_end(&s);
 }
 
+/* Does `file` (relative to tests/) contain `needle`? */
+static int file_has(const char *file, const char *needle)
+{
+    FILE *f = fopen(file, "r");
+    if (!f)
+        return 0;
+    char line[1024];
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, needle) != NULL;
+    fclose(f);
+    return found;
+}
+
+/* The requirements table must point at real tests: every audit case it
+ * names exists, every audit case is named, and every unit test function or
+ * plugin case it names is there. */
+static void suite_requirements(void)
+{
+    struct suite s;
+    suite_begin(&s, "rfc9989-requirements.tsv references");
+    json_t *j = load(DATA "rfc9989-audit.json");
+    json_t *cases = json_object_get(j, "cases");
+    size_t ncases = json_array_size(cases);
+    int *named = calloc(ncases ? ncases : 1, sizeof *named);
+    FILE *f = fopen(DATA "rfc9989-requirements.tsv", "r");
+    CHECK(f != NULL);
+    char line[2048];
+    int rows = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        if (line[0] == '#' || strncmp(line, "id\t", 3) == 0)
+            continue;
+        char *col[8] = { 0 };
+        int ncol = 0;
+        for (char *p = line; ncol < 8; ncol++) {
+            col[ncol] = p;
+            p = strchr(p, '\t');
+            if (!p)
+                break;
+            *p++ = 0;
+        }
+        rows++;
+        if (ncol < 7 || !*col[5]) {
+            fprintf(stderr, "requirements: row %s has no tests\n", col[0]);
+            CHECK(0);
+            continue;
+        }
+        char *save = NULL;
+        for (char *t = strtok_r(col[5], " ", &save); t; t = strtok_r(NULL, " ", &save)) {
+            char want[300];
+            int ok = 1;
+            if (strncmp(t, "audit:", 6) == 0) {
+                ok = 0;
+                for (size_t i = 0; i < ncases; i++)
+                    if (strcmp(json_string_value(json_object_get(json_array_get(cases, i), "id")),
+                               t + 6) == 0)
+                        ok = named[i] = 1;
+            } else if (strncmp(t, "eval:", 5) == 0) {
+                snprintf(want, sizeof want, "static void %s(void)", t + 5);
+                ok = file_has("unit/test_dmarc_eval.c", want);
+            } else if (strncmp(t, "record:", 7) == 0) {
+                snprintf(want, sizeof want, "static void %s(void)", t + 7);
+                ok = file_has("unit/test_dmarc_record.c", want);
+            } else if (strncmp(t, "address:", 8) == 0) {
+                snprintf(want, sizeof want, "static void %s(void)", t + 8);
+                ok = file_has("unit/test_address.c", want);
+            } else if (strncmp(t, "plugin:", 7) == 0) {
+                snprintf(want, sizeof want, "# %s. ", t + 7);
+                ok = file_has("integration/test_dmarc_plugin.py", want);
+            }
+            if (!ok)
+                fprintf(stderr, "requirements: row %s names %s, which does not exist\n", col[0], t);
+            CHECK(ok);
+        }
+    }
+    if (f)
+        fclose(f);
+    CHECK(rows >= 50);
+    for (size_t i = 0; i < ncases; i++) {
+        if (!named[i])
+            fprintf(stderr, "requirements: audit case %s is named by no row\n",
+                    json_string_value(json_object_get(json_array_get(cases, i), "id")));
+        CHECK(named[i]);
+    }
+    free(named);
+    json_decref(j);
+    suite_end(&s);
+}
+
 /* ---- RFC 9989 Appendix B ----------------------------------------------- */
 
 static void suite_appendix_b(void)
@@ -906,6 +995,7 @@ int main(void)
     suite_appendix_b();
     suite_audit(AS_DMARC_DISCOVERY_TREE);
     suite_audit(AS_DMARC_DISCOVERY_PSL);
+    suite_requirements();
     suite_maildmarc();
     suite_opendmarc();
     suite_psl();
