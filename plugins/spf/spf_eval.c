@@ -191,6 +191,17 @@ static SPF_dns_rr_t *layer_lookup(SPF_dns_server_t *srv, const char *domain, ns_
     const struct as_dns_answer *ans = ev->q->fetch(ev->q->fetch_arg, base, (uint16_t)type);
     if (!ans) {
         add_miss(ev, base, (uint16_t)type);
+        /* libspf2 looks up the names of an MX or PTR answer one by one and
+         * stops at the first answer we lack: ask for the rest of them in
+         * the same round (the term needs them all, at most 10). */
+        for (int i = is_term ? ev->nexpect : ev->iexpect; i < ev->nexpect; i++) {
+            char e[SPF_NAME_MAX + 1];
+            snprintf(e, sizeof e, "%s", ev->expect[i]);
+            if (ends_with(e, SPF_CIDR0_SUFFIX))
+                e[strlen(e) - strlen(SPF_CIDR0_SUFFIX) - 1] = 0;
+            if (spf_name_valid(e))
+                add_miss(ev, e, (uint16_t)type);
+        }
         return rr_status(srv, name, type, TRY_AGAIN);
     }
     if (ans->status == AS_DNS_BUDGET) {
