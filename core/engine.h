@@ -44,6 +44,7 @@ struct as_limits {
 struct as_plugin_ctx {
     struct as_engine *engine;
     const struct as_plugin *def;
+    unsigned dns_reserve;         /* as_plugin_dns_reserve() */
     char error[512];
 };
 

@@ -413,6 +413,11 @@ void as_task_async_enter(struct as_task *t, struct as_async *op)
     if (op && op->active) t->current = op->plugin;
 }
 
+size_t as_task_current_plugin(const struct as_task *t)
+{
+    return t->current;
+}
+
 void as_task_async_end(struct as_task *t, struct as_async *op)
 {
     if (!op || !op->active) return;

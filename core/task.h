@@ -92,5 +92,9 @@ void **as_task_dns_slot(struct as_task *t);
  * that began op the current one, so operations started from the callback
  * are counted against it.  Follow the callback with as_task_async_end(). */
 void as_task_async_enter(struct as_task *t, struct as_async *op);
+/* The plugin whose code runs now (its scan() or a completion callback of
+ * an operation it began), as an index into the engine's plugins; SIZE_MAX
+ * outside any plugin.  The DNS budget is accounted per plugin with it. */
+size_t as_task_current_plugin(const struct as_task *t);
 
 #endif

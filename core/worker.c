@@ -97,10 +97,11 @@ static void write_stat(struct worker *w, struct sbuf *b)
         sbuf_printf(b, "%s\"%s\":%llu", a ? "," : "", as_action_name((enum as_action)a),
                     (unsigned long long)st->actions[a]);
     sbuf_printf(b, "},\"dns\":{\"queries\":%llu,\"cache_hits\":%llu,\"dedup_hits\":%llu,"
-                "\"sent\":%llu,\"timeouts\":%llu,\"failures\":%llu}}\n",
+                "\"sent\":%llu,\"timeouts\":%llu,\"failures\":%llu,\"budget_exhausted\":%llu}}\n",
                 (unsigned long long)ds.queries, (unsigned long long)ds.cache_hits,
                 (unsigned long long)ds.dedup_hits, (unsigned long long)ds.sent,
-                (unsigned long long)ds.timeouts, (unsigned long long)ds.failures);
+                (unsigned long long)ds.timeouts, (unsigned long long)ds.failures,
+                (unsigned long long)ds.budget_exhausted);
 }
 
 static int path_is(const char *path, const char *want)

@@ -193,6 +193,14 @@ static int dmarc_init(struct as_plugin_ctx *ctx, void **state)
         dmarc_fini(st);
         return -1;
     }
+    /* Policy discovery of every Author Domain always gets its queries: at
+     * most DMARC_WALK_MAX for the Tree Walk (RFC 9989 4.10) and one for the
+     * existence test, whatever SPF and DKIM spent on this message. */
+    if (as_plugin_dns_reserve(ctx, (unsigned)st->max_authors * (DMARC_WALK_MAX + 1)) < 0) {
+        as_plugin_set_error(ctx, "dmarc: cannot reserve DNS queries");
+        dmarc_fini(st);
+        return -1;
+    }
     srandom((unsigned)time(NULL) ^ (unsigned)getpid());
     *state = st;
     return 0;
@@ -472,6 +480,23 @@ static void publish(struct dmarc_scan *s)
                 r->comment ? r->comment : "", s->rounds);
 }
 
+/* A query of policy discovery: the Tree Walk of the Author Domain (or the
+ * RFC 7489 lookups, also at the author or above) and its existence test. */
+static int discovery_miss(const struct dmarc_outcome *o, const struct dmarc_miss *m)
+{
+    const char *a = o->res.author_domain;
+    if (!a)
+        return 0;
+    if (m->type == AS_DNS_A)
+        return strcmp(m->name, a) == 0;
+    if (m->type != AS_DNS_TXT || strncmp(m->name, "_dmarc.", 7) != 0)
+        return 0;
+    const char *n = m->name + 7;
+    size_t la = strlen(a), ln = strlen(n);
+    return la == ln ? strcmp(a, n) == 0
+                    : la > ln && a[la - ln - 1] == '.' && strcmp(a + la - ln, n) == 0;
+}
+
 static void scan_round(struct dmarc_scan *s)
 {
     s->rounds++;
@@ -484,9 +509,17 @@ static void scan_round(struct dmarc_scan *s)
         incomplete |= s->out[i].incomplete;
     }
     if (incomplete && s->rounds < s->st->max_rounds && !s->start_failed) {
+        /* Discovery first: while any Author Domain's policy is unknown,
+         * the walks of identifiers wait, so the reserve (dmarc_init) covers
+         * discovery whatever identifiers the message brings. */
+        int discovering = 0;
         for (size_t i = 0; i < s->nauthors; i++)
             for (size_t k = 0; s->out[i].incomplete && k < s->out[i].nmisses; k++)
-                want(s, s->out[i].misses[k].name, s->out[i].misses[k].type);
+                discovering |= discovery_miss(&s->out[i], &s->out[i].misses[k]);
+        for (size_t i = 0; i < s->nauthors; i++)
+            for (size_t k = 0; s->out[i].incomplete && k < s->out[i].nmisses; k++)
+                if (!discovering || discovery_miss(&s->out[i], &s->out[i].misses[k]))
+                    want(s, s->out[i].misses[k].name, s->out[i].misses[k].type);
         if (s->outstanding > 0)
             return;   /* dns_done() runs the next round */
     }
