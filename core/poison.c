@@ -107,7 +107,13 @@ static void sip_feed(struct sip *s, const void *data, size_t len)
             s->ntail = 0;
         }
     }
-    for (; len >= 8; p += 8, len -= 8) sip_block(s, le64(p));
+    if (len >= 8) {
+        /* the state in locals: stores through s could alias p (a char
+         * pointer), which would make the compiler reload it every block */
+        struct sip l = *s;
+        for (; len >= 8; p += 8, len -= 8) sip_block(&l, le64(p));
+        *s = l;
+    }
     for (; len; len--) s->tail |= (uint64_t)*p++ << (8 * s->ntail++);
 }
 

@@ -49,8 +49,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define AS_POISON_HEAD 4096
-#define AS_POISON_TAIL 1024
+#define AS_POISON_HEAD 2048
+#define AS_POISON_TAIL 512
 #define AS_POISON_SLOT_CAP 1024      /* in-flight digests per worker */
 #define AS_POISON_BUCKETS 2048
 #define AS_POISON_WAYS 8             /* suspect table: 16,384 entries */
