@@ -61,6 +61,7 @@ def msg(tag, crash=None):
 
 def daemon(**kw):
     kw.setdefault("workers", 1)
+    kw.setdefault("log_level", "debug")
     kw.setdefault("plugins_dir", PLUGINS)
     kw["args"] = ARGS + list(kw.get("args", []))
     return harness.Daemon(**kw)
@@ -94,11 +95,13 @@ def in_flight(d, bodies, headers):
     return ths, out
 
 
-def wait_scans(d, n):
-    """Waits until the single worker has n scans in flight (its DNS queries
-    for slow.example are outstanding)."""
-    wait_for(lambda: d.log().count("slow.example") >= 0 and len(d.worker_pids()) == 1, 10)
-    time.sleep(0.6)   # the requests are read and their DNS queries sent
+def wait_scans(d, n, since):
+    """Waits until the worker has accepted the n connections of in_flight()
+    (logged at debug level), then a moment for it to read the requests and
+    send their DNS queries; slow.example never answers, so they stay in
+    flight for dns.timeout (3 s)."""
+    d.wait_log(r"http: connection from", since=since, count=n, timeout=10)
+    time.sleep(0.3)
 
 
 def is_poison_answer(r, action="soft reject"):
@@ -111,8 +114,9 @@ def test_culprit_and_bystanders():
     code was running is poison; the three are scanned normally on retry."""
     with daemon() as d:
         innocent = [msg("innocent-%d" % i) for i in range(3)]
+        m0 = d.log_mark()
         ths, out = in_flight(d, innocent, SLOW)
-        wait_scans(d, 3)
+        wait_scans(d, 3, m0)
         victim = d.worker_pids()[0]
         mark = d.log_mark()
         poison = msg("poison-abort", "abort")
@@ -176,8 +180,9 @@ def test_repeated_bystander():
     with daemon() as d:
         m_ = msg("unlucky")
         for n, crash in enumerate(("abort", "segv")):
+            m0 = d.log_mark()
             ths, out = in_flight(d, [m_], SLOW)
-            wait_scans(d, 1)
+            wait_scans(d, 1, m0)
             mark = d.log_mark()
             try:
                 d.checkv2(msg("p-%s" % crash, crash), timeout=10)
@@ -204,8 +209,9 @@ def test_crash_kinds_and_action():
     with daemon(config="[poison]\naction = reject\nttl = 10m\n") as d:
         for crash in ("dns", "segv", "exit"):
             p = msg("kind-" + crash, crash)
+            m0 = d.log_mark()
             ths, out = in_flight(d, [msg("bystander-" + crash)], SLOW)
-            wait_scans(d, 1)
+            wait_scans(d, 1, m0)
             mark = d.log_mark()
             try:
                 d.checkv2(p, {"IP": "192.0.2.1"}, timeout=10)
@@ -228,8 +234,9 @@ def test_operator_kill_is_not_poison():
     in flight: its retry is scanned; the worker is replaced at once."""
     with daemon() as d:
         m_ = msg("killed")
+        m0 = d.log_mark()
         ths, out = in_flight(d, [m_], SLOW)
-        wait_scans(d, 1)
+        wait_scans(d, 1, m0)
         victim = d.worker_pids()[0]
         t0 = time.monotonic()
         os.kill(victim, signal.SIGKILL)
