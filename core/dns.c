@@ -1009,12 +1009,14 @@ static void tq_deliver(struct dns_tq *tq, const struct as_dns_answer *ans)
 {
     struct as_task *t = tq->ts->t;
     tq_unlink(tq);
+    uint64_t mark = as_task_enter(t);   /* plugin code for this message */
     as_task_async_enter(t, tq->op);
     tq->cb(t, ans, tq->arg);
     /* The task is still alive here: a task only finishes from its own
      * deferred step or deadline events (task.c), never inside a plugin
      * callback.  tq itself lives in the task pool. */
     as_task_async_end(t, tq->op);
+    as_task_leave(mark);
 }
 
 static void tq_resolved(const struct as_dns_answer *ans, void *arg)

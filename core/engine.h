@@ -64,6 +64,7 @@ struct as_engine_stats {
     uint64_t actions[AS_ACTION__COUNT];
     uint64_t timeouts;
     uint64_t errors;              /* requests answered with an error */
+    uint64_t poison;              /* answered unscanned: poison.h */
 };
 
 struct as_engine {
