@@ -42,6 +42,8 @@ static const struct as_symbol_def dmarc_symbols[] = {
     { "DMARC_NA", 0.0, "dmarc", "No DMARC record, or no usable From domain", 0 },
     { "DMARC_BAD_POLICY", 0.0, "dmarc", "DMARC record found but unusable", 0 },
     { "DMARC_DNSFAIL", 0.0, "dmarc", "DNS error during DMARC evaluation", 0 },
+    { "DMARC_TOO_MANY_AUTHORS", 2.0, "dmarc",
+      "From names more domains than DMARC evaluates (max_author_domains)", 0 },
     { "DMARC_MUNGED", 0.0, "dmarc", "From rewritten for a mailing list", 0 },
 };
 
@@ -64,6 +66,9 @@ static const struct as_option_def dmarc_options[] = {
     { "skip_authenticated", AS_OPT_BOOL, "yes", "no DMARC for SASL-authenticated senders" },
     { "max_author_domains", AS_OPT_INT, "4",
       "distinct From domains evaluated (the strictest failing policy applies)" },
+    { "too_many_authors_action", AS_OPT_STRING, "reject",
+      "action forced (at least) when From names more domains than max_author_domains; "
+      "\"none\" disables" },
     { "munge_lists", AS_OPT_LIST, "",
       "list addresses (envelope recipients) whose mail gets its From rewritten" },
     { "munge_style", AS_OPT_STRING, "via", "via: \"Author via List\" <list>; invalid: author@domain.INVALID" },
@@ -79,8 +84,8 @@ struct dmarc_state {
     const char *authserv_id;   /* NULL: MTA-Name or host */
     char hostname[256];
     int add_ar, remove_ar, list_downgrade, skip_auth, munge_pass_only;
-    enum as_action reject_action, quarantine_action;
-    int reject_on, quarantine_on;
+    enum as_action reject_action, quarantine_action, too_many_action;
+    int reject_on, quarantine_on, too_many_on;
     int max_authors, max_rounds;
     const char *const *lists;
     size_t nlists;
@@ -181,8 +186,11 @@ static int dmarc_init(struct as_plugin_ctx *ctx, void **state)
     if (parse_action(as_plugin_opt_string(ctx, "reject_action"), &st->reject_action,
                      &st->reject_on) < 0 ||
         parse_action(as_plugin_opt_string(ctx, "quarantine_action"), &st->quarantine_action,
-                     &st->quarantine_on) < 0) {
-        as_plugin_set_error(ctx, "dmarc.reject_action/quarantine_action: unknown action");
+                     &st->quarantine_on) < 0 ||
+        parse_action(as_plugin_opt_string(ctx, "too_many_authors_action"), &st->too_many_action,
+                     &st->too_many_on) < 0) {
+        as_plugin_set_error(ctx, "dmarc.reject_action/quarantine_action/too_many_authors_action: "
+                                 "unknown action");
         dmarc_fini(st);
         return -1;
     }
@@ -420,8 +428,19 @@ static void publish(struct dmarc_scan *s)
     r->nauthors = s->nauthors;
     if (s->nauthors > 1)
         r->reasons |= AS_DMARC_REASON_MULTI_FROM;
-    if (s->incomplete_authors)
+    if (s->incomplete_authors) {
         r->reasons |= AS_DMARC_REASON_INCOMPLETE;
+        /* A From naming more domains than we evaluate hides the ones past
+         * the limit, and the sender picks the order: a spoof of a p=reject
+         * domain listed fifth behind four domains without a record would
+         * get "none".  Unless what we did evaluate already rejects, the
+         * verdict is a permanent error with its own enforcement. */
+        if (!(r->result == AS_DMARC_FAIL && r->disposition == AS_DMARC_POLICY_REJECT)) {
+            r->result = AS_DMARC_PERMERROR;
+            r->disposition = AS_DMARC_POLICY_NONE;
+            r->comment = as_pool_printf(p, "From names more than %d domains", st->max_authors);
+        }
+    }
     r->auth_results = dmarc_ar_resinfo(p, r);
     as_task_set_result(t, AS_DMARC_RESULT_KEY, r);
 
@@ -455,6 +474,11 @@ static void publish(struct dmarc_scan *s)
         if (r->comment)
             opts[no++] = r->comment;
         break;
+    case AS_DMARC_PERMERROR:
+        sym = "DMARC_TOO_MANY_AUTHORS";
+        if (r->comment)
+            opts[no++] = r->comment;
+        break;
     default:
         sym = bad_policy ? "DMARC_BAD_POLICY" : "DMARC_NA";
         if (r->comment)
@@ -471,6 +495,11 @@ static void publish(struct dmarc_scan *s)
     else if (r->result == AS_DMARC_FAIL && r->disposition == AS_DMARC_POLICY_QUARANTINE &&
              st->quarantine_on)
         as_task_force_action(t, st->quarantine_action, AS_FORCE_LEAST, AS_PRIO_PLUGIN, NULL,
+                             "dmarc");
+    else if (r->result == AS_DMARC_PERMERROR && st->too_many_on)
+        as_task_force_action(t, st->too_many_action, AS_FORCE_LEAST, AS_PRIO_PLUGIN,
+                             as_pool_printf(p, "5.7.1 Too many author domains in From to "
+                                               "check DMARC (limit %d)", st->max_authors),
                              "dmarc");
 
     auth_results(s, r);
@@ -585,7 +614,9 @@ static void dmarc_scan(struct as_task *t, void *state)
         /* never let a malformed From dodge DMARC (RFC 9989 11.5) */
         const struct as_message *mm = as_task_message(t);
         size_t nf = mm ? as_msg_header_count(mm, "From") : 0;
-        for (size_t i = 0; i < nf && na < (size_t)st->max_authors; i++) {
+        /* (not bounded by na: a field past the limit must still set
+         * incomplete_authors) */
+        for (size_t i = 0; i < nf && !s->incomplete_authors; i++) {
             const struct as_header *h = as_msg_header_get(mm, "From", (int)i);
             const char *v = h ? as_header_unfold(t, h, NULL) : NULL;
             const char *found[DMARC_MAX_AUTHORS_LIMIT];
