@@ -50,12 +50,23 @@ struct as_plugin_ctx {
 struct as_engine_plugin {
     const struct as_plugin *def;
     void *dl;                     /* dlopen handle */
+    int fd;                       /* the file dl maps, open while loaded */
     char *path;
     void *state;                  /* from init() */
     int initialized;
     size_t *deps;                 /* indexes into engine->plugins */
     size_t ndeps;
     struct as_plugin_ctx ctx;
+};
+
+/* Plugins in the directory that plugins.enable / plugins.disable switch
+ * off, and the symbols they declare: rules and Settings-ID profiles may
+ * name them (they are ignored) without being errors. */
+struct as_plugins_off {
+    char **names;
+    size_t nnames;
+    char **symbols;
+    size_t nsymbols;
 };
 
 struct as_engine_stats {
@@ -73,6 +84,7 @@ struct as_engine {
     struct as_limits limits;
     struct as_engine_plugin *plugins;   /* in dependency order */
     size_t nplugins;
+    struct as_plugins_off off;          /* switched off by the config */
     struct as_resolver *resolver;
     struct as_settings *settings;       /* Settings-ID profiles */
     size_t nsettings;
