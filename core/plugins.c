@@ -73,13 +73,19 @@ static int elf_check(int fd, off_t size, char *why, size_t whylen)
         snprintf(why, whylen, "empty file (0 bytes): a copy that did not finish?");
         return -1;
     }
-    if ((size_t)size < sizeof eh || pread(fd, &eh, sizeof eh, 0) != (ssize_t)sizeof eh) {
-        snprintf(why, whylen, "truncated: %lld bytes, shorter than an ELF header",
-                 (long long)size);
+    memset(&eh, 0, sizeof eh);
+    ssize_t got = pread(fd, &eh, sizeof eh, 0);
+    if (got < 0) {
+        snprintf(why, whylen, "cannot read: %s", strerror(errno));
         return -1;
     }
-    if (memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0) {
+    if (got < SELFMAG || memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0) {
         snprintf(why, whylen, "not an ELF file (a shared object was expected)");
+        return -1;
+    }
+    if ((size_t)got < sizeof eh) {
+        snprintf(why, whylen, "truncated: %lld bytes, shorter than an ELF header",
+                 (long long)size);
         return -1;
     }
     static const union { uint16_t v; unsigned char b[2]; } order = { 1 };
