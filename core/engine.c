@@ -57,6 +57,9 @@ static const struct as_config_key core_keys[] = {
     { "limits.read_timeout", AS_OPT_DURATION, "30s", "time to receive one request" },
     { "limits.idle_timeout", AS_OPT_DURATION, "60s", "keep-alive idle time" },
     { "limits.max_connections", AS_OPT_INT, "1024", "connections per worker" },
+    { "poison.enable", AS_OPT_BOOL, "yes", "answer a message that killed a worker unscanned" },
+    { "poison.action", AS_OPT_STRING, "soft_reject", "the answer to such a message" },
+    { "poison.ttl", AS_OPT_DURATION, "1h", "how long such a message is remembered" },
     { "actions.*", AS_OPT_STRING, NULL, "score threshold, or none" },
     { "messages.*", AS_OPT_STRING, NULL, "SMTP reply text per action" },
     { "symbols.*.score", AS_OPT_DOUBLE, NULL, "weight" },
@@ -69,6 +72,8 @@ static const struct as_config_key core_keys[] = {
 static const struct as_symbol_def core_symbols[] = {
     { "AUTHSCAN_TIMEOUT", 0.0, "core",
       "The scan deadline cut plugins short (options: the plugins)", 0 },
+    { "AUTHSCAN_POISON", 0.0, "core",
+      "Not scanned: this message killed a worker before (options: digest, crashes)", 0 },
 };
 
 const char *as_engine_default_config_path(void) { return DEFAULT_CONFIG; }
@@ -181,8 +186,8 @@ static int check_semantics(const struct as_config *cfg, char *err, size_t errlen
 {
     for (size_t i = 0; i < as_config_count(cfg); i++) {
         const struct as_config_entry *e = as_config_at(cfg, i);
+        double d;
         if (strncmp(e->key, "actions.", 8) == 0) {
-            double d;
             if (as_action_parse(e->key + 8) < 0)
                 return as_config_error(err, errlen, e, "unknown action '%s' (actions are "
                                        "greylist, add_header, rewrite_subject, quarantine, "
@@ -202,6 +207,14 @@ static int check_semantics(const struct as_config *cfg, char *err, size_t errlen
                    strcmp(e->value, "syslog") != 0) {
             return as_config_error(err, errlen, e, "bad value '%s' for 'log.target': expected "
                                    "stderr or syslog", e->value);
+        } else if (strcmp(e->key, "poison.action") == 0 && as_action_parse(e->value) < 0) {
+            return as_config_error(err, errlen, e, "bad value '%s' for 'poison.action': expected "
+                                   "an action (soft_reject, reject, greylist, no_action ...)",
+                                   e->value);
+        } else if (strcmp(e->key, "poison.ttl") == 0 &&
+                   (as_parse_duration(e->value, &d) < 0 || d < 1 || d > 7 * 86400)) {
+            return as_config_error(err, errlen, e, "bad value '%s' for 'poison.ttl': expected "
+                                   "1s to 7d", e->value);
         } else if (strcmp(e->key, "workers") == 0 &&
                    (atoll(e->value) < 0 || atoll(e->value) > 256)) {
             return as_config_error(err, errlen, e, "bad value '%s' for 'workers': expected 0 "

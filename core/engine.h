@@ -44,6 +44,7 @@ struct as_limits {
 struct as_plugin_ctx {
     struct as_engine *engine;
     const struct as_plugin *def;
+    unsigned dns_reserve;         /* as_plugin_dns_reserve() */
     char error[512];
 };
 
@@ -74,6 +75,7 @@ struct as_engine_stats {
     uint64_t actions[AS_ACTION__COUNT];
     uint64_t timeouts;
     uint64_t errors;              /* requests answered with an error */
+    uint64_t poison;              /* answered unscanned: poison.h */
 };
 
 struct as_engine {

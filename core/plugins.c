@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "dns.h"
 #include "plugins.h"
 #include "util.h"
 
@@ -502,6 +503,13 @@ unsigned long long as_plugin_opt_size(const struct as_plugin_ctx *c, const char 
 {
     char k[256];
     return as_config_size(c->engine->cfg, opt_key(c, name, k, sizeof k), 0);
+}
+
+int as_plugin_dns_reserve(struct as_plugin_ctx *c, unsigned queries)
+{
+    if (!c || queries > AS_DNS_RESERVE_MAX) return -1;
+    c->dns_reserve = queries;
+    return 0;
 }
 
 void as_plugin_set_error(struct as_plugin_ctx *c, const char *fmt, ...)
