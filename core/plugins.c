@@ -315,7 +315,7 @@ int as_plugins_load(const char *dir, const struct as_config *cfg,
         nf++;
     }
     closedir(d);
-    qsort(files, nf, sizeof *files, cmp_str);
+    if (nf) qsort(files, nf, sizeof *files, cmp_str);   /* files is NULL when nf is 0 */
 
     const char *const *enable, *const *disable;
     size_t nen = as_config_list(cfg, "plugins.enable", &enable);
