@@ -104,8 +104,13 @@ struct as_engine {
 struct as_config *as_engine_load_config(const char *path, char *err, size_t errlen);
 
 /* Validates cfg completely, loading the plugins' shared objects to learn
- * their options and symbols (then unloading them).  Used by the master and
- * by --check-config.  Returns 0 or -1 with "file:line: message" in err. */
+ * their options and symbols, in a child process: a plugin file that
+ * crashes, exits or hangs while loaded fails the check (naming the file)
+ * instead of killing the caller.  Refuses a plugin set without spf, dkim
+ * or dmarc (unless plugins.allow_no_auth) and rules for undeclared
+ * symbols (see symbols.h).  Used by the master (start, reload), by
+ * --check-config and by the CLI.  cfg is not changed (plugin defaults are
+ * applied in the child).  Returns 0 or -1 with "file:line: message". */
 int as_engine_check(struct as_config *cfg, char *err, size_t errlen);
 
 /* Builds an engine on base.  Takes ownership of cfg even on failure. */

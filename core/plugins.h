@@ -1,8 +1,9 @@
 /*
  * plugins.h - loading plugin shared objects.
  *
- * Every *.so in the plugins directory is opened with dlopen(RTLD_NOW |
- * RTLD_LOCAL) and must export `authscan_plugin` (AS_PLUGIN_SYMBOL).  The
+ * Every *.so in the plugins directory is checked (a regular file whose
+ * ELF headers fit its size), opened with dlopen(RTLD_NOW | RTLD_LOCAL)
+ * and must export `authscan_plugin` (AS_PLUGIN_SYMBOL).  The
  * loader checks the ABI version before reading anything else from it,
  * validates names, resolves `depends` and orders the plugins so that each
  * comes after its dependencies (a cycle or a missing dependency is an
