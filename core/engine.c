@@ -257,9 +257,32 @@ static int check_plugin_set(const struct as_config *cfg, const struct as_engine_
                             size_t errlen)
 {
     if (as_config_bool(cfg, "plugins.allow_no_auth", 0)) return 0;
-    for (size_t i = 0; i < np; i++)
-        for (size_t k = 0; k < AS_ARRAY_LEN(auth_plugins); k++)
-            if (strcmp(pl[i].def->name, auth_plugins[k]) == 0) return 0;
+    size_t nauth = 0;
+    const char *missing = NULL;
+    const char *const *enable, *const *disable;
+    size_t nen = as_config_list(cfg, "plugins.enable", &enable);
+    size_t ndis = as_config_list(cfg, "plugins.disable", &disable);
+    for (size_t k = 0; k < AS_ARRAY_LEN(auth_plugins); k++) {
+        size_t i;
+        for (i = 0; i < np; i++)
+            if (strcmp(pl[i].def->name, auth_plugins[k]) == 0) break;
+        if (i < np)
+            nauth++;
+        else if (!nen && !as_plugins_off_has((char *const *)disable, ndis, auth_plugins[k]) &&
+                 !missing)
+            missing = auth_plugins[k];    /* absent, and nobody said so */
+    }
+    if (nauth && missing) {
+        /* A plugins directory that lost dmarc.so (a wrong path, a partial
+         * deploy) would answer every spoof with the other plugins' weights
+         * alone: absent must be a decision, not an accident. */
+        return as_config_error(err, errlen, as_config_find(cfg, "plugins.dir"),
+                               "authentication plugin '%s' is not in %s: install it, or "
+                               "switch it off with plugins.disable = %s (or set "
+                               "plugins.allow_no_auth = yes)", missing,
+                               as_engine_plugins_dir(cfg), missing);
+    }
+    if (nauth) return 0;
     struct sbuf have = {0};
     for (size_t i = 0; i < np; i++) sbuf_printf(&have, "%s%s", i ? ", " : "", pl[i].def->name);
     const char *dir = as_engine_plugins_dir(cfg);

@@ -244,17 +244,29 @@ def test_plugin_set():
     os.makedirs(spf_only, exist_ok=True)
     shutil.copy(os.path.join(harness.PLUGINS, "spf.so"), spf_only)
     rc, out, err = check_config("", plugins_dir=spf_only)
-    T.check("spf only, shipped rules of the missing plugins are not errors", rc == 0, err)
-    rc, out, err = check_config("[symbols.DMARC_POLICY_REJECT]\nscore = 20\n",
+    T.check("spf only, dkim and dmarc absent without a word: refused naming the first",
+            rc != 0 and "authentication plugin 'dkim' is not in" in err and spf_only in err
+            and "plugins.disable = dkim" in err, err)
+    rc, out, err = check_config("plugins.disable = dkim, dmarc\n", plugins_dir=spf_only)
+    T.check("spf only with plugins.disable = dkim, dmarc: accepted, shipped rules of the "
+            "missing plugins are not errors", rc == 0, err)
+    rc, out, err = check_config("plugins.enable = spf\n", plugins_dir=spf_only)
+    T.check("spf only with plugins.enable = spf: accepted", rc == 0, err)
+    rc, out, err = check_config("plugins.disable = dmarc\n", plugins_dir=spf_only)
+    T.check("spf only, dmarc switched off but dkim absent: refused naming dkim",
+            rc != 0 and "'dkim' is not in" in err, err)
+    rc, out, err = check_config("[symbols.DMARC_POLICY_REJECT]\nscore = 20\n"
+                                "[plugins]\ndisable = dkim, dmarc\n",
                                 plugins_dir=spf_only, name="site.conf")
     T.check("site rule for a symbol of a missing plugin: refused with file:line",
             rc != 0 and "site.conf:2:" in err and "DMARC_POLICY_REJECT" in err, err)
     rc, out, err = check_config("rules.allow_unknown_symbols = yes\n"
+                                "plugins.enable = spf\n"
                                 "[symbols.DMARC_POLICY_REJECT]\nscore = 20\n",
                                 plugins_dir=spf_only)
     T.check("... accepted with rules.allow_unknown_symbols = yes", rc == 0, err)
     T.check("... with a warning naming the line",
-            "test.conf:3:" in err and "DMARC_POLICY_REJECT" in err, err)
+            "test.conf:4:" in err and "DMARC_POLICY_REJECT" in err, err)
 
     # an unknown symbol in rules.local_dir names that file
     local = os.path.join(TMP, "local-rules")
