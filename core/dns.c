@@ -29,6 +29,7 @@
 #include "dns.h"
 #include "log.h"
 #include "pool.h"
+#include "service.h"
 #include "task.h"
 #include "util.h"
 #include "zone.h"
@@ -844,7 +845,7 @@ struct dns_pin {
 
 struct dns_tq;
 
-struct dns_task {                      /* *as_task_dns_slot(t), in the task pool */
+struct dns_task {                      /* the task's DNS service slot, in its pool */
     struct as_task *t;
     struct as_resolver *r;
     unsigned used;                     /* queries counted against the budget */
@@ -944,12 +945,14 @@ static void dns_task_destroy(void *arg)
 
 static struct dns_task *dns_task_get(struct as_task *t, int create)
 {
-    void **slot = as_task_dns_slot(t);
+    void **slot = as_task_service_slot(t, &as_dns_service);
     if (!slot) return NULL;
     if (!*slot && create) {
+        struct as_resolver *r = as_task_service_state(t, &as_dns_service);
+        if (!r) return NULL;
         struct dns_task *ts = as_pool_alloc(as_task_pool(t), sizeof *ts);
         ts->t = t;
-        ts->r = as_task_resolver(t);
+        ts->r = r;
         if (as_pool_on_destroy(as_task_pool(t), dns_task_destroy, ts) < 0) return NULL;
         *slot = ts;
     }
@@ -1088,3 +1091,53 @@ const struct as_dns_answer *as_dns_pinned(const struct as_task *t, const char *n
     if (!ts) return NULL;
     return pin_find(ts, qn, type);
 }
+
+/* ------------------------------------------------------------------ */
+/* The DNS service (service.h)                                          */
+
+static int dns_service_check(const struct as_config *cfg, char *err, size_t errlen)
+{
+    if (as_dns_config_check(cfg, err, errlen) < 0) return -1;
+    /* Build a resolver once so zone files and servers are checked by the
+     * master, not in every worker after fork. */
+    struct event_base *base = event_base_new();
+    if (!base) as_oom();
+    struct as_resolver_config rc;
+    as_resolver_config_from(cfg, &rc);
+    struct as_resolver *r = as_resolver_new(base, &rc, err, errlen);
+    int rv = r ? 0 : -1;
+    as_resolver_free(r);
+    event_base_free(base);
+    return rv;
+}
+
+static void *dns_service_start(struct event_base *base, const struct as_config *cfg,
+                               char *err, size_t errlen)
+{
+    struct as_resolver_config rc;
+    as_resolver_config_from(cfg, &rc);
+    return as_resolver_new(base, &rc, err, errlen);
+}
+
+static void dns_service_stop(void *state) { as_resolver_free(state); }
+
+static void dns_service_stats(const void *state, struct sbuf *b)
+{
+    struct as_resolver_stats ds;
+    as_resolver_get_stats(state, &ds);
+    sbuf_printf(b, "{\"queries\":%llu,\"cache_hits\":%llu,\"dedup_hits\":%llu,"
+                "\"sent\":%llu,\"timeouts\":%llu,\"failures\":%llu}",
+                (unsigned long long)ds.queries, (unsigned long long)ds.cache_hits,
+                (unsigned long long)ds.dedup_hits, (unsigned long long)ds.sent,
+                (unsigned long long)ds.timeouts, (unsigned long long)ds.failures);
+}
+
+const struct as_service as_dns_service = {
+    .name = "dns",
+    .keys = as_dns_config_keys,
+    .nkeys = AS_ARRAY_LEN(as_dns_config_keys),
+    .check = dns_service_check,
+    .start = dns_service_start,
+    .stop = dns_service_stop,
+    .write_stats = dns_service_stats,
+};

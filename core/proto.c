@@ -100,10 +100,10 @@ int as_proto_fill_task(struct as_task *t, const struct as_http_request *req, cha
         sbuf_free(&value);
         if (rc) return rc;
     }
-    const struct as_engine *e = as_task_engine(t);
-    if (req->body_len > e->limits.max_message_size) {
+    const struct as_limits *lim = as_engine_limits(as_task_engine(t));
+    if (req->body_len > lim->max_message_size) {
         snprintf(err, errlen, "message of %zu bytes exceeds limits.max_message_size (%llu)",
-                 req->body_len, e->limits.max_message_size);
+                 req->body_len, lim->max_message_size);
         return 413;
     }
     if (as_task_set_message(t, req->body, req->body_len, err, errlen) != AS_MSG_OK) return 413;

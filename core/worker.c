@@ -7,11 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "dns.h"
 #include "engine.h"
 #include "http.h"
 #include "log.h"
 #include "proto.h"
+#include "stats.h"
 #include "task.h"
 #include "worker.h"
 #include "util.h"
@@ -41,7 +41,7 @@ static void reply_error(struct worker *w, struct as_http_conn *c, int status, co
     as_proto_write_error(&b, msg);
     reply_text(c, status, "application/json", &b);
     sbuf_free(&b);
-    w->engine->stats.errors++;
+    as_stats_request_error(as_engine_stats(w->engine));
 }
 
 static void log_verdict(const struct as_task *t)
@@ -85,24 +85,6 @@ static void scan_abandoned(void *arg)
     as_task_free(r->task);
 }
 
-static void write_stat(struct worker *w, struct sbuf *b)
-{
-    const struct as_engine_stats *st = &w->engine->stats;
-    struct as_resolver_stats ds;
-    as_resolver_get_stats(w->engine->resolver, &ds);
-    sbuf_printf(b, "{\"pid\":%d,\"scanned\":%llu,\"errors\":%llu,\"timeouts\":%llu,\"actions\":{",
-                (int)getpid(), (unsigned long long)st->scanned, (unsigned long long)st->errors,
-                (unsigned long long)st->timeouts);
-    for (int a = 0; a < AS_ACTION__COUNT; a++)
-        sbuf_printf(b, "%s\"%s\":%llu", a ? "," : "", as_action_name((enum as_action)a),
-                    (unsigned long long)st->actions[a]);
-    sbuf_printf(b, "},\"dns\":{\"queries\":%llu,\"cache_hits\":%llu,\"dedup_hits\":%llu,"
-                "\"sent\":%llu,\"timeouts\":%llu,\"failures\":%llu}}\n",
-                (unsigned long long)ds.queries, (unsigned long long)ds.cache_hits,
-                (unsigned long long)ds.dedup_hits, (unsigned long long)ds.sent,
-                (unsigned long long)ds.timeouts, (unsigned long long)ds.failures);
-}
-
 static int path_is(const char *path, const char *want)
 {
     return as_strcaseeq(path, want);
@@ -117,7 +99,7 @@ static void handle_request(struct as_http_conn *c, const struct as_http_request 
     }
     if (path_is(req->path, "/stat")) {
         struct sbuf b = {0};
-        write_stat(w, &b);
+        as_stats_write_json(w->engine, &b);
         reply_text(c, 200, "application/json", &b);
         sbuf_free(&b);
         return;
@@ -171,7 +153,7 @@ static void start_drain(struct worker *w, const char *why)
     if (w->draining) return;
     w->draining = 1;
     as_log(AS_LOG_INFO, "draining (%s)", why);
-    double to = as_config_duration(w->engine->cfg, "shutdown_timeout", 30);
+    double to = as_config_duration(as_engine_config(w->engine), "shutdown_timeout", 30);
     struct timeval tv;
     as_timeval(to, &tv);
     w->force_exit = evtimer_new(w->base, force_exit_cb, w);
@@ -210,16 +192,17 @@ void as_worker_main(struct as_config *cfg, const int *fds, size_t nfds, int read
         as_log(AS_LOG_ERR, "%s", err);
         _exit(AS_WORKER_EXIT_CONFIG);
     }
+    const struct as_limits *el = as_engine_limits(w.engine);
     struct as_http_limits lim = {
         /* One Rcpt header per recipient: Postfix accepts 1000 recipients per
          * message by default (smtpd_recipient_limit), so leave room. */
         .max_header_bytes = 512 * 1024,
         .max_headers = 2048,
-        .max_body = (size_t)w.engine->limits.max_message_size,
-        .read_timeout = w.engine->limits.read_timeout,
-        .idle_timeout = w.engine->limits.idle_timeout,
+        .max_body = (size_t)el->max_message_size,
+        .read_timeout = el->read_timeout,
+        .idle_timeout = el->idle_timeout,
         .write_timeout = 30,
-        .max_connections = w.engine->limits.max_connections,
+        .max_connections = el->max_connections,
     };
     w.http = as_http_server_new(w.base, &lim, handle_request, &w);
     for (size_t i = 0; i < nfds; i++)
@@ -238,8 +221,8 @@ void as_worker_main(struct as_config *cfg, const int *fds, size_t nfds, int read
         char c = 'R';
         if (write(ready_fd, &c, 1) != 1) as_log(AS_LOG_WARN, "cannot notify master");
     }
-    as_log(AS_LOG_INFO, "ready: %zu plugin(s), %zu symbol(s)", w.engine->nplugins,
-           as_symtab_count(w.engine->symtab));
+    as_log(AS_LOG_INFO, "ready: %zu plugin(s), %zu symbol(s)", as_engine_plugin_count(w.engine),
+           as_symtab_count(as_engine_symtab(w.engine)));
     event_base_dispatch(w.base);
 
     as_http_server_free(w.http);

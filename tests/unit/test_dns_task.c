@@ -71,23 +71,21 @@ static struct as_resolver *mk(unsigned max_queries, double timeout)
     return r;
 }
 
-static void engine_init(struct as_engine *e, struct as_resolver *r)
+/* A bare engine with r attached as its DNS service (r stays ours). */
+static struct as_engine *engine_init(struct as_resolver *r)
 {
-    memset(e, 0, sizeof *e);
-    e->base = base;
-    e->symtab = as_symtab_new();
-    e->resolver = r;
-    strcpy(e->id_prefix, "t");
+    struct as_engine *e = as_engine_new_bare(base, as_symtab_new());
+    as_engine_attach_service(e, &as_dns_service, r);
+    return e;
 }
 
 static void test_pinning(void)
 {
     struct as_resolver *r = mk(64, 1);
     if (!r) { CHECK(0); return; }
-    struct as_engine e;
-    engine_init(&e, r);
-    struct as_task *t = as_task_new(&e);
-    struct as_task *t2 = as_task_new(&e);
+    struct as_engine *e = engine_init(r);
+    struct as_task *t = as_task_new(e);
+    struct as_task *t2 = as_task_new(e);
 
     struct got a = {0}, b = {0}, c = {0}, other = {0};
     CHECK_INT(query(t, "multi.example", AS_DNS_TXT, &a), 0);
@@ -142,21 +140,20 @@ static void test_pinning(void)
     /* the answer lives in the task pool: it survives the resolver */
     const struct as_dns_answer *keep = a.ans;
     as_resolver_free(r);
-    e.resolver = NULL;
+    as_engine_attach_service(e, &as_dns_service, NULL);
     CHECK_STR(keep->rr[0].d.txt.strings[1].ptr, "second part");
     CHECK_STR(keep->name, "multi.example");
     as_task_free(t);
     as_task_free(t2);
-    as_symtab_free(e.symtab);
+    as_engine_free(e);
 }
 
 static void test_budget(void)
 {
     struct as_resolver *r = mk(3, 1);
     if (!r) { CHECK(0); return; }
-    struct as_engine e;
-    engine_init(&e, r);
-    struct as_task *t = as_task_new(&e);
+    struct as_engine *e = engine_init(r);
+    struct as_task *t = as_task_new(e);
 
     struct got g[8];
     memset(g, 0, sizeof g);
@@ -196,7 +193,7 @@ static void test_budget(void)
     CHECK_INT(st.badnames, 1);
 
     /* the budget is per task */
-    struct as_task *t2 = as_task_new(&e);
+    struct as_task *t2 = as_task_new(e);
     struct got n = {0};
     query(t2, "mx1.example", AS_DNS_A, &n);
     run_for(0.05);
@@ -204,7 +201,7 @@ static void test_budget(void)
     as_task_free(t2);
     as_task_free(t);
     as_resolver_free(r);
-    as_symtab_free(e.symtab);
+    as_engine_free(e);
 }
 
 /* A callback may start further queries. */
@@ -226,9 +223,8 @@ static void test_chain_and_cancel(void)
 {
     struct as_resolver *r = mk(64, 0.2);
     if (!r) { CHECK(0); return; }
-    struct as_engine e;
-    engine_init(&e, r);
-    struct as_task *t = as_task_new(&e);
+    struct as_engine *e = engine_init(r);
+    struct as_task *t = as_task_new(e);
     struct chain c = {0};
     CHECK_INT(as_dns_query(t, "example", AS_DNS_MX, chain_cb, &c), 0);
     run_for(0.05);
@@ -238,7 +234,7 @@ static void test_chain_and_cancel(void)
 
     /* freeing a task cancels what is outstanding: a query waiting for its
      * deadline, one with an answer ready, and a pinned re-delivery */
-    t = as_task_new(&e);
+    t = as_task_new(e);
     struct got slow = {0}, ready = {0}, pin1 = {0}, pin2 = {0};
     query(t, "www.example", AS_DNS_A, &pin1);
     run_for(0.05);
@@ -253,7 +249,7 @@ static void test_chain_and_cancel(void)
     CHECK_INT(pin2.calls, 0);
 
     /* and a task that waits gets TIMEOUT at the resolver's deadline */
-    t = as_task_new(&e);
+    t = as_task_new(e);
     struct got late = {0};
     double t0 = as_now();
     query(t, "slow.example", AS_DNS_TXT, &late);
@@ -262,7 +258,7 @@ static void test_chain_and_cancel(void)
     CHECK(as_now() - t0 < 0.5);
     as_task_free(t);
     as_resolver_free(r);
-    as_symtab_free(e.symtab);
+    as_engine_free(e);
 }
 
 static void test_status_names(void)
