@@ -252,10 +252,12 @@ static int aligned(struct ctx *c, const char *ident, const char *author, const c
         return AL_NO;
     if (strcmp(id, author) == 0)
         return AL_YES;
-    if (strict || !author_org)
+    if (strict)
         return AL_NO;
     if (!same_tld(id, author))
         return AL_NO;        /* no common suffix: no walk could make them equal */
+    if (!author_org)
+        return AL_ERROR;     /* the author's walk failed after its own record */
     if (c->in->discovery == AS_DMARC_DISCOVERY_PSL)
         return strcmp(dmarc_psl_org(c->pool, c->in->psl, id), author_org) == 0 ? AL_YES : AL_NO;
     struct dmarc_walk *w = walk_get(c, id);
@@ -326,22 +328,23 @@ void dmarc_evaluate(struct as_pool *pool, const struct dmarc_input *in, dmarc_fe
         struct dmarc_walk *w = walk_get(c, author);
         if (!w || w->incomplete)
             return;
-        if (w->n >= 1 && w->found[0] == LK_MANY) {
-            out->bad_policy = 1;
-            res->reasons |= AS_DMARC_REASON_BAD_POLICY;
-            finish_none(c, as_pool_printf(pool, "multiple DMARC records at _dmarc.%s", author));
-            return;
-        }
-        if (w->dns_error) {
+        if (w->dns_error && w->found[0] != LK_ONE) {
             finish_temperror(c, as_pool_printf(pool, "DNS error at _dmarc.%s",
                                                w->names[w->n - 1]));
             return;
         }
-        org = w->org;
+        /* A walk that failed above the Author Domain's own record leaves
+         * that record usable (RFC 9989 4.10.1, first location) and only
+         * the Organizational Domain unknown (org NULL): strict and
+         * identical identifiers still decide, relaxed ones cannot. */
+        org = w->dns_error ? NULL : w->org;
         if (w->found[0] == LK_ONE) {
             rec = &w->rec[0];
             pdom = author;
         } else {
+            /* Several records at the Author Domain are all discarded and
+             * the walk goes on (RFC 9989 4.10 steps 2 and 6), unlike
+             * RFC 7489 6.6.3, which ends discovery there (psl mode). */
             /* the Organizational Domain's record, else the PSD's */
             for (size_t i = 0; i < w->n && !rec; i++)
                 if (w->found[i] == LK_ONE && strcmp(w->names[i], org) == 0) {
@@ -396,6 +399,15 @@ void dmarc_evaluate(struct as_pool *pool, const struct dmarc_input *in, dmarc_fe
     }
     res->org_domain = org;
     if (!rec) {
+        if (bis && dmarc_outcome_walk(out, author)->found[0] == LK_MANY) {
+            /* nothing applies, but say why: a DMARC_NA would hide the
+             * owner's mistake from the operator */
+            out->bad_policy = 1;
+            res->reasons |= AS_DMARC_REASON_BAD_POLICY;
+            finish_none(c, as_pool_printf(pool, "multiple DMARC records at _dmarc.%s "
+                                                "(discarded) and no other record", author));
+            return;
+        }
         finish_none(c, "no DMARC record");
         return;
     }

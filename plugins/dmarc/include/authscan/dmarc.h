@@ -103,7 +103,8 @@ struct as_dmarc_result {
     enum as_dmarc_discovery discovery;
     const char *author_domain;    /* RFC5322.From domain (A-labels), NULL if none */
     const char *policy_domain;    /* where the record was found, NULL if none */
-    const char *org_domain;       /* Organizational Domain of the Author Domain */
+    const char *org_domain;       /* Organizational Domain of the Author Domain; NULL when
+                                   * unknown (its Tree Walk failed above the record) */
     const struct as_dmarc_record *record; /* the policy record, NULL if none */
     /* The policy the owner asks for this message: p, sp or np (RFC 9989
      * 4.10.1), and the tag it came from ("p", "sp", "np"). */
