@@ -1,7 +1,8 @@
 /*
  * engine.h - everything a scanning process needs, built from one config:
  * symbol table and thresholds, loaded and initialized plugins in
- * dependency order, the resolver, limits and counters.
+ * dependency order, the per-worker services (service.h), limits and
+ * counters (stats.h).  Opaque: read it through the accessors below.
  *
  * A worker process builds one engine after fork; the CLI builds one
  * in-process.  Reload never mutates an engine: the master starts new
@@ -16,7 +17,8 @@
  *   4. command-line flags.
  *
  * Ownership: the engine owns the config given to it, the plugins' state,
- * the resolver; it must outlive every task created from it.
+ * the services' state; it must outlive every task created from it (tasks
+ * still in their finish stage are ended by as_engine_free()).
  */
 #ifndef AS_ENGINE_H
 #define AS_ENGINE_H
@@ -28,7 +30,6 @@
 #include "symbols.h"
 
 struct event_base;
-struct as_resolver;
 struct as_settings;
 
 struct as_limits {

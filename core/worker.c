@@ -132,9 +132,25 @@ static void handle_request(struct as_http_conn *c, const struct as_http_request 
     as_task_run(t, scan_done, r);
 }
 
+static void drained(void *arg);
+
+static void drain_poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+    AS_UNUSED(fd);
+    AS_UNUSED(what);
+    drained(arg);
+}
+
+/* Connections are closed; finish-stage work (history, counters) still
+ * belongs to the scans already answered, so let it end too.  It is bounded
+ * by limits.scan_timeout, and the whole drain by shutdown_timeout. */
 static void drained(void *arg)
 {
     struct worker *w = arg;
+    if (*as_engine_finishing(w->engine)) {
+        static const struct timeval poll = { 0, 20000 };
+        if (event_base_once(w->base, -1, EV_TIMEOUT, drain_poll_cb, w, &poll) == 0) return;
+    }
     event_base_loopexit(w->base, NULL);
 }
 
