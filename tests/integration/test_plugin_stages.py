@@ -8,7 +8,9 @@ authscan/spf.h, authscan/dmarc.h installed beside it):
     verdict, the symbols, the SPF and DMARC results; adds a symbol and
     forces an action, after which the verdict is recomputed) and the finish
     stage (read-only; async work that the reply to the MTA does not wait
-    for), through the installed `authscan check` and `authscand`;
+    for), through the installed `authscan check` and `authscand`, with its
+    deadline (limits.scan_timeout) and a worker that must exit while finish
+    work is outstanding (both checked free of sanitizer reports);
   - tests/data/plugins/old_abi.c, built as ABI 1.0 and 1.1 plugins (the old,
     shorter struct as_plugin), still loads and scans;
 and, through the same probe, three core defects of issue 12: symbol options
@@ -187,11 +189,47 @@ def main():
             rec = records(log)
             T.check("daemon: finish record after the delay",
                     rec and rec[0]["action"] == "reject" and rec[0]["readonly"] == "1", rec)
-            code, _, body = d.request("GET", "/stat")
+            code, _, stat_body = d.request("GET", "/stat")
             import json
-            st = json.loads(body)
+            st = json.loads(stat_body)
             T.check("/stat: scan counted, dns service member present",
                     st.get("scanned") == 1 and "queries" in st.get("dns", {}), st)
+
+        # 5b. the finish stage has a deadline (limits.scan_timeout): work
+        #     still outstanding then is cancelled, the worker carries on
+        os.unlink(log) if os.path.exists(log) else None
+        cfg = "[limits]\nscan_timeout = 1s\n[probe]\nlog = %s\nfinish_delay = 20s\n" % log
+        with harness.Daemon(workers=1, config=cfg, plugins_dir=plugins,
+                            zone=open(os.path.join(DEMO, "demo.zone")).read()) as d:
+            resp, reply = d.checkv2(body, headers={"IP": "203.0.113.66",
+                                                   "From": "bounce@evil.example"})
+            T.check("finish deadline: reply", reply and reply.get("action") == "reject", reply)
+            d.wait_log(r"finish stage deadline \(1\.0s\) reached; 1 plugin\(s\) cut short",
+                       timeout=10)
+            T.check("finish deadline: the cut-short work wrote nothing", not records(log),
+                    records(log))
+            T.check("finish deadline: worker still answers", d.ping())
+            T.eq("finish deadline: clean exit", d.stop(), 0)
+            T.check("finish deadline: no sanitizer report",
+                    "Sanitizer" not in d.log() and "runtime error" not in d.log(), d.log()[-2000:])
+
+        # 5c. a worker that must exit (shutdown_timeout) ends finish-stage
+        #     work still running, cleanly
+        cfg = ("shutdown_timeout = 1s\n[limits]\nscan_timeout = 20s\n"
+               "[probe]\nlog = %s\nfinish_delay = 10s\n" % log)
+        with harness.Daemon(workers=1, config=cfg, plugins_dir=plugins,
+                            zone=open(os.path.join(DEMO, "demo.zone")).read()) as d:
+            resp, reply = d.checkv2(body, headers={"IP": "203.0.113.66",
+                                                   "From": "bounce@evil.example"})
+            T.check("shutdown: reply", reply and reply.get("action") == "reject", reply)
+            t0 = time.time()
+            T.eq("shutdown: clean exit", d.stop(), 0)
+            T.check("shutdown: waited for shutdown_timeout, not the finish work",
+                    0.5 < time.time() - t0 < 8, time.time() - t0)
+            T.check("shutdown: finish work cut short",
+                    "engine shutting down: finish stage cut short" in d.log(), d.log()[-1500:])
+            T.check("shutdown: no sanitizer report",
+                    "Sanitizer" not in d.log() and "runtime error" not in d.log(), d.log()[-2000:])
 
         # 6. lua.* and redis.* are refused with file:line, not ignored
         for key, val, what in (("redis.servers", "127.0.0.1:6379", "Redis"),
