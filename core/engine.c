@@ -29,6 +29,7 @@ struct as_engine {
     struct as_limits limits;
     struct as_engine_plugin *plugins;   /* in dependency order */
     size_t nplugins;
+    int plugins_borrowed;               /* as_engine_attach_plugins() */
     struct as_settings_table *settings; /* Settings-ID profiles, or NULL */
     void **services;                    /* state per as_service_at(i) */
     unsigned char *service_owned;       /* started here: stop() at free */
@@ -67,6 +68,9 @@ static const struct as_config_key core_keys[] = {
     { "limits.read_timeout", AS_OPT_DURATION, "30s", "time to receive one request" },
     { "limits.idle_timeout", AS_OPT_DURATION, "60s", "keep-alive idle time" },
     { "limits.max_connections", AS_OPT_INT, "1024", "connections per worker" },
+    { "poison.enable", AS_OPT_BOOL, "yes", "answer a message that killed a worker unscanned" },
+    { "poison.action", AS_OPT_STRING, "soft_reject", "the answer to such a message" },
+    { "poison.ttl", AS_OPT_DURATION, "1h", "how long such a message is remembered" },
     { "actions.*", AS_OPT_STRING, NULL, "score threshold, or none" },
     { "messages.*", AS_OPT_STRING, NULL, "SMTP reply text per action" },
     { "symbols.*.score", AS_OPT_DOUBLE, NULL, "weight" },
@@ -90,6 +94,8 @@ static const struct {
 static const struct as_symbol_def core_symbols[] = {
     { "AUTHSCAN_TIMEOUT", 0.0, "core",
       "The scan deadline cut plugins short (options: the plugins)", 0 },
+    { "AUTHSCAN_POISON", 0.0, "core",
+      "Not scanned: this message killed a worker before (options: digest, crashes)", 0 },
 };
 
 const char *as_engine_default_config_path(void) { return DEFAULT_CONFIG; }
@@ -221,8 +227,8 @@ static int check_semantics(const struct as_config *cfg, char *err, size_t errlen
 {
     for (size_t i = 0; i < as_config_count(cfg); i++) {
         const struct as_config_entry *e = as_config_at(cfg, i);
+        double d;
         if (strncmp(e->key, "actions.", 8) == 0) {
-            double d;
             if (as_action_parse(e->key + 8) < 0)
                 return as_config_error(err, errlen, e, "unknown action '%s' (actions are "
                                        "greylist, add_header, rewrite_subject, quarantine, "
@@ -242,6 +248,14 @@ static int check_semantics(const struct as_config *cfg, char *err, size_t errlen
                    strcmp(e->value, "syslog") != 0) {
             return as_config_error(err, errlen, e, "bad value '%s' for 'log.target': expected "
                                    "stderr or syslog", e->value);
+        } else if (strcmp(e->key, "poison.action") == 0 && as_action_parse(e->value) < 0) {
+            return as_config_error(err, errlen, e, "bad value '%s' for 'poison.action': expected "
+                                   "an action (soft_reject, reject, greylist, no_action ...)",
+                                   e->value);
+        } else if (strcmp(e->key, "poison.ttl") == 0 &&
+                   (as_parse_duration(e->value, &d) < 0 || d < 1 || d > 7 * 86400)) {
+            return as_config_error(err, errlen, e, "bad value '%s' for 'poison.ttl': expected "
+                                   "1s to 7d", e->value);
         } else if (strcmp(e->key, "workers") == 0 &&
                    (atoll(e->value) < 0 || atoll(e->value) > 256)) {
             return as_config_error(err, errlen, e, "bad value '%s' for 'workers': expected 0 "
@@ -405,6 +419,20 @@ void as_engine_attach_service(struct as_engine *e, const struct as_service *s, v
     e->service_owned[i] = 0;
 }
 
+void as_engine_attach_plugins(struct as_engine *e, struct as_engine_plugin *pl, size_t n)
+{
+    e->plugins = pl;
+    e->nplugins = n;
+    e->plugins_borrowed = 1;
+    for (size_t i = 0; i < n; i++) {
+        pl[i].ctx.engine = e;
+        pl[i].ctx.def = pl[i].def;
+        read_stages(&pl[i]);
+    }
+}
+
+struct as_limits *as_engine_limits_mut(struct as_engine *e) { return &e->limits; }
+
 void as_engine_free(struct as_engine *e)
 {
     if (!e) return;
@@ -412,7 +440,7 @@ void as_engine_free(struct as_engine *e)
      * code is still loaded. */
     as_task_free_finishing(e);
     as_settings_free(e->settings);
-    as_plugins_unload(e->plugins, e->nplugins);
+    if (!e->plugins_borrowed) as_plugins_unload(e->plugins, e->nplugins);
     for (size_t i = as_service_count(); i-- > 0;)
         if (e->service_owned[i] && e->services[i]) as_service_at(i)->stop(e->services[i]);
     free(e->services);

@@ -45,6 +45,7 @@ struct as_limits {
 struct as_plugin_ctx {
     struct as_engine *engine;
     const struct as_plugin *def;
+    unsigned dns_reserve;         /* as_plugin_dns_reserve() */
     char error[512];
 };
 
@@ -94,6 +95,11 @@ void as_engine_free(struct as_engine *e);
  * a service's state, which stays the test's to free. */
 struct as_engine *as_engine_new_bare(struct event_base *base, struct as_symtab *st);
 void as_engine_attach_service(struct as_engine *e, const struct as_service *s, void *state);
+/* Also for unit tests: plugins pl[0..n), already in dependency order and
+ * the test's (never initialized, finalized or unloaded here; their ctx
+ * points at e), and writable limits. */
+void as_engine_attach_plugins(struct as_engine *e, struct as_engine_plugin *pl, size_t n);
+struct as_limits *as_engine_limits_mut(struct as_engine *e);
 
 /* Read access for the rest of core. */
 struct event_base *as_engine_base(const struct as_engine *e);

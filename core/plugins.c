@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "dns.h"
 #include "plugins.h"
 #include "util.h"
 
@@ -290,6 +291,13 @@ unsigned long long as_plugin_opt_size(const struct as_plugin_ctx *c, const char 
 {
     char k[256];
     return as_config_size(as_engine_config(c->engine), opt_key(c, name, k, sizeof k), 0);
+}
+
+int as_plugin_dns_reserve(struct as_plugin_ctx *c, unsigned queries)
+{
+    if (!c || queries > AS_DNS_RESERVE_MAX) return -1;
+    c->dns_reserve = queries;
+    return 0;
 }
 
 void as_plugin_set_error(struct as_plugin_ctx *c, const char *fmt, ...)

@@ -14,6 +14,7 @@ struct as_stats {
     uint64_t actions[AS_ACTION__COUNT];
     uint64_t timeouts;
     uint64_t errors;              /* requests answered with an error */
+    uint64_t poison;              /* answered unscanned: poison.h */
 };
 
 struct as_stats *as_stats_new(void) { return xcalloc(1, sizeof(struct as_stats)); }
@@ -27,13 +28,15 @@ void as_stats_scan_done(struct as_stats *s, enum as_action action, int timed_out
 }
 
 void as_stats_request_error(struct as_stats *s) { s->errors++; }
+void as_stats_poison(struct as_stats *s) { s->poison++; }
 
 void as_stats_write_json(const struct as_engine *e, struct sbuf *b)
 {
     const struct as_stats *st = as_engine_stats(e);
-    sbuf_printf(b, "{\"pid\":%d,\"scanned\":%llu,\"errors\":%llu,\"timeouts\":%llu,\"actions\":{",
+    sbuf_printf(b, "{\"pid\":%d,\"scanned\":%llu,\"errors\":%llu,\"timeouts\":%llu,"
+                "\"poison\":%llu,\"actions\":{",
                 (int)getpid(), (unsigned long long)st->scanned, (unsigned long long)st->errors,
-                (unsigned long long)st->timeouts);
+                (unsigned long long)st->timeouts, (unsigned long long)st->poison);
     for (int a = 0; a < AS_ACTION__COUNT; a++)
         sbuf_printf(b, "%s\"%s\":%llu", a ? "," : "", as_action_name((enum as_action)a),
                     (unsigned long long)st->actions[a]);

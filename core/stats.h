@@ -4,7 +4,7 @@
  * its verdict is final, the protocol layer counts requests it answered
  * with an error, and nothing else writes them.
  *
- * /stat's JSON: {"pid", "scanned", "errors", "timeouts", "actions": {..},
+ * /stat's JSON: {"pid", "scanned", "errors", "timeouts", "poison", "actions": {..},
  * then one member per service (service.h), e.g. "dns": {..}}.
  */
 #ifndef AS_STATS_H
@@ -23,6 +23,8 @@ void as_stats_free(struct as_stats *s);
 void as_stats_scan_done(struct as_stats *s, enum as_action action, int timed_out);
 /* A request answered with an error instead of a verdict. */
 void as_stats_request_error(struct as_stats *s);
+/* A message answered unscanned because it killed a worker before (poison.h). */
+void as_stats_poison(struct as_stats *s);
 
 /* /stat's body for the engine e, with a final newline. */
 void as_stats_write_json(const struct as_engine *e, struct sbuf *b);

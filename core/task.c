@@ -35,6 +35,7 @@
 #include <string.h>
 #include "engine.h"
 #include "log.h"
+#include "poison.h"
 #include "pool.h"
 #include "service.h"
 #include "settings.h"
@@ -117,6 +118,8 @@ struct as_task {
     struct as_verdict verdict;
     void **service_slots;         /* one per as_service_at(i) */
     const struct as_settings *settings;   /* Settings-ID profile, or NULL */
+    uint64_t digest;              /* poison.h identity, 0 if none */
+    int skip;                     /* answer without running any plugin */
 };
 
 /* Grows a pool-allocated array: pool memory cannot be realloc'ed, so the
@@ -178,14 +181,29 @@ static void task_destroy(struct as_task *t)
         else if (*head == t) *head = t->fin_next;
         if (t->fin_next) t->fin_next->fin_prev = t->fin_prev;
     }
+    /* cancel hooks and pool destroy hooks are plugin and library code
+     * (dkim_free), still this message's */
+    uint64_t mark = as_task_enter(t);
     cancel_ops(t);
     event_free(t->step_ev);
     event_free(t->deadline_ev);
     as_pool_destroy(t->pool);
+    as_task_leave(mark);
+}
+
+void as_task_set_digest(struct as_task *t, uint64_t digest) { t->digest = digest; }
+uint64_t as_task_enter(const struct as_task *t) { return as_poison_enter(t->digest); }
+void as_task_leave(uint64_t mark) { as_poison_leave(mark); }
+
+void as_task_skip(struct as_task *t)
+{
+    t->skip = 1;
+    t->verdict.is_skipped = 1;
 }
 
 static int any_finish_hook(const struct as_task *t)
 {
+    if (t->skip) return 0;
     for (size_t i = 0; i < as_engine_plugin_count(t->e); i++)
         if (as_engine_plugin_at(t->e, i)->finish &&
             !(t->settings && t->settings->plugin_off[i]))
@@ -562,6 +580,11 @@ void as_task_async_enter(struct as_task *t, struct as_async *op)
     if (op && op->active) t->current = op->plugin;
 }
 
+size_t as_task_current_plugin(const struct as_task *t)
+{
+    return t->current;
+}
+
 void as_task_async_end(struct as_task *t, struct as_async *op)
 {
     if (!op || !op->active) return;
@@ -649,6 +672,7 @@ static void (*stage_hook(const struct as_engine_plugin *p, enum stage st))(struc
 
 static int any_postfilter(const struct as_task *t)
 {
+    if (t->skip) return 0;
     for (size_t i = 0; i < as_engine_plugin_count(t->e); i++)
         if (as_engine_plugin_at(t->e, i)->postfilter) return 1;
     return 0;
@@ -679,7 +703,7 @@ static int run_stage(struct as_task *t)
                 r->state = PS_DONE;
                 progress = 1;
             }
-            if (r->state == PS_IDLE && t->settings && t->settings->plugin_off[i]) {
+            if (r->state == PS_IDLE && (t->skip || (t->settings && t->settings->plugin_off[i]))) {
                 r->state = PS_SKIPPED;
                 progress = 1;
             }
@@ -730,7 +754,9 @@ static void step_cb(evutil_socket_t fd, short what, void *arg)
 {
     AS_UNUSED(fd);
     AS_UNUSED(what);
-    step(arg);
+    uint64_t mark = as_task_enter(arg);
+    step(arg);   /* may finish and free the task: arg is not touched after */
+    as_task_leave(mark);
 }
 
 /* Plugins still running in this stage are cut short: their operations
@@ -757,12 +783,14 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
     AS_UNUSED(what);
     struct as_task *t = arg;
     double to = as_engine_limits(t->e)->scan_timeout;
+    uint64_t mark = as_task_enter(t);
     const char *late[64];
     size_t nlate = cut_short(t, late, AS_ARRAY_LEN(late));
     if (t->stage == STAGE_FINISH) {
         as_task_log(t, AS_LOG_WARN, "finish stage deadline (%.1fs) reached; %zu plugin(s) "
                     "cut short", to, nlate);
         task_destroy(t);
+        as_task_leave(mark);
         return;
     }
     as_task_log(t, AS_LOG_WARN, "scan deadline (%.1fs) reached in the %s stage; %zu "
@@ -781,7 +809,8 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
         start_postfilters(t);
         run_stage(t);
     }
-    finalize(t);
+    finalize(t);   /* may free the task: t is not touched after */
+    as_task_leave(mark);
 }
 
 void as_task_run(struct as_task *t, as_task_done_cb done, void *arg)

@@ -558,14 +558,25 @@ static void suite_appendix_b(void)
         const char *ref = json_string_value(json_object_get(c, "ref"));
         if ((v = json_object_get(ex, "author_queries")))
             CHECK(walk_is(o, author, v));
+        /* An identifier outside the author's Organizational Domain cannot
+         * align and is never walked (issue 10: its walk may time out on
+         * purpose); the RFC's walk of it is then checked as an author's. */
+        const struct dmarc_outcome *od = o;
+        struct run *rd = NULL;
+        if (!dmarc_outcome_walk(o, dkd)) {
+            rd = calloc(1, sizeof *rd);
+            run_eval(rd, json_object_get(c, "zone"), AS_DMARC_DISCOVERY_TREE, dkd, NULL, NULL);
+            od = &rd->out;
+        }
         if ((v = json_object_get(ex, "dkim_queries")))
-            CHECK(walk_is(o, dkd, v));
+            CHECK(walk_is(od, dkd, v));
         if ((v = json_object_get(ex, "author_org_domain")))
             CHECK_STR(o->res.org_domain, json_string_value(v));
         if ((v = json_object_get(ex, "dkim_org_domain"))) {
-            w = dmarc_outcome_walk(o, dkd);
+            w = dmarc_outcome_walk(od, dkd);
             CHECK_STR(w ? w->org : NULL, json_string_value(v));
         }
+        free(rd);
         if ((v = json_object_get(ex, "mail_from_org_domain"))) {
             w = strcmp(mfd, author) ? dmarc_outcome_walk(o, mfd) : NULL;
             CHECK_STR(w ? w->org : author, json_string_value(v));

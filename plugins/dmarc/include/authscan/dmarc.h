@@ -34,8 +34,8 @@ enum as_dmarc_res {
     AS_DMARC_PASS,
     AS_DMARC_FAIL,
     AS_DMARC_TEMPERROR,   /* a DNS error kept us from a pass/fail verdict */
-    AS_DMARC_PERMERROR,   /* reserved: we report unusable records as none
-                             (RFC 9989 4.10.1), see docs/dmarc.md */
+    AS_DMARC_PERMERROR,   /* From names more domains than max_author_domains
+                             (unusable records are none, RFC 9989 4.10.1) */
 };
 
 /* Domain Owner Assessment Policy values (p=, sp=, np=). */
