@@ -30,6 +30,7 @@
 #include "engine.h"
 #include "log.h"
 #include "pool.h"
+#include "service.h"
 #include "task.h"
 #include "util.h"
 #include "zone.h"
@@ -872,7 +873,7 @@ struct dns_share {                     /* one plugin's part of a task's budget *
     int refused;                       /* a query was refused (logged once) */
 };
 
-struct dns_task {                      /* *as_task_dns_slot(t), in the task pool */
+struct dns_task {                      /* the task's DNS service slot, in its pool */
     struct as_task *t;
     struct as_resolver *r;
     unsigned used;                     /* queries taken from the shared pool */
@@ -989,14 +990,15 @@ static void dns_task_destroy(void *arg)
 
 static struct dns_task *dns_task_get(struct as_task *t, int create)
 {
-    void **slot = as_task_dns_slot(t);
+    void **slot = as_task_service_slot(t, &as_dns_service);
     if (!slot) return NULL;
     if (!*slot && create) {
+        struct as_resolver *r = as_task_service_state(t, &as_dns_service);
+        if (!r) return NULL;
         struct dns_task *ts = as_pool_alloc(as_task_pool(t), sizeof *ts);
         ts->t = t;
-        ts->r = as_task_resolver(t);
-        const struct as_engine *e = as_task_engine(t);
-        ts->nplugins = e ? e->nplugins : 0;
+        ts->r = r;
+        ts->nplugins = as_engine_plugin_count(as_task_engine(t));
         if (ts->nplugins)
             ts->shares = as_pool_alloc(as_task_pool(t), ts->nplugins * sizeof *ts->shares);
         if (as_pool_on_destroy(as_task_pool(t), dns_task_destroy, ts) < 0) return NULL;
@@ -1069,7 +1071,7 @@ static int budget_pick(struct dns_task *ts, struct dns_share **shp)
     const struct as_engine *e = as_task_engine(ts->t);
     unsigned reserve = 0;
     if (sh) {
-        reserve = e->plugins[p].ctx.dns_reserve;
+        reserve = as_engine_plugin_at(e, p)->ctx.dns_reserve;
         if (reserve < r->plugin_reserve) reserve = r->plugin_reserve;
     }
     *shp = sh;
@@ -1080,7 +1082,8 @@ static int budget_pick(struct dns_task *ts, struct dns_share **shp)
         sh->refused = 1;
         as_task_log(ts->t, AS_LOG_NOTICE, "dns: %s has made its %u reserved queries and "
                     "%u of the %u the scan's plugins share (dns.max_queries); its further "
-                    "queries are not sent", e->plugins[p].def->name, reserve, sh->shared,
+                    "queries are not sent", as_engine_plugin_at(e, p)->def->name, reserve,
+                    sh->shared,
                     r->max_queries);
     }
     return 0;
@@ -1191,3 +1194,54 @@ const struct as_dns_answer *as_dns_pinned(const struct as_task *t, const char *n
     const struct as_dns_answer *a = pin_find(ts, qn, type);
     return a ? a : refusal_find(ts, qn, type, as_task_current_plugin(t));
 }
+
+/* ------------------------------------------------------------------ */
+/* The DNS service (service.h)                                          */
+
+static int dns_service_check(const struct as_config *cfg, char *err, size_t errlen)
+{
+    if (as_dns_config_check(cfg, err, errlen) < 0) return -1;
+    /* Build a resolver once so zone files and servers are checked by the
+     * master, not in every worker after fork. */
+    struct event_base *base = event_base_new();
+    if (!base) as_oom();
+    struct as_resolver_config rc;
+    as_resolver_config_from(cfg, &rc);
+    struct as_resolver *r = as_resolver_new(base, &rc, err, errlen);
+    int rv = r ? 0 : -1;
+    as_resolver_free(r);
+    event_base_free(base);
+    return rv;
+}
+
+static void *dns_service_start(struct event_base *base, const struct as_config *cfg,
+                               char *err, size_t errlen)
+{
+    struct as_resolver_config rc;
+    as_resolver_config_from(cfg, &rc);
+    return as_resolver_new(base, &rc, err, errlen);
+}
+
+static void dns_service_stop(void *state) { as_resolver_free(state); }
+
+static void dns_service_stats(const void *state, struct sbuf *b)
+{
+    struct as_resolver_stats ds;
+    as_resolver_get_stats(state, &ds);
+    sbuf_printf(b, "{\"queries\":%llu,\"cache_hits\":%llu,\"dedup_hits\":%llu,"
+                "\"sent\":%llu,\"timeouts\":%llu,\"failures\":%llu,\"budget_exhausted\":%llu}",
+                (unsigned long long)ds.queries, (unsigned long long)ds.cache_hits,
+                (unsigned long long)ds.dedup_hits, (unsigned long long)ds.sent,
+                (unsigned long long)ds.timeouts, (unsigned long long)ds.failures,
+                (unsigned long long)ds.budget_exhausted);
+}
+
+const struct as_service as_dns_service = {
+    .name = "dns",
+    .keys = as_dns_config_keys,
+    .nkeys = AS_ARRAY_LEN(as_dns_config_keys),
+    .check = dns_service_check,
+    .start = dns_service_start,
+    .stop = dns_service_stop,
+    .write_stats = dns_service_stats,
+};

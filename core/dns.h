@@ -97,6 +97,12 @@ struct as_resolver_stats {
 };
 void as_resolver_get_stats(const struct as_resolver *r, struct as_resolver_stats *st);
 
+/* The resolver as a per-worker service (service.h): config keys under
+ * "dns.", one resolver per engine, the task slot that holds pinned answers
+ * and the budget, and the "dns" member of /stat. */
+struct as_service;
+extern const struct as_service as_dns_service;
+
 /* Name validation and normalization shared with the zone loader:
  * as_dns_name_normalize() in zone.h. */
 

@@ -15,13 +15,34 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include "dns.h"
 #include "engine.h"
 #include "listen.h"
 #include "log.h"
 #include "plugins.h"
+#include "service.h"
 #include "settings.h"
+#include "stats.h"
+#include "task.h"
 #include "util.h"
+
+struct as_engine {
+    struct event_base *base;
+    struct as_config *cfg;
+    struct as_symtab *symtab;
+    struct as_actions actions;
+    struct as_limits limits;
+    struct as_engine_plugin *plugins;   /* in dependency order */
+    size_t nplugins;
+    int plugins_borrowed;               /* as_engine_attach_plugins() */
+    struct as_plugins_off off;          /* switched off by the config */
+    struct as_settings_table *settings; /* Settings-ID profiles, or NULL */
+    void **services;                    /* state per as_service_at(i) */
+    unsigned char *service_owned;       /* started here: stop() at free */
+    struct as_stats *stats;
+    struct as_task *finishing;          /* see as_engine_finishing() */
+    char id_prefix[8];
+    uint64_t id_seq;
+};
 
 struct as_embedded {
     const char *name;
@@ -47,9 +68,6 @@ static const struct as_config_key core_keys[] = {
     { "rules.dir", AS_OPT_STRING, NULL, "replace the shipped rules with *.conf from here" },
     { "rules.local_dir", AS_OPT_STRING, DEFAULT_LOCAL_RULES, "site overrides, loaded last" },
     { "rules.allow_unknown_symbols", AS_OPT_BOOL, "no", "keep rules for undeclared symbols" },
-    { "lua.dir", AS_OPT_STRING, NULL, "directory of site Lua hooks" },
-    { "redis.servers", AS_OPT_LIST, NULL, "Redis host:port for history and counters" },
-    { "redis.timeout", AS_OPT_DURATION, "1s", "Redis command deadline" },
     { "limits.max_message_size", AS_OPT_SIZE, "50M", "largest message scanned" },
     { "limits.max_headers", AS_OPT_INT, "1000", "most header fields in a message" },
     { "limits.max_header_size", AS_OPT_SIZE, "1M", "largest header block" },
@@ -66,6 +84,17 @@ static const struct as_config_key core_keys[] = {
     { "symbols.*.group", AS_OPT_STRING, NULL, "group" },
     { "symbols.*.description", AS_OPT_STRING, NULL, "description" },
     { "symbols.*.one_shot", AS_OPT_BOOL, NULL, "a second insert only adds options" },
+};
+
+/* Sections reserved for services that are not built yet.  A key there is
+ * an error, not a silent no-op: a site that sets redis.servers expects
+ * history and counters, and must learn at once that it gets none. */
+static const struct {
+    const char *prefix;
+    const char *what;
+} reserved_sections[] = {
+    { "lua.", "Lua hooks" },
+    { "redis.", "Redis" },
 };
 
 /* Symbols the core itself can add. */
@@ -146,24 +175,43 @@ const char *as_engine_plugins_dir(const struct as_config *cfg)
     return AUTHSCAN_PLUGIN_DIR;
 }
 
-/* One schema for every key: core, dns.*, and each plugin's options. */
+static int check_reserved(const struct as_config *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < as_config_count(cfg); i++) {
+        const struct as_config_entry *e = as_config_at(cfg, i);
+        for (size_t k = 0; k < AS_ARRAY_LEN(reserved_sections); k++)
+            if (strncmp(e->key, reserved_sections[k].prefix,
+                        strlen(reserved_sections[k].prefix)) == 0)
+                return as_config_error(err, errlen, e, "'%s': %s support is not built yet "
+                                       "in this version of authscan; remove the key",
+                                       e->key, reserved_sections[k].what);
+    }
+    return 0;
+}
+
+/* One schema for every key: core, each service's and each plugin's. */
 static int check_all_keys(struct as_config *cfg, struct as_engine_plugin *pl, size_t np,
                           char *err, size_t errlen)
 {
-    size_t n = AS_ARRAY_LEN(core_keys) + as_dns_config_nkeys + as_settings_config_nkeys;
+    if (check_reserved(cfg, err, errlen) < 0) return -1;
+    size_t n = AS_ARRAY_LEN(core_keys) + as_settings_config_nkeys;
+    for (size_t i = 0; i < as_service_count(); i++) n += as_service_at(i)->nkeys;
     for (size_t i = 0; i < np; i++) n += pl[i].def->noptions;
     struct as_config_key *schema = xcalloc(n, sizeof *schema);
     char **owned = xcalloc(n, sizeof *owned);
     size_t k = 0;
     for (size_t i = 0; i < AS_ARRAY_LEN(core_keys); i++) schema[k++] = core_keys[i];
     for (size_t i = 0; i < as_settings_config_nkeys; i++) schema[k++] = as_settings_config_keys[i];
-    for (size_t i = 0; i < as_dns_config_nkeys; i++) {
-        schema[k] = as_dns_config_keys[i];
-        size_t l = strlen(as_dns_config_keys[i].key) + 5;
-        owned[k] = xmalloc(l);
-        snprintf(owned[k], l, "dns.%s", as_dns_config_keys[i].key);
-        schema[k].key = owned[k];
-        k++;
+    for (size_t s = 0; s < as_service_count(); s++) {
+        const struct as_service *svc = as_service_at(s);
+        for (size_t i = 0; i < svc->nkeys; i++) {
+            schema[k] = svc->keys[i];
+            size_t l = strlen(svc->name) + strlen(svc->keys[i].key) + 2;
+            owned[k] = xmalloc(l);
+            snprintf(owned[k], l, "%s.%s", svc->name, svc->keys[i].key);
+            schema[k].key = owned[k];
+            k++;
+        }
     }
     for (size_t i = 0; i < np; i++)
         for (size_t j = 0; j < pl[i].def->noptions; j++) {
@@ -221,7 +269,6 @@ static int check_semantics(const struct as_config *cfg, char *err, size_t errlen
                                    "to 256", e->value);
         }
     }
-    if (as_dns_config_check(cfg, err, errlen) < 0) return -1;
     const char *const *items;
     size_t n = as_config_list(cfg, "listen", &items);
     for (size_t i = 0; i < n; i++) {
@@ -326,24 +373,17 @@ static int check_here(struct as_config *cfg, char *err, size_t errlen)
         rc = build_symbols(st, pl, np, &off, cfg, err, errlen);
         if (rc == 0) {
             /* settings profiles name plugins and symbols: check them too */
-            struct as_engine tmp = { .cfg = cfg, .symtab = st, .plugins = pl, .nplugins = np,
-                                     .off = off };
-            as_actions_from_config(&tmp.actions, cfg);
-            rc = as_settings_build(&tmp, err, errlen);
-            as_settings_free(&tmp);
+            struct as_actions acts;
+            struct as_settings_table *tab = NULL;
+            as_actions_from_config(&acts, cfg);
+            rc = as_settings_build(&tab, cfg, st, pl, np, &off, &acts, err, errlen);
+            as_settings_free(tab);
         }
         as_symtab_free(st);
     }
-    if (rc == 0) {
-        /* Builds a resolver once so zone files and servers are checked now,
-         * not in every worker after fork. */
-        struct event_base *base = event_base_new();
-        struct as_resolver_config rcfg;
-        as_resolver_config_from(cfg, &rcfg);
-        struct as_resolver *r = as_resolver_new(base, &rcfg, err, errlen);
-        if (!r) rc = -1;
-        as_resolver_free(r);
-        event_base_free(base);
+    for (size_t i = 0; rc == 0 && i < as_service_count(); i++) {
+        const struct as_service *svc = as_service_at(i);
+        if (svc->check) rc = svc->check(cfg, err, errlen);
     }
     as_plugins_unload(pl, np);
     as_plugins_off_free(&off);
@@ -453,19 +493,44 @@ static void read_limits(struct as_limits *l, const struct as_config *cfg)
     l->max_connections = (size_t)as_config_int(cfg, "limits.max_connections", 1024);
 }
 
-struct as_engine *as_engine_new(struct event_base *base, struct as_config *cfg, char *err,
-                                size_t errlen)
+static void make_id_prefix(struct as_engine *e)
 {
-    struct as_engine *e = xcalloc(1, sizeof *e);
-    e->base = base;
-    e->cfg = cfg;
-    e->symtab = as_symtab_new();
     unsigned char rnd[3] = {0};
     if (getrandom(rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd) {
         unsigned v = (unsigned)getpid() * 2654435761u;
         memcpy(rnd, &v, sizeof rnd);
     }
     snprintf(e->id_prefix, sizeof e->id_prefix, "%02x%02x%02x", rnd[0], rnd[1], rnd[2]);
+}
+
+static struct as_engine *engine_alloc(struct event_base *base)
+{
+    struct as_engine *e = xcalloc(1, sizeof *e);
+    e->base = base;
+    e->services = xcalloc(as_service_count() + 1, sizeof *e->services);
+    e->service_owned = xcalloc(as_service_count() + 1, 1);
+    e->stats = as_stats_new();
+    make_id_prefix(e);
+    return e;
+}
+
+/* ABI 1.2 added the postfilter and finish members at the end of struct
+ * as_plugin: an older plugin's object ends before them, so they are read
+ * only when the plugin says it was built with them. */
+static void read_stages(struct as_engine_plugin *p)
+{
+    if (p->def->abi_minor >= 2) {
+        p->postfilter = p->def->postfilter;
+        p->finish = p->def->finish;
+    }
+}
+
+struct as_engine *as_engine_new(struct event_base *base, struct as_config *cfg, char *err,
+                                size_t errlen)
+{
+    struct as_engine *e = engine_alloc(base);
+    e->cfg = cfg;
+    e->symtab = as_symtab_new();
 
     if (as_plugins_load(as_engine_plugins_dir(cfg), cfg, &e->plugins, &e->nplugins, &e->off,
                         err, errlen) < 0 ||
@@ -473,18 +538,23 @@ struct as_engine *as_engine_new(struct event_base *base, struct as_config *cfg, 
         check_plugin_set(cfg, e->plugins, e->nplugins, &e->off, err, errlen) < 0 ||
         build_symbols(e->symtab, e->plugins, e->nplugins, &e->off, cfg, err, errlen) < 0)
         goto fail;
-    e->sym_timeout = as_symtab_find(e->symtab, "AUTHSCAN_TIMEOUT");
     as_actions_from_config(&e->actions, cfg);
     read_limits(&e->limits, cfg);
-    if (as_settings_build(e, err, errlen) < 0) goto fail;
+    if (as_settings_build(&e->settings, cfg, e->symtab, e->plugins, e->nplugins, &e->off, &e->actions,
+                          err, errlen) < 0)
+        goto fail;
 
-    struct as_resolver_config rcfg;
-    as_resolver_config_from(cfg, &rcfg);
-    e->resolver = as_resolver_new(base, &rcfg, err, errlen);
-    if (!e->resolver) goto fail;
+    for (size_t i = 0; i < as_service_count(); i++) {
+        const struct as_service *svc = as_service_at(i);
+        if (!svc->start) continue;
+        e->services[i] = svc->start(base, cfg, err, errlen);
+        if (!e->services[i]) goto fail;
+        e->service_owned[i] = 1;
+    }
 
     for (size_t i = 0; i < e->nplugins; i++) {
         struct as_engine_plugin *p = &e->plugins[i];
+        read_stages(p);
         p->ctx.engine = e;
         p->ctx.def = p->def;
         if (p->def->init && p->def->init(&p->ctx, &p->state) < 0) {
@@ -500,14 +570,83 @@ fail:
     return NULL;
 }
 
+struct as_engine *as_engine_new_bare(struct event_base *base, struct as_symtab *st)
+{
+    struct as_engine *e = engine_alloc(base);
+    e->symtab = st;
+    struct as_config *empty = as_config_new();   /* rspamd's default thresholds */
+    as_actions_from_config(&e->actions, empty);
+    as_config_free(empty);
+    return e;
+}
+
+void as_engine_attach_service(struct as_engine *e, const struct as_service *s, void *state)
+{
+    size_t i = as_service_index(s);
+    if (i == SIZE_MAX) return;
+    e->services[i] = state;
+    e->service_owned[i] = 0;
+}
+
+void as_engine_attach_plugins(struct as_engine *e, struct as_engine_plugin *pl, size_t n)
+{
+    e->plugins = pl;
+    e->nplugins = n;
+    e->plugins_borrowed = 1;
+    for (size_t i = 0; i < n; i++) {
+        pl[i].ctx.engine = e;
+        pl[i].ctx.def = pl[i].def;
+        read_stages(&pl[i]);
+    }
+}
+
+struct as_limits *as_engine_limits_mut(struct as_engine *e) { return &e->limits; }
+
 void as_engine_free(struct as_engine *e)
 {
     if (!e) return;
-    as_settings_free(e);
-    as_plugins_unload(e->plugins, e->nplugins);
+    /* Finish-stage tasks hold plugin callbacks: end them while the plugin
+     * code is still loaded. */
+    as_task_free_finishing(e);
+    as_settings_free(e->settings);
+    if (!e->plugins_borrowed) as_plugins_unload(e->plugins, e->nplugins);
     as_plugins_off_free(&e->off);
-    as_resolver_free(e->resolver);
+    for (size_t i = as_service_count(); i-- > 0;)
+        if (e->service_owned[i] && e->services[i]) as_service_at(i)->stop(e->services[i]);
+    free(e->services);
+    free(e->service_owned);
+    as_stats_free(e->stats);
     as_symtab_free(e->symtab);
     as_config_free(e->cfg);
     free(e);
+}
+
+struct event_base *as_engine_base(const struct as_engine *e) { return e->base; }
+const struct as_config *as_engine_config(const struct as_engine *e) { return e->cfg; }
+const struct as_symtab *as_engine_symtab(const struct as_engine *e) { return e->symtab; }
+const struct as_actions *as_engine_actions(const struct as_engine *e) { return &e->actions; }
+const struct as_limits *as_engine_limits(const struct as_engine *e) { return &e->limits; }
+size_t as_engine_plugin_count(const struct as_engine *e) { return e->nplugins; }
+struct as_stats *as_engine_stats(const struct as_engine *e) { return e->stats; }
+struct as_task **as_engine_finishing(struct as_engine *e) { return &e->finishing; }
+
+const struct as_engine_plugin *as_engine_plugin_at(const struct as_engine *e, size_t i)
+{
+    return i < e->nplugins ? &e->plugins[i] : NULL;
+}
+
+const struct as_settings *as_engine_settings(const struct as_engine *e, const char *id)
+{
+    return as_settings_find(e->settings, id);
+}
+
+void *as_engine_service_state(const struct as_engine *e, const struct as_service *s)
+{
+    size_t i = as_service_index(s);
+    return i == SIZE_MAX ? NULL : e->services[i];
+}
+
+void as_engine_next_task_id(struct as_engine *e, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s%06llx", e->id_prefix, (unsigned long long)(++e->id_seq & 0xffffff));
 }

@@ -1,7 +1,8 @@
 /*
  * engine.h - everything a scanning process needs, built from one config:
  * symbol table and thresholds, loaded and initialized plugins in
- * dependency order, the resolver, limits and counters.
+ * dependency order, the per-worker services (service.h), limits and
+ * counters (stats.h).  Opaque: read it through the accessors below.
  *
  * A worker process builds one engine after fork; the CLI builds one
  * in-process.  Reload never mutates an engine: the master starts new
@@ -16,7 +17,8 @@
  *   4. command-line flags.
  *
  * Ownership: the engine owns the config given to it, the plugins' state,
- * the resolver; it must outlive every task created from it.
+ * the services' state; it must outlive every task created from it (tasks
+ * still in their finish stage are ended by as_engine_free()).
  */
 #ifndef AS_ENGINE_H
 #define AS_ENGINE_H
@@ -28,7 +30,6 @@
 #include "symbols.h"
 
 struct event_base;
-struct as_resolver;
 struct as_settings;
 
 struct as_limits {
@@ -58,6 +59,10 @@ struct as_engine_plugin {
     size_t *deps;                 /* indexes into engine->plugins */
     size_t ndeps;
     struct as_plugin_ctx ctx;
+    /* Stages added in ABI 1.2, NULL for older plugins (whose struct
+     * as_plugin ends before these fields: never read them there). */
+    void (*postfilter)(struct as_task *t, void *state);
+    void (*finish)(struct as_task *t, void *state);
 };
 
 /* Plugins in the directory that plugins.enable / plugins.disable switch
@@ -70,31 +75,11 @@ struct as_plugins_off {
     size_t nsymbols;
 };
 
-struct as_engine_stats {
-    uint64_t scanned;
-    uint64_t actions[AS_ACTION__COUNT];
-    uint64_t timeouts;
-    uint64_t errors;              /* requests answered with an error */
-    uint64_t poison;              /* answered unscanned: poison.h */
-};
-
-struct as_engine {
-    struct event_base *base;
-    struct as_config *cfg;
-    struct as_symtab *symtab;
-    struct as_actions actions;
-    struct as_limits limits;
-    struct as_engine_plugin *plugins;   /* in dependency order */
-    size_t nplugins;
-    struct as_plugins_off off;          /* switched off by the config */
-    struct as_resolver *resolver;
-    struct as_settings *settings;       /* Settings-ID profiles */
-    size_t nsettings;
-    const struct as_symbol *sym_timeout; /* AUTHSCAN_TIMEOUT */
-    char id_prefix[8];
-    uint64_t id_seq;
-    struct as_engine_stats stats;
-};
+/* The engine itself is opaque: the rest of core reads it through the
+ * accessors below, and per-worker services hang off it (service.h). */
+struct as_engine;
+struct as_service;
+struct as_stats;
 
 /* Reads the configuration: the rules (shipped, or rules.dir), the main
  * config file (path may be NULL: then the default path is used if it
@@ -113,10 +98,42 @@ struct as_config *as_engine_load_config(const char *path, char *err, size_t errl
  * applied in the child).  Returns 0 or -1 with "file:line: message". */
 int as_engine_check(struct as_config *cfg, char *err, size_t errlen);
 
-/* Builds an engine on base.  Takes ownership of cfg even on failure. */
+/* Builds an engine on base: plugins loaded, services started (service.h),
+ * then each plugin's init().  Takes ownership of cfg even on failure. */
 struct as_engine *as_engine_new(struct event_base *base, struct as_config *cfg,
                                 char *err, size_t errlen);
+/* Frees e: cancels tasks still in their finish stage (task.h), runs the
+ * plugins' fini(), stops the services.  Every other task must be gone. */
 void as_engine_free(struct as_engine *e);
+
+/* For unit tests: an engine with no plugins, no services and default
+ * thresholds, around the symbol table st (taken over).  A test may attach
+ * a service's state, which stays the test's to free. */
+struct as_engine *as_engine_new_bare(struct event_base *base, struct as_symtab *st);
+void as_engine_attach_service(struct as_engine *e, const struct as_service *s, void *state);
+/* Also for unit tests: plugins pl[0..n), already in dependency order and
+ * the test's (never initialized, finalized or unloaded here; their ctx
+ * points at e), and writable limits. */
+void as_engine_attach_plugins(struct as_engine *e, struct as_engine_plugin *pl, size_t n);
+struct as_limits *as_engine_limits_mut(struct as_engine *e);
+
+/* Read access for the rest of core. */
+struct event_base *as_engine_base(const struct as_engine *e);
+const struct as_config *as_engine_config(const struct as_engine *e);
+const struct as_symtab *as_engine_symtab(const struct as_engine *e);
+const struct as_actions *as_engine_actions(const struct as_engine *e);
+const struct as_limits *as_engine_limits(const struct as_engine *e);
+size_t as_engine_plugin_count(const struct as_engine *e);
+const struct as_engine_plugin *as_engine_plugin_at(const struct as_engine *e, size_t i);
+/* The Settings-ID profile named id, or NULL. */
+const struct as_settings *as_engine_settings(const struct as_engine *e, const char *id);
+struct as_stats *as_engine_stats(const struct as_engine *e);
+void *as_engine_service_state(const struct as_engine *e, const struct as_service *s);
+/* A fresh scan id ("<6 hex of the engine><6 hex sequence>") into buf. */
+void as_engine_next_task_id(struct as_engine *e, char *buf, size_t len);
+/* Head of the engine's list of tasks in their finish stage; task.c owns
+ * the list, the engine only holds it so that as_engine_free() can end them. */
+struct as_task **as_engine_finishing(struct as_engine *e);
 
 /* Config helpers shared by the programs. */
 const char *as_engine_default_config_path(void);

@@ -465,44 +465,44 @@ static const char *opt_key(const struct as_plugin_ctx *c, const char *name, char
 int as_plugin_opt_bool(const struct as_plugin_ctx *c, const char *name)
 {
     char k[256];
-    return as_config_bool(c->engine->cfg, opt_key(c, name, k, sizeof k), 0);
+    return as_config_bool(as_engine_config(c->engine), opt_key(c, name, k, sizeof k), 0);
 }
 
 long long as_plugin_opt_int(const struct as_plugin_ctx *c, const char *name)
 {
     char k[256];
-    return as_config_int(c->engine->cfg, opt_key(c, name, k, sizeof k), 0);
+    return as_config_int(as_engine_config(c->engine), opt_key(c, name, k, sizeof k), 0);
 }
 
 double as_plugin_opt_double(const struct as_plugin_ctx *c, const char *name)
 {
     char k[256];
-    return as_config_double(c->engine->cfg, opt_key(c, name, k, sizeof k), 0);
+    return as_config_double(as_engine_config(c->engine), opt_key(c, name, k, sizeof k), 0);
 }
 
 const char *as_plugin_opt_string(const struct as_plugin_ctx *c, const char *name)
 {
     char k[256];
-    return as_config_str(c->engine->cfg, opt_key(c, name, k, sizeof k), NULL);
+    return as_config_str(as_engine_config(c->engine), opt_key(c, name, k, sizeof k), NULL);
 }
 
 size_t as_plugin_opt_list(const struct as_plugin_ctx *c, const char *name,
                           const char *const **items)
 {
     char k[256];
-    return as_config_list(c->engine->cfg, opt_key(c, name, k, sizeof k), items);
+    return as_config_list(as_engine_config(c->engine), opt_key(c, name, k, sizeof k), items);
 }
 
 double as_plugin_opt_duration(const struct as_plugin_ctx *c, const char *name)
 {
     char k[256];
-    return as_config_duration(c->engine->cfg, opt_key(c, name, k, sizeof k), 0);
+    return as_config_duration(as_engine_config(c->engine), opt_key(c, name, k, sizeof k), 0);
 }
 
 unsigned long long as_plugin_opt_size(const struct as_plugin_ctx *c, const char *name)
 {
     char k[256];
-    return as_config_size(c->engine->cfg, opt_key(c, name, k, sizeof k), 0);
+    return as_config_size(as_engine_config(c->engine), opt_key(c, name, k, sizeof k), 0);
 }
 
 int as_plugin_dns_reserve(struct as_plugin_ctx *c, unsigned queries)
@@ -520,5 +520,5 @@ void as_plugin_set_error(struct as_plugin_ctx *c, const char *fmt, ...)
     va_end(ap);
 }
 
-struct event_base *as_plugin_event_base(const struct as_plugin_ctx *c) { return c->engine->base; }
+struct event_base *as_plugin_event_base(const struct as_plugin_ctx *c) { return as_engine_base(c->engine); }
 const char *as_plugin_name(const struct as_plugin_ctx *c) { return c->def->name; }

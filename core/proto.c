@@ -3,6 +3,7 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "engine.h"
 #include "proto.h"
@@ -100,10 +101,10 @@ int as_proto_fill_task(struct as_task *t, const struct as_http_request *req, cha
         sbuf_free(&value);
         if (rc) return rc;
     }
-    const struct as_engine *e = as_task_engine(t);
-    if (req->body_len > e->limits.max_message_size) {
+    const struct as_limits *lim = as_engine_limits(as_task_engine(t));
+    if (req->body_len > lim->max_message_size) {
         snprintf(err, errlen, "message of %zu bytes exceeds limits.max_message_size (%llu)",
-                 req->body_len, e->limits.max_message_size);
+                 req->body_len, lim->max_message_size);
         return 413;
     }
     if (as_task_set_message(t, req->body, req->body_len, err, errlen) != AS_MSG_OK) return 413;
@@ -160,6 +161,63 @@ static void add_str(struct sbuf *b, const char *s)
     else sbuf_adds(b, "null");
 }
 
+static int cmp_desc(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x < y) - (x > y);
+}
+
+/* The removals of one header name (dels[0].name, every later op with the
+ * same name) as one JSON value.  A JSON object cannot repeat a key: most
+ * readers keep only the last one, so every removal of a name goes under
+ * one key.  Positions are made absolute (-N: the N-th from the end, from
+ * the message's own count), duplicates dropped and sorted from the last
+ * field to the first, because an MTA renumbers the fields after each
+ * removal (rspamd's proxy removes "all" from the end for the same reason).
+ * Then: every instance -> 0 ("all", understood by every consumer); one ->
+ * that integer; several -> an array of integers, the shape rspamd >= 3.3
+ * itself emits (lua_mime.modify_headers: remove = {name = {1, 2}}).
+ * Returns 0 when nothing is left to remove (a position before the first
+ * field): then nothing is written, as "0" would remove every field. */
+static int write_removals(const struct as_task *t, const struct as_task_header_op *dels,
+                          size_t n, struct sbuf *b)
+{
+    const char *name = dels[0].name;
+    long count = (long)as_msg_header_count(as_task_message(t), name);
+    int *idx = xcalloc(n, sizeof *idx);
+    size_t k = 0;
+    int all = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!as_strcaseeq(dels[i].name, name)) continue;
+        long v = dels[i].order_or_index;
+        if (v == 0) all = 1;
+        if (v < 0) v = count + v + 1;
+        if (v < 1) continue;            /* before the first field: nothing to remove */
+        int dup = 0;
+        for (size_t j = 0; j < k && !dup; j++) dup = idx[j] == (int)v;
+        if (!dup) idx[k++] = (int)v;
+    }
+    qsort(idx, k, sizeof *idx, cmp_desc);
+    /* all of 1..count named explicitly is "all" as well */
+    if (!all && count > 0 && k == (size_t)count && idx[0] == count && idx[k - 1] == 1) all = 1;
+    if (!all && k == 0) {
+        free(idx);
+        return 0;
+    }
+    add_key(b, name);
+    if (all) {
+        sbuf_addc(b, '0');
+    } else if (k == 1) {
+        sbuf_printf(b, "%d", idx[0]);
+    } else {
+        sbuf_addc(b, '[');
+        for (size_t i = 0; i < k; i++) sbuf_printf(b, "%s%d", i ? "," : "", idx[i]);
+        sbuf_addc(b, ']');
+    }
+    free(idx);
+    return 1;
+}
+
 static void write_milter(const struct as_task *t, struct sbuf *b)
 {
     const struct as_task_header_op *adds, *dels;
@@ -201,10 +259,16 @@ static void write_milter(const struct as_task *t, struct sbuf *b)
     if (ndel) {
         if (!first_section) sbuf_addc(b, ',');
         sbuf_adds(b, "\"remove_headers\":{");
+        int first = 1;
         for (size_t i = 0; i < ndel; i++) {
-            if (i) sbuf_addc(b, ',');
-            add_key(b, dels[i].name);
-            sbuf_printf(b, "%d", dels[i].order_or_index);
+            int seen = 0;
+            for (size_t j = 0; j < i && !seen; j++)
+                seen = as_strcaseeq(dels[j].name, dels[i].name);
+            if (seen) continue;
+            size_t mark = b->len;
+            if (!first) sbuf_addc(b, ',');
+            if (write_removals(t, dels + i, ndel - i, b)) first = 0;
+            else b->len = mark;
         }
         sbuf_addc(b, '}');
     }

@@ -17,51 +17,60 @@ const struct as_config_key as_settings_config_keys[] = {
 };
 const size_t as_settings_config_nkeys = AS_ARRAY_LEN(as_settings_config_keys);
 
-static struct as_settings *profile_for(struct as_engine *e, const char *id, size_t idlen)
+struct as_settings_table {
+    struct as_settings *v;
+    size_t n;
+    size_t nplugins, nsymbols;
+    struct as_actions defaults;
+};
+
+static struct as_settings *profile_for(struct as_settings_table *tab, const char *id,
+                                       size_t idlen)
 {
-    for (size_t i = 0; i < e->nsettings; i++)
-        if (strlen(e->settings[i].id) == idlen && memcmp(e->settings[i].id, id, idlen) == 0)
-            return &e->settings[i];
-    e->settings = xrealloc(e->settings, (e->nsettings + 1) * sizeof *e->settings);
-    struct as_settings *s = &e->settings[e->nsettings++];
+    for (size_t i = 0; i < tab->n; i++)
+        if (strlen(tab->v[i].id) == idlen && memcmp(tab->v[i].id, id, idlen) == 0)
+            return &tab->v[i];
+    tab->v = xrealloc(tab->v, (tab->n + 1) * sizeof *tab->v);
+    struct as_settings *s = &tab->v[tab->n++];
     memset(s, 0, sizeof *s);
     s->id = xstrndup(id, idlen);
-    s->plugin_off = xcalloc(e->nplugins + 1, 1);
-    s->symbol_off = xcalloc(as_symtab_count(e->symtab) + 1, 1);
-    s->actions = e->actions;
+    s->plugin_off = xcalloc(tab->nplugins + 1, 1);
+    s->symbol_off = xcalloc(tab->nsymbols + 1, 1);
+    s->actions = tab->defaults;
     return s;
 }
 
-int as_settings_build(struct as_engine *e, char *err, size_t errlen)
+static int build(struct as_settings_table *tab, const struct as_config *cfg,
+                 const struct as_symtab *st, const struct as_engine_plugin *pl, size_t np,
+                 const struct as_plugins_off *off, char *err, size_t errlen)
 {
     static const char pfx[] = "settings.";
-    for (size_t i = 0; i < as_config_count(e->cfg); i++) {
-        const struct as_config_entry *ent = as_config_at(e->cfg, i);
+    for (size_t i = 0; i < as_config_count(cfg); i++) {
+        const struct as_config_entry *ent = as_config_at(cfg, i);
         if (strncmp(ent->key, pfx, sizeof pfx - 1) != 0) continue;
         const char *id = ent->key + sizeof pfx - 1;
         const char *dot = strchr(id, '.');
         if (!dot) continue;   /* the schema check reports it */
-        struct as_settings *s = profile_for(e, id, (size_t)(dot - id));
+        struct as_settings *s = profile_for(tab, id, (size_t)(dot - id));
         const char *field = dot + 1;
         if (strcmp(field, "plugins_disabled") == 0 || strcmp(field, "symbols_disabled") == 0) {
             const char *const *items;
-            size_t n = as_config_list(e->cfg, ent->key, &items);
+            size_t n = as_config_list(cfg, ent->key, &items);
             int plugins = field[0] == 'p';
             for (size_t k = 0; k < n; k++) {
                 if (plugins) {
                     size_t p;
-                    for (p = 0; p < e->nplugins; p++)
-                        if (strcmp(e->plugins[p].def->name, items[k]) == 0) break;
-                    if (p == e->nplugins &&
-                        as_plugins_off_has(e->off.names, e->off.nnames, items[k]))
+                    for (p = 0; p < np; p++)
+                        if (strcmp(pl[p].def->name, items[k]) == 0) break;
+                    if (p == np && off && as_plugins_off_has(off->names, off->nnames, items[k]))
                         continue;   /* already off for every request */
-                    if (p == e->nplugins)
+                    if (p == np)
                         return as_config_error(err, errlen, ent, "settings %s: no plugin named "
                                                "'%s' is loaded", s->id, items[k]);
                     s->plugin_off[p] = 1;
                 } else {
-                    const struct as_symbol *sym = as_symtab_find(e->symtab, items[k]);
-                    if (!sym && as_plugins_off_has(e->off.symbols, e->off.nsymbols, items[k]))
+                    const struct as_symbol *sym = as_symtab_find(st, items[k]);
+                    if (!sym && off && as_plugins_off_has(off->symbols, off->nsymbols, items[k]))
                         continue;
                     if (!sym)
                         return as_config_error(err, errlen, ent, "settings %s: unknown symbol "
@@ -83,21 +92,44 @@ int as_settings_build(struct as_engine *e, char *err, size_t errlen)
     return 0;
 }
 
-void as_settings_free(struct as_engine *e)
+int as_settings_build(struct as_settings_table **out, const struct as_config *cfg,
+                      const struct as_symtab *st, const struct as_engine_plugin *pl,
+                      size_t np, const struct as_plugins_off *off,
+                      const struct as_actions *defaults, char *err, size_t errlen)
 {
-    for (size_t i = 0; i < e->nsettings; i++) {
-        free((char *)e->settings[i].id);
-        free(e->settings[i].plugin_off);
-        free(e->settings[i].symbol_off);
+    struct as_settings_table *tab = xcalloc(1, sizeof *tab);
+    tab->nplugins = np;
+    tab->nsymbols = as_symtab_count(st);
+    tab->defaults = *defaults;
+    *out = NULL;
+    if (build(tab, cfg, st, pl, np, off, err, errlen) < 0) {
+        as_settings_free(tab);
+        return -1;
     }
-    free(e->settings);
-    e->settings = NULL;
-    e->nsettings = 0;
+    if (tab->n == 0) {
+        as_settings_free(tab);
+        return 0;
+    }
+    *out = tab;
+    return 0;
 }
 
-const struct as_settings *as_settings_find(const struct as_engine *e, const char *id)
+void as_settings_free(struct as_settings_table *tab)
 {
-    for (size_t i = 0; i < e->nsettings; i++)
-        if (strcmp(e->settings[i].id, id) == 0) return &e->settings[i];
+    if (!tab) return;
+    for (size_t i = 0; i < tab->n; i++) {
+        free((char *)tab->v[i].id);
+        free(tab->v[i].plugin_off);
+        free(tab->v[i].symbol_off);
+    }
+    free(tab->v);
+    free(tab);
+}
+
+const struct as_settings *as_settings_find(const struct as_settings_table *tab, const char *id)
+{
+    if (!tab) return NULL;
+    for (size_t i = 0; i < tab->n; i++)
+        if (strcmp(tab->v[i].id, id) == 0) return &tab->v[i];
     return NULL;
 }

@@ -22,7 +22,8 @@
 #include "config.h"
 #include "symbols.h"
 
-struct as_engine;
+struct as_engine_plugin;
+struct as_plugins_off;
 
 struct as_settings {
     const char *id;
@@ -31,12 +32,21 @@ struct as_settings {
     struct as_actions actions;
 };
 
-/* Builds the profiles from "settings.*" keys for an engine whose plugins
- * and symbols are loaded.  Unknown plugin or symbol names (neither loaded
- * nor in e->off) are errors with file and line.  Returns 0 or -1. */
-int as_settings_build(struct as_engine *e, char *err, size_t errlen);
-void as_settings_free(struct as_engine *e);
-const struct as_settings *as_settings_find(const struct as_engine *e, const char *id);
+/* All profiles of one engine. */
+struct as_settings_table;
+
+/* Builds the profiles from "settings.*" keys, for plugins pl[0..np) and
+ * the symbols of st; a profile starts from the thresholds in defaults.
+ * Unknown plugin or symbol names (neither loaded nor switched off by the
+ * config, off: engine.h) are errors with file and line.
+ * Returns 0 with *out set (NULL when there are no profiles) or -1. */
+int as_settings_build(struct as_settings_table **out, const struct as_config *cfg,
+                      const struct as_symtab *st, const struct as_engine_plugin *pl,
+                      size_t np, const struct as_plugins_off *off,
+                      const struct as_actions *defaults, char *err, size_t errlen);
+void as_settings_free(struct as_settings_table *tab);
+const struct as_settings *as_settings_find(const struct as_settings_table *tab,
+                                           const char *id);
 
 /* Schema entries for the settings keys. */
 extern const struct as_config_key as_settings_config_keys[];

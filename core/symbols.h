@@ -67,8 +67,7 @@ int as_parse_threshold(const char *s, double *out);
 enum as_action as_actions_for_score(const struct as_actions *a, double score);
 /* The highest configured threshold (rspamd's required_score). */
 double as_actions_required_score(const struct as_actions *a);
-/* "add header" -> AS_ACTION_ADD_HEADER; accepts "add_header" too. -1 if unknown. */
-int as_action_parse(const char *s);
+/* as_action_parse() is part of the plugin ABI (authscan/plugin.h). */
 /* The config key form: "add_header". */
 const char *as_action_key(enum as_action a);
 

@@ -5,15 +5,23 @@
  *   as_task_new()            pool, id, empty envelope
  *   as_task_envelope_mut()   the protocol layer fills the envelope
  *   as_task_set_message()    header block parsed (limits checked here)
- *   as_task_run()            plugins are scheduled in dependency order; each
- *                            runs when all its dependencies have finished;
- *                            independent plugins overlap their async work
+ *   as_task_run()            filters (scan) are scheduled in dependency
+ *                            order; each runs when all its dependencies
+ *                            have finished; independent plugins overlap
+ *                            their async work.  Then the postfilters, the
+ *                            same way, and the verdict is recomputed
  *   done(task, arg)          all plugins finished, or the scan deadline hit
  *                            (then outstanding operations are cancelled);
  *                            the verdict is final and can be read
- *   as_task_free()           pool destroyed; everything goes with it
+ *   as_task_free()           the protocol is done with the task.  If a
+ *                            plugin has a finish hook, the finish stage
+ *                            starts from the next loop iteration (after the
+ *                            reply is queued) and the task frees itself
+ *                            when it ends or its deadline passes; else the
+ *                            pool is destroyed now, everything with it
  * as_task_free() may also be called at any time before done (client gone):
- * outstanding operations are cancelled and done is never called.
+ * outstanding operations are cancelled, done is never called and no
+ * finish stage runs (there is no verdict to report).
  *
  * Ownership: the task owns its pool; the message buffer passed to
  * as_task_set_message() must outlive the task.
@@ -38,6 +46,8 @@ struct as_task_symbol {
     double score;                  /* weight * configured score */
     const char **opts;
     size_t nopts;
+    unsigned bounded;              /* an option was cut (1) or dropped (2) */
+    struct as_symbol_result pub;   /* filled by as_task_symbol_get() */
 };
 
 struct as_task_header_op {
@@ -96,10 +106,15 @@ struct as_engine *as_task_engine(const struct as_task *t);
  * engine's). */
 const struct as_actions *as_task_actions(const struct as_task *t);
 
-/* ---- for core services that run asynchronous work for plugins (dns.c) ---- */
-struct as_resolver *as_task_resolver(const struct as_task *t);
-/* A per-task slot the DNS layer uses for its pinned answers and budget. */
-void **as_task_dns_slot(struct as_task *t);
+/* Ends every task of e still in its finish stage (cancelling what it
+ * waits for).  as_engine_free() calls it before unloading the plugins. */
+void as_task_free_finishing(struct as_engine *e);
+/* For programs that drive the loop themselves (the CLI): runs it until no
+ * task of e is in its finish stage. */
+void as_task_wait_finishing(struct as_engine *e);
+
+/* ---- for core services that run asynchronous work for plugins ---------- */
+/* The per-task service slots are in service.h. */
 /* Before running a plugin's completion callback for op: makes the plugin
  * that began op the current one, so operations started from the callback
  * are counted against it.  Follow the callback with as_task_async_end(). */

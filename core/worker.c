@@ -7,12 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "dns.h"
 #include "engine.h"
 #include "http.h"
 #include "log.h"
 #include "poison.h"
 #include "proto.h"
+#include "stats.h"
 #include "task.h"
 #include "worker.h"
 #include "util.h"
@@ -45,7 +45,7 @@ static void reply_error(struct worker *w, struct as_http_conn *c, int status, co
     as_proto_write_error(&b, msg);
     reply_text(c, status, "application/json", &b);
     sbuf_free(&b);
-    w->engine->stats.errors++;
+    as_stats_request_error(as_engine_stats(w->engine));
 }
 
 static void log_verdict(const struct as_task *t)
@@ -109,30 +109,10 @@ static void answer_poison(struct worker *w, struct as_task *t, uint64_t digest,
     as_task_force_action(t, w->poison_action, AS_FORCE_EXACT, AS_PRIO_SITE + 1, NULL,
                          "poison");
     as_task_skip(t);
-    w->engine->stats.poison++;
+    as_stats_poison(as_engine_stats(w->engine));
     as_task_log(t, AS_LOG_WARN, "message %s killed a worker before (%s; crashes=%u): answered "
                 "'%s' without scanning (poison.action)", hex, why, pe->crashes,
                 as_action_name(w->poison_action));
-}
-
-static void write_stat(struct worker *w, struct sbuf *b)
-{
-    const struct as_engine_stats *st = &w->engine->stats;
-    struct as_resolver_stats ds;
-    as_resolver_get_stats(w->engine->resolver, &ds);
-    sbuf_printf(b, "{\"pid\":%d,\"scanned\":%llu,\"errors\":%llu,\"timeouts\":%llu,"
-                "\"poison\":%llu,\"actions\":{",
-                (int)getpid(), (unsigned long long)st->scanned, (unsigned long long)st->errors,
-                (unsigned long long)st->timeouts, (unsigned long long)st->poison);
-    for (int a = 0; a < AS_ACTION__COUNT; a++)
-        sbuf_printf(b, "%s\"%s\":%llu", a ? "," : "", as_action_name((enum as_action)a),
-                    (unsigned long long)st->actions[a]);
-    sbuf_printf(b, "},\"dns\":{\"queries\":%llu,\"cache_hits\":%llu,\"dedup_hits\":%llu,"
-                "\"sent\":%llu,\"timeouts\":%llu,\"failures\":%llu,\"budget_exhausted\":%llu}}\n",
-                (unsigned long long)ds.queries, (unsigned long long)ds.cache_hits,
-                (unsigned long long)ds.dedup_hits, (unsigned long long)ds.sent,
-                (unsigned long long)ds.timeouts, (unsigned long long)ds.failures,
-                (unsigned long long)ds.budget_exhausted);
 }
 
 static int path_is(const char *path, const char *want)
@@ -149,7 +129,7 @@ static void handle_request(struct as_http_conn *c, const struct as_http_request 
     }
     if (path_is(req->path, "/stat")) {
         struct sbuf b = {0};
-        write_stat(w, &b);
+        as_stats_write_json(w->engine, &b);
         reply_text(c, 200, "application/json", &b);
         sbuf_free(&b);
         return;
@@ -199,9 +179,25 @@ static void handle_request(struct as_http_conn *c, const struct as_http_request 
     as_task_run(t, scan_done, r);
 }
 
+static void drained(void *arg);
+
+static void drain_poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+    AS_UNUSED(fd);
+    AS_UNUSED(what);
+    drained(arg);
+}
+
+/* Connections are closed; finish-stage work (history, counters) still
+ * belongs to the scans already answered, so let it end too.  It is bounded
+ * by limits.scan_timeout, and the whole drain by shutdown_timeout. */
 static void drained(void *arg)
 {
     struct worker *w = arg;
+    if (*as_engine_finishing(w->engine)) {
+        static const struct timeval poll = { 0, 20000 };
+        if (event_base_once(w->base, -1, EV_TIMEOUT, drain_poll_cb, w, &poll) == 0) return;
+    }
     event_base_loopexit(w->base, NULL);
 }
 
@@ -220,7 +216,7 @@ static void start_drain(struct worker *w, const char *why)
     if (w->draining) return;
     w->draining = 1;
     as_log(AS_LOG_INFO, "draining (%s)", why);
-    double to = as_config_duration(w->engine->cfg, "shutdown_timeout", 30);
+    double to = as_config_duration(as_engine_config(w->engine), "shutdown_timeout", 30);
     struct timeval tv;
     as_timeval(to, &tv);
     w->force_exit = evtimer_new(w->base, force_exit_cb, w);
@@ -259,6 +255,7 @@ void as_worker_main(struct as_config *cfg, const int *fds, size_t nfds, int read
         as_log(AS_LOG_ERR, "%s", err);
         _exit(AS_WORKER_EXIT_CONFIG);
     }
+    const struct as_limits *el = as_engine_limits(w.engine);
     w.poison_enable = as_config_bool(cfg, "poison.enable", 1);
     int pa = as_action_parse(as_config_str(cfg, "poison.action", "soft_reject"));
     w.poison_action = pa < 0 ? AS_ACTION_SOFT_REJECT : (enum as_action)pa;   /* checked at load */
@@ -267,11 +264,11 @@ void as_worker_main(struct as_config *cfg, const int *fds, size_t nfds, int read
          * message by default (smtpd_recipient_limit), so leave room. */
         .max_header_bytes = 512 * 1024,
         .max_headers = 2048,
-        .max_body = (size_t)w.engine->limits.max_message_size,
-        .read_timeout = w.engine->limits.read_timeout,
-        .idle_timeout = w.engine->limits.idle_timeout,
+        .max_body = (size_t)el->max_message_size,
+        .read_timeout = el->read_timeout,
+        .idle_timeout = el->idle_timeout,
         .write_timeout = 30,
-        .max_connections = w.engine->limits.max_connections,
+        .max_connections = el->max_connections,
     };
     w.http = as_http_server_new(w.base, &lim, handle_request, &w);
     for (size_t i = 0; i < nfds; i++)
@@ -290,8 +287,8 @@ void as_worker_main(struct as_config *cfg, const int *fds, size_t nfds, int read
         char c = 'R';
         if (write(ready_fd, &c, 1) != 1) as_log(AS_LOG_WARN, "cannot notify master");
     }
-    as_log(AS_LOG_INFO, "ready: %zu plugin(s), %zu symbol(s)", w.engine->nplugins,
-           as_symtab_count(w.engine->symtab));
+    as_log(AS_LOG_INFO, "ready: %zu plugin(s), %zu symbol(s)", as_engine_plugin_count(w.engine),
+           as_symtab_count(as_engine_symtab(w.engine)));
     event_base_dispatch(w.base);
 
     as_http_server_free(w.http);

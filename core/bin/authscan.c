@@ -108,8 +108,8 @@ static int read_all(FILE *f, struct sbuf *b)
 
 static int cmd_symbols(struct as_engine *e)
 {
-    for (size_t i = 0; i < as_symtab_count(e->symtab); i++) {
-        const struct as_symbol *s = as_symtab_at(e->symtab, i);
+    for (size_t i = 0; i < as_symtab_count(as_engine_symtab(e)); i++) {
+        const struct as_symbol *s = as_symtab_at(as_engine_symtab(e), i);
         printf("%-28s %7.2f  %-10s %s\n", s->name, s->score, s->group ? s->group : "",
                s->description ? s->description : "");
     }
@@ -280,6 +280,7 @@ static int bench_scan(struct as_engine *e, struct event_base *base, struct bench
     as_task_run(t, bench_done, &run);
     while (!run.done) event_base_dispatch(base);
     as_task_free(t);
+    as_task_wait_finishing(e);
     return 0;
 }
 
@@ -494,9 +495,9 @@ static int run(const char *cmd, struct as_cli *cli, const struct env_opt *env, s
             for (size_t k = 0; k < nenv && !bad; k++)
                 if (as_proto_envelope_set(t, env[k].name, env[k].value, err, sizeof err))
                     bad = 1;
-            if (!bad && msg.len > e->limits.max_message_size) {
+            if (!bad && msg.len > as_engine_limits(e)->max_message_size) {
                 snprintf(err, sizeof err, "message of %zu bytes exceeds "
-                         "limits.max_message_size (%llu)", msg.len, e->limits.max_message_size);
+                         "limits.max_message_size (%llu)", msg.len, as_engine_limits(e)->max_message_size);
                 bad = 1;
             }
             if (!bad && as_task_set_message(t, msg.data ? msg.data : "", msg.len, err,
@@ -513,6 +514,7 @@ static int run(const char *cmd, struct as_cli *cli, const struct env_opt *env, s
             as_task_run(t, check_done, &run);
             event_base_dispatch(base);
             as_task_free(t);
+            as_task_wait_finishing(e);
             sbuf_free(&msg);
         }
     }

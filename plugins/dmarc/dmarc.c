@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -87,34 +88,43 @@ struct dmarc_state {
     enum as_action reject_action, quarantine_action, too_many_action;
     int reject_on, quarantine_on, too_many_on;
     int max_authors, max_rounds;
+    uint64_t pct_rng;          /* pct sampling: this plugin's own generator */
     const char *const *lists;
     size_t nlists;
     enum dmarc_munge_style munge_style;
 };
 
+/* An action option: a name as_action_parse() knows, or none/off/empty
+ * for "force nothing". */
 static int parse_action(const char *s, enum as_action *a, int *on)
 {
     *on = 0;
     if (!s || !*s || strcasecmp(s, "none") == 0 || strcasecmp(s, "off") == 0)
         return 0;
-    for (int i = 0; i < AS_ACTION__COUNT; i++) {
-        const char *n = as_action_name((enum as_action)i);
-        int match = strcasecmp(s, n) == 0;
-        if (!match && strchr(n, ' ')) {        /* accept add_header for "add header" */
-            char alt[32];
-            snprintf(alt, sizeof alt, "%s", n);
-            for (char *p = alt; *p; p++)
-                if (*p == ' ')
-                    *p = '_';
-            match = strcasecmp(s, alt) == 0;
-        }
-        if (match) {
-            *a = (enum as_action)i;
-            *on = i != AS_ACTION_NO_ACTION;
-            return 0;
-        }
-    }
-    return -1;
+    int v = as_action_parse(s);
+    if (v < 0)
+        return -1;
+    *a = (enum as_action)v;
+    *on = v != AS_ACTION_NO_ACTION;
+    return 0;
+}
+
+/* xorshift64* (Vigna 2016): good enough to sample pct, and private state,
+ * so the plugin never reseeds or advances libc's process-wide random(). */
+static unsigned pct_draw(uint64_t *x)
+{
+    *x ^= *x >> 12;
+    *x ^= *x << 25;
+    *x ^= *x >> 27;
+    return (unsigned)((*x * 2685821657736338717ULL) >> 33);
+}
+
+static uint64_t pct_seed(void)
+{
+    uint64_t v = 0;
+    if (getrandom(&v, sizeof v, GRND_NONBLOCK) != (ssize_t)sizeof v)
+        v = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid();
+    return v ? v : 0x9e3779b97f4a7c15ULL;   /* xorshift must not start at 0 */
 }
 
 static void dmarc_fini(void *state)
@@ -183,16 +193,19 @@ static int dmarc_init(struct as_plugin_ctx *ctx, void **state)
         dmarc_fini(st);
         return -1;
     }
-    if (parse_action(as_plugin_opt_string(ctx, "reject_action"), &st->reject_action,
-                     &st->reject_on) < 0 ||
-        parse_action(as_plugin_opt_string(ctx, "quarantine_action"), &st->quarantine_action,
-                     &st->quarantine_on) < 0 ||
-        parse_action(as_plugin_opt_string(ctx, "too_many_authors_action"), &st->too_many_action,
-                     &st->too_many_on) < 0) {
-        as_plugin_set_error(ctx, "dmarc.reject_action/quarantine_action/too_many_authors_action: "
-                                 "unknown action");
-        dmarc_fini(st);
-        return -1;
+    static const char *const action_opts[] = { "reject_action", "quarantine_action",
+                                               "too_many_authors_action" };
+    enum as_action *acts[] = { &st->reject_action, &st->quarantine_action, &st->too_many_action };
+    int *ons[] = { &st->reject_on, &st->quarantine_on, &st->too_many_on };
+    for (int i = 0; i < 3; i++) {
+        const char *v = as_plugin_opt_string(ctx, action_opts[i]);
+        if (parse_action(v, acts[i], ons[i]) < 0) {
+            as_plugin_set_error(ctx, "dmarc.%s: unknown action '%s' (want none, no action, "
+                                "greylist, add header, rewrite subject, quarantine, "
+                                "soft reject or reject)", action_opts[i], v);
+            dmarc_fini(st);
+            return -1;
+        }
     }
     if (st->max_authors < 1 || st->max_authors > DMARC_MAX_AUTHORS_LIMIT ||
         st->max_rounds < 1 || st->max_rounds > 100) {
@@ -209,7 +222,7 @@ static int dmarc_init(struct as_plugin_ctx *ctx, void **state)
         dmarc_fini(st);
         return -1;
     }
-    srandom((unsigned)time(NULL) ^ (unsigned)getpid());
+    st->pct_rng = pct_seed();
     *state = st;
     return 0;
 }
@@ -658,7 +671,7 @@ static void dmarc_scan(struct as_task *t, void *state)
     }
     const struct as_message *m = as_task_message(t);
     int list_traffic = st->list_downgrade && m && as_msg_header_count(m, "List-Id") > 0;
-    int sample = (int)(random() % 100);
+    int sample = (int)(pct_draw(&st->pct_rng) % 100);
 
     s->nauthors = na;
     s->out = na ? as_pool_alloc(p, na * sizeof *s->out) : NULL;

@@ -5,7 +5,7 @@ mailboxes with Sender, which is allowed unless
 from_check.allow_multiple_authors=no), FROM_INVALID with its reason as the
 option (empty, group, invalid, no_domain for a domain literal), a clean message with none of
 them, the symbols' default scores and group, and the plugin's option being
-validated.  Prints "N passed, N failed"; exits non-zero on failure."""
+validated, and its postfilter override (from_check.unusable_from_action).  Prints "N passed, N failed"; exits non-zero on failure."""
 import os
 import sys
 
@@ -149,9 +149,25 @@ def test_disabled():
     T.eq("disabled plugin adds nothing", from_syms(out), {})
 
 
+def test_postfilter_override():
+    """from_check.unusable_from_action: the postfilter raises the final
+    verdict for an unusable From, and leaves a usable one alone."""
+    opt = ["--set", "from_check.unusable_from_action=quarantine"]
+    out = scan(harness.read_data("missing-from.eml"), opt)
+    T.eq("unusable From: action raised", out["action"], "quarantine")
+    T.eq("unusable From: forced by", out.get("passthrough_module"), "from_check")
+    out = scan(harness.read_data("missing-from.eml"))
+    T.eq("default: no override", out["action"], "no action")
+    out = scan(harness.read_data("clean.eml"), opt)
+    T.eq("usable From: untouched", out["action"], "no action")
+    rc, out, err = harness.run_check(harness.read_data("clean.eml"),
+                                     ["--set", "from_check.unusable_from_action=maybe"])
+    T.check("unknown action is refused", rc != 0 and "unusable_from_action" in err, (rc, err))
+
+
 def main():
     for fn in (test_clean, test_missing, test_multiple, test_invalid, test_option_checked,
-               test_text_output, test_disabled):
+               test_text_output, test_disabled, test_postfilter_override):
         T.run(fn)
     sys.exit(T.finish())
 

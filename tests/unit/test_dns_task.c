@@ -71,23 +71,21 @@ static struct as_resolver *mk(unsigned max_queries, double timeout)
     return r;
 }
 
-static void engine_init(struct as_engine *e, struct as_resolver *r)
+/* A bare engine with r attached as its DNS service (r stays ours). */
+static struct as_engine *engine_init(struct as_resolver *r)
 {
-    memset(e, 0, sizeof *e);
-    e->base = base;
-    e->symtab = as_symtab_new();
-    e->resolver = r;
-    strcpy(e->id_prefix, "t");
+    struct as_engine *e = as_engine_new_bare(base, as_symtab_new());
+    as_engine_attach_service(e, &as_dns_service, r);
+    return e;
 }
 
 static void test_pinning(void)
 {
     struct as_resolver *r = mk(64, 1);
     if (!r) { CHECK(0); return; }
-    struct as_engine e;
-    engine_init(&e, r);
-    struct as_task *t = as_task_new(&e);
-    struct as_task *t2 = as_task_new(&e);
+    struct as_engine *e = engine_init(r);
+    struct as_task *t = as_task_new(e);
+    struct as_task *t2 = as_task_new(e);
 
     struct got a = {0}, b = {0}, c = {0}, other = {0};
     CHECK_INT(query(t, "multi.example", AS_DNS_TXT, &a), 0);
@@ -142,21 +140,20 @@ static void test_pinning(void)
     /* the answer lives in the task pool: it survives the resolver */
     const struct as_dns_answer *keep = a.ans;
     as_resolver_free(r);
-    e.resolver = NULL;
+    as_engine_attach_service(e, &as_dns_service, NULL);
     CHECK_STR(keep->rr[0].d.txt.strings[1].ptr, "second part");
     CHECK_STR(keep->name, "multi.example");
     as_task_free(t);
     as_task_free(t2);
-    as_symtab_free(e.symtab);
+    as_engine_free(e);
 }
 
 static void test_budget(void)
 {
     struct as_resolver *r = mk(3, 1);
     if (!r) { CHECK(0); return; }
-    struct as_engine e;
-    engine_init(&e, r);
-    struct as_task *t = as_task_new(&e);
+    struct as_engine *e = engine_init(r);
+    struct as_task *t = as_task_new(e);
 
     struct got g[8];
     memset(g, 0, sizeof g);
@@ -198,7 +195,7 @@ static void test_budget(void)
     CHECK_INT(st.badnames, 1);
 
     /* the budget is per task */
-    struct as_task *t2 = as_task_new(&e);
+    struct as_task *t2 = as_task_new(e);
     struct got n = {0};
     query(t2, "mx1.example", AS_DNS_A, &n);
     run_for(0.05);
@@ -206,7 +203,7 @@ static void test_budget(void)
     as_task_free(t2);
     as_task_free(t);
     as_resolver_free(r);
-    as_symtab_free(e.symtab);
+    as_engine_free(e);
 }
 
 /* The budget per plugin (issue 10.3): a plugin that asks for everything
@@ -266,15 +263,9 @@ static void test_plugin_shares(void)
     plugins[1].def = &late;
     plugins[1].deps = &dep0;
     plugins[1].ndeps = 1;
-    struct as_engine e;
-    engine_init(&e, r);
-    e.plugins = plugins;
-    e.nplugins = 2;
-    e.limits.scan_timeout = 10;
-    for (size_t i = 0; i < 2; i++) {
-        plugins[i].ctx.engine = &e;
-        plugins[i].ctx.def = plugins[i].def;
-    }
+    struct as_engine *e = engine_init(r);
+    as_engine_attach_plugins(e, plugins, 2);
+    as_engine_limits_mut(e)->scan_timeout = 10;
     CHECK_INT(as_plugin_dns_reserve(&plugins[1].ctx, 6), 0);
     CHECK_INT(as_plugin_dns_reserve(&plugins[1].ctx, AS_DNS_RESERVE_MAX + 1), -1);
     CHECK_INT(plugins[1].ctx.dns_reserve, 6);
@@ -282,7 +273,7 @@ static void test_plugin_shares(void)
     struct share_run run;
     memset(&run, 0, sizeof run);
     share_run = &run;
-    struct as_task *t = as_task_new(&e);
+    struct as_task *t = as_task_new(e);
     int done = 0;
     as_task_run(t, share_done, &done);
     while (!done) event_base_loop(base, EVLOOP_ONCE);
@@ -307,8 +298,8 @@ static void test_plugin_shares(void)
     as_resolver_get_stats(r, &st);
     CHECK_INT(st.budget_exhausted, HOG_ASKS - 13 + 2);
     as_task_free(t);
+    as_engine_free(e);
     as_resolver_free(r);
-    as_symtab_free(e.symtab);
 }
 
 /* A callback may start further queries. */
@@ -330,9 +321,8 @@ static void test_chain_and_cancel(void)
 {
     struct as_resolver *r = mk(64, 0.2);
     if (!r) { CHECK(0); return; }
-    struct as_engine e;
-    engine_init(&e, r);
-    struct as_task *t = as_task_new(&e);
+    struct as_engine *e = engine_init(r);
+    struct as_task *t = as_task_new(e);
     struct chain c = {0};
     CHECK_INT(as_dns_query(t, "example", AS_DNS_MX, chain_cb, &c), 0);
     run_for(0.05);
@@ -342,7 +332,7 @@ static void test_chain_and_cancel(void)
 
     /* freeing a task cancels what is outstanding: a query waiting for its
      * deadline, one with an answer ready, and a pinned re-delivery */
-    t = as_task_new(&e);
+    t = as_task_new(e);
     struct got slow = {0}, ready = {0}, pin1 = {0}, pin2 = {0};
     query(t, "www.example", AS_DNS_A, &pin1);
     run_for(0.05);
@@ -357,7 +347,7 @@ static void test_chain_and_cancel(void)
     CHECK_INT(pin2.calls, 0);
 
     /* and a task that waits gets TIMEOUT at the resolver's deadline */
-    t = as_task_new(&e);
+    t = as_task_new(e);
     struct got late = {0};
     double t0 = as_now();
     query(t, "slow.example", AS_DNS_TXT, &late);
@@ -366,7 +356,7 @@ static void test_chain_and_cancel(void)
     CHECK(as_now() - t0 < 0.5);
     as_task_free(t);
     as_resolver_free(r);
-    as_symtab_free(e.symtab);
+    as_engine_free(e);
 }
 
 static void test_status_names(void)

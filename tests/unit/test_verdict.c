@@ -45,16 +45,11 @@ static void done_cb(struct as_task *t, void *arg)
 int main(void)
 {
     struct event_base *base = event_base_new();
-    struct as_engine e;
-    memset(&e, 0, sizeof e);
-    e.base = base;
-    e.symtab = as_symtab_new();
-    strcpy(e.id_prefix, "v");
+    struct as_symtab *st = as_symtab_new();
     char err[256];
     for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++)
-        CHECK(as_symtab_declare(e.symtab, &syms[i], "test", err, sizeof err) == 0);
-    struct as_config *cfg = as_config_new();   /* rspamd defaults: 15/6/4 */
-    as_actions_from_config(&e.actions, cfg);
+        CHECK(as_symtab_declare(st, &syms[i], "test", err, sizeof err) == 0);
+    struct as_engine *e = as_engine_new_bare(base, st);   /* rspamd defaults: 15/6/4 */
 
     static const struct vcase cases[] = {
         { "nothing", {0}, {{0}}, AS_ACTION_NO_ACTION, NULL, NULL },
@@ -101,7 +96,7 @@ int main(void)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const struct vcase *c = &cases[i];
-        struct as_task *t = as_task_new(&e);
+        struct as_task *t = as_task_new(e);
         for (size_t k = 0; k < 4 && c->symbols[k]; k++)
             CHECK(as_task_add_symbol(t, c->symbols[k], 1.0, NULL) == 0);
         for (size_t k = 0; k < 4 && c->forces[k].module; k++)
@@ -120,7 +115,7 @@ int main(void)
         as_task_free(t);
     }
     /* unknown symbols are refused, a repeated symbol keeps one entry */
-    struct as_task *t = as_task_new(&e);
+    struct as_task *t = as_task_new(e);
     CHECK(as_task_add_symbol(t, "NO_SUCH", 1.0, NULL) == -1);
     CHECK(as_task_add_symbol(t, "S5", 0.5, "a", NULL) == 0);
     CHECK(as_task_add_symbol(t, "S5", 1.0, "b", "a", NULL) == 0);
@@ -129,8 +124,7 @@ int main(void)
     CHECK_INT(as_task_symbol_at(t, 0)->nopts, 2);
     as_task_free(t);
 
-    as_config_free(cfg);
-    as_symtab_free(e.symtab);
+    as_engine_free(e);
     event_base_free(base);
     return check_done();
 }

@@ -27,14 +27,37 @@
  *   load  the loader dlopen()s the file, checks abi_major == host's and
  *         abi_minor <= host's, and checks `depends`;
  *   init  called once per worker with the plugin's configuration; may keep
- *         private state (returned through *state);
- *   scan  called once per message, after every plugin named in `depends`
- *         has finished with that message.  A plugin "finishes" when scan()
- *         has returned and it has no asynchronous operation outstanding
- *         (DNS queries started with as_dns_query(), or operations bracketed
- *         with as_task_async_begin()/as_task_async_end()).  Callbacks of
- *         those operations may start further operations;
- *   fini  called when the worker exits.
+ *         private state (returned through *state, handed back to every
+ *         other hook; keep per-worker state there, not in statics);
+ *   fini  called when the worker exits, with that state.
+ *
+ * Life of a message: three stages, like rspamd's filters, postfilters and
+ * idempotent rules.  In each stage a plugin's hook runs after the hooks of
+ * every plugin named in `depends` have finished with that message; a
+ * plugin "finishes" a stage when its hook has returned and it has no
+ * asynchronous operation outstanding (as_dns_query(), or operations
+ * bracketed with as_task_async_begin()/as_task_async_end(); their
+ * callbacks may start further operations).  A plugin without a hook for a
+ * stage finishes it at once.
+ *   scan        the filters: look at the message, add symbols, force
+ *               actions, publish typed results;
+ *   postfilter  (ABI 1.2) after every filter, with the verdict computed:
+ *               read it (as_task_action() ...) and the symbols, then add
+ *               symbols or force actions (site overrides: quarantine
+ *               instead of reject).  The verdict is computed again after
+ *               the last postfilter and is then final;
+ *   finish      (ABI 1.2) after the reply went to the MTA: read-only (adding
+ *               symbols, forcing actions or changing headers fails), never
+ *               delays the reply.  For history, report counters, stats.
+ *               It may wait for asynchronous work (a Redis write) up to
+ *               limits.scan_timeout, counted from its start; what is still
+ *               outstanding then, or when the worker exits, is cancelled.
+ *               It runs only for messages that got a verdict (not when the
+ *               client went away first).
+ * The scan deadline (limits.scan_timeout) covers scan and postfilter.
+ * When it passes, outstanding operations are cancelled, AUTHSCAN_TIMEOUT
+ * is added, and the postfilters still run but cannot start asynchronous
+ * work (as_task_async_begin() returns NULL, as_dns_query() fails).
  *
  * Threading: none.  Every call happens on the worker's event loop thread.
  * Never block: no synchronous DNS, no sleeping, no blocking sockets.
@@ -54,6 +77,13 @@
  *
  * Versioning: AS_PLUGIN_ABI_MAJOR changes when an existing declaration in
  * this file changes; AS_PLUGIN_ABI_MINOR when something is only added.
+ * New members of struct as_plugin go at its end and are read only from
+ * plugins whose abi_minor has them.  1.1: as_authres_value().  1.2: the
+ * postfilter and finish stages, the verdict and symbol readers,
+ * as_action_parse().
+ *
+ * Typed results of the shipped plugins are installed beside this file:
+ * authscan/spf.h, authscan/dkim.h, authscan/dmarc.h.
  */
 #ifndef AUTHSCAN_PLUGIN_H
 #define AUTHSCAN_PLUGIN_H
@@ -240,7 +270,11 @@ struct as_symbol_def {
 
 /* Adds a symbol to the scan with weight * configured score.  Options are
  * strings terminated by NULL.  Adding the same symbol twice merges the
- * options and keeps the larger weight.  Unknown symbols are an error. */
+ * options and keeps the larger weight.  Unknown symbols are an error, and
+ * so is adding one after the verdict is final.  Bounds: an option keeps
+ * at most 1024 bytes (a longer one is cut and ends in "..."), a symbol at
+ * most 64 options (then one last option "..." says more were given); the
+ * host logs either once per symbol and message. */
 AS_API int as_task_add_symbol(struct as_task *t, const char *name, double weight, ...)
     AS_SENTINEL;
 AS_API int as_task_add_symbolv(struct as_task *t, const char *name, double weight,
@@ -259,6 +293,11 @@ enum as_action {
     AS_ACTION__COUNT
 };
 AS_API const char *as_action_name(enum as_action a);
+/* The inverse of as_action_name(): "add header" or "add_header" (any case)
+ * -> AS_ACTION_ADD_HEADER; "accept" is no action.  -1 if unknown (so
+ * "none"/"off", which mean "no action configured", are the caller's to
+ * handle).  Since ABI 1.2. */
+AS_API int as_action_parse(const char *s);
 
 enum as_force_mode {
     AS_FORCE_LEAST,   /* at least this action: a more severe one still wins */
@@ -273,6 +312,38 @@ enum as_force_mode {
 AS_API int as_task_force_action(struct as_task *t, enum as_action action,
                                 enum as_force_mode mode, int priority,
                                 const char *smtp_message, const char *module);
+
+/* The verdict (since ABI 1.2).  Before it is final (in scan and
+ * postfilter) these compute it from what the task holds now, so a
+ * postfilter sees the effect of its own changes; from the finish stage on
+ * they return the final verdict, the one sent to the MTA. */
+AS_API enum as_action as_task_action(const struct as_task *t);
+AS_API double as_task_score(const struct as_task *t);
+AS_API double as_task_required_score(const struct as_task *t);  /* reject threshold */
+/* The module whose force decided the action, or NULL if the score did. */
+AS_API const char *as_task_forced_by(const struct as_task *t);
+/* The SMTP reply text for the action, or NULL for none. */
+AS_API const char *as_task_smtp_message(const struct as_task *t);
+/* 1 if the scan deadline cut plugins short. */
+AS_API int as_task_timed_out(const struct as_task *t);
+
+enum as_stage { AS_STAGE_FILTER, AS_STAGE_POSTFILTER, AS_STAGE_FINISH };
+AS_API enum as_stage as_task_stage(const struct as_task *t);
+
+/* The task's symbols in the order they were first added (since ABI 1.2).
+ * The struct belongs to the host; it is valid until the next call of
+ * as_task_symbol_get() for the same index or the end of the task; the
+ * strings in it until the end of the task. */
+struct as_symbol_result {
+    const char *name;
+    const char *group;            /* NULL if none */
+    double score;                 /* weight * configured score */
+    double weight;
+    const char *const *options;
+    size_t noptions;
+};
+AS_API size_t as_task_symbol_total(const struct as_task *t);
+AS_API const struct as_symbol_result *as_task_symbol_get(const struct as_task *t, size_t i);
 
 /* Header changes for the MTA (rspamd reply: milter.add_headers and
  * milter.remove_headers).  remove index: 0 = every instance, N = the N-th
@@ -422,6 +493,12 @@ struct as_plugin {
     int (*init)(struct as_plugin_ctx *ctx, void **state);
     void (*scan)(struct as_task *t, void *state);
     void (*fini)(void *state);
+
+    /* Since ABI 1.2 (the host reads them only from plugins built with
+     * abi_minor >= 2, so older plugins load unchanged).  See the stages
+     * at the top of this file. */
+    void (*postfilter)(struct as_task *t, void *state);
+    void (*finish)(struct as_task *t, void *state);
 };
 
 #define AS_PLUGIN_HEADER .abi_major = AS_PLUGIN_ABI_MAJOR, .abi_minor = AS_PLUGIN_ABI_MINOR

@@ -38,6 +38,7 @@ def fixture_dir(tmp):
         _link(PLUGINS, d, so)
     cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     subprocess.run([cc, "-shared", "-fPIC", "-O1", "-I", os.path.join(SRC, "core", "include"),
+                    "-I", os.path.join(SRC, "plugins", "dkim", "include"),
                     os.path.join(DATA, "dkim_fixture.c"), "-o", os.path.join(d, "dkim.so")],
                    check=True)
     return d
