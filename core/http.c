@@ -125,7 +125,7 @@ enum frame_state {
 };
 
 /* Kinds of rate-limited log lines. */
-enum limit_kind { LIM_BAD_REQUEST, LIM_TIMEOUT, LIM_PER_ADDR, LIM_MAX_CONN, LIM__COUNT };
+enum limit_kind { LIM_BAD_REQUEST, LIM_TIMEOUT, LIM_SILENT, LIM_PER_ADDR, LIM_MAX_CONN, LIM__COUNT };
 
 /* Connections from one client address (IPv4 address or IPv6 /64). */
 struct addr_slot {
@@ -1315,7 +1315,7 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
         if (c->served == 0 && !c->srv->draining) {
             int by_header = lim->header_timeout > 0 &&
                             (lim->idle_timeout <= 0 || lim->header_timeout <= lim->idle_timeout);
-            limit_log(c->srv, LIM_TIMEOUT, "http: %s: closed: no request within %gs (%s)", c->peer,
+            limit_log(c->srv, LIM_SILENT, "http: %s: closed: no request within %gs (%s)", c->peer,
                       by_header ? lim->header_timeout : lim->idle_timeout,
                       by_header ? "limits.header_timeout" : "limits.idle_timeout");
         }
