@@ -105,6 +105,9 @@ static void handler(struct as_http_conn *c, const struct as_http_request *req, v
     } else if (strcmp(req->path, "/drain") == 0) {
         as_http_server_drain(S->http, drain_done, S);
         as_http_reply(c, 200, "text/plain", "draining", 8, NULL);
+    } else if (strcmp(req->path, "/shut") == 0) {
+        as_http_server_shut_listeners(S->http, drain_done, S);
+        as_http_reply(c, 200, "text/plain", "shut", 4, NULL);
     } else if (strcmp(req->path, "/big") == 0) {
         size_t n = req->query ? strtoul(req->query, NULL, 10) : 0;
         char *big = xmalloc(n + 1);
@@ -1054,6 +1057,47 @@ static void test_drain(void)
     CHECK_INT(S.closes, 0);
 }
 
+/* The final stop: a connection the kernel queued while the server was
+ * full is accepted and answered; a connect after it is refused. */
+static void test_shut_listeners(void)
+{
+    struct as_http_limits lim = default_limits();
+    lim.max_connections = 2;
+    struct srv S;
+    srv_start(&S, &lim, 1);
+    struct client busy, ctl, queued, late;
+    struct resp r;
+    CHECK_INT(cl_tcp(&busy, S.port), 0);
+    cl_sends(&busy, "GET /slow?ms=400 HTTP/1.1\r\n\r\n");
+    CHECK_INT(cl_tcp(&ctl, S.port), 0);
+    sleep_ms(50);
+    CHECK_INT(cl_tcp(&queued, S.port), 0);       /* at the cap: stays in the kernel's queue */
+    cl_sends(&queued, "GET /queued HTTP/1.1\r\n\r\n");
+    CHECK_INT(cl_read_resp(&queued, &r, 200), -1);
+    cl_sends(&ctl, "GET /shut HTTP/1.1\r\n\r\n");
+    CHECK_INT(cl_read_resp(&ctl, &r, 3000), 0);
+    CHECK_STR(r.body, "shut");
+    resp_free(&r);
+    CHECK_INT(cl_read_resp(&queued, &r, 3000), 0);
+    CHECK(r.status == 200 && r.body && strstr(r.body, "path=/queued\n"));
+    CHECK_STR(resp_header(&r, "Connection"), "close");
+    resp_free(&r);
+    errno = 0;
+    CHECK_INT(cl_tcp(&late, S.port), -1);
+    CHECK_INT(errno, ECONNREFUSED);
+    CHECK_INT(cl_unix(&late, S.upath), -1);
+    CHECK_INT(errno, ECONNREFUSED);
+    CHECK_INT(cl_read_resp(&busy, &r, 3000), 0);   /* in flight: completes */
+    CHECK_STR(r.body, "slow done");
+    resp_free(&r);
+    struct pollfd pfd = { .fd = S.notify[0], .events = POLLIN };
+    CHECK_INT(poll(&pfd, 1, 3000), 1);
+    cl_close(&busy);
+    cl_close(&ctl);
+    cl_close(&queued);
+    srv_stop(&S);
+}
+
 /* A client that stops reading a large reply is dropped after write_timeout. */
 static void test_write_timeout(void)
 {
@@ -1230,6 +1274,7 @@ int main(void)
     test_max_connections();
     test_drain();
     test_conn_limits();
+    test_shut_listeners();
     test_write_timeout();
     test_free_busy();
     return check_done();
