@@ -27,6 +27,7 @@
 #include <unbound.h>
 #include <unbound-event.h>
 #include "dns.h"
+#include "engine.h"
 #include "log.h"
 #include "pool.h"
 #include "task.h"
@@ -52,7 +53,11 @@ const struct as_config_key as_dns_config_keys[] = {
       "offline mode: answer every query from this RFC 1035 master file" },
     { "timeout", AS_OPT_DURATION, "2s", "deadline of one query" },
     { "max_queries", AS_OPT_INT, "128",
-      "queries one scan may make (pinned answers are free); 0 = unlimited" },
+      "queries the plugins of one scan share, on top of their reserves "
+      "(pinned answers are free); 0 = unlimited" },
+    { "plugin_reserve", AS_OPT_INT, "8",
+      "queries of each scan that each plugin has for itself, spent before the "
+      "shared max_queries (a plugin may reserve more: DMARC does)" },
     { "cache_size", AS_OPT_INT, "10000", "answers kept in the cache; 0 disables it" },
     { "max_ttl", AS_OPT_DURATION, "1h", "cap on how long an answer is cached" },
     { "negative_ttl", AS_OPT_DURATION, "5m",
@@ -100,8 +105,11 @@ void as_resolver_config_from(const struct as_config *cfg, struct as_resolver_con
     rc->recursive = as_config_bool(cfg, "dns.recursive", 0);
     rc->zone_file = as_config_str(cfg, "dns.zone_file", NULL);
     rc->timeout = as_config_duration(cfg, "dns.timeout", dns_default_duration("timeout"));
+    /* ranges: as_dns_config_check() */
     long long v = as_config_int(cfg, "dns.max_queries", dns_default_int("max_queries"));
-    rc->max_queries = v < 0 ? 0 : v > 1000000 ? 1000000 : (unsigned)v;
+    rc->max_queries = v < 0 ? 0 : v > AS_DNS_MAX_QUERIES_MAX ? AS_DNS_MAX_QUERIES_MAX : (unsigned)v;
+    v = as_config_int(cfg, "dns.plugin_reserve", dns_default_int("plugin_reserve"));
+    rc->plugin_reserve = v < 0 ? 0 : v > AS_DNS_RESERVE_MAX ? AS_DNS_RESERVE_MAX : (unsigned)v;
     v = as_config_int(cfg, "dns.cache_size", dns_default_int("cache_size"));
     rc->cache_entries = v < 0 ? 0 : (size_t)v;
     rc->max_ttl = clamp_ttl(as_config_duration(cfg, "dns.max_ttl",
@@ -155,6 +163,7 @@ struct as_resolver {
     struct as_zone *zone;
     struct timeval timeout;
     unsigned max_queries;
+    unsigned plugin_reserve;
     uint32_t max_ttl, negative_ttl;
     struct dns_query *inflight[DNS_INFLIGHT_BUCKETS];
     struct dns_query *all;
@@ -775,6 +784,17 @@ int as_dns_config_check(const struct as_config *cfg, char *err, size_t errlen)
     if (e && (as_parse_duration(e->value, &to) < 0 || !timeout_ok(to)))
         return as_config_error(err, errlen, e, "bad value '%s' for 'dns.timeout': expected a "
                                "duration above 0 and at most 1h", e->value);
+    static const struct { const char *key; long long max; } counts[] = {
+        { "dns.max_queries", AS_DNS_MAX_QUERIES_MAX },
+        { "dns.plugin_reserve", AS_DNS_RESERVE_MAX },
+    };
+    for (size_t i = 0; i < AS_ARRAY_LEN(counts); i++) {
+        long long v;
+        e = as_config_find(cfg, counts[i].key);
+        if (e && (as_parse_int(e->value, &v) < 0 || v < 0 || v > counts[i].max))
+            return as_config_error(err, errlen, e, "bad value '%s' for '%s': expected "
+                                   "0 to %lld", e->value, counts[i].key, counts[i].max);
+    }
     const char *const *servers;
     size_t n = as_config_list(cfg, "dns.servers", &servers);
     for (size_t i = 0; i < n; i++) {
@@ -800,6 +820,7 @@ struct as_resolver *as_resolver_new(struct event_base *base,
     r->timeout.tv_sec = (time_t)rc->timeout;
     r->timeout.tv_usec = (suseconds_t)((rc->timeout - (double)r->timeout.tv_sec) * 1e6);
     r->max_queries = rc->max_queries;
+    r->plugin_reserve = rc->plugin_reserve;
     r->max_ttl = rc->max_ttl;
     r->negative_ttl = rc->negative_ttl;
     r->cache_max = rc->cache_entries;
@@ -840,15 +861,25 @@ void as_resolver_free(struct as_resolver *r)
 struct dns_pin {
     struct dns_pin *next;
     const struct as_dns_answer *ans;   /* in the task pool */
+    size_t plugin;                     /* refusals: the plugin refused */
 };
 
 struct dns_tq;
 
+struct dns_share {                     /* one plugin's part of a task's budget */
+    unsigned own;                      /* queries taken from its reserve */
+    unsigned shared;                   /* queries taken from the shared pool */
+    int refused;                       /* a query was refused (logged once) */
+};
+
 struct dns_task {                      /* *as_task_dns_slot(t), in the task pool */
     struct as_task *t;
     struct as_resolver *r;
-    unsigned used;                     /* queries counted against the budget */
+    unsigned used;                     /* queries taken from the shared pool */
+    size_t nplugins;
+    struct dns_share *shares;          /* per plugin of the engine */
     struct dns_pin *pins;
+    struct dns_pin *refusals;          /* AS_DNS_BUDGET answers given, per plugin */
     struct dns_tq *pending;
 };
 
@@ -870,6 +901,20 @@ static const struct as_dns_answer *pin_find(const struct dns_task *ts, const cha
 {
     for (const struct dns_pin *p = ts->pins; p; p = p->next)
         if (p->ans->type == type && strcmp(p->ans->name, name) == 0) return p->ans;
+    return NULL;
+}
+
+/* A budget refusal stays one for the plugin it was given to: the budget
+ * never grows back, and a plugin that replays from as_dns_pinned() (SPF,
+ * DMARC) must see the answer it was given, or it would wait for a query
+ * that is never made.  Another plugin, with its own reserve, may still get
+ * the name answered, so refusals are not pins. */
+static const struct as_dns_answer *refusal_find(const struct dns_task *ts, const char *name,
+                                                uint16_t type, size_t plugin)
+{
+    for (const struct dns_pin *p = ts->refusals; p; p = p->next)
+        if (p->plugin == plugin && p->ans->type == type && strcmp(p->ans->name, name) == 0)
+            return p->ans;
     return NULL;
 }
 
@@ -950,6 +995,10 @@ static struct dns_task *dns_task_get(struct as_task *t, int create)
         struct dns_task *ts = as_pool_alloc(as_task_pool(t), sizeof *ts);
         ts->t = t;
         ts->r = as_task_resolver(t);
+        const struct as_engine *e = as_task_engine(t);
+        ts->nplugins = e ? e->nplugins : 0;
+        if (ts->nplugins)
+            ts->shares = as_pool_alloc(as_task_pool(t), ts->nplugins * sizeof *ts->shares);
         if (as_pool_on_destroy(as_task_pool(t), dns_task_destroy, ts) < 0) return NULL;
         *slot = ts;
     }
@@ -960,12 +1009,14 @@ static void tq_deliver(struct dns_tq *tq, const struct as_dns_answer *ans)
 {
     struct as_task *t = tq->ts->t;
     tq_unlink(tq);
+    uint64_t mark = as_task_enter(t);   /* plugin code for this message */
     as_task_async_enter(t, tq->op);
     tq->cb(t, ans, tq->arg);
     /* The task is still alive here: a task only finishes from its own
      * deferred step or deadline events (task.c), never inside a plugin
      * callback.  tq itself lives in the task pool. */
     as_task_async_end(t, tq->op);
+    as_task_leave(mark);
 }
 
 static void tq_resolved(const struct as_dns_answer *ans, void *arg)
@@ -1003,6 +1054,48 @@ static int tq_in_flight(const struct dns_task *ts, const char *name, uint16_t ty
     return 0;
 }
 
+/* The budget.  Each plugin spends its own reserve first, then the pool the
+ * plugins of the task share: DMARC runs after SPF and DKIM, so with one
+ * pool a hostile SPF record (RFC-legal: 10 mx terms of 10 hosts, for HELO
+ * and for MAIL FROM) could use every query and leave the policy lookup of
+ * the spoofed domain unanswered.  Work outside any plugin uses the pool.
+ * Returns where the query is counted: 1 the reserve, 2 the pool; 0 when
+ * nothing is left (logged once per plugin and task). */
+static int budget_pick(struct dns_task *ts, struct dns_share **shp)
+{
+    const struct as_resolver *r = ts->r;
+    size_t p = as_task_current_plugin(ts->t);
+    struct dns_share *sh = p < ts->nplugins && ts->shares ? &ts->shares[p] : NULL;
+    const struct as_engine *e = as_task_engine(ts->t);
+    unsigned reserve = 0;
+    if (sh) {
+        reserve = e->plugins[p].ctx.dns_reserve;
+        if (reserve < r->plugin_reserve) reserve = r->plugin_reserve;
+    }
+    *shp = sh;
+    if (!r->max_queries) return 2;
+    if (sh && sh->own < reserve) return 1;
+    if (ts->used < r->max_queries) return 2;
+    if (sh && !sh->refused) {
+        sh->refused = 1;
+        as_task_log(ts->t, AS_LOG_NOTICE, "dns: %s has made its %u reserved queries and "
+                    "%u of the %u the scan's plugins share (dns.max_queries); its further "
+                    "queries are not sent", e->plugins[p].def->name, reserve, sh->shared,
+                    r->max_queries);
+    }
+    return 0;
+}
+
+static void budget_take(struct dns_task *ts, struct dns_share *sh, int where)
+{
+    if (where == 1) {
+        sh->own++;
+    } else {
+        ts->used++;
+        if (sh) sh->shared++;
+    }
+}
+
 int as_dns_query(struct as_task *t, const char *name, uint16_t type, as_dns_cb cb, void *arg)
 {
     if (!t || !name || !cb) return -1;
@@ -1027,18 +1120,27 @@ int as_dns_query(struct as_task *t, const char *name, uint16_t type, as_dns_cb c
     /* A pinned answer, or a query of the task already in flight (which
      * will pin), costs nothing; a bad name is never sent. */
     int counts = 0;
+    struct dns_share *sh = NULL;
     if (valid) {
         tq->local = pin_find(ts, tq->name, type);
         if (!tq->local && !tq_in_flight(ts, tq->name, type)) {
-            if (ts->r->max_queries && ts->used >= ts->r->max_queries) {
-                struct as_dns_answer *b = as_pool_alloc(pool, sizeof *b);
-                b->name = as_pool_strdup(pool, tq->name);
-                b->type = type;
-                b->status = AS_DNS_BUDGET;
-                tq->local = b;
+            counts = budget_pick(ts, &sh);
+            if (!counts) {
+                size_t plugin = as_task_current_plugin(t);
+                tq->local = refusal_find(ts, tq->name, type, plugin);
+                if (!tq->local) {
+                    struct as_dns_answer *b = as_pool_alloc(pool, sizeof *b);
+                    b->name = as_pool_strdup(pool, tq->name);
+                    b->type = type;
+                    b->status = AS_DNS_BUDGET;
+                    struct dns_pin *rp = as_pool_alloc(pool, sizeof *rp);
+                    rp->ans = b;
+                    rp->plugin = plugin;
+                    rp->next = ts->refusals;
+                    ts->refusals = rp;
+                    tq->local = b;
+                }
                 ts->r->st.budget_exhausted++;
-            } else {
-                counts = 1;
             }
         }
     }
@@ -1060,7 +1162,7 @@ int as_dns_query(struct as_task *t, const char *name, uint16_t type, as_dns_cb c
             as_task_async_end(t, tq->op);
             return -1;
         }
-        if (counts) ts->used++;
+        if (counts) budget_take(ts, sh, counts);
     }
     tq->next = ts->pending;
     if (ts->pending) ts->pending->prev = tq;
@@ -1086,5 +1188,6 @@ const struct as_dns_answer *as_dns_pinned(const struct as_task *t, const char *n
     }
     struct dns_task *ts = dns_task_get((struct as_task *)t, 0);
     if (!ts) return NULL;
-    return pin_find(ts, qn, type);
+    const struct as_dns_answer *a = pin_find(ts, qn, type);
+    return a ? a : refusal_find(ts, qn, type, as_task_current_plugin(t));
 }

@@ -9,7 +9,10 @@
  * which adds what a scan needs on top of the resolver:
  *   - pinning: the first answer a task gets for (name, type) is copied into
  *     the task pool and every later query of the task returns that copy;
- *   - a per-task query budget (AS_DNS_BUDGET once exhausted);
+ *   - a per-task query budget (AS_DNS_BUDGET once exhausted), accounted per
+ *     plugin: each plugin spends its own reserve first (dns.plugin_reserve,
+ *     or more with as_plugin_dns_reserve()), then the queries the plugins
+ *     of the task share (dns.max_queries);
  *   - cancellation when the task ends (the task's async op cancel hook).
  * The resolver itself provides:
  *   - our own per-query deadline (libunbound alone can take 17 s);
@@ -39,6 +42,11 @@ struct event_base;
 struct as_resolver;
 struct as_dns_req;
 
+/* Upper bound of dns.max_queries, dns.plugin_reserve and a reserve a
+ * plugin asks for. */
+#define AS_DNS_RESERVE_MAX 100000u
+#define AS_DNS_MAX_QUERIES_MAX 1000000u
+
 struct as_resolver_config {
     const char *const *servers;   /* "host:port" or "host" (port 53); may be empty */
     size_t nservers;
@@ -46,7 +54,8 @@ struct as_resolver_config {
     int recursive;                /* full recursion instead of forwarding */
     const char *zone_file;        /* offline mode: answer only from this file */
     double timeout;               /* per-query deadline, seconds */
-    unsigned max_queries;         /* per-task budget */
+    unsigned max_queries;         /* per-task budget shared by all plugins */
+    unsigned plugin_reserve;      /* per-task queries each plugin has for itself */
     size_t cache_entries;         /* 0 disables the cache */
     uint32_t max_ttl;             /* cap on cached TTLs */
     uint32_t negative_ttl;        /* cap on negative caching */

@@ -5,11 +5,15 @@
 #include <event2/event.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include "dns.h"
 #include "engine.h"
@@ -39,8 +43,10 @@ static const struct as_config_key core_keys[] = {
     { "plugins.dir", AS_OPT_STRING, NULL, "directory of plugin shared objects" },
     { "plugins.enable", AS_OPT_LIST, NULL, "load only these plugins" },
     { "plugins.disable", AS_OPT_LIST, NULL, "never load these plugins" },
+    { "plugins.allow_no_auth", AS_OPT_BOOL, "no", "run with no spf, dkim or dmarc plugin" },
     { "rules.dir", AS_OPT_STRING, NULL, "replace the shipped rules with *.conf from here" },
     { "rules.local_dir", AS_OPT_STRING, DEFAULT_LOCAL_RULES, "site overrides, loaded last" },
+    { "rules.allow_unknown_symbols", AS_OPT_BOOL, "no", "keep rules for undeclared symbols" },
     { "lua.dir", AS_OPT_STRING, NULL, "directory of site Lua hooks" },
     { "redis.servers", AS_OPT_LIST, NULL, "Redis host:port for history and counters" },
     { "redis.timeout", AS_OPT_DURATION, "1s", "Redis command deadline" },
@@ -54,6 +60,9 @@ static const struct as_config_key core_keys[] = {
     { "limits.max_connections", AS_OPT_INT, "1024", "connections per worker" },
     { "limits.max_connections_per_ip", AS_OPT_INT, "256",
       "connections from one client address per worker (0: no limit)" },
+    { "poison.enable", AS_OPT_BOOL, "yes", "answer a message that killed a worker unscanned" },
+    { "poison.action", AS_OPT_STRING, "soft_reject", "the answer to such a message" },
+    { "poison.ttl", AS_OPT_DURATION, "1h", "how long such a message is remembered" },
     { "actions.*", AS_OPT_STRING, NULL, "score threshold, or none" },
     { "messages.*", AS_OPT_STRING, NULL, "SMTP reply text per action" },
     { "symbols.*.score", AS_OPT_DOUBLE, NULL, "weight" },
@@ -66,6 +75,8 @@ static const struct as_config_key core_keys[] = {
 static const struct as_symbol_def core_symbols[] = {
     { "AUTHSCAN_TIMEOUT", 0.0, "core",
       "The scan deadline cut plugins short (options: the plugins)", 0 },
+    { "AUTHSCAN_POISON", 0.0, "core",
+      "Not scanned: this message killed a worker before (options: digest, crashes)", 0 },
 };
 
 const char *as_engine_default_config_path(void) { return DEFAULT_CONFIG; }
@@ -178,8 +189,8 @@ static int check_semantics(const struct as_config *cfg, char *err, size_t errlen
 {
     for (size_t i = 0; i < as_config_count(cfg); i++) {
         const struct as_config_entry *e = as_config_at(cfg, i);
+        double d;
         if (strncmp(e->key, "actions.", 8) == 0) {
-            double d;
             if (as_action_parse(e->key + 8) < 0)
                 return as_config_error(err, errlen, e, "unknown action '%s' (actions are "
                                        "greylist, add_header, rewrite_subject, quarantine, "
@@ -199,6 +210,14 @@ static int check_semantics(const struct as_config *cfg, char *err, size_t errlen
                    strcmp(e->value, "syslog") != 0) {
             return as_config_error(err, errlen, e, "bad value '%s' for 'log.target': expected "
                                    "stderr or syslog", e->value);
+        } else if (strcmp(e->key, "poison.action") == 0 && as_action_parse(e->value) < 0) {
+            return as_config_error(err, errlen, e, "bad value '%s' for 'poison.action': expected "
+                                   "an action (soft_reject, reject, greylist, no_action ...)",
+                                   e->value);
+        } else if (strcmp(e->key, "poison.ttl") == 0 &&
+                   (as_parse_duration(e->value, &d) < 0 || d < 1 || d > 7 * 86400)) {
+            return as_config_error(err, errlen, e, "bad value '%s' for 'poison.ttl': expected "
+                                   "1s to 7d", e->value);
         } else if (strcmp(e->key, "workers") == 0 &&
                    (atoll(e->value) < 0 || atoll(e->value) > 256)) {
             return as_config_error(err, errlen, e, "bad value '%s' for 'workers': expected 0 "
@@ -223,7 +242,8 @@ static int check_semantics(const struct as_config *cfg, char *err, size_t errlen
 }
 
 static int build_symbols(struct as_symtab *st, struct as_engine_plugin *pl, size_t np,
-                         const struct as_config *cfg, char *err, size_t errlen)
+                         const struct as_plugins_off *off, const struct as_config *cfg,
+                         char *err, size_t errlen)
 {
     for (size_t i = 0; i < AS_ARRAY_LEN(core_symbols); i++)
         if (as_symtab_declare(st, &core_symbols[i], "core", err, errlen) < 0) return -1;
@@ -231,23 +251,91 @@ static int build_symbols(struct as_symtab *st, struct as_engine_plugin *pl, size
         for (size_t j = 0; j < pl[i].def->nsymbols; j++)
             if (as_symtab_declare(st, &pl[i].def->symbols[j], pl[i].def->name, err, errlen) < 0)
                 return -1;
-    return as_symtab_apply_rules(st, cfg, err, errlen);
+    return as_symtab_apply_rules(st, cfg, off->symbols, off->nsymbols, err, errlen);
 }
 
-int as_engine_check(struct as_config *cfg, char *err, size_t errlen)
+/* The plugins that authenticate the sender (RFC 7208, RFC 6376, RFC 7489).
+ * Without any of them every message, a spoof of a p=reject domain too,
+ * gets "no action" and no symbols, which looks like a healthy scanner: an
+ * empty or wrong plugins directory must stop the start instead. */
+static const char *const auth_plugins[] = { "spf", "dkim", "dmarc" };
+
+static int check_plugin_set(const struct as_config *cfg, const struct as_engine_plugin *pl,
+                            size_t np, const struct as_plugins_off *off, char *err,
+                            size_t errlen)
+{
+    if (as_config_bool(cfg, "plugins.allow_no_auth", 0)) return 0;
+    size_t nauth = 0;
+    const char *missing = NULL;
+    const char *const *enable, *const *disable;
+    size_t nen = as_config_list(cfg, "plugins.enable", &enable);
+    size_t ndis = as_config_list(cfg, "plugins.disable", &disable);
+    for (size_t k = 0; k < AS_ARRAY_LEN(auth_plugins); k++) {
+        size_t i;
+        for (i = 0; i < np; i++)
+            if (strcmp(pl[i].def->name, auth_plugins[k]) == 0) break;
+        if (i < np)
+            nauth++;
+        else if (!nen && !as_plugins_off_has((char *const *)disable, ndis, auth_plugins[k]) &&
+                 !missing)
+            missing = auth_plugins[k];    /* absent, and nobody said so */
+    }
+    if (nauth && missing) {
+        /* A plugins directory that lost dmarc.so (a wrong path, a partial
+         * deploy) would answer every spoof with the other plugins' weights
+         * alone: absent must be a decision, not an accident. */
+        return as_config_error(err, errlen, as_config_find(cfg, "plugins.dir"),
+                               "authentication plugin '%s' is not in %s: install it, or "
+                               "switch it off with plugins.disable = %s (or set "
+                               "plugins.allow_no_auth = yes)", missing,
+                               as_engine_plugins_dir(cfg), missing);
+    }
+    if (nauth) return 0;
+    struct sbuf have = {0};
+    for (size_t i = 0; i < np; i++) sbuf_printf(&have, "%s%s", i ? ", " : "", pl[i].def->name);
+    const char *dir = as_engine_plugins_dir(cfg);
+    int switched_off = 0;
+    for (size_t k = 0; k < AS_ARRAY_LEN(auth_plugins); k++)
+        if (as_plugins_off_has(off->names, off->nnames, auth_plugins[k])) switched_off = 1;
+    /* point at the line that did it: plugins.enable/disable, else plugins.dir */
+    const struct as_config_entry *e = NULL;
+    if (switched_off) {
+        e = as_config_find(cfg, "plugins.enable");
+        if (!e || as_config_list(cfg, "plugins.enable", NULL) == 0)
+            e = as_config_find(cfg, "plugins.disable");
+    } else {
+        e = as_config_find(cfg, "plugins.dir");
+    }
+    int rc = as_config_error(err, errlen, e, "no authentication plugin (spf, dkim, dmarc) is "
+                             "loaded from %s (loaded: %s%s): every message would get 'no "
+                             "action'; fix %s, or set plugins.allow_no_auth = yes to run "
+                             "without them", dir, have.len ? have.data : "none",
+                             switched_off ? "; the others are switched off by the config" : "",
+                             switched_off ? "plugins.enable / plugins.disable"
+                                          : "the plugins directory (plugins.dir, --plugins-dir)");
+    sbuf_free(&have);
+    return rc;
+}
+
+/* as_engine_check() in this process: loads the plugins here. */
+static int check_here(struct as_config *cfg, char *err, size_t errlen)
 {
     struct as_engine_plugin *pl = NULL;
+    struct as_plugins_off off;
     size_t np = 0;
-    if (as_plugins_load(as_engine_plugins_dir(cfg), cfg, &pl, &np, err, errlen) < 0) return -1;
+    if (as_plugins_load(as_engine_plugins_dir(cfg), cfg, &pl, &np, &off, err, errlen) < 0)
+        return -1;
     int rc = as_plugins_apply_defaults(pl, np, cfg, err, errlen);
     if (rc == 0) rc = check_all_keys(cfg, pl, np, err, errlen);
     if (rc == 0) rc = check_semantics(cfg, err, errlen);
+    if (rc == 0) rc = check_plugin_set(cfg, pl, np, &off, err, errlen);
     if (rc == 0) {
         struct as_symtab *st = as_symtab_new();
-        rc = build_symbols(st, pl, np, cfg, err, errlen);
+        rc = build_symbols(st, pl, np, &off, cfg, err, errlen);
         if (rc == 0) {
             /* settings profiles name plugins and symbols: check them too */
-            struct as_engine tmp = { .cfg = cfg, .symtab = st, .plugins = pl, .nplugins = np };
+            struct as_engine tmp = { .cfg = cfg, .symtab = st, .plugins = pl, .nplugins = np,
+                                     .off = off };
             as_actions_from_config(&tmp.actions, cfg);
             rc = as_settings_build(&tmp, err, errlen);
             as_settings_free(&tmp);
@@ -266,6 +354,99 @@ int as_engine_check(struct as_config *cfg, char *err, size_t errlen)
         event_base_free(base);
     }
     as_plugins_unload(pl, np);
+    as_plugins_off_free(&off);
+    return rc;
+}
+
+/* What the checking child leaves in a shared page for its parent. */
+struct check_report {
+    char loading[1024];   /* the plugin file being mapped, "" between files */
+    char err[1024];
+    int done;             /* the child finished the check (rc is valid) */
+    int rc;
+};
+
+/* A plugin whose loading hangs (a constructor that blocks) must not hang
+ * the master: the check is given this long. */
+#define CHECK_TIMEOUT 60.0
+
+/* The master never maps a plugin file itself: loading one runs its
+ * constructors, and ld.so maps the segments as the headers say, so a file
+ * truncated or rewritten under it (SIGBUS), a constructor that crashes or
+ * calls exit() would take the master down, and every worker with it.
+ * The whole check runs in a child; the parent reads the verdict, or
+ * which file the child was loading when it died. */
+int as_engine_check(struct as_config *cfg, char *err, size_t errlen)
+{
+    struct check_report *r = mmap(NULL, sizeof *r, PROT_READ | PROT_WRITE,
+                                  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (r == MAP_FAILED) {
+        snprintf(err, errlen, "cannot check the configuration: mmap: %s", strerror(errno));
+        return -1;
+    }
+    memset(r, 0, sizeof *r);
+    fflush(NULL);   /* or the child's exit() could write buffered output twice */
+    pid_t pid = fork();
+    if (pid < 0) {
+        snprintf(err, errlen, "cannot check the configuration: fork: %s", strerror(errno));
+        munmap(r, sizeof *r);
+        return -1;
+    }
+    if (pid == 0) {
+        /* The master's handlers would wake its event loop through fds this
+         * child shares: take the default actions. */
+        static const int sigs[] = { SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGCHLD };
+        for (size_t i = 0; i < AS_ARRAY_LEN(sigs); i++) signal(sigs[i], SIG_DFL);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        as_plugins_track(r->loading, sizeof r->loading);
+        r->rc = check_here(cfg, r->err, sizeof r->err);
+        r->done = 1;
+        _exit(0);
+    }
+    int status = 0, timed_out = 0;
+    double deadline = as_now() + CHECK_TIMEOUT;
+    for (;;) {
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        if (w == pid) break;
+        if (w < 0 && errno != EINTR) {
+            snprintf(err, errlen, "cannot check the configuration: waitpid: %s",
+                     strerror(errno));
+            munmap(r, sizeof *r);
+            return -1;
+        }
+        if (as_now() > deadline) {
+            kill(pid, SIGKILL);
+            while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+            timed_out = 1;
+            break;
+        }
+        struct timespec ts = { 0, 5 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+    }
+    int rc = -1;
+    char how[96];
+    if (timed_out) snprintf(how, sizeof how, "did not finish in %.0f s", CHECK_TIMEOUT);
+    else if (WIFSIGNALED(status))
+        snprintf(how, sizeof how, "was killed by signal %d (%s)", WTERMSIG(status),
+                 strsignal(WTERMSIG(status)));
+    else snprintf(how, sizeof how, "exited with status %d before finishing",
+                  WEXITSTATUS(status));
+    r->loading[sizeof r->loading - 1] = '\0';
+    r->err[sizeof r->err - 1] = '\0';
+    if (r->done && !timed_out) {
+        rc = r->rc < 0 ? -1 : 0;
+        if (rc < 0) as_strlcpy(err, r->err, errlen);
+    } else if (r->loading[0]) {
+        snprintf(err, errlen, "plugin %s: the process checking it %s while loading it (its "
+                 "initialisation code crashes, exits or hangs, or the file changed while it "
+                 "was being loaded)", r->loading, how);
+    } else {
+        snprintf(err, errlen, "the process checking the configuration and plugins %s (a "
+                 "plugin file changed while in use?)", how);
+    }
+    munmap(r, sizeof *r);
     return rc;
 }
 
@@ -296,10 +477,11 @@ struct as_engine *as_engine_new(struct event_base *base, struct as_config *cfg, 
     }
     snprintf(e->id_prefix, sizeof e->id_prefix, "%02x%02x%02x", rnd[0], rnd[1], rnd[2]);
 
-    if (as_plugins_load(as_engine_plugins_dir(cfg), cfg, &e->plugins, &e->nplugins, err,
-                        errlen) < 0 ||
+    if (as_plugins_load(as_engine_plugins_dir(cfg), cfg, &e->plugins, &e->nplugins, &e->off,
+                        err, errlen) < 0 ||
         as_plugins_apply_defaults(e->plugins, e->nplugins, cfg, err, errlen) < 0 ||
-        build_symbols(e->symtab, e->plugins, e->nplugins, cfg, err, errlen) < 0)
+        check_plugin_set(cfg, e->plugins, e->nplugins, &e->off, err, errlen) < 0 ||
+        build_symbols(e->symtab, e->plugins, e->nplugins, &e->off, cfg, err, errlen) < 0)
         goto fail;
     e->sym_timeout = as_symtab_find(e->symtab, "AUTHSCAN_TIMEOUT");
     as_actions_from_config(&e->actions, cfg);
@@ -333,6 +515,7 @@ void as_engine_free(struct as_engine *e)
     if (!e) return;
     as_settings_free(e);
     as_plugins_unload(e->plugins, e->nplugins);
+    as_plugins_off_free(&e->off);
     as_resolver_free(e->resolver);
     as_symtab_free(e->symtab);
     as_config_free(e->cfg);

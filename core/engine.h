@@ -46,12 +46,14 @@ struct as_limits {
 struct as_plugin_ctx {
     struct as_engine *engine;
     const struct as_plugin *def;
+    unsigned dns_reserve;         /* as_plugin_dns_reserve() */
     char error[512];
 };
 
 struct as_engine_plugin {
     const struct as_plugin *def;
     void *dl;                     /* dlopen handle */
+    int fd;                       /* the file dl maps, open while loaded */
     char *path;
     void *state;                  /* from init() */
     int initialized;
@@ -60,11 +62,22 @@ struct as_engine_plugin {
     struct as_plugin_ctx ctx;
 };
 
+/* Plugins in the directory that plugins.enable / plugins.disable switch
+ * off, and the symbols they declare: rules and Settings-ID profiles may
+ * name them (they are ignored) without being errors. */
+struct as_plugins_off {
+    char **names;
+    size_t nnames;
+    char **symbols;
+    size_t nsymbols;
+};
+
 struct as_engine_stats {
     uint64_t scanned;
     uint64_t actions[AS_ACTION__COUNT];
     uint64_t timeouts;
     uint64_t errors;              /* requests answered with an error */
+    uint64_t poison;              /* answered unscanned: poison.h */
 };
 
 struct as_engine {
@@ -75,6 +88,7 @@ struct as_engine {
     struct as_limits limits;
     struct as_engine_plugin *plugins;   /* in dependency order */
     size_t nplugins;
+    struct as_plugins_off off;          /* switched off by the config */
     struct as_resolver *resolver;
     struct as_settings *settings;       /* Settings-ID profiles */
     size_t nsettings;
@@ -92,8 +106,13 @@ struct as_engine {
 struct as_config *as_engine_load_config(const char *path, char *err, size_t errlen);
 
 /* Validates cfg completely, loading the plugins' shared objects to learn
- * their options and symbols (then unloading them).  Used by the master and
- * by --check-config.  Returns 0 or -1 with "file:line: message" in err. */
+ * their options and symbols, in a child process: a plugin file that
+ * crashes, exits or hangs while loaded fails the check (naming the file)
+ * instead of killing the caller.  Refuses a plugin set without spf, dkim
+ * or dmarc (unless plugins.allow_no_auth) and rules for undeclared
+ * symbols (see symbols.h).  Used by the master (start, reload), by
+ * --check-config and by the CLI.  cfg is not changed (plugin defaults are
+ * applied in the child).  Returns 0 or -1 with "file:line: message". */
 int as_engine_check(struct as_config *cfg, char *err, size_t errlen);
 
 /* Builds an engine on base.  Takes ownership of cfg even on failure. */

@@ -17,6 +17,7 @@
 #include "listen.h"
 #include "log.h"
 #include "master.h"
+#include "poison.h"
 #include "util.h"
 #include "worker.h"
 
@@ -59,6 +60,7 @@ struct master {
     struct event *respawn_ev;
     struct event *stop_timer;
     int exit_status;
+    struct as_poison *poison;     /* shared with the workers: one slot per children[] */
 };
 
 struct as_config *as_master_load(const struct as_master_options *opts, char *err, size_t errlen)
@@ -176,6 +178,8 @@ static int spawn(struct master *m, int gen, int index)
 {
     struct child *c = free_slot(m);
     if (!c) return -1;
+    size_t slot = (size_t)(c - m->children);
+    as_poison_slot_reset(m->poison, slot);
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0) {
         as_log(AS_LOG_ERR, "socketpair: %s", strerror(errno));
@@ -215,6 +219,7 @@ static int spawn(struct master *m, int gen, int index)
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
+        as_poison_attach(m->poison, slot);
         as_worker_main(m->cfg, fds, nfds, sv[1], index);
     }
     close(sv[1]);
@@ -331,6 +336,34 @@ static void schedule_respawn(struct master *m, double delay)
     evtimer_add(m->respawn_ev, &tv);
 }
 
+/* Signals that mean the worker faulted, not that someone stopped it
+ * (SIGKILL from an operator or the OOM killer, SIGTERM). */
+static int fault_signal(int sig)
+{
+    return sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE ||
+           sig == SIGABRT || sig == SIGSYS || sig == SIGTRAP;
+}
+
+/* Moves what the dead worker had in flight into the poison table (when it
+ * faulted) and logs it.  Returns 1 if it was scanning. */
+static int record_crash(struct master *m, struct child *c, int status)
+{
+    int fault = WIFSIGNALED(status) ? fault_signal(WTERMSIG(status)) : WEXITSTATUS(status) != 0;
+    if (!as_config_bool(m->cfg, "poison.enable", 1)) fault = 0;
+    double ttl = as_config_duration(m->cfg, "poison.ttl", 3600);
+    struct as_poison_report rep;
+    as_poison_record_crash(m->poison, (size_t)(c - m->children), fault, as_now(), ttl, &rep);
+    if (fault && (rep.inflight || rep.running)) {
+        char hex[17] = "";
+        if (rep.running) as_poison_hex(rep.running, hex);
+        as_log(AS_LOG_ERR, "worker#%d (pid %d) died with %zu scan(s) in flight%s%s%s; "
+               "%zu message(s) now answered unscanned for %.0fs (poison.action)", c->index,
+               (int)c->pid, rep.inflight, rep.overflow ? " (more than listed)" : "",
+               rep.running ? ", running message " : "", hex, rep.poisoned, ttl);
+    }
+    return rep.inflight || rep.running;
+}
+
 static void reap(struct master *m)
 {
     int status;
@@ -347,7 +380,11 @@ static void reap(struct master *m)
         int expected = c->draining || m->stopping;
         as_log(expected ? AS_LOG_INFO : AS_LOG_ERR, "worker#%d (pid %d, generation %d) %s",
                c->index, (int)pid, c->gen, how);
-        int gen = c->gen, was_ready = c->ready;
+        /* a draining worker's in-flight messages count too */
+        int scanning = record_crash(m, c, status);
+        /* a scanning worker was ready, even if its byte saying so is
+         * still unread in the socket */
+        int gen = c->gen, was_ready = c->ready || scanning, index = c->index;
         double lived = as_now() - c->started;
         close_child_sock(c);
         memset(c, 0, sizeof *c);
@@ -373,6 +410,15 @@ static void reap(struct master *m)
         if (WIFEXITED(status) && WEXITSTATUS(status) == AS_WORKER_EXIT_CONFIG && !was_ready) {
             as_log(AS_LOG_ERR, "worker cannot start with this configuration; not restarting");
             m->exit_status = 1;
+            continue;
+        }
+        if (scanning) {
+            /* A worker that died in the middle of scans did start: it is
+             * not a crash loop, and the poison table keeps the message
+             * that killed it (and the requests its departed clients left
+             * in the accept queue) from killing the next one.  Replace it
+             * at once; the back-off is for workers that fail to start. */
+            if (spawn(m, m->gen, index) < 0) schedule_respawn(m, 0.1);
             continue;
         }
         /* Crash loop protection: back off while workers die young. */
@@ -507,6 +553,12 @@ int as_master_run(struct as_config *cfg, const struct as_master_options *opts)
         as_log(AS_LOG_ERR, "%s", err);
         goto fail;
     }
+    /* before any fork: every worker inherits the same mapping and key */
+    m->poison = as_poison_new(AS_ARRAY_LEN(m->children), err, sizeof err);
+    if (!m->poison) {
+        as_log(AS_LOG_ERR, "%s", err);
+        goto fail;
+    }
     if (!opts->foreground && daemonize() < 0) {
         as_log(AS_LOG_ERR, "cannot daemonize: %s", strerror(errno));
         goto fail;
@@ -541,12 +593,14 @@ int as_master_run(struct as_config *cfg, const struct as_master_options *opts)
     if (pidf) unlink(pidf);
     as_config_free(m->cfg);
     as_config_free(m->prev_cfg);
+    as_poison_free(m->poison);
     free(m);
     as_log(AS_LOG_NOTICE, "stopped");
     return status;
 
 fail:   /* nothing started yet: give back what open_listeners() got */
     for (int i = 0; i < m->nlisteners; i++) listener_close(&m->listeners[i]);
+    as_poison_free(m->poison);
     as_config_free(m->cfg);
     free(m);
     return 1;

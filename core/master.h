@@ -3,8 +3,10 @@
  *
  * The master validates the configuration, opens the listening sockets,
  * forks the workers and then only supervises:
- *   SIGCHLD  a worker of the current generation that dies is restarted
- *            (with a growing delay if workers keep dying right after start);
+ *   SIGCHLD  a worker of the current generation that dies is restarted:
+ *            at once if it died with scans in flight (its messages go
+ *            into the poison table, poison.h), else with a growing delay
+ *            if workers keep dying right after start;
  *   SIGHUP   reload: the configuration, rules and plugins are read and
  *            checked again; if they are valid a new generation of workers
  *            is started from them, and once every new worker has reported

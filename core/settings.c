@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "engine.h"
+#include "plugins.h"
 #include "settings.h"
 #include "util.h"
 
@@ -51,12 +52,17 @@ int as_settings_build(struct as_engine *e, char *err, size_t errlen)
                     size_t p;
                     for (p = 0; p < e->nplugins; p++)
                         if (strcmp(e->plugins[p].def->name, items[k]) == 0) break;
+                    if (p == e->nplugins &&
+                        as_plugins_off_has(e->off.names, e->off.nnames, items[k]))
+                        continue;   /* already off for every request */
                     if (p == e->nplugins)
                         return as_config_error(err, errlen, ent, "settings %s: no plugin named "
                                                "'%s' is loaded", s->id, items[k]);
                     s->plugin_off[p] = 1;
                 } else {
                     const struct as_symbol *sym = as_symtab_find(e->symtab, items[k]);
+                    if (!sym && as_plugins_off_has(e->off.symbols, e->off.nsymbols, items[k]))
+                        continue;
                     if (!sym)
                         return as_config_error(err, errlen, ent, "settings %s: unknown symbol "
                                                "'%s'", s->id, items[k]);

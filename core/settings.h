@@ -12,6 +12,8 @@
  * A plugin whose dependency is disabled still runs and sees no typed
  * result from it (DMARC with SPF disabled evaluates DKIM alone).  An
  * unknown Settings-ID is logged and the defaults apply, as in rspamd.
+ * A profile may name the plugins (and their symbols) that plugins.enable
+ * or plugins.disable switch off for every request: they are already off.
  */
 #ifndef AS_SETTINGS_H
 #define AS_SETTINGS_H
@@ -30,8 +32,8 @@ struct as_settings {
 };
 
 /* Builds the profiles from "settings.*" keys for an engine whose plugins
- * and symbols are loaded.  Unknown plugin or symbol names are errors with
- * file and line.  Returns 0 or -1. */
+ * and symbols are loaded.  Unknown plugin or symbol names (neither loaded
+ * nor in e->off) are errors with file and line.  Returns 0 or -1. */
 int as_settings_build(struct as_engine *e, char *err, size_t errlen);
 void as_settings_free(struct as_engine *e);
 const struct as_settings *as_settings_find(const struct as_engine *e, const char *id);

@@ -135,10 +135,18 @@ const struct as_symbol *as_symtab_at(const struct as_symtab *st, size_t i)
     return i < st->n ? st->syms[i] : NULL;
 }
 
-int as_symtab_apply_rules(struct as_symtab *st, const struct as_config *cfg,
-                          char *err, size_t errlen)
+static int in_names(char *const *v, size_t n, const char *name)
 {
-    static const char pfx[] = "symbols.";
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(v[i], name) == 0) return 1;
+    return 0;
+}
+
+int as_symtab_apply_rules(struct as_symtab *st, const struct as_config *cfg,
+                          char *const *off, size_t noff, char *err, size_t errlen)
+{
+    static const char pfx[] = "symbols.", shipped[] = "<shipped>/";
+    int allow = as_config_bool(cfg, "rules.allow_unknown_symbols", 0);
     for (size_t i = 0; i < as_config_count(cfg); i++) {
         const struct as_config_entry *e = as_config_at(cfg, i);
         if (strncmp(e->key, pfx, sizeof pfx - 1) != 0) continue;
@@ -161,6 +169,18 @@ int as_symtab_apply_rules(struct as_symtab *st, const struct as_config *cfg,
         }
         struct as_symbol *s = (struct as_symbol *)as_symtab_find(st, sname);
         if (!s) {
+            /* A switched-off plugin's symbol never fires: its rules are moot.
+             * The shipped rules cover every shipped plugin, present or not;
+             * a site that runs without one must not have to edit them. */
+            if (in_names(off, noff, sname) || strncmp(e->file, shipped, sizeof shipped - 1) == 0)
+                continue;
+            /* Scoring a symbol nothing emits is a typo or a missing plugin,
+             * and the verdict silently loses the weight the site meant. */
+            if (!allow)
+                return as_config_error(err, errlen, e, "rule for symbol %s, which no loaded "
+                                       "plugin declares (a typo, or its plugin is missing "
+                                       "from the plugins directory; rules.allow_unknown_"
+                                       "symbols = yes keeps such rules)", sname);
             s = add(st, sname);
             set_str(&s->group, "unknown");
             as_log(AS_LOG_WARN, "%s:%d: rule for symbol %s that no loaded plugin declares",

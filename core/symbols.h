@@ -8,9 +8,12 @@
  *     [symbols.R_SPF_ALLOW]
  *     score = -0.2
  *
- * A rule for a symbol no plugin declares is kept (so a site can score a
- * symbol of a plugin it loads later) but reported at startup with its
- * file and line, because it is usually a typo.
+ * A rule for a symbol that no loaded plugin declares is an error with its
+ * file and line (a typo, or a plugin missing from the plugins directory:
+ * either way the weight the site meant is lost), unless the symbol
+ * belongs to a plugin the config switches off, or the rule is a shipped
+ * one (those cover every shipped plugin), or rules.allow_unknown_symbols
+ * is set (then it is kept with a warning).
  *
  * Ownership: the table owns every name and string in it; it lives as long
  * as the engine.
@@ -44,10 +47,11 @@ const struct as_symbol *as_symtab_find(const struct as_symtab *st, const char *n
 size_t as_symtab_count(const struct as_symtab *st);
 const struct as_symbol *as_symtab_at(const struct as_symtab *st, size_t i);
 
-/* Applies "symbols.NAME.*" entries from cfg.  Unknown symbols are added
- * (score only) and logged as warnings with file:line. */
+/* Applies "symbols.NAME.*" entries from cfg; rules for the symbols in
+ * off[0..noff) (switched-off plugins') are skipped.  See above for the
+ * rest; returns 0 or -1 with "file:line: message" in err. */
 int as_symtab_apply_rules(struct as_symtab *st, const struct as_config *cfg,
-                          char *err, size_t errlen);
+                          char *const *off, size_t noff, char *err, size_t errlen);
 
 /* Action thresholds ("actions.reject = 15"); a negative or unset
  * threshold disables score-based selection of that action. */

@@ -24,6 +24,7 @@
 #include "dns.h"
 #include "engine.h"
 #include "log.h"
+#include "poison.h"
 #include "pool.h"
 #include "settings.h"
 #include "task.h"
@@ -96,6 +97,8 @@ struct as_task {
     struct as_verdict verdict;
     void *dns_slot;
     const struct as_settings *settings;   /* Settings-ID profile, or NULL */
+    uint64_t digest;              /* poison.h identity, 0 if none */
+    int skip;                     /* answer without running any plugin */
 };
 
 /* Grows a pool-allocated array: pool memory cannot be realloc'ed, so the
@@ -150,10 +153,24 @@ static void cancel_ops(struct as_task *t)
 void as_task_free(struct as_task *t)
 {
     if (!t) return;
+    /* cancel hooks and pool destroy hooks are plugin and library code
+     * (dkim_free), still this message's */
+    uint64_t mark = as_task_enter(t);
     cancel_ops(t);
     event_free(t->step_ev);
     event_free(t->deadline_ev);
     as_pool_destroy(t->pool);
+    as_task_leave(mark);
+}
+
+void as_task_set_digest(struct as_task *t, uint64_t digest) { t->digest = digest; }
+uint64_t as_task_enter(const struct as_task *t) { return as_poison_enter(t->digest); }
+void as_task_leave(uint64_t mark) { as_poison_leave(mark); }
+
+void as_task_skip(struct as_task *t)
+{
+    t->skip = 1;
+    t->verdict.is_skipped = 1;
 }
 
 struct as_envelope *as_task_envelope_mut(struct as_task *t) { return &t->env; }
@@ -413,6 +430,11 @@ void as_task_async_enter(struct as_task *t, struct as_async *op)
     if (op && op->active) t->current = op->plugin;
 }
 
+size_t as_task_current_plugin(const struct as_task *t)
+{
+    return t->current;
+}
+
 void as_task_async_end(struct as_task *t, struct as_async *op)
 {
     if (!op || !op->active) return;
@@ -512,7 +534,7 @@ static void step(struct as_task *t)
                 r->state = PS_DONE;
                 progress = 1;
             }
-            if (r->state == PS_IDLE && t->settings && t->settings->plugin_off[i]) {
+            if (r->state == PS_IDLE && (t->skip || (t->settings && t->settings->plugin_off[i]))) {
                 r->state = PS_SKIPPED;
                 progress = 1;
             }
@@ -538,7 +560,9 @@ static void step_cb(evutil_socket_t fd, short what, void *arg)
 {
     AS_UNUSED(fd);
     AS_UNUSED(what);
-    step(arg);
+    uint64_t mark = as_task_enter(arg);
+    step(arg);   /* may finish and free the task: arg is not touched after */
+    as_task_leave(mark);
 }
 
 static void deadline_cb(evutil_socket_t fd, short what, void *arg)
@@ -547,6 +571,7 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
     AS_UNUSED(what);
     struct as_task *t = arg;
     struct as_engine *e = t->e;
+    uint64_t mark = as_task_enter(t);
     const char *late[64];
     size_t nlate = 0;
     for (size_t i = 0; i < e->nplugins; i++) {
@@ -561,6 +586,7 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
     t->verdict.timed_out = 1;
     if (e->sym_timeout) as_task_add_symbolv(t, e->sym_timeout->name, 1.0, late, nlate);
     finish(t);
+    as_task_leave(mark);
 }
 
 void as_task_run(struct as_task *t, as_task_done_cb done, void *arg)

@@ -22,6 +22,7 @@
 #define AS_TASK_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "authscan/plugin.h"
 #include "message.h"
 
@@ -73,6 +74,17 @@ enum as_msg_error as_task_set_message(struct as_task *t, const char *data, size_
 typedef void (*as_task_done_cb)(struct as_task *t, void *arg);
 void as_task_run(struct as_task *t, as_task_done_cb done, void *arg);
 
+/* Before as_task_run: answer without running any plugin (the verdict is
+ * what the forces and symbols added by the caller make, is_skipped set). */
+void as_task_skip(struct as_task *t);
+
+/* Crash attribution (poison.h): the message's digest, and the mark around
+ * every piece of code run for this task from the event loop.  enter
+ * returns the previous mark for leave (marks nest). */
+void as_task_set_digest(struct as_task *t, uint64_t digest);
+uint64_t as_task_enter(const struct as_task *t);
+void as_task_leave(uint64_t mark);
+
 const struct as_verdict *as_task_verdict(const struct as_task *t);
 size_t as_task_symbol_count(const struct as_task *t);
 const struct as_task_symbol *as_task_symbol_at(const struct as_task *t, size_t i);
@@ -92,5 +104,9 @@ void **as_task_dns_slot(struct as_task *t);
  * that began op the current one, so operations started from the callback
  * are counted against it.  Follow the callback with as_task_async_end(). */
 void as_task_async_enter(struct as_task *t, struct as_async *op);
+/* The plugin whose code runs now (its scan() or a completion callback of
+ * an operation it began), as an index into the engine's plugins; SIZE_MAX
+ * outside any plugin.  The DNS budget is accounted per plugin with it. */
+size_t as_task_current_plugin(const struct as_task *t);
 
 #endif

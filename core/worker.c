@@ -12,6 +12,7 @@
 #include "engine.h"
 #include "http.h"
 #include "log.h"
+#include "poison.h"
 #include "proto.h"
 #include "task.h"
 #include "worker.h"
@@ -24,12 +25,15 @@ struct worker {
     struct event *sig_term, *sig_quit, *parent_ev, *force_exit;
     int draining;
     int shut;              /* listening sockets shut down (final stop) */
+    int poison_enable;
+    enum as_action poison_action;
 };
 
 struct scan_req {
     struct worker *w;
     struct as_http_conn *conn;
     struct as_task *task;
+    int inflight;                 /* as_poison_track handle */
 };
 
 static void reply_text(struct as_http_conn *c, int status, const char *type, struct sbuf *b)
@@ -76,7 +80,9 @@ static void scan_done(struct as_task *t, void *arg)
     reply_text(r->conn, 200, "application/json", &b);
     sbuf_free(&b);
     log_verdict(t);
+    int inflight = r->inflight;
     as_task_free(t);   /* r lives in the task pool: gone now */
+    as_poison_untrack(inflight);   /* after the teardown, which is this message's too */
 }
 
 static void scan_abandoned(void *arg)
@@ -84,7 +90,31 @@ static void scan_abandoned(void *arg)
     struct scan_req *r = arg;
     as_task_log(r->task, AS_LOG_NOTICE, "client went away after %.3fms; scan cancelled",
                 as_task_elapsed(r->task) * 1000);
+    int inflight = r->inflight;
     as_task_free(r->task);
+    as_poison_untrack(inflight);
+}
+
+/* The message killed a worker before (poison.h): answer it without
+ * running a plugin, instead of killing this worker too. */
+static void answer_poison(struct worker *w, struct as_task *t, uint64_t digest,
+                          const struct as_poison_entry *pe)
+{
+    char hex[17], crashes[32];
+    as_poison_hex(digest, hex);
+    snprintf(crashes, sizeof crashes, "crashes=%u", pe->crashes);
+    const char *why = (pe->flags & AS_POISON_CULPRIT) ? "its scan was running"
+                      : (pe->flags & AS_POISON_SOLE) ? "it was the only scan in flight"
+                      : "it was in flight at several crashes";
+    as_task_add_symbol(t, "AUTHSCAN_POISON", 1.0, hex, crashes, (const char *)NULL);
+    /* above every plugin and site force: nothing else runs anyway */
+    as_task_force_action(t, w->poison_action, AS_FORCE_EXACT, AS_PRIO_SITE + 1, NULL,
+                         "poison");
+    as_task_skip(t);
+    w->engine->stats.poison++;
+    as_task_log(t, AS_LOG_WARN, "message %s killed a worker before (%s; crashes=%u): answered "
+                "'%s' without scanning (poison.action)", hex, why, pe->crashes,
+                as_action_name(w->poison_action));
 }
 
 static void write_stat(struct worker *w, struct sbuf *b)
@@ -92,17 +122,19 @@ static void write_stat(struct worker *w, struct sbuf *b)
     const struct as_engine_stats *st = &w->engine->stats;
     struct as_resolver_stats ds;
     as_resolver_get_stats(w->engine->resolver, &ds);
-    sbuf_printf(b, "{\"pid\":%d,\"scanned\":%llu,\"errors\":%llu,\"timeouts\":%llu,\"actions\":{",
+    sbuf_printf(b, "{\"pid\":%d,\"scanned\":%llu,\"errors\":%llu,\"timeouts\":%llu,"
+                "\"poison\":%llu,\"actions\":{",
                 (int)getpid(), (unsigned long long)st->scanned, (unsigned long long)st->errors,
-                (unsigned long long)st->timeouts);
+                (unsigned long long)st->timeouts, (unsigned long long)st->poison);
     for (int a = 0; a < AS_ACTION__COUNT; a++)
         sbuf_printf(b, "%s\"%s\":%llu", a ? "," : "", as_action_name((enum as_action)a),
                     (unsigned long long)st->actions[a]);
     sbuf_printf(b, "},\"dns\":{\"queries\":%llu,\"cache_hits\":%llu,\"dedup_hits\":%llu,"
-                "\"sent\":%llu,\"timeouts\":%llu,\"failures\":%llu}}\n",
+                "\"sent\":%llu,\"timeouts\":%llu,\"failures\":%llu,\"budget_exhausted\":%llu}}\n",
                 (unsigned long long)ds.queries, (unsigned long long)ds.cache_hits,
                 (unsigned long long)ds.dedup_hits, (unsigned long long)ds.sent,
-                (unsigned long long)ds.timeouts, (unsigned long long)ds.failures);
+                (unsigned long long)ds.timeouts, (unsigned long long)ds.failures,
+                (unsigned long long)ds.budget_exhausted);
 }
 
 static int path_is(const char *path, const char *want)
@@ -135,19 +167,36 @@ static void handle_request(struct as_http_conn *c, const struct as_http_request 
         reply_error(w, c, 405, "/checkv2 takes POST with the message as body");
         return;
     }
+    /* From here until its task is freed the message is listed as in flight
+     * in this worker's poison slot, and marked while its code runs: if the
+     * worker dies, the master knows which message to blame.  With
+     * poison.enable off the list only tells the master that the worker was
+     * scanning (1 stands for any message). */
+    struct as_poison *pz = as_poison_self();
+    uint64_t digest = !pz ? 0 : w->poison_enable ? as_poison_digest(pz, req->body, req->body_len)
+                                                 : 1;
+    int inflight = as_poison_track(digest);
     struct as_task *t = as_task_new(w->engine);
+    as_task_set_digest(t, digest);
+    uint64_t mark = as_task_enter(t);
     char err[256] = "";
     int status = as_proto_fill_task(t, req, err, sizeof err);
+    as_task_leave(mark);
     if (status) {
         as_task_log(t, AS_LOG_NOTICE, "rejected request from %s: %s", req->peer, err);
         as_task_free(t);
+        as_poison_untrack(inflight);
         reply_error(w, c, status, err);
         return;
     }
+    struct as_poison_entry pe;
+    if (w->poison_enable && as_poison_lookup(pz, digest, as_now(), &pe))
+        answer_poison(w, t, digest, &pe);
     struct scan_req *r = as_pool_alloc(as_task_pool(t), sizeof *r);
     r->w = w;
     r->conn = c;
     r->task = t;
+    r->inflight = inflight;
     as_http_conn_on_close(c, scan_abandoned, r);
     as_task_run(t, scan_done, r);
 }
@@ -230,6 +279,9 @@ void as_worker_main(struct as_config *cfg, const int *fds, size_t nfds, int read
         as_log(AS_LOG_ERR, "%s", err);
         _exit(AS_WORKER_EXIT_CONFIG);
     }
+    w.poison_enable = as_config_bool(cfg, "poison.enable", 1);
+    int pa = as_action_parse(as_config_str(cfg, "poison.action", "soft_reject"));
+    w.poison_action = pa < 0 ? AS_ACTION_SOFT_REJECT : (enum as_action)pa;   /* checked at load */
     struct as_http_limits lim = {
         /* One Rcpt header per recipient: Postfix accepts 1000 recipients per
          * message by default (smtpd_recipient_limit), so leave room. */

@@ -37,6 +37,7 @@
 #include "authscan/dkim.h"
 #include "authscan/plugin.h"
 #include "dkim_keys.h"
+#include "dkim_screen.h"
 #include "dkim_tags.h"
 
 /* ---- configuration -------------------------------------------------- */
@@ -102,8 +103,9 @@ struct dmsg {
     struct as_task *t;
     struct dkim_state *st;
     DKIM *d;
-    const struct as_header **hdrs;  /* the DKIM-Signature fields, in order */
+    struct dkim_field **hdrs;     /* the DKIM-Signature fields reported, in order */
     size_t nhdrs;
+    size_t nheld;                 /* of those, the ones libopendkim holds */
     struct dsig *sigs;
     struct as_dkim_sig *out;
     size_t nsigs;                 /* evaluated */
@@ -116,7 +118,6 @@ struct dmsg {
     const char *body;             /* the body as hashed (CRLF) */
     size_t body_len;
     const char *lib_error;        /* libopendkim failed for the whole message */
-    int lib_error_temp;
 };
 
 static void decide(struct dsig *s, enum as_dkim_res r, const char *reason)
@@ -212,13 +213,18 @@ static void sig_setup(struct dmsg *m, struct dsig *s, size_t idx)
 {
     struct as_pool *p = as_task_pool(m->t);
     struct as_dkim_sig *o = s->out;
-    const struct as_header *h = idx < m->nhdrs ? m->hdrs[idx] : NULL;
+    const struct dkim_field *h = idx < m->nhdrs ? m->hdrs[idx] : NULL;
     struct dkim_taglist tl;
     const char *err = NULL;
     int own_ok = 0;
+    const char *val = NULL;
+    size_t vlen = 0;
 
     if (h) {
-        own_ok = dkimtag_parse(h->value.ptr, h->value.len, &tl, &err) == 0;
+        const char *colon = memchr(h->p, ':', h->n);   /* the screen found it */
+        val = colon + 1;
+        vlen = h->n - (size_t)(val - h->p);
+        own_ok = dkimtag_parse(val, vlen, &tl, &err) == 0;
         if (own_ok) {
             const struct dkim_slice *v;
             if ((v = dkimtag_get(&tl, "d")))
@@ -238,36 +244,19 @@ static void sig_setup(struct dmsg *m, struct dsig *s, size_t idx)
             s->has_l = dkimtag_get(&tl, "l") != NULL;
         }
     }
+    /* What the screen kept from libopendkim (dkim_screen.h) is a
+     * permerror with its reason; the fields parsed above describe it. */
+    if (h && h->why) {
+        decide(s, AS_DKIM_PERMERROR, h->why);
+        return;
+    }
     if (h && !own_ok) {
         decide(s, AS_DKIM_PERMERROR, as_pool_printf(p, "malformed signature: %s", err));
         return;
     }
-    /* libopendkim drops every tag of a field with an 8-bit byte and then
-     * reports a missing d=; say what is really wrong. */
-    for (size_t i = 0; h && i < h->value.len; i++) {
-        if ((unsigned char)h->value.ptr[i] >= 0x80) {
-            decide(s, AS_DKIM_PERMERROR, "non-ASCII signature field");
-            return;
-        }
-    }
     if (!s->si) {
         decide(s, AS_DKIM_PERMERROR, "signature not usable by the verifier");
         return;
-    }
-    if (!h) {
-        /* libopendkim saw a signature we could not pair with a field:
-         * describe it from its own parse. */
-        unsigned char *v;
-        if ((v = dkim_sig_getdomain(s->si)))
-            o->domain = as_pool_strdup(p, (char *)v);
-        if ((v = dkim_sig_getselector(s->si)))
-            o->selector = as_pool_strdup(p, (char *)v);
-        if ((v = dkim_sig_gettagvalue(s->si, 0, (unsigned char *)"b")))
-            s->raw_b = as_pool_strdup(p, (char *)v);
-        if ((v = dkim_sig_gettagvalue(s->si, 0, (unsigned char *)"i")))
-            o->identity = as_pool_strdup(p, (char *)v);
-        if ((v = dkim_sig_gettagvalue(s->si, 0, (unsigned char *)"l")))
-            s->has_l = 1;
     }
     int lerr = dkim_sig_geterror(s->si);
     if (lerr != DKIM_SIGERROR_UNKNOWN && lerr != DKIM_SIGERROR_OK) {
@@ -346,30 +335,34 @@ static int prescreen_cb(DKIM *d, DKIM_SIGINFO **sigs, int nsigs)
     struct as_pool *p = as_task_pool(m->t);
     m->prescreened = 1;
     size_t n = (size_t)nsigs;
-    size_t cap = n < (size_t)m->st->max_sigs ? n : (size_t)m->st->max_sigs;
-    /* Signatures are paired with our own parse of the fields by order;
-     * with BADSIGHANDLES libopendkim keeps one handle per field. */
-    int paired = n == m->nhdrs;
-    if (!paired)
-        as_task_log(m->t, AS_LOG_WARN, "dkim: %zu signature fields but %zu library handles",
-                    m->nhdrs, n);
-    m->sigs = as_pool_alloc(p, (cap ? cap : 1) * sizeof *m->sigs);
-    m->out = as_pool_alloc(p, (cap ? cap : 1) * sizeof *m->out);
+    /* Signatures are paired with the fields by order: with BADSIGHANDLES
+     * libopendkim keeps one handle per signature field it was given, and
+     * it was given exactly the fields the screen kept. */
+    int paired = n == m->nheld;
+    if (!paired) {
+        as_task_log(m->t, AS_LOG_WARN, "dkim: %zu signature fields given but %zu library handles",
+                    m->nheld, n);
+        for (size_t i = 0; i < n; i++)
+            dkim_sig_ignore(sigs[i]);
+    }
+    size_t cnt = m->nhdrs;
+    m->sigs = as_pool_alloc(p, (cnt ? cnt : 1) * sizeof *m->sigs);
+    m->out = as_pool_alloc(p, (cnt ? cnt : 1) * sizeof *m->out);
     if (!m->sigs || !m->out)
         return DKIM_CBSTAT_CONTINUE;
-    m->nsigs = cap;
-    m->nignored = n - cap;
-    for (size_t i = cap; i < n; i++)
-        dkim_sig_ignore(sigs[i]);
-    for (size_t i = 0; i < cap; i++) {
+    m->nsigs = cnt;
+    for (size_t i = 0, j = 0; i < cnt; i++) {
         m->sigs[i].m = m;
-        m->sigs[i].si = sigs[i];
         m->sigs[i].out = &m->out[i];
+        if (!m->hdrs[i]->withhold) {
+            m->sigs[i].si = paired ? sigs[j] : NULL;
+            j++;
+        }
     }
-    for (size_t i = 0; i < cap; i++) {
-        sig_setup(m, &m->sigs[i], paired ? i : (size_t)-1);
-        if (m->sigs[i].decided && m->st->library_mode)
-            dkim_sig_ignore(sigs[i]);
+    for (size_t i = 0; i < cnt; i++) {
+        sig_setup(m, &m->sigs[i], i);
+        if (m->sigs[i].decided && m->sigs[i].si && m->st->library_mode)
+            dkim_sig_ignore(m->sigs[i].si);
     }
     set_b_prefixes(m);
     return DKIM_CBSTAT_CONTINUE;
@@ -484,8 +477,10 @@ static void eval_cached(struct dmsg *m, struct dsig *s)
     }
     void *hh = NULL, *bh = NULL;
     size_t hhlen = 0, bhlen = 0;
+    /* Permanent: whether libopendkim hashed a signature depends on the
+     * message only. */
     if (dkim_sig_gethashes(s->si, &hh, &hhlen, &bh, &bhlen) != DKIM_STAT_OK || !hh || !bh) {
-        decide(s, AS_DKIM_TEMPERROR, "hashes not available");
+        decide(s, AS_DKIM_PERMERROR, "hashes not available");
         return;
     }
     unsigned char want_bh[64];
@@ -523,7 +518,10 @@ static void eval_library(struct dmsg *m, struct dsig *s)
     if (lerr == DKIM_SIGERROR_NOKEY) {
         decide(s, AS_DKIM_PERMERROR, "no key record");
     } else if (lerr == DKIM_SIGERROR_KEYFAIL) {
-        decide(s, AS_DKIM_TEMPERROR, "key query failed");
+        /* Our key callback never lets libopendkim query DNS itself, and
+         * our own DNS failures were decided before the library ran, so
+         * this is the library failing on what we gave it. */
+        decide(s, AS_DKIM_PERMERROR, "key lookup failed in libopendkim");
     } else if (lerr == DKIM_SIGERROR_TOOLARGE_L) {
         decide(s, AS_DKIM_FAIL, "l= exceeds the body length");
     } else if (bh == DKIM_SIGBH_MISMATCH) {
@@ -663,7 +661,7 @@ static void finish(struct dmsg *m)
         if (s->decided)
             continue;
         if (m->lib_error) {
-            decide(s, m->lib_error_temp ? AS_DKIM_TEMPERROR : AS_DKIM_PERMERROR, m->lib_error);
+            decide(s, AS_DKIM_PERMERROR, m->lib_error);
             continue;
         }
         if (m->st->library_mode)
@@ -680,7 +678,11 @@ static void lib_failed(struct dmsg *m, DKIM_STAT st)
     const char *rs = dkim_getresultstr(st);
     m->lib_error = as_pool_printf(as_task_pool(m->t), "verifier error: %s",
                                   e && *e ? e : rs ? rs : "unknown");
-    m->lib_error_temp = st == DKIM_STAT_NORESOURCE || st == DKIM_STAT_INTERNAL;
+    /* Always permanent: libopendkim's whole-message errors depend on the
+     * message alone (a 64 KiB signature gives NORESOURCE, a header
+     * selection it cannot make INTERNAL), so the same message fails the
+     * same way on every retry, and a temperror would let an attacker turn
+     * DMARC's fail into temperror (issue 10.2). */
 }
 
 /* Body and end of message: libopendkim finalizes the hashes. */
@@ -761,6 +763,11 @@ static void dns_done(struct as_task *t, const struct as_dns_answer *ans, void *a
     case AS_DNS_BADNAME:
         decide(s, AS_DKIM_PERMERROR, "invalid key name");
         break;
+    case AS_DNS_BUDGET:
+        /* Never sent: the scan's query budget is our limit and the
+         * message's senders can spend it, so it is not a DNS failure. */
+        decide(s, AS_DKIM_PERMERROR, "key query over the scan's DNS budget");
+        break;
     default:
         decide(s, AS_DKIM_TEMPERROR, as_pool_printf(as_task_pool(t), "key query %s",
                                                    as_dns_status_name(ans->status)));
@@ -792,13 +799,46 @@ static void plugin_scan(struct as_task *t, void *state)
         return;
     m->t = t;
     m->st = st;
-    m->nhdrs = as_msg_header_count(msg, "DKIM-Signature");
+    /* The fields as libopendkim will see them (CRLF), screened: the
+     * library only ever gets the signature fields the screen keeps. */
+    int crlf = as_msg_crlf(msg);
+    size_t nh = as_msg_header_total(msg);
+    struct dkim_field *fields = as_pool_alloc(p, (nh ? nh : 1) * sizeof *fields);
+    if (!fields)
+        return;
+    size_t nf = 0;
+    for (size_t i = 0; i < nh; i++) {
+        const struct as_header *h = as_msg_header_at(msg, i);
+        if (!h)
+            continue;
+        const char *txt = h->raw.ptr;
+        size_t len = h->raw.len;
+        if (!crlf && memchr(txt, '\n', len))
+            txt = crlf_copy(p, txt, len, &len);
+        if (!txt)
+            return;
+        fields[nf].p = txt;
+        fields[nf].n = len;
+        nf++;
+    }
+    dkimscreen_fields(fields, nf, (size_t)st->max_sigs);
+    for (size_t i = 0; i < nf; i++) {
+        if (!fields[i].is_sig)
+            continue;
+        if (fields[i].ignored) {
+            m->nignored++;
+            continue;
+        }
+        m->nhdrs++;
+        m->nheld += !fields[i].withhold;
+    }
     if (m->nhdrs) {
         m->hdrs = as_pool_alloc(p, m->nhdrs * sizeof *m->hdrs);
         if (!m->hdrs)
             return;
-        for (size_t i = 0; i < m->nhdrs; i++)
-            m->hdrs[i] = as_msg_header_get(msg, "DKIM-Signature", (int)i);
+        for (size_t i = 0, k = 0; i < nf; i++)
+            if (fields[i].is_sig && !fields[i].ignored)
+                m->hdrs[k++] = &fields[i];
     }
     if (m->nhdrs == 0) {
         /* Nothing to verify: libopendkim has nothing to add. */
@@ -814,20 +854,11 @@ static void plugin_scan(struct as_task *t, void *state)
     }
     as_pool_on_destroy(p, free_dkim, m->d);
     dkim_set_user_context(m->d, m);
-    int crlf = as_msg_crlf(msg);
-    size_t nh = as_msg_header_total(msg);
-    for (size_t i = 0; i < nh; i++) {
-        const struct as_header *h = as_msg_header_at(msg, i);
-        if (!h)
-            continue;
-        const char *txt = h->raw.ptr;
-        size_t len = h->raw.len;
-        if (!crlf && memchr(txt, '\n', len))
-            txt = crlf_copy(p, txt, len, &len);
+    for (size_t i = 0; i < nf; i++) {
         /* A field libopendkim refuses is simply not hashed: a signature
          * covering it will not verify, which is the right outcome. */
-        if (txt)
-            (void)dkim_header(m->d, (unsigned char *)txt, len);
+        if (!fields[i].withhold)
+            (void)dkim_header(m->d, (unsigned char *)fields[i].p, fields[i].n);
     }
     dst = dkim_eoh(m->d);
     if (dst == DKIM_STAT_CBTRYAGAIN && st->library_mode) {
@@ -839,20 +870,18 @@ unusable:
     if (!m->prescreened) {
         /* libopendkim produced no handles (or failed before the
          * prescreen): report the fields from our own parse. */
-        size_t cap = m->nhdrs < (size_t)st->max_sigs ? m->nhdrs : (size_t)st->max_sigs;
-        m->sigs = as_pool_alloc(p, cap * sizeof *m->sigs);
-        m->out = as_pool_alloc(p, cap * sizeof *m->out);
+        size_t cnt = m->nhdrs;
+        m->sigs = as_pool_alloc(p, cnt * sizeof *m->sigs);
+        m->out = as_pool_alloc(p, cnt * sizeof *m->out);
         if (!m->sigs || !m->out)
             return;
-        m->nsigs = cap;
-        m->nignored = m->nhdrs - cap;
-        for (size_t i = 0; i < cap; i++) {
+        m->nsigs = cnt;
+        for (size_t i = 0; i < cnt; i++) {
             m->sigs[i].m = m;
             m->sigs[i].out = &m->out[i];
             sig_setup(m, &m->sigs[i], i);
             if (m->lib_error)
-                decide(&m->sigs[i], m->lib_error_temp ? AS_DKIM_TEMPERROR : AS_DKIM_PERMERROR,
-                       m->lib_error);
+                decide(&m->sigs[i], AS_DKIM_PERMERROR, m->lib_error);
         }
         set_b_prefixes(m);
     }
@@ -919,6 +948,12 @@ static int plugin_init(struct as_plugin_ctx *ctx, void **state)
         cache_size < 0 || cache_size > 1000000) {
         as_plugin_set_error(ctx, "dkim: a limit is out of range (max_rsa_bits <= 16384, "
                                  "max_signatures 1-100, key_cache_size 0-1000000)");
+        goto fail;
+    }
+    /* One key query per signature we verify: SPF's work (the sender's
+     * own records) must not leave a signature of the author unchecked. */
+    if (as_plugin_dns_reserve(ctx, (unsigned)st->max_sigs) < 0) {
+        as_plugin_set_error(ctx, "dkim: cannot reserve DNS queries");
         goto fail;
     }
     st->lib = dkim_init(NULL, NULL);

@@ -42,6 +42,8 @@ static const struct as_symbol_def dmarc_symbols[] = {
     { "DMARC_NA", 0.0, "dmarc", "No DMARC record, or no usable From domain", 0 },
     { "DMARC_BAD_POLICY", 0.0, "dmarc", "DMARC record found but unusable", 0 },
     { "DMARC_DNSFAIL", 0.0, "dmarc", "DNS error during DMARC evaluation", 0 },
+    { "DMARC_TOO_MANY_AUTHORS", 2.0, "dmarc",
+      "From names more domains than DMARC evaluates (max_author_domains)", 0 },
     { "DMARC_MUNGED", 0.0, "dmarc", "From rewritten for a mailing list", 0 },
 };
 
@@ -64,6 +66,9 @@ static const struct as_option_def dmarc_options[] = {
     { "skip_authenticated", AS_OPT_BOOL, "yes", "no DMARC for SASL-authenticated senders" },
     { "max_author_domains", AS_OPT_INT, "4",
       "distinct From domains evaluated (the strictest failing policy applies)" },
+    { "too_many_authors_action", AS_OPT_STRING, "reject",
+      "action forced (at least) when From names more domains than max_author_domains; "
+      "\"none\" disables" },
     { "munge_lists", AS_OPT_LIST, "",
       "list addresses (envelope recipients) whose mail gets its From rewritten" },
     { "munge_style", AS_OPT_STRING, "via", "via: \"Author via List\" <list>; invalid: author@domain.INVALID" },
@@ -79,8 +84,8 @@ struct dmarc_state {
     const char *authserv_id;   /* NULL: MTA-Name or host */
     char hostname[256];
     int add_ar, remove_ar, list_downgrade, skip_auth, munge_pass_only;
-    enum as_action reject_action, quarantine_action;
-    int reject_on, quarantine_on;
+    enum as_action reject_action, quarantine_action, too_many_action;
+    int reject_on, quarantine_on, too_many_on;
     int max_authors, max_rounds;
     const char *const *lists;
     size_t nlists;
@@ -181,8 +186,11 @@ static int dmarc_init(struct as_plugin_ctx *ctx, void **state)
     if (parse_action(as_plugin_opt_string(ctx, "reject_action"), &st->reject_action,
                      &st->reject_on) < 0 ||
         parse_action(as_plugin_opt_string(ctx, "quarantine_action"), &st->quarantine_action,
-                     &st->quarantine_on) < 0) {
-        as_plugin_set_error(ctx, "dmarc.reject_action/quarantine_action: unknown action");
+                     &st->quarantine_on) < 0 ||
+        parse_action(as_plugin_opt_string(ctx, "too_many_authors_action"), &st->too_many_action,
+                     &st->too_many_on) < 0) {
+        as_plugin_set_error(ctx, "dmarc.reject_action/quarantine_action/too_many_authors_action: "
+                                 "unknown action");
         dmarc_fini(st);
         return -1;
     }
@@ -190,6 +198,14 @@ static int dmarc_init(struct as_plugin_ctx *ctx, void **state)
         st->max_rounds < 1 || st->max_rounds > 100) {
         as_plugin_set_error(ctx, "dmarc: max_author_domains must be 1-%d, max_rounds 1-100",
                             DMARC_MAX_AUTHORS_LIMIT);
+        dmarc_fini(st);
+        return -1;
+    }
+    /* Policy discovery of every Author Domain always gets its queries: at
+     * most DMARC_WALK_MAX for the Tree Walk (RFC 9989 4.10) and one for the
+     * existence test, whatever SPF and DKIM spent on this message. */
+    if (as_plugin_dns_reserve(ctx, (unsigned)st->max_authors * (DMARC_WALK_MAX + 1)) < 0) {
+        as_plugin_set_error(ctx, "dmarc: cannot reserve DNS queries");
         dmarc_fini(st);
         return -1;
     }
@@ -412,8 +428,19 @@ static void publish(struct dmarc_scan *s)
     r->nauthors = s->nauthors;
     if (s->nauthors > 1)
         r->reasons |= AS_DMARC_REASON_MULTI_FROM;
-    if (s->incomplete_authors)
+    if (s->incomplete_authors) {
         r->reasons |= AS_DMARC_REASON_INCOMPLETE;
+        /* A From naming more domains than we evaluate hides the ones past
+         * the limit, and the sender picks the order: a spoof of a p=reject
+         * domain listed fifth behind four domains without a record would
+         * get "none".  Unless what we did evaluate already rejects, the
+         * verdict is a permanent error with its own enforcement. */
+        if (!(r->result == AS_DMARC_FAIL && r->disposition == AS_DMARC_POLICY_REJECT)) {
+            r->result = AS_DMARC_PERMERROR;
+            r->disposition = AS_DMARC_POLICY_NONE;
+            r->comment = as_pool_printf(p, "From names more than %d domains", st->max_authors);
+        }
+    }
     r->auth_results = dmarc_ar_resinfo(p, r);
     as_task_set_result(t, AS_DMARC_RESULT_KEY, r);
 
@@ -447,6 +474,11 @@ static void publish(struct dmarc_scan *s)
         if (r->comment)
             opts[no++] = r->comment;
         break;
+    case AS_DMARC_PERMERROR:
+        sym = "DMARC_TOO_MANY_AUTHORS";
+        if (r->comment)
+            opts[no++] = r->comment;
+        break;
     default:
         sym = bad_policy ? "DMARC_BAD_POLICY" : "DMARC_NA";
         if (r->comment)
@@ -464,12 +496,34 @@ static void publish(struct dmarc_scan *s)
              st->quarantine_on)
         as_task_force_action(t, st->quarantine_action, AS_FORCE_LEAST, AS_PRIO_PLUGIN, NULL,
                              "dmarc");
+    else if (r->result == AS_DMARC_PERMERROR && st->too_many_on)
+        as_task_force_action(t, st->too_many_action, AS_FORCE_LEAST, AS_PRIO_PLUGIN,
+                             as_pool_printf(p, "5.7.1 Too many author domains in From to "
+                                               "check DMARC (limit %d)", st->max_authors),
+                             "dmarc");
 
     auth_results(s, r);
     if (st->nlists)
         munge(s, r);
     as_task_log(t, AS_LOG_DEBUG, "dmarc: %s %s (%d rounds)", r->auth_results,
                 r->comment ? r->comment : "", s->rounds);
+}
+
+/* A query of policy discovery: the Tree Walk of the Author Domain (or the
+ * RFC 7489 lookups, also at the author or above) and its existence test. */
+static int discovery_miss(const struct dmarc_outcome *o, const struct dmarc_miss *m)
+{
+    const char *a = o->res.author_domain;
+    if (!a)
+        return 0;
+    if (m->type == AS_DNS_A)
+        return strcmp(m->name, a) == 0;
+    if (m->type != AS_DNS_TXT || strncmp(m->name, "_dmarc.", 7) != 0)
+        return 0;
+    const char *n = m->name + 7;
+    size_t la = strlen(a), ln = strlen(n);
+    return la == ln ? strcmp(a, n) == 0
+                    : la > ln && a[la - ln - 1] == '.' && strcmp(a + la - ln, n) == 0;
 }
 
 static void scan_round(struct dmarc_scan *s)
@@ -484,9 +538,17 @@ static void scan_round(struct dmarc_scan *s)
         incomplete |= s->out[i].incomplete;
     }
     if (incomplete && s->rounds < s->st->max_rounds && !s->start_failed) {
+        /* Discovery first: while any Author Domain's policy is unknown,
+         * the walks of identifiers wait, so the reserve (dmarc_init) covers
+         * discovery whatever identifiers the message brings. */
+        int discovering = 0;
         for (size_t i = 0; i < s->nauthors; i++)
             for (size_t k = 0; s->out[i].incomplete && k < s->out[i].nmisses; k++)
-                want(s, s->out[i].misses[k].name, s->out[i].misses[k].type);
+                discovering |= discovery_miss(&s->out[i], &s->out[i].misses[k]);
+        for (size_t i = 0; i < s->nauthors; i++)
+            for (size_t k = 0; s->out[i].incomplete && k < s->out[i].nmisses; k++)
+                if (!discovering || discovery_miss(&s->out[i], &s->out[i].misses[k]))
+                    want(s, s->out[i].misses[k].name, s->out[i].misses[k].type);
         if (s->outstanding > 0)
             return;   /* dns_done() runs the next round */
     }
@@ -552,7 +614,9 @@ static void dmarc_scan(struct as_task *t, void *state)
         /* never let a malformed From dodge DMARC (RFC 9989 11.5) */
         const struct as_message *mm = as_task_message(t);
         size_t nf = mm ? as_msg_header_count(mm, "From") : 0;
-        for (size_t i = 0; i < nf && na < (size_t)st->max_authors; i++) {
+        /* (not bounded by na: a field past the limit must still set
+         * incomplete_authors) */
+        for (size_t i = 0; i < nf && !s->incomplete_authors; i++) {
             const struct as_header *h = as_msg_header_get(mm, "From", (int)i);
             const char *v = h ? as_header_unfold(t, h, NULL) : NULL;
             const char *found[DMARC_MAX_AUTHORS_LIMIT];

@@ -106,7 +106,7 @@ static const struct as_dns_answer *get(struct ctx *c, const char *name, uint16_t
     return a;
 }
 
-enum { LK_MISS = -2, LK_ERROR = -1, LK_NONE = 0, LK_ONE = 1, LK_MANY = 2 };
+enum { LK_BUDGET = -3, LK_MISS = -2, LK_ERROR = -1, LK_NONE = 0, LK_ONE = 1, LK_MANY = 2 };
 
 /* The DMARC records at _dmarc.<name> (RFC 9989 4.10 steps 1-2: records not
  * starting with v=DMARC1 are discarded; several records count as none for
@@ -127,6 +127,8 @@ static int lookup_record(struct ctx *c, const char *name, struct as_dmarc_record
     case AS_DNS_NODATA:
     case AS_DNS_BADNAME:
         return LK_NONE;
+    case AS_DNS_BUDGET:
+        return LK_BUDGET;     /* not sent: no DNS failure (see aligned()) */
     default:
         return LK_ERROR;
     }
@@ -188,10 +190,11 @@ static void walk_run(struct ctx *c, struct dmarc_walk *w)
             return;
         }
         w->names[w->n] = cur;
-        w->found[w->n] = r == LK_ERROR ? LK_NONE : r;
+        w->found[w->n] = r == LK_ERROR || r == LK_BUDGET ? LK_NONE : r;
         w->n++;
-        if (r == LK_ERROR) {
+        if (r == LK_ERROR || r == LK_BUDGET) {
             w->dns_error = 1;
+            w->budget = r == LK_BUDGET;
             return;
         }
         if (r == LK_ONE && (w->rec[w->n - 1].psd == 'y' || w->rec[w->n - 1].psd == 'n'))
@@ -235,10 +238,18 @@ const struct dmarc_walk *dmarc_outcome_walk(const struct dmarc_outcome *out, con
 
 enum { AL_NO = 0, AL_YES = 1, AL_ERROR = -1, AL_MISS = -2 };
 
+/* d is org or a name below it. */
 static int same_tld(const char *a, const char *b)
 {
     const char *da = strrchr(a, '.'), *db = strrchr(b, '.');
     return strcmp(da ? da + 1 : a, db ? db + 1 : b) == 0;
+}
+
+static int at_or_below(const char *d, const char *org)
+{
+    size_t a = strlen(d), b = strlen(org);
+    return a == b ? strcmp(d, org) == 0
+                  : a > b && d[a - b - 1] == '.' && strcmp(d + a - b, org) == 0;
 }
 
 /* RFC 9989 4.4 / 4.10.2: strict = identical names, relaxed = the same
@@ -252,10 +263,20 @@ static int aligned(struct ctx *c, const char *ident, const char *author, const c
         return AL_NO;
     if (strcmp(id, author) == 0)
         return AL_YES;
-    if (strict || !author_org)
+    if (strict)
         return AL_NO;
     if (!same_tld(id, author))
         return AL_NO;        /* no common suffix: no walk could make them equal */
+    if (!author_org)
+        return AL_ERROR;     /* the author's walk failed after its own record */
+    /* The Organizational Domain of a name is the name or one of its
+     * parents (RFC 9989 4.10.2, and the PSL's registrable domain), so an
+     * identifier outside the author's Organizational Domain cannot align
+     * and is never walked.  Nothing on the walk of a domain the sender
+     * controls (a _dmarc record that times out on purpose) can then turn
+     * the spoof of someone else's domain into temperror. */
+    if (!at_or_below(id, author_org))
+        return AL_NO;
     if (c->in->discovery == AS_DMARC_DISCOVERY_PSL)
         return strcmp(dmarc_psl_org(c->pool, c->in->psl, id), author_org) == 0 ? AL_YES : AL_NO;
     struct dmarc_walk *w = walk_get(c, id);
@@ -263,6 +284,12 @@ static int aligned(struct ctx *c, const char *ident, const char *author, const c
         return AL_NO;         /* more identifiers than we walk for */
     if (w->incomplete)
         return AL_MISS;
+    /* The scan's DNS budget ran out on this walk: the message brought more
+     * identifiers to walk than we spend queries on.  An identifier we will
+     * not finish checking does not align; like a signature we will not
+     * process, it never makes the result temperror (issue 10). */
+    if (w->budget)
+        return AL_NO;
     if (w->dns_error)
         return AL_ERROR;
     return strcmp(w->org, author_org) == 0 ? AL_YES : AL_NO;
@@ -326,22 +353,26 @@ void dmarc_evaluate(struct as_pool *pool, const struct dmarc_input *in, dmarc_fe
         struct dmarc_walk *w = walk_get(c, author);
         if (!w || w->incomplete)
             return;
-        if (w->n >= 1 && w->found[0] == LK_MANY) {
-            out->bad_policy = 1;
-            res->reasons |= AS_DMARC_REASON_BAD_POLICY;
-            finish_none(c, as_pool_printf(pool, "multiple DMARC records at _dmarc.%s", author));
-            return;
-        }
-        if (w->dns_error) {
-            finish_temperror(c, as_pool_printf(pool, "DNS error at _dmarc.%s",
+        if (w->dns_error && w->found[0] != LK_ONE) {
+            /* (budget: only when max_author_domains outgrew the reserve
+             * dmarc.c holds for discovery) */
+            finish_temperror(c, as_pool_printf(pool, "%s at _dmarc.%s",
+                                               w->budget ? "DNS budget exhausted" : "DNS error",
                                                w->names[w->n - 1]));
             return;
         }
-        org = w->org;
+        /* A walk that failed above the Author Domain's own record leaves
+         * that record usable (RFC 9989 4.10.1, first location) and only
+         * the Organizational Domain unknown (org NULL): strict and
+         * identical identifiers still decide, relaxed ones cannot. */
+        org = w->dns_error ? NULL : w->org;
         if (w->found[0] == LK_ONE) {
             rec = &w->rec[0];
             pdom = author;
         } else {
+            /* Several records at the Author Domain are all discarded and
+             * the walk goes on (RFC 9989 4.10 steps 2 and 6), unlike
+             * RFC 7489 6.6.3, which ends discovery there (psl mode). */
             /* the Organizational Domain's record, else the PSD's */
             for (size_t i = 0; i < w->n && !rec; i++)
                 if (w->found[i] == LK_ONE && strcmp(w->names[i], org) == 0) {
@@ -359,7 +390,7 @@ void dmarc_evaluate(struct as_pool *pool, const struct dmarc_input *in, dmarc_fe
         int k = lookup_record(c, author, r0);
         if (k == LK_MISS)
             return;
-        if (k == LK_ERROR) {
+        if (k == LK_ERROR || k == LK_BUDGET) {
             finish_temperror(c, as_pool_printf(pool, "DNS error at _dmarc.%s", author));
             return;
         }
@@ -378,7 +409,7 @@ void dmarc_evaluate(struct as_pool *pool, const struct dmarc_input *in, dmarc_fe
             k = lookup_record(c, org, r1);
             if (k == LK_MISS)
                 return;
-            if (k == LK_ERROR) {
+            if (k == LK_ERROR || k == LK_BUDGET) {
                 finish_temperror(c, as_pool_printf(pool, "DNS error at _dmarc.%s", org));
                 return;
             }
@@ -396,6 +427,15 @@ void dmarc_evaluate(struct as_pool *pool, const struct dmarc_input *in, dmarc_fe
     }
     res->org_domain = org;
     if (!rec) {
+        if (bis && dmarc_outcome_walk(out, author)->found[0] == LK_MANY) {
+            /* nothing applies, but say why: a DMARC_NA would hide the
+             * owner's mistake from the operator */
+            out->bad_policy = 1;
+            res->reasons |= AS_DMARC_REASON_BAD_POLICY;
+            finish_none(c, as_pool_printf(pool, "multiple DMARC records at _dmarc.%s "
+                                                "(discarded) and no other record", author));
+            return;
+        }
         finish_none(c, "no DMARC record");
         return;
     }

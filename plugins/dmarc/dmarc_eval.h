@@ -58,7 +58,8 @@ struct dmarc_walk {
     struct as_dmarc_record rec[DMARC_WALK_MAX];
     int complete;                       /* ran to its end (or a psd= stop) */
     int incomplete;                     /* stopped at a missing answer */
-    int dns_error;                      /* stopped at SERVFAIL/timeout */
+    int dns_error;                      /* stopped at SERVFAIL/timeout/budget */
+    int budget;                         /* ... because the scan's DNS budget ran out */
     const char *org;                    /* the Organizational Domain, when complete */
 };
 

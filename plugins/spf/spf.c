@@ -149,7 +149,15 @@ static void spf_fini(void *state)
 struct req_key {
     struct req_key *next;
     uint16_t type;
+    int missed;                      /* an evaluation asked for it (not only a prefetch) */
     char name[];
+};
+
+struct spf_scan;
+
+struct prefetch {                    /* what one identity's records prefetched */
+    struct spf_scan *s;
+    int terms;                       /* DNS-querying term targets queried */
 };
 
 struct spf_scan {
@@ -158,7 +166,9 @@ struct spf_scan {
     struct spf_query qm, qh;         /* MAIL FROM (or postmaster@HELO), HELO */
     int want_m, want_h;
     struct spf_outcome om, oh;
-    int rounds;
+    struct prefetch pm, ph;
+    int rounds, rounds_m, rounds_h;
+    int done_m, published;
     int outstanding;
     int start_failed;
     struct req_key *requested;
@@ -178,26 +188,41 @@ static void scan_round(struct spf_scan *s);
 
 static void dns_done(struct as_task *t, const struct as_dns_answer *ans, void *arg);
 
-/* Starts a query unless the scan has (or is getting) the answer. */
-static void want(struct spf_scan *s, const char *name, uint16_t type)
+static struct req_key *requested(const struct spf_scan *s, const char *name, uint16_t type)
 {
-    if (!name || !spf_name_valid(name) || as_dns_pinned(s->t, name, type))
-        return;
     for (struct req_key *k = s->requested; k; k = k->next)
         if (k->type == type && strcmp(k->name, name) == 0)
-            return;
+            return k;
+    return NULL;
+}
+
+/* Starts a query unless the scan has (or is getting) the answer.  missed:
+ * an evaluation asked for it, rather than a prefetch.  Returns 1 if a
+ * query was started. */
+static int want(struct spf_scan *s, const char *name, uint16_t type, int missed)
+{
+    if (!name || !spf_name_valid(name) || as_dns_pinned(s->t, name, type))
+        return 0;
+    struct req_key *k = requested(s, name, type);
+    if (k) {
+        k->missed |= missed;
+        return 0;
+    }
     size_t len = strlen(name);
-    struct req_key *k = as_pool_alloc(as_task_pool(s->t), sizeof *k + len + 1);
+    k = as_pool_alloc(as_task_pool(s->t), sizeof *k + len + 1);
     if (!k)
-        return;
+        return 0;
     k->type = type;
+    k->missed = missed;
     memcpy(k->name, name, len + 1);
     k->next = s->requested;
     s->requested = k;
-    if (as_dns_query(s->t, name, type, dns_done, s) == 0)
+    if (as_dns_query(s->t, name, type, dns_done, s) == 0) {
         s->outstanding++;
-    else
-        s->start_failed = 1;
+        return 1;
+    }
+    s->start_failed = 1;
+    return 0;
 }
 
 static void norm_target(const struct spf_term *t, const char *cur, char *out, size_t outsz)
@@ -214,12 +239,17 @@ static void norm_target(const struct spf_term *t, const char *cur, char *out, si
 }
 
 /* Prefetch what this record will ask for next: macro-free targets of its
- * DNS terms (at most max_terms of them) and its exp=. */
+ * DNS terms and its exp=.  A prefetch is a guess (a term before it may
+ * match), so an identity prefetches at most max_terms term targets over
+ * all its records: RFC 7208 4.6.4 bounds what one check_host() may make
+ * the DNS do, and records reached through include: would otherwise each
+ * prefetch ten more (ten includes of ten mx terms each: a thousand). */
 static void on_record(void *arg, const char *domain, const struct spf_record *rec)
 {
-    struct spf_scan *s = arg;
+    struct prefetch *pf = arg;
+    struct spf_scan *s = pf->s;
     int fam = s->qm.family;
-    int n = 0;
+    int n = pf->terms;
     for (size_t i = 0; i < rec->nterms && n < s->st->lim.max_terms; i++) {
         const struct spf_term *t = &rec->terms[i];
         char d[SPF_NAME_MAX + 1];
@@ -227,15 +257,16 @@ static void on_record(void *arg, const char *domain, const struct spf_record *re
             continue;
         norm_target(t, domain, d, sizeof d);
         switch (t->kind) {
-        case SPF_T_INCLUDE: case SPF_T_REDIRECT: want(s, d, AS_DNS_TXT); n++; break;
-        case SPF_T_EXP: want(s, d, AS_DNS_TXT); break;
-        case SPF_T_A: want(s, d, fam == AF_INET6 ? AS_DNS_AAAA : AS_DNS_A); n++; break;
-        case SPF_T_MX: want(s, d, AS_DNS_MX); n++; break;
-        case SPF_T_EXISTS: want(s, d, AS_DNS_A); n++; break;
-        case SPF_T_PTR: want(s, s->arpa, AS_DNS_PTR); n++; break;
+        case SPF_T_INCLUDE: case SPF_T_REDIRECT: n += want(s, d, AS_DNS_TXT, 0); break;
+        case SPF_T_EXP: want(s, d, AS_DNS_TXT, 0); break;
+        case SPF_T_A: n += want(s, d, fam == AF_INET6 ? AS_DNS_AAAA : AS_DNS_A, 0); break;
+        case SPF_T_MX: n += want(s, d, AS_DNS_MX, 0); break;
+        case SPF_T_EXISTS: n += want(s, d, AS_DNS_A, 0); break;
+        case SPF_T_PTR: n += want(s, s->arpa, AS_DNS_PTR, 0); break;
         default: break;
         }
     }
+    pf->terms = n;
 }
 
 static void dns_done(struct as_task *t, const struct as_dns_answer *ans, void *arg)
@@ -243,8 +274,11 @@ static void dns_done(struct as_task *t, const struct as_dns_answer *ans, void *a
     (void)t;
     struct spf_scan *s = arg;
     s->outstanding--;
-    /* the next thing an mx mechanism does is look up its hosts */
-    if (ans && (ans->type == AS_DNS_MX || ans->type == AS_DNS_PTR) && ans->status == AS_DNS_OK) {
+    /* The next thing an mx mechanism does is look up its hosts; only for
+     * an MX (or PTR) an evaluation asked for, not one merely prefetched. */
+    const struct req_key *k = ans ? requested(s, ans->name, ans->type) : NULL;
+    if (k && k->missed && (ans->type == AS_DNS_MX || ans->type == AS_DNS_PTR) &&
+        ans->status == AS_DNS_OK) {
         /* an mx mechanism looks up its hosts next (more than 10 is
          * permerror anyway); a ptr mechanism or %{p} validates the first
          * 10 names */
@@ -254,7 +288,7 @@ static void dns_done(struct as_task *t, const struct as_dns_answer *ans, void *a
             snprintf(h, sizeof h, "%s", host ? host : "");
             for (char *c = h; *c; c++)
                 *c = (char)tolower((unsigned char)*c);
-            want(s, h, s->qm.family == AF_INET6 ? AS_DNS_AAAA : AS_DNS_A);
+            want(s, h, s->qm.family == AF_INET6 ? AS_DNS_AAAA : AS_DNS_A, 0);
         }
     }
     if (s->outstanding == 0)
@@ -364,32 +398,44 @@ static void publish(struct spf_scan *s)
                 c->reason ? c->reason : "", s->rounds);
 }
 
-static void scan_round(struct spf_scan *s)
+/* One round of one identity.  Returns 1 while it waits for answers. */
+static int identity_round(struct spf_scan *s, const struct spf_query *q, struct spf_outcome *o,
+                          int *rounds)
 {
-    s->rounds++;
-    if (s->want_m)
-        spf_engine_check(s->st->eng, &s->qm, &s->om);
-    if (s->want_h)
-        spf_engine_check(s->st->eng, &s->qh, &s->oh);
-    int incomplete = (s->want_m && s->om.incomplete) || (s->want_h && s->oh.incomplete);
-    if (incomplete && s->rounds < s->st->max_rounds && !s->start_failed) {
-        for (size_t i = 0; s->want_m && i < s->om.nmisses; i++)
-            want(s, s->om.misses[i].name, s->om.misses[i].type);
-        for (size_t i = 0; s->want_h && i < s->oh.nmisses; i++)
-            want(s, s->oh.misses[i].name, s->oh.misses[i].type);
+    (*rounds)++;
+    spf_engine_check(s->st->eng, q, o);
+    if (o->incomplete && *rounds < s->st->max_rounds && !s->start_failed) {
+        for (size_t i = 0; i < o->nmisses; i++)
+            want(s, o->misses[i].name, o->misses[i].type, 1);
         if (s->outstanding > 0)
-            return;   /* dns_done() runs the next round */
+            return 1;   /* dns_done() runs the next round */
     }
-    if (incomplete) {
+    if (o->incomplete) {
         /* out of rounds, or a query could not be started: the outcome
          * is already temperror; say why */
-        const char *why = s->start_failed ? "DNS query could not be started"
-                                          : "too many DNS round trips";
-        if (s->om.incomplete)
-            snprintf(s->om.reason, sizeof s->om.reason, "%s", why);
-        if (s->oh.incomplete)
-            snprintf(s->oh.reason, sizeof s->oh.reason, "%s", why);
+        snprintf(o->reason, sizeof o->reason, "%s",
+                 s->start_failed ? "DNS query could not be started" : "too many DNS round trips");
     }
+    return 0;
+}
+
+/* The identity DMARC uses is checked first and the HELO identity (typed
+ * result only) after it.  RFC 7208 4.6.4 limits each check_host() on its
+ * own, so checked side by side, a hostile HELO record could take the
+ * queries and rounds the MAIL FROM check of a spoofed domain needs. */
+static void scan_round(struct spf_scan *s)
+{
+    if (s->published)
+        return;       /* a late answer to a prefetch nobody needed */
+    s->rounds++;
+    if (!s->done_m) {
+        if (identity_round(s, &s->qm, &s->om, &s->rounds_m))
+            return;
+        s->done_m = 1;
+    }
+    if (s->want_h && identity_round(s, &s->qh, &s->oh, &s->rounds_h))
+        return;
+    s->published = 1;
     publish(s);
 }
 
@@ -557,11 +603,13 @@ static void spf_scan(struct as_task *t, void *state)
     s->qm.fetch = scan_fetch;
     s->qm.fetch_arg = s;
     s->qm.seen = on_record;
-    s->qm.seen_arg = s;
+    s->pm.s = s->ph.s = s;
+    s->qm.seen_arg = &s->pm;
     s->qm.helo = s->helo;
     s->qm.sender = s->sender;
     s->qh = s->qm;
     s->qh.use_helo = 1;
+    s->qh.seen_arg = &s->ph;
     s->want_m = 1;
     s->want_h = st->check_helo && s->sender && s->helo;
     scan_round(s);

@@ -38,6 +38,7 @@ struct eval {
     enum as_spf_res fatal; /* AS_SPF_NONE while nothing decided */
     char expect[SPF_MAX_EXPECT][SPF_NAME_MAX + 1];  /* MX/PTR names to validate */
     int nexpect, iexpect;
+    int expect_ptr;           /* expect[] came from a PTR answer */
     struct seen_rec seen[SPF_MAX_SEEN];
     int nseen;
 };
@@ -107,6 +108,17 @@ static int count_void(struct eval *ev, const char *name)
         return -1;
     }
     return 0;
+}
+
+/* A query this evaluation needs was refused by the scan's DNS budget.
+ * That is a processing limit like those of RFC 7208 4.6.4, reached by the
+ * record itself (SPF spends its reserve and the shared queries before
+ * anything else of the scan, and the MAIL FROM identity goes first), so it
+ * is permerror like them, never temperror: a temperror for an aligned
+ * domain would leave DMARC without a verdict. */
+static void budget_spent(struct eval *ev, const char *name)
+{
+    set_fatal(ev, AS_SPF_PERMERROR, "DNS query budget of the scan spent (at %s)", name);
 }
 
 static int ends_with(const char *s, const char *suffix)
@@ -179,9 +191,32 @@ static SPF_dns_rr_t *layer_lookup(SPF_dns_server_t *srv, const char *domain, ns_
     const struct as_dns_answer *ans = ev->q->fetch(ev->q->fetch_arg, base, (uint16_t)type);
     if (!ans) {
         add_miss(ev, base, (uint16_t)type);
+        /* libspf2 looks up the names of an MX or PTR answer one by one and
+         * stops at the first answer we lack: ask for the rest of them in
+         * the same round (the term needs them all, at most 10). */
+        for (int i = is_term ? ev->nexpect : ev->iexpect; i < ev->nexpect; i++) {
+            char e[SPF_NAME_MAX + 1];
+            snprintf(e, sizeof e, "%s", ev->expect[i]);
+            if (ends_with(e, SPF_CIDR0_SUFFIX))
+                e[strlen(e) - strlen(SPF_CIDR0_SUFFIX) - 1] = 0;
+            if (spf_name_valid(e))
+                add_miss(ev, e, (uint16_t)type);
+        }
+        return rr_status(srv, name, type, TRY_AGAIN);
+    }
+    if (ans->status == AS_DNS_BUDGET) {
+        budget_spent(ev, base);
         return rr_status(srv, name, type, TRY_AGAIN);
     }
     int herrno = status_herrno(ans->status);
+    /* RFC 7208 5.5: a DNS error on the client's PTR makes ptr fail to
+     * match (and %{p} is "unknown", 7.3); on the address of one of its
+     * names, that name is skipped.  Not temperror: the reverse zone is the
+     * client's, and its failures must not shield a domain that uses ptr. */
+    if (herrno == TRY_AGAIN &&
+        (type == ns_t_ptr ||
+         ((type == ns_t_a || type == ns_t_aaaa) && !is_term && ev->expect_ptr)))
+        return rr_status(srv, name, type, HOST_NOT_FOUND);
     if (herrno == NETDB_SUCCESS && ans->nrr == 0)
         herrno = NO_DATA;
     if (herrno == HOST_NOT_FOUND || herrno == NO_DATA) {
@@ -223,8 +258,10 @@ static SPF_dns_rr_t *layer_lookup(SPF_dns_server_t *srv, const char *domain, ns_
         rr->num_rr = k;
         return rr;
     }
-    if (type == ns_t_mx || type == ns_t_ptr)
+    if (type == ns_t_mx || type == ns_t_ptr) {
         ev->nexpect = ev->iexpect = 0;
+        ev->expect_ptr = type == ns_t_ptr;
+    }
     for (size_t i = 0; i < n; i++) {
         const struct as_dns_rr *r = &ans->rr[i];
         if (r->type != type)
@@ -302,6 +339,10 @@ static SPF_errcode_t layer_get_spf(SPF_server_t *server, SPF_request_t *req,
             add_miss(ev, name, AS_DNS_TXT);
             return SPF_E_DNS_ERROR;
         }
+    }
+    if (ans && ans->status == AS_DNS_BUDGET) {
+        budget_spent(ev, name);
+        return SPF_E_DNS_ERROR;
     }
     int herrno = ans ? status_herrno(ans->status) : HOST_NOT_FOUND;
     if (herrno == TRY_AGAIN) {
@@ -781,7 +822,7 @@ void spf_engine_check(struct spf_engine *e, const struct spf_query *q, struct sp
     ev.req = NULL;
     ev.spf_calls = ev.terms = ev.voids = ev.ptr_void = 0;
     ev.fatal = AS_SPF_NONE;
-    ev.nexpect = ev.iexpect = 0;
+    ev.nexpect = ev.iexpect = ev.expect_ptr = 0;
     ev.nseen = 0;
 
     SPF_request_t *req = SPF_request_new(e->server);

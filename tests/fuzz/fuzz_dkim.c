@@ -16,6 +16,18 @@
  *     dkim_eom(), and the per-signature getters of eval_library();
  *     bit 1 selects DKIM_LIBFLAGS_DELAYSIGPROC plus dkim_sig_gethashes()
  *     and dkimkey_verify(), the cached-mode path.
+ * When bit 3 is set, part 1 is a whole message instead (header fields,
+ * folding, a blank line, the body; LF or CRLF) and it takes the plugin's
+ * path: the fields are screened by dkimscreen_fields() (dkim_screen.h) and
+ * only the kept ones reach dkim_header(), as in plugin_scan().  Setting
+ * AUTHSCAN_FUZZ_NOSCREEN=1 (or =own, see noscreen()) in the environment
+ * hands libopendkim the fields the screen withholds: that is how the fuzzer
+ * shows it still finds what the screen keeps away (docs/dkim.md, "Fuzzing
+ * libopendkim").
+ *
+ * scripts/fuzz links this target with libopendkim built from Debian's
+ * source package under ASan+UBSan (scripts/build-opendkim-fuzz), so a
+ * memory error inside the library stops the run at its line.
  *
  * Build: cmake -DAUTHSCAN_FUZZ=ON -DCMAKE_C_COMPILER=clang ... (target
  * fuzz_dkim), or by hand:
@@ -30,6 +42,7 @@
 #include <opendkim/dkim.h>
 
 #include "dkim_keys.h"
+#include "dkim_screen.h"
 #include "dkim_tags.h"
 
 static const char *fz_key;
@@ -110,10 +123,37 @@ static void run_tags(const char *s, size_t n)
     }
 }
 
+static void read_sigs(DKIM *d, int delay, struct dkimkey_cache *cache);
+
+/* AUTHSCAN_FUZZ_NOSCREEN=1: libopendkim gets every field.  =own: only the
+ * fields withheld by the own-field rule are handed over (the issue 10.1
+ * crash), so that a measurement is not cut short by the other defects the
+ * screen keeps away (the i= decoder's over-read is found first). */
+static int noscreen(void)
+{
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("AUTHSCAN_FUZZ_NOSCREEN");
+        v = !e ? 0 : strcmp(e, "1") == 0 ? 1 : strcmp(e, "own") == 0 ? 2 : 0;
+    }
+    return v;
+}
+
+static int hand_over(const struct dkim_field *f)
+{
+    if (!f->withhold || noscreen() == 1)
+        return 1;
+    return noscreen() == 2 && f->why && strstr(f->why, "own field") != NULL;
+}
+
 static void run_lib(int mode, const char *sig, size_t siglen, const char *body, size_t bodylen,
                     struct dkimkey_cache *cache)
 {
     int delay = (mode & 2) != 0;
+    int copies = (mode & 1) ? 2 : 1;
+    /* The plugin never hands libopendkim a field its screen withholds. */
+    if (noscreen() != 1 && (siglen + 15 > DKIM_SCREEN_SIG_MAX || dkimscreen_sig(sig, siglen, copies)))
+        return;
     DKIM_STAT st;
     DKIM *d = dkim_verify(lib_for(delay), (const unsigned char *)"fuzz", NULL, &st);
     if (!d)
@@ -128,7 +168,7 @@ static void run_lib(int mode, const char *sig, size_t siglen, const char *body, 
     }
     memcpy(field, "DKIM-Signature:", 15);
     memcpy(field + 15, sig, siglen);
-    for (int k = 0; k < ((mode & 1) ? 2 : 1); k++)
+    for (int k = 0; k < copies; k++)
         dkim_header(d, (unsigned char *)field, siglen + 15);
     for (size_t i = 0; i < sizeof hdrs / sizeof hdrs[0]; i++)
         dkim_header(d, (unsigned char *)hdrs[i], strlen(hdrs[i]));
@@ -138,37 +178,110 @@ static void run_lib(int mode, const char *sig, size_t siglen, const char *body, 
             dkim_body(d, (unsigned char *)body, bodylen);
         _Bool testkey = 0;
         dkim_eom(d, &testkey);
-        DKIM_SIGINFO **sigs = NULL;
-        int n = 0;
-        if (dkim_getsiglist(d, &sigs, &n) == DKIM_STAT_OK) {
-            for (int i = 0; i < n; i++) {
-                unsigned int bits = 0;
-                ssize_t ml, cl, sl;
-                int err = dkim_sig_geterror(sigs[i]);
-                fz_sink += dkim_sig_getflags(sigs[i]) + (size_t)dkim_sig_getbh(sigs[i]);
-                dkim_sig_getkeysize(sigs[i], &bits);
-                const char *es = dkim_sig_geterrorstr(err);
-                fz_sink += bits + (es ? strlen(es) : 0);
-                /* A signature with a parse error has no canonicalization,
-                 * and libopendkim asserts in these two: the plugin calls
-                 * them only for signatures without an error, and so do we. */
-                if (err != DKIM_SIGERROR_UNKNOWN && err != DKIM_SIGERROR_OK)
-                    continue;
-                dkim_sig_getcanonlen(d, sigs[i], &ml, &cl, &sl);
-                void *hh = NULL, *bh = NULL;
-                size_t hl = 0, bl = 0;
-                if (delay && dkim_sig_gethashes(sigs[i], &hh, &hl, &bh, &bl) == DKIM_STAT_OK &&
-                    hh) {
-                    const struct dkim_key *key = dkimkey_cache_get(cache, fz_key, fz_keylen);
-                    unsigned char s[64] = { 0 };
-                    if (key)
-                        fz_sink += (size_t)dkimkey_verify(key, hl == 20, hh, hl, s, sizeof s);
-                }
-            }
-        }
+        read_sigs(d, delay, cache);
     }
     free(field);
     dkim_free(d);
+}
+
+/* The getters the plugin calls after dkim_eom(), for every handle. */
+static void read_sigs(DKIM *d, int delay, struct dkimkey_cache *cache)
+{
+    DKIM_SIGINFO **sigs = NULL;
+    int n = 0;
+    if (dkim_getsiglist(d, &sigs, &n) != DKIM_STAT_OK)
+        return;
+    for (int i = 0; i < n; i++) {
+        unsigned int bits = 0;
+        ssize_t ml, cl, sl;
+        int err = dkim_sig_geterror(sigs[i]);
+        fz_sink += dkim_sig_getflags(sigs[i]) + (size_t)dkim_sig_getbh(sigs[i]);
+        dkim_sig_getkeysize(sigs[i], &bits);
+        const char *es = dkim_sig_geterrorstr(err);
+        fz_sink += bits + (es ? strlen(es) : 0);
+        /* A signature with a parse error has no canonicalization,
+         * and libopendkim asserts in these two: the plugin calls
+         * them only for signatures without an error, and so do we. */
+        if (err != DKIM_SIGERROR_UNKNOWN && err != DKIM_SIGERROR_OK)
+            continue;
+        dkim_sig_getcanonlen(d, sigs[i], &ml, &cl, &sl);
+        void *hh = NULL, *bh = NULL;
+        size_t hl = 0, bl = 0;
+        if (delay && dkim_sig_gethashes(sigs[i], &hh, &hl, &bh, &bl) == DKIM_STAT_OK && hh) {
+            const struct dkim_key *key = dkimkey_cache_get(cache, fz_key, fz_keylen);
+            unsigned char s[64] = { 0 };
+            if (key)
+                fz_sink += (size_t)dkimkey_verify(key, hl == 20, hh, hl, s, sizeof s);
+        }
+    }
+}
+
+#define FZ_FIELDS 512
+
+/* plugin_scan()'s path for a whole message: split the header into fields
+ * (a line starting with WSP continues the field), convert to CRLF, screen,
+ * feed what the screen keeps, then body and end of message. */
+static void run_message(int mode, const char *msg, size_t len, struct dkimkey_cache *cache)
+{
+    /* CRLF copy: at most twice the input. */
+    char *buf = malloc(2 * len + 1);
+    struct dkim_field *f = malloc(FZ_FIELDS * sizeof *f);
+    if (!buf || !f) {
+        free(buf);
+        free(f);
+        return;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (msg[i] == '\n' && (i == 0 || msg[i - 1] != '\r'))
+            buf[k++] = '\r';
+        buf[k++] = msg[i];
+    }
+    size_t n = 0, i = 0;
+    while (i < k && n < FZ_FIELDS) {
+        if (buf[i] == '\r' && i + 1 < k && buf[i + 1] == '\n') {
+            i += 2;        /* the blank line: the body follows */
+            break;
+        }
+        size_t start = i;
+        for (;;) {
+            while (i < k && !(buf[i] == '\r' && i + 1 < k && buf[i + 1] == '\n'))
+                i++;
+            if (i + 2 < k && (buf[i + 2] == ' ' || buf[i + 2] == '\t')) {
+                i += 2;    /* folded */
+                continue;
+            }
+            break;
+        }
+        if (i > start) {
+            f[n].p = buf + start;
+            f[n].n = i - start;
+            n++;
+        }
+        i = i < k ? i + 2 : k;
+    }
+    const char *body = buf + (i < k ? i : k);
+    size_t bodylen = k - (size_t)(body - buf);
+    dkimscreen_fields(f, n, 5);
+
+    int delay = (mode & 2) != 0;
+    DKIM_STAT st;
+    DKIM *d = dkim_verify(lib_for(delay), (const unsigned char *)"fuzz", NULL, &st);
+    if (d) {
+        for (size_t j = 0; j < n; j++)
+            if (hand_over(&f[j]))
+                dkim_header(d, (unsigned char *)f[j].p, f[j].n);
+        if (dkim_eoh(d) == DKIM_STAT_OK) {
+            if (bodylen)
+                dkim_body(d, (unsigned char *)body, bodylen);
+            _Bool testkey = 0;
+            dkim_eom(d, &testkey);
+            read_sigs(d, delay, cache);
+        }
+        dkim_free(d);
+    }
+    free(f);
+    free(buf);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -199,6 +312,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fz_sink += dkimtag_canon_body_len(body, bodylen, mode & 4);
     fz_key = key;
     fz_keylen = keylen;
-    run_lib(mode, sig, siglen, body, bodylen, cache);
+    if (mode & 8)
+        run_message(mode, sig, siglen, cache);
+    else
+        run_lib(mode, sig, siglen, body, bodylen, cache);
     return 0;
 }

@@ -2,7 +2,11 @@
 """`authscand --check-config`: a valid file passes (exit 0); each broken
 file in a table fails (exit non-zero) with a message naming the file and
 the right line; --set overrides the file (and is itself checked); an
-unknown plugin in plugins.enable; a plugins directory holding a .so that is
+unknown plugin in plugins.enable; an empty or wrong plugins directory (no
+spf, dkim or dmarc plugin) and rules or profiles naming symbols no loaded
+plugin declares are refused unless plugins.allow_no_auth /
+rules.allow_unknown_symbols say so, while symbols of plugins switched off
+by plugins.enable/disable are accepted; a plugins directory holding a .so that is
 not a plugin, a plugin built for another ABI major (compiled here with gcc
 against core/include) or a file that is not a shared object is refused
 with an error naming the file (and "ABI"); the daemon itself refuses to
@@ -94,6 +98,17 @@ BROKEN = [
     ("missing include", "workers = 1\ninclude \"nope.conf\"\n", 2, ["nope.conf"]),
     ("+= on a scalar", "workers = 1\nshutdown_timeout += 2s\n", 2, ["+="]),
     ("NUL byte", "workers = 1\nlog.level = in\0fo\n", 2, ["NUL"]),
+    # issue 10.5: a weight for a symbol nothing emits is lost silently
+    ("rule for an undeclared symbol", "# typo\n[symbols.R_SPF_ALOW]\nscore = 5\n", 3,
+     ["R_SPF_ALOW", "rules.allow_unknown_symbols"]),
+    ("bad plugins.allow_no_auth", "\nplugins.allow_no_auth = maybe\n", 2,
+     ["plugins.allow_no_auth", "maybe"]),
+    ("bad rules.allow_unknown_symbols", "[rules]\nallow_unknown_symbols = 2\n", 2,
+     ["rules.allow_unknown_symbols"]),
+    ("no authentication plugin enabled", "workers = 1\nplugins.enable = from_check\n", 2,
+     ["no authentication plugin", "plugins.allow_no_auth"]),
+    ("every authentication plugin disabled", "plugins.disable = spf, dkim\nplugins.disable += dmarc\n",
+     2, ["no authentication plugin", "plugins.allow_no_auth"]),
 ]
 
 
@@ -174,10 +189,123 @@ def test_overrides():
 def test_plugins_enable():
     rc, out, err = check_config("plugins.enable = from_check, nosuchplugin\n")
     T.check("unknown plugin in plugins.enable", rc != 0 and "nosuchplugin" in err, err)
-    rc, out, err = check_config("plugins.enable = from_check\n")
-    T.check("known plugin in plugins.enable", rc == 0, err)
-    rc, out, err = check_config("plugins.enable = from_check\nfrom_check.allow_multiple_authors = no\n")
+    rc, out, err = check_config("plugins.enable = from_check, spf\n")
+    T.check("known plugins in plugins.enable", rc == 0, err)
+    # without an authentication plugin only with the explicit key
+    rc, out, err = check_config("plugins.enable = from_check\nplugins.allow_no_auth = yes\n")
+    T.check("plugins.enable = from_check with plugins.allow_no_auth", rc == 0, err)
+    rc, out, err = check_config("plugins.enable = from_check\nplugins.allow_no_auth = yes\n"
+                                "from_check.allow_multiple_authors = no\n")
     T.check("enabled plugin's option", rc == 0, err)
+
+
+def test_plugin_set():
+    """issue 10.5: an empty or wrong plugins directory, rules naming
+    symbols no plugin declares, and the clean ways to run with less."""
+    empty = os.path.join(TMP, "empty-plugins")
+    os.makedirs(empty, exist_ok=True)
+    rc, out, err = check_config("", plugins_dir=empty)
+    T.check("empty plugins directory: refused", rc != 0, (rc, out, err))
+    T.check("empty plugins directory: says no authentication plugin, names the directory",
+            "no authentication plugin" in err and empty in err and "loaded: none" in err, err)
+    T.check("empty plugins directory: names the key that allows it",
+            "plugins.allow_no_auth" in err, err)
+    rc, out, err = check_config("plugins.allow_no_auth = yes\n", plugins_dir=empty)
+    T.check("empty plugins directory with plugins.allow_no_auth = yes", rc == 0, err)
+    # plugins.dir in the file: the error names that line
+    rc, out, err = check_config("workers = 1\n\nplugins.dir = %s\n" % empty, plugins_dir=None,
+                                name="emptydir.conf")
+    T.check("plugins.dir of an empty directory: names emptydir.conf:3",
+            rc != 0 and "emptydir.conf:3:" in err and "no authentication plugin" in err, err)
+
+    # a wrong directory: only the example plugin
+    wrong = os.path.join(TMP, "wrong-plugins")
+    os.makedirs(wrong, exist_ok=True)
+    shutil.copy(os.path.join(harness.PLUGINS, "from_check.so"), wrong)
+    rc, out, err = check_config("", plugins_dir=wrong)
+    T.check("directory with from_check only: refused naming what it loaded",
+            rc != 0 and "no authentication plugin" in err and "loaded: from_check" in err, err)
+    # the daemon refuses to start too (at once, not with workers that fail)
+    port = harness.free_port()
+    try:
+        p = subprocess.run([harness.AUTHSCAND, "--foreground", "--workers", "1", "--listen",
+                            "127.0.0.1:%d" % port, "--plugins-dir", wrong],
+                           capture_output=True, timeout=60, stdin=subprocess.DEVNULL,
+                           start_new_session=True)
+        e = p.stderr.decode("utf-8", "replace")
+        T.check("daemon with from_check only: exits non-zero saying why",
+                p.returncode != 0 and "no authentication plugin" in e, (p.returncode, e))
+    except subprocess.TimeoutExpired:
+        T.check("daemon with from_check only: exits at once", False)
+    # and authscan check, which would otherwise print "no action"
+    rc, out, err = harness.run_check(harness.SIMPLE_MSG, plugins_dir=wrong)
+    T.check("authscan check with from_check only: refused",
+            rc != 0 and "no authentication plugin" in err, (rc, out, err))
+    rc, out, err = harness.run_check(harness.SIMPLE_MSG, plugins_dir=wrong,
+                                     args=["--set", "plugins.allow_no_auth=yes"])
+    T.check("authscan check with from_check only and plugins.allow_no_auth", rc == 0, err)
+
+    # a site rule for a symbol of a plugin missing from the directory
+    spf_only = os.path.join(TMP, "spf-only")
+    os.makedirs(spf_only, exist_ok=True)
+    shutil.copy(os.path.join(harness.PLUGINS, "spf.so"), spf_only)
+    rc, out, err = check_config("", plugins_dir=spf_only)
+    T.check("spf only, dkim and dmarc absent without a word: refused naming the first",
+            rc != 0 and "authentication plugin 'dkim' is not in" in err and spf_only in err
+            and "plugins.disable = dkim" in err, err)
+    rc, out, err = check_config("plugins.disable = dkim, dmarc\n", plugins_dir=spf_only)
+    T.check("spf only with plugins.disable = dkim, dmarc: accepted, shipped rules of the "
+            "missing plugins are not errors", rc == 0, err)
+    rc, out, err = check_config("plugins.enable = spf\n", plugins_dir=spf_only)
+    T.check("spf only with plugins.enable = spf: accepted", rc == 0, err)
+    rc, out, err = check_config("plugins.disable = dmarc\n", plugins_dir=spf_only)
+    T.check("spf only, dmarc switched off but dkim absent: refused naming dkim",
+            rc != 0 and "'dkim' is not in" in err, err)
+    rc, out, err = check_config("[symbols.DMARC_POLICY_REJECT]\nscore = 20\n"
+                                "[plugins]\ndisable = dkim, dmarc\n",
+                                plugins_dir=spf_only, name="site.conf")
+    T.check("site rule for a symbol of a missing plugin: refused with file:line",
+            rc != 0 and "site.conf:2:" in err and "DMARC_POLICY_REJECT" in err, err)
+    rc, out, err = check_config("rules.allow_unknown_symbols = yes\n"
+                                "plugins.enable = spf\n"
+                                "[symbols.DMARC_POLICY_REJECT]\nscore = 20\n",
+                                plugins_dir=spf_only)
+    T.check("... accepted with rules.allow_unknown_symbols = yes", rc == 0, err)
+    T.check("... with a warning naming the line",
+            "test.conf:4:" in err and "DMARC_POLICY_REJECT" in err, err)
+
+    # an unknown symbol in rules.local_dir names that file
+    local = os.path.join(TMP, "local-rules")
+    os.makedirs(local, exist_ok=True)
+    with open(os.path.join(local, "50-site.conf"), "w") as f:
+        f.write("# site weights\n[symbols.R_DKIM_ALOW]\nscore = -1\n")
+    rc, out, err = check_config("rules.local_dir = %s\n" % local)
+    T.check("unknown symbol in rules.local_dir: names 50-site.conf:3",
+            rc != 0 and "50-site.conf:3:" in err and "R_DKIM_ALOW" in err, err)
+
+    # plugins switched off on purpose: their symbols in rules and profiles are fine
+    text = ("plugins.disable = dmarc\n"
+            "[symbols.DMARC_POLICY_REJECT]\nscore = 20\n"
+            "[settings.outbound]\nplugins_disabled = dmarc, spf\n"
+            "symbols_disabled = DMARC_NA, R_SPF_NA\n")
+    rc, out, err = check_config(text)
+    T.check("disabled plugin's symbols in rules and settings profiles are accepted", rc == 0, err)
+    rc, out, err = check_config("plugins.enable = spf, from_check\n"
+                                "[settings.x]\nsymbols_disabled = R_DKIM_NA\n")
+    T.check("a plugin left out by plugins.enable: its symbols too", rc == 0, err)
+    rc, out, err = check_config("plugins.disable = dmarc\n"
+                                "[settings.x]\nsymbols_disabled = DMARC_NOPE\n", name="prof.conf")
+    T.check("an unknown symbol in a profile is still an error",
+            rc != 0 and "prof.conf:3:" in err and "DMARC_NOPE" in err, err)
+    # a profile that switches every authentication plugin off is explicit: allowed
+    rc, out, err = check_config("[settings.internal]\nplugins_disabled = spf, dkim, dmarc\n")
+    T.check("a profile without authentication plugins is allowed", rc == 0, err)
+    # the disabled plugin really does not run
+    rc, out, err = harness.run_check(harness.SIMPLE_MSG, args=["--set", "plugins.disable=dmarc",
+                                     "--set", "symbols.DMARC_NA.score=5"])
+    T.check("plugins.disable = dmarc: no DMARC symbol, scan works",
+            rc == 0 and isinstance(out, dict) and
+            not any(k.startswith("DMARC") for k in out["symbols"]), (rc, out, err))
 
 
 def make_plugin_dir(name):
@@ -315,7 +443,7 @@ def test_daemon_refuses_to_start():
 def main():
     try:
         for fn in (test_valid, test_broken_table, test_overrides, test_plugins_enable,
-                   test_bad_plugins, test_daemon_refuses_to_start):
+                   test_plugin_set, test_bad_plugins, test_daemon_refuses_to_start):
             T.run(fn)
     finally:
         shutil.rmtree(TMP, ignore_errors=True)

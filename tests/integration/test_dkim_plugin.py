@@ -193,8 +193,25 @@ def test_malformed(tmp, k):
                          "permerror", "duplicate tag"),
         "invalid d=": (lambda f: f.replace("d=one.example;", "d=one.example(.evil.example;"),
                        "permerror", "domain"),
-        "huge h=": (lambda f: re.sub(r"h=([^;]*);", lambda x: "h=" + x.group(1) +
-                                     ":x-pad" * 2000 + ";", f), "permerror", "h= lists"),
+        "huge h=": (lambda f: re.sub(r"\bh=([^;]*);", lambda x: "h=" + x.group(1) +
+                                     ":x" * 1100 + ";", f, count=1), "permerror", "h= lists"),
+        # libopendkim cuts h= at 4096 bytes without a word (issue 10.1)
+        "h= over 4 KiB": (lambda f: re.sub(r"\bh=([^;]*);", lambda x: "h=" + x.group(1) +
+                                           ":x-pad" * 700 + ";", f, count=1),
+                          "permerror", "h= longer than 4095 bytes"),
+        # libopendkim fails the whole message at 64 KiB (issue 10.2)
+        "field over 16 KiB": (lambda f: f.replace("v=1;", "v=1; xpad=" + "A" * 16400 + ";"),
+                              "permerror", "signature field longer than 16384 bytes"),
+        # the qp decoder of i= reads past a trailing '=' (issue 10.1)
+        "bad qp in i=": (lambda f: re.sub(r"\bi=([^;]*);", lambda x: "i=" + x.group(1) + "=;", f,
+                                          count=1),
+                         "permerror", "quoted-printable in i="),
+        "H= next to h=": (lambda f: f.replace("v=1;", "v=1; H=from;"), "permerror",
+                          "differ only in case"),
+        # the header selection overflow (issue 10.1)
+        "h= covers itself": (lambda f: re.sub(r"\bh=([^;]*);", lambda x: "h=" + x.group(1) +
+                                              ":dkim-signature:x;", f, count=1),
+                             "permerror", "own field"),
         "expired x=": (lambda f: re.sub(r"t=\d+;", "t=999999999; x=1000000000;", f),
                        "permerror", "expired"),
         "unknown a=": (lambda f: f.replace("a=rsa-sha256", "a=rsa-md5"), "permerror",

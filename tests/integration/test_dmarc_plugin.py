@@ -42,6 +42,10 @@ ZONE = {
     "_dmarc.np.example": [("TXT", "v=DMARC1; p=none; np=reject")],
     "real.np.example": [("A", "192.0.2.20")],
     "spoofer.test": [("TXT", "v=spf1 ip4:203.0.113.9 -all")],
+    # issue 11: two records at a subdomain of a p=reject Organizational Domain
+    "_dmarc.twice.example": [("TXT", "v=DMARC1; p=reject")],
+    "_dmarc.mail.twice.example": [("TXT", "v=DMARC1; p=none"),
+                                  ("TXT", "v=DMARC1; p=quarantine")],
 }
 
 
@@ -216,6 +220,18 @@ def main():
         # 11. unusable record: DMARC_BAD_POLICY, result none
         r = run("a@bad.example", ip=BAD_IP, mail_from="x@spoofer.test")
         T.check(sym(r, "DMARC_BAD_POLICY") is not None, "bad policy: %r" % r["symbols"].keys())
+
+        # 11b. several records at the Author Domain (issue 11): RFC 9989 4.10
+        # steps 2 and 6 discard them and walk on, so twice.example's p=reject
+        # applies; RFC 7489 6.6.3 (psl mode) ends discovery: no policy
+        r = run("a@mail.twice.example", ip=BAD_IP, mail_from="x@spoofer.test")
+        s = sym(r, "DMARC_POLICY_REJECT")
+        T.check(s is not None and s.get("options") == ["twice.example", "reject"] and
+                r["action"] == "reject", "two records, tree: %s %r" % (r["action"], r["symbols"]))
+        r = run("a@mail.twice.example", ip=BAD_IP, mail_from="x@spoofer.test",
+                settings=["dmarc.discovery=psl"])
+        T.check(sym(r, "DMARC_BAD_POLICY") is not None and r["action"] == "no action",
+                "two records, psl: %s %r" % (r["action"], r["symbols"].keys()))
 
         # 12. np= for a non-existent subdomain, sp/p for an existing one
         r = run("a@ghost.np.example", ip=BAD_IP, mail_from="x@spoofer.test")

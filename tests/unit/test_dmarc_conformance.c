@@ -8,6 +8,9 @@
  *                              tree; alignment: psl (RFC 7489)
  *   opendmarc.json             RFC 7489 (psl)    parse, alignment, 2012 PSL
  *   psl-tests.txt              RFC 7489 (psl)    registrable domains
+ *   rfc9989-audit.json         both modes        our requirement-by-requirement
+ *                              cases (rfc9989-requirements.tsv), each with
+ *                              its tree and psl outcome
  *
  * Data: tests/data/dmarc/ (copies of /work/shared/conformance, see
  * tests/data/dmarc/README.md).  DNS comes from each case's zone through a
@@ -77,6 +80,10 @@ static const struct as_dns_answer *fz_fetch(void *arg, const char *name, uint16_
     a->type = type;
     int exists;
     json_t *e = zone_entry(z->zone, name, &exists);
+    if (e && json_is_true(json_object_get(e, "SERVFAIL"))) {
+        a->status = AS_DNS_SERVFAIL;    /* every type at this name fails */
+        return a;
+    }
     const char *tname = type == AS_DNS_TXT ? "TXT" : type == AS_DNS_A ? "A"
                       : type == AS_DNS_MX ? "MX" : type == AS_DNS_AAAA ? "AAAA" : "?";
     json_t *vals = e ? json_object_get(e, tname) : NULL;
@@ -237,6 +244,31 @@ static int bis_only(const char *group)
            strncmp(group, "#4 ", 3) == 0 || strncmp(group, "#5 ", 3) == 0;
 }
 
+/* Cases of the transcribed mailauth suite (commit d2616c6b) where RFC 9989
+ * decides otherwise, with the outcome we assert instead (tree mode only;
+ * docs/dmarc.md).  mailauth 7.1.0 itself now agrees with us on each. */
+static const struct {
+    const char *name, *result, *policy, *org;
+} mailauth_deviations[] = {
+    /* 4.10 steps 2 and 6: a multi-record set is discarded and the walk
+     * goes on, so the Organizational Domain's p=none applies */
+    { "does not inherit the org policy when the author domain publishes multiple "
+      "records (\xc2\xa7" "4.10 step 2)", "fail", "none", "example.com" },
+};
+
+static int mailauth_deviation(const char *name, const struct as_dmarc_result *res)
+{
+    for (size_t i = 0; i < sizeof mailauth_deviations / sizeof mailauth_deviations[0]; i++) {
+        if (strcmp(name, mailauth_deviations[i].name) != 0)
+            continue;
+        const char *pol = applied_policy(res);
+        return strcmp(as_dmarc_res_name(res->result), mailauth_deviations[i].result) == 0 &&
+               pol && strcmp(pol, mailauth_deviations[i].policy) == 0 && res->org_domain &&
+               strcmp(res->org_domain, mailauth_deviations[i].org) == 0 ? 1 : -1;
+    }
+    return 0;
+}
+
 static void suite_mailauth(enum as_dmarc_discovery mode)
 {
     struct suite s;
@@ -291,6 +323,11 @@ static void suite_mailauth(enum as_dmarc_discovery mode)
             if ((v = json_object_get(ex, "dmarc_txt_query_sequence")) &&
                 mode == AS_DMARC_DISCOVERY_PSL)
                 ok = 0;                           /* (bis-only groups are skipped) */
+            int dev = mode == AS_DMARC_DISCOVERY_TREE ? mailauth_deviation(name, res) : 0;
+            if (dev) {
+                ok = dev > 0 && !r->out.incomplete;
+                s.dev++;
+            }
             if (!ok)
                 fprintf(stderr, "mailauth: FAIL %s: got %s policy %s org %s\n", name,
                         as_dmarc_res_name(res->result), applied_policy(res),
@@ -299,6 +336,168 @@ static void suite_mailauth(enum as_dmarc_discovery mode)
             free(r);
         }
     }
+    json_decref(j);
+    suite_end(&s);
+}
+
+/* ---- the RFC 9989 audit (ours) --------------------------------------------- */
+
+/* Checks one expectation object against an outcome; prints what differs. */
+static int audit_expect(const char *id, const char *mode, json_t *ex, const struct run *r)
+{
+    const struct as_dmarc_result *res = &r->out.res;
+    int ok = !r->out.incomplete;
+    json_t *v;
+    const char *got_pol = res->result == AS_DMARC_FAIL ? as_dmarc_policy_name(res->disposition)
+                                                       : NULL;
+    if ((v = json_object_get(ex, "result")) &&
+        strcmp(as_dmarc_res_name(res->result), json_string_value(v)) != 0)
+        ok = 0;
+    if ((v = json_object_get(ex, "policy")) &&
+        !(got_pol && strcmp(got_pol, json_string_value(v)) == 0))
+        ok = 0;
+    if ((v = json_object_get(ex, "policy_domain")) &&
+        !(res->policy_domain && strcmp(res->policy_domain, json_string_value(v)) == 0))
+        ok = 0;
+    if ((v = json_object_get(ex, "org_domain")) &&
+        !(res->org_domain && strcmp(res->org_domain, json_string_value(v)) == 0))
+        ok = 0;
+    if ((v = json_object_get(ex, "bad_policy")) && r->out.bad_policy != json_is_true(v))
+        ok = 0;
+    if ((v = json_object_get(ex, "queries"))) {
+        int seq = r->z.nlog == json_array_size(v);
+        for (size_t q = 0; seq && q < r->z.nlog; q++)
+            seq = strcmp(r->z.log[q], json_string_value(json_array_get(v, q))) == 0;
+        if (!seq)
+            ok = 0;
+    }
+    if (!ok) {
+        fprintf(stderr, "audit %s [%s]: got %s policy %s policy_domain %s org %s bad_policy %d "
+                "queries", id, mode, as_dmarc_res_name(res->result), got_pol ? got_pol : "-",
+                res->policy_domain ? res->policy_domain : "-",
+                res->org_domain ? res->org_domain : "-", r->out.bad_policy);
+        for (size_t q = 0; q < r->z.nlog; q++)
+            fprintf(stderr, " %s", r->z.log[q]);
+        fprintf(stderr, "\n");
+    }
+    return ok;
+}
+
+/* Every case runs in tree mode against "tree"; cases with a "psl" object
+ * also run in psl mode (where the two modes must differ, or where RFC 7489
+ * must be shown to stay). */
+static void suite_audit(enum as_dmarc_discovery mode)
+{
+    struct suite s;
+    int tree = mode == AS_DMARC_DISCOVERY_TREE;
+    suite_begin(&s, tree ? "rfc9989-audit [tree]" : "rfc9989-audit [psl]");
+    json_t *j = load(DATA "rfc9989-audit.json");
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(j, "cases"), i, c) {
+        const char *id = json_string_value(json_object_get(c, "id"));
+        json_t *ex = json_object_get(c, tree ? "tree" : "psl");
+        if (!ex)
+            continue;
+        json_t *in = json_object_get(c, "input");
+        json_t *spf = json_object_get(in, "spf_pass_domains");
+        struct run *r = calloc(1, sizeof *r);
+        run_eval(r, json_object_get(c, "zone"), mode,
+                 domain_of(json_string_value(json_object_get(in, "header_from"))),
+                 json_array_size(spf) ? json_string_value(json_array_get(spf, 0)) : NULL,
+                 json_object_get(in, "dkim_pass_domains"));
+        CHECK(audit_expect(id, tree ? "tree" : "psl", ex, r));
+        free(r);
+    }
+    json_decref(j);
+    suite_end(&s);
+}
+
+/* Does `file` (relative to tests/) contain `needle`? */
+static int file_has(const char *file, const char *needle)
+{
+    FILE *f = fopen(file, "r");
+    if (!f)
+        return 0;
+    char line[1024];
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, needle) != NULL;
+    fclose(f);
+    return found;
+}
+
+/* The requirements table must point at real tests: every audit case it
+ * names exists, every audit case is named, and every unit test function or
+ * plugin case it names is there. */
+static void suite_requirements(void)
+{
+    struct suite s;
+    suite_begin(&s, "rfc9989-requirements.tsv references");
+    json_t *j = load(DATA "rfc9989-audit.json");
+    json_t *cases = json_object_get(j, "cases");
+    size_t ncases = json_array_size(cases);
+    int *named = calloc(ncases ? ncases : 1, sizeof *named);
+    FILE *f = fopen(DATA "rfc9989-requirements.tsv", "r");
+    CHECK(f != NULL);
+    char line[2048];
+    int rows = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        if (line[0] == '#' || strncmp(line, "id\t", 3) == 0)
+            continue;
+        char *col[8] = { 0 };
+        int ncol = 0;
+        for (char *p = line; ncol < 8; ncol++) {
+            col[ncol] = p;
+            p = strchr(p, '\t');
+            if (!p)
+                break;
+            *p++ = 0;
+        }
+        rows++;
+        if (ncol < 7 || !*col[5]) {
+            fprintf(stderr, "requirements: row %s has no tests\n", col[0]);
+            CHECK(0);
+            continue;
+        }
+        char *save = NULL;
+        for (char *t = strtok_r(col[5], " ", &save); t; t = strtok_r(NULL, " ", &save)) {
+            char want[300];
+            int ok = 1;
+            if (strncmp(t, "audit:", 6) == 0) {
+                ok = 0;
+                for (size_t i = 0; i < ncases; i++)
+                    if (strcmp(json_string_value(json_object_get(json_array_get(cases, i), "id")),
+                               t + 6) == 0)
+                        ok = named[i] = 1;
+            } else if (strncmp(t, "eval:", 5) == 0) {
+                snprintf(want, sizeof want, "static void %s(void)", t + 5);
+                ok = file_has("unit/test_dmarc_eval.c", want);
+            } else if (strncmp(t, "record:", 7) == 0) {
+                snprintf(want, sizeof want, "static void %s(void)", t + 7);
+                ok = file_has("unit/test_dmarc_record.c", want);
+            } else if (strncmp(t, "address:", 8) == 0) {
+                snprintf(want, sizeof want, "static void %s(void)", t + 8);
+                ok = file_has("unit/test_address.c", want);
+            } else if (strncmp(t, "plugin:", 7) == 0) {
+                snprintf(want, sizeof want, "# %s. ", t + 7);
+                ok = file_has("integration/test_dmarc_plugin.py", want);
+            }
+            if (!ok)
+                fprintf(stderr, "requirements: row %s names %s, which does not exist\n", col[0], t);
+            CHECK(ok);
+        }
+    }
+    if (f)
+        fclose(f);
+    CHECK(rows >= 50);
+    for (size_t i = 0; i < ncases; i++) {
+        if (!named[i])
+            fprintf(stderr, "requirements: audit case %s is named by no row\n",
+                    json_string_value(json_object_get(json_array_get(cases, i), "id")));
+        CHECK(named[i]);
+    }
+    free(named);
     json_decref(j);
     suite_end(&s);
 }
@@ -359,14 +558,25 @@ static void suite_appendix_b(void)
         const char *ref = json_string_value(json_object_get(c, "ref"));
         if ((v = json_object_get(ex, "author_queries")))
             CHECK(walk_is(o, author, v));
+        /* An identifier outside the author's Organizational Domain cannot
+         * align and is never walked (issue 10: its walk may time out on
+         * purpose); the RFC's walk of it is then checked as an author's. */
+        const struct dmarc_outcome *od = o;
+        struct run *rd = NULL;
+        if (!dmarc_outcome_walk(o, dkd)) {
+            rd = calloc(1, sizeof *rd);
+            run_eval(rd, json_object_get(c, "zone"), AS_DMARC_DISCOVERY_TREE, dkd, NULL, NULL);
+            od = &rd->out;
+        }
         if ((v = json_object_get(ex, "dkim_queries")))
-            CHECK(walk_is(o, dkd, v));
+            CHECK(walk_is(od, dkd, v));
         if ((v = json_object_get(ex, "author_org_domain")))
             CHECK_STR(o->res.org_domain, json_string_value(v));
         if ((v = json_object_get(ex, "dkim_org_domain"))) {
-            w = dmarc_outcome_walk(o, dkd);
+            w = dmarc_outcome_walk(od, dkd);
             CHECK_STR(w ? w->org : NULL, json_string_value(v));
         }
+        free(rd);
         if ((v = json_object_get(ex, "mail_from_org_domain"))) {
             w = strcmp(mfd, author) ? dmarc_outcome_walk(o, mfd) : NULL;
             CHECK_STR(w ? w->org : author, json_string_value(v));
@@ -794,6 +1004,9 @@ int main(void)
     suite_mailauth(AS_DMARC_DISCOVERY_TREE);
     suite_mailauth(AS_DMARC_DISCOVERY_PSL);
     suite_appendix_b();
+    suite_audit(AS_DMARC_DISCOVERY_TREE);
+    suite_audit(AS_DMARC_DISCOVERY_PSL);
+    suite_requirements();
     suite_maildmarc();
     suite_opendmarc();
     suite_psl();

@@ -155,20 +155,45 @@ static void test_errors(void)
     CHECK_INT(o->res.result, AS_DMARC_TEMPERROR);
     CHECK(o->res.comment && strstr(o->res.comment, "_dmarc.broken.example"));
 
-    /* an error further up the walk: the Organizational Domain is unknown */
+    /* An error further up the walk leaves the Author Domain's own record
+     * usable (RFC 9989 4.10.1) and only its Organizational Domain unknown:
+     * with no identifier, or an identical one, the verdict stands ... */
     in = input("example.com");
     eval_rounds(&f, &in, o);
+    CHECK_INT(o->res.result, AS_DMARC_FAIL);
+    CHECK_INT(o->res.disposition, AS_DMARC_POLICY_REJECT);
+    CHECK_STR(o->res.policy_domain, "example.com");
+    CHECK(o->res.org_domain == NULL);
+    struct dmarc_dkim_in dk[] = { { "example.com", AS_DKIM_PASS } };
+    in.dkim = dk;
+    in.ndkim = 1;
+    eval_rounds(&f, &in, o);
+    CHECK_INT(o->res.result, AS_DMARC_PASS);
+    /* ... a relaxed one cannot be judged: temperror (RFC 9989 5.3.6) */
+    dk[0].domain = "mail.example.com";
+    eval_rounds(&f, &in, o);
     CHECK_INT(o->res.result, AS_DMARC_TEMPERROR);
-    /* ... in PSL mode there is no walk, so no error */
-    in.discovery = AS_DMARC_DISCOVERY_PSL;
+    /* ... and one under another TLD never aligns */
+    dk[0].domain = "example.net";
     eval_rounds(&f, &in, o);
     CHECK_INT(o->res.result, AS_DMARC_FAIL);
+    /* ... in PSL mode there is no walk, so no error */
+    in.discovery = AS_DMARC_DISCOVERY_PSL;   /* (no PSL loaded: org = the name) */
+    eval_rounds(&f, &in, o);
+    CHECK_INT(o->res.result, AS_DMARC_FAIL);
+    CHECK_STR(o->res.org_domain, "example.com");
 
+    /* several records at the Author Domain and nothing above: none, and
+     * DMARC_BAD_POLICY says why (both modes) */
     in = input("multi.example");
     eval_rounds(&f, &in, o);
     CHECK_INT(o->res.result, AS_DMARC_NONE);
     CHECK_INT(o->bad_policy, 1);
     CHECK(o->res.reasons & AS_DMARC_REASON_BAD_POLICY);
+    in.discovery = AS_DMARC_DISCOVERY_PSL;
+    eval_rounds(&f, &in, o);
+    CHECK_INT(o->res.result, AS_DMARC_NONE);
+    CHECK_INT(o->bad_policy, 1);
 
     /* an Author Domain whose _dmarc name would be too long is never queried */
     char longd[260];
@@ -324,6 +349,58 @@ static void test_psd(void)
     free(o);
 }
 
+/* issue 11: two records at a subdomain under an Organizational Domain with
+ * p=reject.  RFC 9989 4.10 steps 2 and 6 discard both and the walk goes on,
+ * so the Organizational Domain's policy applies; RFC 7489 6.6.3 ends policy
+ * discovery at the Author Domain (psl mode). */
+static void test_multiple_records(void)
+{
+    struct dmarc_outcome *o = calloc(1, sizeof *o);
+    static const char *const txt[] = {
+        "_dmarc.mail.example.com", "v=DMARC1; p=none",
+        "_dmarc.mail.example.com", "v=DMARC1; p=quarantine",
+        "_dmarc.example.com", "v=DMARC1; p=reject",
+        "_dmarc.b.other.example", "v=DMARC1; p=reject",
+        "_dmarc.b.other.example", "v=DMARC1; p=reject",
+        "_dmarc.other.example", "v=DMARC1; p=quarantine; psd=n",
+        NULL };
+    struct fake f = { .txt = txt, .hold = 1 };
+    struct dmarc_input in = input("mail.example.com");
+    eval_rounds(&f, &in, o);
+    CHECK_INT(o->res.result, AS_DMARC_FAIL);
+    CHECK_INT(o->res.disposition, AS_DMARC_POLICY_REJECT);
+    CHECK_STR(o->res.policy_domain, "example.com");
+    CHECK_STR(o->res.policy_tag, "p");            /* no sp: p applies to subdomains */
+    CHECK_STR(o->res.org_domain, "example.com");
+    CHECK_INT(o->bad_policy, 0);
+    CHECK_INT(f.norder, 3);                        /* the whole walk, in order */
+    CHECK_STR(f.norder > 1 ? f.order[1] : NULL, "_dmarc.example.com");
+
+    /* the discarded set does not count for the Organizational Domain either:
+     * an identifier at mail.example.com aligns through example.com */
+    struct dmarc_dkim_in dk[] = { { "x.example.com", AS_DKIM_PASS } };
+    in.dkim = dk;
+    in.ndkim = 1;
+    eval_rounds(&f, &in, o);
+    CHECK_INT(o->res.result, AS_DMARC_PASS);
+
+    /* the same set in the middle of a walk: skipped, psd=n above decides */
+    in = input("a.b.other.example");
+    eval_rounds(&f, &in, o);
+    CHECK_STR(o->res.policy_domain, "other.example");
+    CHECK_STR(o->res.org_domain, "other.example");
+    CHECK_INT(o->res.disposition, AS_DMARC_POLICY_QUARANTINE);
+
+    /* psl mode: RFC 7489 6.6.3 stands, discovery ends, nothing applies */
+    in = input("mail.example.com");
+    in.discovery = AS_DMARC_DISCOVERY_PSL;
+    eval_rounds(&f, &in, o);
+    CHECK_INT(o->res.result, AS_DMARC_NONE);
+    CHECK_INT(o->bad_policy, 1);
+    CHECK(o->res.comment && strstr(o->res.comment, "_dmarc.mail.example.com"));
+    free(o);
+}
+
 int main(void)
 {
     pool = as_pool_new(0);
@@ -332,6 +409,7 @@ int main(void)
     test_policy_options();
     test_temperror_and_lists();
     test_psd();
+    test_multiple_records();
     as_pool_destroy(pool);
     return check_done();
 }

@@ -91,6 +91,12 @@ static void test_values(void)
     CHECK_STR(r.fo, "0");
     CHECK_STR(r.rf, "afrf");
     CHECK_INT(r.invalid, AS_DMARC_TAG_RI | AS_DMARC_TAG_FO | AS_DMARC_TAG_RF);
+    /* documented deviation: RFC 9989 4.8 dmarc-fo makes "0" and "1" exclusive,
+     * we keep RFC 7489's list grammar (only failure reports read fo) */
+    t = "v=DMARC1; p=none; fo=0:1";
+    CHECK_INT(dmarc_record_parse(pool, t, strlen(t), &r), DMARC_REC_OK);
+    CHECK_STR(r.fo, "0:1");
+    CHECK_INT(r.invalid, 0);
     /* the length bound */
     char big[DMARC_RECORD_MAX + 64];
     memset(big, 'a', sizeof big - 1);

@@ -180,7 +180,9 @@ static void test_budget(void)
     CHECK_INT(g[4].ans->status, AS_DNS_OK);
     CHECK_INT(g[5].ans->status, AS_DNS_BUDGET);
     CHECK_STR(g[5].ans->name, "mx1.example");
-    CHECK(as_dns_pinned(t, "mx1.example", AS_DNS_A) == NULL);   /* budget is not pinned */
+    /* a refusal stays one for whoever was refused (here: no plugin) */
+    const struct as_dns_answer *rf = as_dns_pinned(t, "mx1.example", AS_DNS_A);
+    CHECK_INT(rf ? rf->status : 99, AS_DNS_BUDGET);
 
     /* pinned names are still answered after the budget is gone */
     struct got p = {0}, q = {0};
@@ -202,6 +204,108 @@ static void test_budget(void)
     run_for(0.05);
     CHECK_INT(n.ans ? n.ans->status : 99, AS_DNS_OK);
     as_task_free(t2);
+    as_task_free(t);
+    as_resolver_free(r);
+    as_symtab_free(e.symtab);
+}
+
+/* The budget per plugin (issue 10.3): a plugin that asks for everything
+ * ("hog", like a hostile SPF record) cannot take the reserve of a plugin
+ * that runs after it ("late", like DMARC's policy lookup).  Real tasks
+ * with two in-process plugins, scheduled by as_task_run(). */
+#define HOG_ASKS 40
+struct share_run {
+    struct got hog[HOG_ASKS], late[8];
+};
+static struct share_run *share_run;
+
+static void hog_scan(struct as_task *t, void *state)
+{
+    (void)state;
+    for (int i = 0; i < HOG_ASKS; i++) {
+        char n[32];
+        snprintf(n, sizeof n, "h%d.example", i);
+        query(t, n, AS_DNS_A, &share_run->hog[i]);
+    }
+}
+
+static void late_scan(struct as_task *t, void *state)
+{
+    (void)state;
+    for (int i = 0; i < 8; i++) {
+        char n[32];
+        snprintf(n, sizeof n, "l%d.example", i);
+        query(t, n, AS_DNS_A, &share_run->late[i]);
+    }
+}
+
+static void share_done(struct as_task *t, void *arg)
+{
+    (void)t;
+    *(int *)arg = 1;
+}
+
+static void test_plugin_shares(void)
+{
+    /* pool 10, every plugin 3 of its own, late asks for 6 */
+    struct as_resolver_config rc = {
+        .zone_file = "data/zones/offline.zone", .timeout = 1, .max_queries = 10,
+        .plugin_reserve = 3, .cache_entries = 100, .max_ttl = 3600, .negative_ttl = 300,
+    };
+    char err[256] = "";
+    struct as_resolver *r = as_resolver_new(base, &rc, err, sizeof err);
+    if (!r) { fprintf(stderr, "%s\n", err); CHECK(0); return; }
+    static const char *const late_deps[] = { "hog", NULL };
+    static const struct as_plugin hog = { AS_PLUGIN_HEADER, .name = "hog", .scan = hog_scan };
+    static const struct as_plugin late = { AS_PLUGIN_HEADER, .name = "late",
+                                           .depends = late_deps, .scan = late_scan };
+    struct as_engine_plugin plugins[2];
+    memset(plugins, 0, sizeof plugins);
+    size_t dep0 = 0;
+    plugins[0].def = &hog;
+    plugins[1].def = &late;
+    plugins[1].deps = &dep0;
+    plugins[1].ndeps = 1;
+    struct as_engine e;
+    engine_init(&e, r);
+    e.plugins = plugins;
+    e.nplugins = 2;
+    e.limits.scan_timeout = 10;
+    for (size_t i = 0; i < 2; i++) {
+        plugins[i].ctx.engine = &e;
+        plugins[i].ctx.def = plugins[i].def;
+    }
+    CHECK_INT(as_plugin_dns_reserve(&plugins[1].ctx, 6), 0);
+    CHECK_INT(as_plugin_dns_reserve(&plugins[1].ctx, AS_DNS_RESERVE_MAX + 1), -1);
+    CHECK_INT(plugins[1].ctx.dns_reserve, 6);
+
+    struct share_run run;
+    memset(&run, 0, sizeof run);
+    share_run = &run;
+    struct as_task *t = as_task_new(&e);
+    int done = 0;
+    as_task_run(t, share_done, &done);
+    while (!done) event_base_loop(base, EVLOOP_ONCE);
+
+    /* hog: its 3, then the pool of 10; late: its 6 whatever hog did */
+    int hog_ok = 0, late_ok = 0;
+    for (int i = 0; i < HOG_ASKS; i++) {
+        CHECK_INT(run.hog[i].calls, 1);
+        hog_ok += run.hog[i].ans && run.hog[i].ans->status != AS_DNS_BUDGET;
+    }
+    for (int i = 0; i < 8; i++) {
+        CHECK_INT(run.late[i].calls, 1);
+        late_ok += run.late[i].ans && run.late[i].ans->status != AS_DNS_BUDGET;
+    }
+    CHECK_INT(hog_ok, 3 + 10);
+    CHECK_INT(late_ok, 6);
+    CHECK_INT(run.late[5].ans->status, AS_DNS_NXDOMAIN);
+    CHECK_INT(run.late[6].ans->status, AS_DNS_BUDGET);
+    /* outside the plugin refused, a refusal is not an answer */
+    CHECK(as_dns_pinned(t, "l6.example", AS_DNS_A) == NULL);
+    struct as_resolver_stats st;
+    as_resolver_get_stats(r, &st);
+    CHECK_INT(st.budget_exhausted, HOG_ASKS - 13 + 2);
     as_task_free(t);
     as_resolver_free(r);
     as_symtab_free(e.symtab);
@@ -285,6 +389,7 @@ int main(void)
     test_status_names();
     test_pinning();
     test_budget();
+    test_plugin_shares();
     test_chain_and_cancel();
     event_base_free(base);
     libevent_global_shutdown();

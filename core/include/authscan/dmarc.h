@@ -34,8 +34,8 @@ enum as_dmarc_res {
     AS_DMARC_PASS,
     AS_DMARC_FAIL,
     AS_DMARC_TEMPERROR,   /* a DNS error kept us from a pass/fail verdict */
-    AS_DMARC_PERMERROR,   /* reserved: we report unusable records as none
-                             (RFC 9989 4.10.1), see docs/dmarc.md */
+    AS_DMARC_PERMERROR,   /* From names more domains than max_author_domains
+                             (unusable records are none, RFC 9989 4.10.1) */
 };
 
 /* Domain Owner Assessment Policy values (p=, sp=, np=). */
@@ -103,7 +103,8 @@ struct as_dmarc_result {
     enum as_dmarc_discovery discovery;
     const char *author_domain;    /* RFC5322.From domain (A-labels), NULL if none */
     const char *policy_domain;    /* where the record was found, NULL if none */
-    const char *org_domain;       /* Organizational Domain of the Author Domain */
+    const char *org_domain;       /* Organizational Domain of the Author Domain; NULL when
+                                   * unknown (its Tree Walk failed above the record) */
     const struct as_dmarc_record *record; /* the policy record, NULL if none */
     /* The policy the owner asks for this message: p, sp or np (RFC 9989
      * 4.10.1), and the tag it came from ("p", "sp", "np"). */

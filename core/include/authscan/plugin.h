@@ -67,7 +67,7 @@ extern "C" {
 #endif
 
 #define AS_PLUGIN_ABI_MAJOR 1
-#define AS_PLUGIN_ABI_MINOR 1
+#define AS_PLUGIN_ABI_MINOR 2
 
 #if defined(__GNUC__)
 #define AS_API __attribute__((visibility("default")))
@@ -393,6 +393,14 @@ AS_API unsigned long long as_plugin_opt_size(const struct as_plugin_ctx *c,
 AS_API void as_plugin_set_error(struct as_plugin_ctx *c, const char *fmt, ...)
     AS_PRINTF(2, 3);
 AS_API struct event_base *as_plugin_event_base(const struct as_plugin_ctx *c);
+/* For init(): DNS queries of every scan that only this plugin may make.
+ * A plugin spends its reserve first, then the queries all plugins share
+ * (dns.max_queries), so the work of one plugin cannot leave another
+ * without the queries it needs (DMARC's policy lookup after a hostile SPF
+ * record, say).  The plugin gets the larger of this and
+ * dns.plugin_reserve.  Returns 0, or -1 for more than 100000.  Since ABI
+ * 1.2. */
+AS_API int as_plugin_dns_reserve(struct as_plugin_ctx *c, unsigned queries);
 AS_API const char *as_plugin_name(const struct as_plugin_ctx *c);
 
 struct as_plugin {
