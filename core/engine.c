@@ -72,9 +72,12 @@ static const struct as_config_key core_keys[] = {
     { "limits.max_headers", AS_OPT_INT, "1000", "most header fields in a message" },
     { "limits.max_header_size", AS_OPT_SIZE, "1M", "largest header block" },
     { "limits.scan_timeout", AS_OPT_DURATION, "8s", "deadline of one scan" },
+    { "limits.header_timeout", AS_OPT_DURATION, "10s", "time to receive a request's head" },
     { "limits.read_timeout", AS_OPT_DURATION, "30s", "time to receive one request" },
     { "limits.idle_timeout", AS_OPT_DURATION, "60s", "keep-alive idle time" },
     { "limits.max_connections", AS_OPT_INT, "1024", "connections per worker" },
+    { "limits.max_connections_per_ip", AS_OPT_INT, "256",
+      "connections from one client address per worker (0: no limit)" },
     { "poison.enable", AS_OPT_BOOL, "yes", "answer a message that killed a worker unscanned" },
     { "poison.action", AS_OPT_STRING, "soft_reject", "the answer to such a message" },
     { "poison.ttl", AS_OPT_DURATION, "1h", "how long such a message is remembered" },
@@ -267,6 +270,11 @@ static int check_semantics(const struct as_config *cfg, char *err, size_t errlen
                    (atoll(e->value) < 0 || atoll(e->value) > 256)) {
             return as_config_error(err, errlen, e, "bad value '%s' for 'workers': expected 0 "
                                    "to 256", e->value);
+        } else if ((strcmp(e->key, "limits.max_connections") == 0 ||
+                    strcmp(e->key, "limits.max_connections_per_ip") == 0) &&
+                   atoll(e->value) < 0) {
+            return as_config_error(err, errlen, e, "bad value '%s' for '%s': expected 0 (no "
+                                   "limit) or more", e->value, e->key);
         }
     }
     const char *const *items;
@@ -488,9 +496,11 @@ static void read_limits(struct as_limits *l, const struct as_config *cfg)
     l->max_headers = (size_t)as_config_int(cfg, "limits.max_headers", 1000);
     l->max_header_size = (size_t)as_config_size(cfg, "limits.max_header_size", 1 << 20);
     l->scan_timeout = as_config_duration(cfg, "limits.scan_timeout", 8);
+    l->header_timeout = as_config_duration(cfg, "limits.header_timeout", 10);
     l->read_timeout = as_config_duration(cfg, "limits.read_timeout", 30);
     l->idle_timeout = as_config_duration(cfg, "limits.idle_timeout", 60);
     l->max_connections = (size_t)as_config_int(cfg, "limits.max_connections", 1024);
+    l->max_connections_per_ip = (size_t)as_config_int(cfg, "limits.max_connections_per_ip", 256);
 }
 
 static void make_id_prefix(struct as_engine *e)

@@ -37,9 +37,11 @@ struct as_limits {
     size_t max_headers;
     size_t max_header_size;
     double scan_timeout;
+    double header_timeout;
     double read_timeout;
     double idle_timeout;
     size_t max_connections;
+    size_t max_connections_per_ip;
 };
 
 struct as_plugin_ctx {

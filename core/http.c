@@ -4,10 +4,15 @@
  * Each connection is a small state machine:
  *
  *   IDLE     between requests (or freshly accepted); idle_timeout closes
- *            it silently (when draining, HTTP_DRAIN_IDLE_SECONDS does).
- *            Stray CRLFs do not leave this state.
+ *            it silently (when draining, HTTP_DRAIN_IDLE_SECONDS does), and
+ *            a fresh connection that stays silent for header_timeout is
+ *            closed silently too.  Stray CRLFs do not leave this state.
  *   READING  the first byte of a request arrived (http-parser's
- *            message_begin); read_timeout bounds the whole request.
+ *            message_begin); the head must be complete by its deadline
+ *            (header_timeout from accept for the first request, from the
+ *            first byte for a keep-alive one) and read_timeout bounds the
+ *            whole request.  Both are absolute deadlines: a client that
+ *            drips a byte at a time cannot push them back.
  *   BUSY     the handler owns the request; the parser is paused so
  *            pipelined bytes wait in the input buffer, and reading stops
  *            at a small high-water mark so they cannot pile up.  Reading is
@@ -24,7 +29,28 @@
  * Limits are enforced in the parser callbacks, before anything is stored,
  * so no request can make the server hold more than max_header_bytes of
  * headers plus max_body of body per connection.
+ *
+ * Strict framing.  Debian's libhttp-parser (2.9) is built with
+ * HTTP_PARSER_STRICT=0 (upstream's default for the library), so it takes
+ * a space before a header's colon as part of the name, bare LF line ends,
+ * obs-fold continuation lines, any two bytes after chunk data as its CRLF
+ * and anything after a chunk size as an "extension"; and it takes
+ * "Transfer-Encoding: gzip, chunked" as chunked.  Behind a proxy that
+ * reads such a request differently, each is request smuggling material
+ * (RFC 9112 11.2).  So every byte is first run through frame_check(), a
+ * small RFC 9112 framing checker, and only what it approved is given to
+ * http-parser: the request line and header and trailer lines (CRLF only,
+ * tchar names with the colon right after them, no obs-fold, no control
+ * characters but HTAB in values), and chunk sizes, extensions and the CRLF
+ * after chunk data.  The checker stops at the end of the head and at the
+ * end of the message; at the end of the head http-parser's
+ * on_headers_complete tells it how the body is framed.  If the two ever
+ * disagree about where the message ends, the request is refused.  What
+ * http-parser already refuses (two Content-Lengths, Content-Length with
+ * Transfer-Encoding, a bad Content-Length) it keeps refusing; the
+ * Transfer-Encoding value itself is checked in on_headers_complete.
  */
+#define _GNU_SOURCE      /* accept4 */
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -65,7 +91,49 @@
  * retries would spin). */
 #define HTTP_ACCEPT_BACKOFF_SECONDS 0.5
 
+/* RFC 9112 3: a request-target longer than the server wants to parse is
+ * answered 414.  Our targets are "/checkv2" plus an envelope query; 64 KiB
+ * leaves room for hundreds of recipients. */
+#define HTTP_MAX_REQUEST_LINE (64 * 1024)
+/* A chunk-size line (size and extensions), which http-parser does not
+ * count against any limit: without this an endless extension would be
+ * read until read_timeout. */
+#define HTTP_MAX_CHUNK_LINE 4096
+/* Log lines about refused or timed-out connections and bad requests: at
+ * most one per kind in this many seconds, then a count of the rest.  An
+ * attacker decides how often they happen; the log must not grow as fast. */
+#define HTTP_LIMIT_LOG_INTERVAL 5.0
+/* Buckets of the per-address connection counts (power of two). */
+#define HTTP_ADDR_BUCKETS 1024
+
 enum conn_state { ST_IDLE, ST_READING, ST_BUSY, ST_WRITING, ST_CLOSING };
+
+/* frame_check() states; see "Strict framing" at the top. */
+enum frame_state {
+    FR_LINE_START,     /* head or trailer: at the start of a line */
+    FR_LINE,           /* in the request line or a field line */
+    FR_LINE_LF,        /* CR seen, LF must follow */
+    FR_HEAD_DONE,      /* end of head: on_headers_complete decides what follows */
+    FR_BODY,           /* Content-Length body: fr_left bytes */
+    FR_CHUNK_SIZE,     /* hex digits */
+    FR_CHUNK_EXT,      /* after the size: BWS ";" extensions */
+    FR_CHUNK_SIZE_LF,  /* CR after the size line seen */
+    FR_CHUNK_DATA,     /* fr_left bytes of data */
+    FR_CHUNK_DATA_CR,  /* the CRLF after chunk data */
+    FR_CHUNK_DATA_LF,
+    FR_DONE            /* the message ended; nothing more until the next */
+};
+
+/* Kinds of rate-limited log lines. */
+enum limit_kind { LIM_BAD_REQUEST, LIM_TIMEOUT, LIM_SILENT, LIM_PER_ADDR, LIM_MAX_CONN, LIM__COUNT };
+
+/* Connections from one client address (IPv4 address or IPv6 /64). */
+struct addr_slot {
+    struct addr_slot *next;
+    unsigned char key[9];    /* family tag + 4 or 8 address bytes */
+    unsigned char keylen;
+    size_t n;
+};
 
 struct as_http_conn {
     struct as_http_server *srv;
@@ -80,6 +148,21 @@ struct as_http_conn {
     int keep_alive;          /* decided when the request completed */
     int err_status;          /* set by a callback that rejected the request */
     int peer_eof;            /* the client closed its sending side */
+    unsigned long served;    /* requests dispatched on this connection */
+    double accepted;         /* as_now() at accept */
+    double head_deadline;    /* as_now() values; 0: none */
+    double read_deadline;
+    struct addr_slot *addr;  /* NULL: not counted (unix socket) */
+
+    /* frame_check() state for the request being read */
+    enum frame_state fr;
+    size_t fr_line_len;      /* bytes in the current line */
+    unsigned long fr_lines;  /* lines of the head or trailer seen */
+    int fr_colon;            /* the field line's colon was seen */
+    int fr_trailer;          /* in the trailer section */
+    int fr_ext_semi;         /* chunk line: ';' seen after the size */
+    int fr_digits;           /* chunk size digits */
+    unsigned long long fr_left;
     const char *err_msg;
     char err_buf[160];       /* err_msg when it is formatted */
 
@@ -107,7 +190,7 @@ struct as_http_server {
     as_http_handler handler;
     void *arg;
 
-    struct evconnlistener **listeners;
+    struct http_listener *listeners;
     size_t nlisteners;
     int accepting;           /* listeners currently enabled */
     int accept_backoff;      /* paused after EMFILE and friends */
@@ -122,6 +205,15 @@ struct as_http_server {
     void (*drain_done)(void *);
     void *drain_arg;
     struct event *done_ev;
+
+    struct addr_slot *addr_tab[HTTP_ADDR_BUCKETS];
+    struct { double next; unsigned long suppressed; } limlog[LIM__COUNT];
+};
+
+struct http_listener {
+    struct evconnlistener *l;
+    int fd;
+    int dead;                /* shut down (by any worker): never enable again */
 };
 
 static void conn_free(struct as_http_conn *c);
@@ -180,6 +272,109 @@ const char *as_http_request_header(const struct as_http_request *req, const char
 }
 
 /* ---------------------------------------------------------------- */
+/* rate-limited log lines                                            */
+
+/* Logs at most one line of a kind per HTTP_LIMIT_LOG_INTERVAL; the next
+ * one says how many were left out. */
+static void limit_log(struct as_http_server *s, enum limit_kind kind, const char *fmt, ...)
+    AS_PRINTF(3, 4);
+static void limit_log(struct as_http_server *s, enum limit_kind kind, const char *fmt, ...)
+{
+    double now = as_now();
+    if (now < s->limlog[kind].next) {
+        s->limlog[kind].suppressed++;
+        return;
+    }
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (s->limlog[kind].suppressed)
+        as_log(AS_LOG_NOTICE, "%s (and %lu more like it since the last such line)", msg,
+               s->limlog[kind].suppressed);
+    else
+        as_log(AS_LOG_NOTICE, "%s", msg);
+    s->limlog[kind].suppressed = 0;
+    s->limlog[kind].next = now + HTTP_LIMIT_LOG_INTERVAL;
+}
+
+/* ---------------------------------------------------------------- */
+/* connections per client address                                    */
+
+/* The bucket key of a peer: the IPv4 address (also when it arrives as
+ * ::ffff:a.b.c.d), or the IPv6 /64, since one host usually owns a whole
+ * /64 (RFC 7421) and would otherwise have 2^64 separate limits.  Returns
+ * 0, or -1 for peers that are not counted (unix sockets). */
+static int addr_key(const struct sockaddr *sa, int salen, unsigned char key[9], unsigned char *len)
+{
+    if (sa->sa_family == AF_INET && salen >= (int)sizeof(struct sockaddr_in)) {
+        key[0] = 4;
+        memcpy(key + 1, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+        *len = 5;
+        return 0;
+    }
+    if (sa->sa_family == AF_INET6 && salen >= (int)sizeof(struct sockaddr_in6)) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a)) {
+            key[0] = 4;
+            memcpy(key + 1, a->s6_addr + 12, 4);
+            *len = 5;
+        } else {
+            key[0] = 6;
+            memcpy(key + 1, a->s6_addr, 8);
+            *len = 9;
+        }
+        return 0;
+    }
+    return -1;
+}
+
+static void addr_key_format(const struct addr_slot *a, char *out, size_t outlen)
+{
+    if (a->key[0] == 4) {
+        inet_ntop(AF_INET, a->key + 1, out, (socklen_t)outlen);
+        return;
+    }
+    unsigned char full[16] = { 0 };
+    char ip[INET6_ADDRSTRLEN];
+    memcpy(full, a->key + 1, 8);
+    inet_ntop(AF_INET6, full, ip, sizeof ip);
+    snprintf(out, outlen, "%s/64", ip);
+}
+
+/* The slot of key, created with n = 0 if absent. */
+static struct addr_slot *addr_get(struct as_http_server *s, const unsigned char *key, unsigned char len)
+{
+    /* FNV-1a; chains hold at most max_connections slots in all, so a
+     * chosen collision costs no more than a linear scan would */
+    uint32_t h = 2166136261u;
+    for (unsigned i = 0; i < len; i++) h = (h ^ key[i]) * 16777619u;
+    struct addr_slot **head = &s->addr_tab[h & (HTTP_ADDR_BUCKETS - 1)];
+    for (struct addr_slot *a = *head; a; a = a->next)
+        if (a->keylen == len && memcmp(a->key, key, len) == 0) return a;
+    struct addr_slot *a = xcalloc(1, sizeof *a);
+    memcpy(a->key, key, len);
+    a->keylen = len;
+    a->next = *head;
+    *head = a;
+    return a;
+}
+
+static void addr_put(struct as_http_server *s, struct addr_slot *a)
+{
+    if (--a->n > 0) return;
+    uint32_t h = 2166136261u;
+    for (unsigned i = 0; i < a->keylen; i++) h = (h ^ a->key[i]) * 16777619u;
+    for (struct addr_slot **pp = &s->addr_tab[h & (HTTP_ADDR_BUCKETS - 1)]; *pp; pp = &(*pp)->next)
+        if (*pp == a) {
+            *pp = a->next;
+            break;
+        }
+    free(a);
+}
+
+/* ---------------------------------------------------------------- */
 /* accepting                                                         */
 
 static void server_update_accept(struct as_http_server *s)
@@ -187,9 +382,13 @@ static void server_update_accept(struct as_http_server *s)
     int want = !s->draining && !s->accept_backoff && !s->accept_yield &&
                !(s->lim.max_connections && s->nconns >= s->lim.max_connections);
     if (want == s->accepting) return;
+    if (!want && s->lim.max_connections && s->nconns >= s->lim.max_connections && !s->draining)
+        limit_log(s, LIM_MAX_CONN, "http: %zu connections open (limits.max_connections): not "
+                  "accepting more until one closes", s->nconns);
     for (size_t i = 0; i < s->nlisteners; i++) {
-        if (want) evconnlistener_enable(s->listeners[i]);
-        else evconnlistener_disable(s->listeners[i]);
+        if (s->listeners[i].dead) continue;
+        if (want) evconnlistener_enable(s->listeners[i].l);
+        else evconnlistener_disable(s->listeners[i].l);
     }
     s->accepting = want;
 }
@@ -218,18 +417,51 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_reset_request(struct as_http_conn *c);
 
-static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                      int salen, void *arg)
+/* Answers a connection over the per-address limit without reading its
+ * request: a canned 503 (it fits any socket buffer), then close.  Input
+ * that already arrived is read first, because closing a socket with
+ * unread input sends RST, which can destroy the 503 before the client
+ * sees it. */
+static void refuse_busy(int fd)
 {
-    (void)l;
-    struct as_http_server *s = arg;
-    if (s->draining) {
-        close(fd);
-        return;
+    static const char body[] = "{\"error\":\"too many connections from this address "
+                               "(limits.max_connections_per_ip)\"}";
+    char msg[256];
+    int n = snprintf(msg, sizeof msg, "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                     sizeof body - 1, body);
+    if (send(fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+        /* nothing to do: the client is gone or not reading */
+    }
+    shutdown(fd, SHUT_WR);
+    char junk[4096];
+    for (int i = 0; i < 16 && recv(fd, junk, sizeof junk, MSG_DONTWAIT) > 0; i++)
+        ;
+    close(fd);
+}
+
+/* Takes over an accepted, non-blocking socket. */
+static void conn_new(struct as_http_server *s, evutil_socket_t fd, const struct sockaddr *sa,
+                     int salen)
+{
+    struct addr_slot *slot = NULL;
+    unsigned char key[9], klen;
+    if (s->lim.max_per_addr && addr_key(sa, salen, key, &klen) == 0) {
+        slot = addr_get(s, key, klen);
+        if (slot->n >= s->lim.max_per_addr) {
+            char who[INET6_ADDRSTRLEN + 4];
+            addr_key_format(slot, who, sizeof who);
+            limit_log(s, LIM_PER_ADDR, "http: %s already has %zu connections to this worker "
+                      "(limits.max_connections_per_ip): refused one with 503", who, slot->n);
+            refuse_busy(fd);
+            return;
+        }
+        slot->n++;
     }
     struct bufferevent *bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (!bev) {
         as_log(AS_LOG_ERR, "http: cannot create a bufferevent for a new connection");
+        if (slot) addr_put(s, slot);
         close(fd);
         return;
     }
@@ -241,6 +473,8 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     struct as_http_conn *c = xcalloc(1, sizeof *c);
     c->srv = s;
     c->bev = bev;
+    c->addr = slot;
+    c->accepted = as_now();
     c->timer = evtimer_new(s->base, conn_timer_cb, c);
     if (!c->timer) as_oom();
     peer_format(sa, salen, c->peer, sizeof c->peer);
@@ -260,8 +494,25 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     }
     bufferevent_enable(bev, EV_READ | EV_WRITE);
     c->state = ST_IDLE;
-    conn_timer_set(c, s->lim.idle_timeout);
+    /* a fresh connection owes us its request head: header_timeout (the
+     * keep-alive idle_timeout is for clients that have been served) */
+    double first = s->lim.header_timeout;
+    if (first <= 0 || (s->lim.idle_timeout > 0 && s->lim.idle_timeout < first))
+        first = s->lim.idle_timeout;
+    conn_timer_set(c, first);
     as_log(AS_LOG_DEBUG, "http: connection from %s", c->peer);
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                      int salen, void *arg)
+{
+    (void)l;
+    struct as_http_server *s = arg;
+    if (s->draining) {
+        close(fd);
+        return;
+    }
+    conn_new(s, fd, sa, salen);
     /* One accept per loop pass.  libevent's listener otherwise accepts in
      * a loop until EAGAIN, so when a client opens its connections in a
      * burst the first worker to wake takes them all and the other workers
@@ -295,9 +546,20 @@ static void backoff_cb(evutil_socket_t fd, short what, void *arg)
 
 static void accept_error_cb(struct evconnlistener *l, void *arg)
 {
-    (void)l;
     struct as_http_server *s = arg;
     int err = EVUTIL_SOCKET_ERROR();
+    if (err == EINVAL) {
+        /* another worker shut the socket down (final stop): it stays
+         * readable (HUP) forever, so stop polling it or we would spin */
+        for (size_t i = 0; i < s->nlisteners; i++)
+            if (s->listeners[i].l == l && !s->listeners[i].dead) {
+                s->listeners[i].dead = 1;
+                evconnlistener_disable(l);
+                as_log(AS_LOG_INFO, "http: listening socket %d was shut down",
+                       s->listeners[i].fd);
+            }
+        return;
+    }
     as_log(AS_LOG_WARN, "http: accept failed: %s", evutil_socket_error_to_string(err));
     if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
         s->accept_backoff = 1;
@@ -325,12 +587,33 @@ static int hdr_account(struct as_http_conn *c, size_t n)
     return 0;
 }
 
+/* Arms the timer for the nearer of the request's deadlines. */
+static void conn_arm_deadlines(struct as_http_conn *c)
+{
+    double next = 0;
+    if (!c->headers_done && c->head_deadline > 0) next = c->head_deadline;
+    if (c->read_deadline > 0 && (next == 0 || c->read_deadline < next)) next = c->read_deadline;
+    if (next == 0) {
+        evtimer_del(c->timer);
+        return;
+    }
+    double left = next - as_now();
+    conn_timer_set(c, left > 0.001 ? left : 0.001);
+}
+
 static int on_message_begin(http_parser *p)
 {
     struct as_http_conn *c = p->data;
     if (c->state == ST_IDLE) {
+        const struct as_http_limits *lim = &c->srv->lim;
+        double now = as_now();
         c->state = ST_READING;
-        conn_timer_set(c, c->srv->lim.read_timeout);
+        /* the first request's head is due header_timeout after accept, so
+         * a connection cannot idle first and then start a slow request */
+        c->head_deadline = lim->header_timeout > 0
+                               ? (c->served ? now : c->accepted) + lim->header_timeout : 0;
+        c->read_deadline = lim->read_timeout > 0 ? now + lim->read_timeout : 0;
+        conn_arm_deadlines(c);
     }
     return 0;
 }
@@ -397,6 +680,47 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     return 0;
 }
 
+/* RFC 9112 6.1: the only transfer coding we take is chunked, once, alone.
+ * http-parser only looks at the last coding ("gzip, chunked" is chunked to
+ * it, and the gzip-coded bytes would be scanned as the message), and
+ * looks at one Transfer-Encoding field.  Empty list elements are ignored
+ * (RFC 9110 5.6.1). */
+static int transfer_coding_check(struct as_http_conn *c)
+{
+    int nte = 0, nchunked = 0;
+    for (size_t i = 0; i < c->nhdr; i++) {
+        if (!as_strcaseeq(c->headers[i].name, "Transfer-Encoding")) continue;
+        nte++;
+        for (const char *v = c->headers[i].value; *v;) {
+            size_t n = strcspn(v, ",");
+            const char *b = v, *e = v + n;
+            while (b < e && (*b == ' ' || *b == '\t')) b++;
+            while (e > b && (e[-1] == ' ' || e[-1] == '\t')) e--;
+            if (e > b) {
+                if (e - b != 7 || !as_memcaseeq(b, "chunked", 7)) {
+                    snprintf(c->err_buf, sizeof c->err_buf, "unsupported transfer coding "
+                             "'%.*s' (only chunked)", (int)(e - b > 40 ? 40 : e - b), b);
+                    return reject(c, 501, c->err_buf);
+                }
+                nchunked++;
+            }
+            v += n;
+            if (*v == ',') v++;
+        }
+    }
+    if (nte == 0) {
+        /* http-parser marks chunked only from the field: cannot differ */
+        return c->body_chunked ? reject(c, 400, "unparsable request") : 0;
+    }
+    if (c->parser.http_major == 1 && c->parser.http_minor == 0)
+        return reject(c, 400, "Transfer-Encoding in an HTTP/1.0 request");
+    if (nchunked != 1)
+        return reject(c, 400, nchunked ? "chunked transfer coding applied more than once"
+                                       : "empty Transfer-Encoding");
+    if (!c->body_chunked) return reject(c, 400, "unparsable request");
+    return 0;
+}
+
 /* Splits the request target into path and query.  The absolute form
  * ("http://host/path") is accepted as RFC 7230 5.3.2 requires. */
 static void request_split_url(struct as_http_conn *c)
@@ -447,9 +771,8 @@ static int on_headers_complete(http_parser *p)
 
     int has_length = (p->flags & F_CONTENTLENGTH) != 0;
     c->body_chunked = (p->flags & F_CHUNKED) != 0;
-    /* http-parser would reject it too, but only after this callback */
-    if (!c->body_chunked && as_http_request_header(&c->req, "Transfer-Encoding"))
-        return reject(c, 501, "unsupported transfer coding");
+    if (p->http_major != 1) return reject(c, 505, "HTTP version not supported (only HTTP/1.x)");
+    if (transfer_coding_check(c) < 0) return -1;
     if (has_length && p->content_length > lim->max_body) {
         /* the only body this server takes is the message to scan */
         snprintf(c->err_buf, sizeof c->err_buf, "message of %llu bytes is larger than the "
@@ -472,6 +795,21 @@ static int on_headers_complete(http_parser *p)
     if (expect && as_strcaseeq(expect, "100-continue") && p->http_major == 1 &&
         p->http_minor >= 1 && (c->body_cap > 0 || c->body_chunked))
         evbuffer_add_printf(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n");
+
+    /* tell frame_check() how the body is framed */
+    c->fr_left = 0;
+    c->fr_digits = 0;
+    c->fr_ext_semi = 0;
+    c->fr_line_len = 0;
+    if (c->body_chunked) {
+        c->fr = FR_CHUNK_SIZE;
+    } else if (has_length && p->content_length > 0) {
+        c->fr = FR_BODY;
+        c->fr_left = p->content_length;
+    } else {
+        c->fr = FR_DONE;
+    }
+    conn_arm_deadlines(c);    /* the head is in: only read_timeout is left */
     return 0;
 }
 
@@ -504,6 +842,166 @@ static int on_message_complete(http_parser *p)
     c->keep_alive = http_should_keep_alive(p) && !p->upgrade;
     /* stop here: pipelined bytes stay unparsed until the reply is out */
     http_parser_pause(p, 1);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- */
+/* strict framing (see the top)                                      */
+
+/* RFC 9110 5.6.2 */
+static int is_tchar(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
+static int is_ctl(unsigned char ch) { return ch < 0x20 || ch == 0x7f; }
+
+/* Checks data against RFC 9112's framing and sets *ok to how many of its
+ * bytes may go to http-parser: all of them, or up to the end of the head
+ * (on_headers_complete then sets the body framing) or of the message.
+ * Returns 0, or -1 after reject(). */
+static int frame_check(struct as_http_conn *c, const char *data, size_t len, size_t *ok)
+{
+    const unsigned char *start = (const unsigned char *)data, *p = start, *end = start + len;
+    while (p < end) {
+        unsigned char ch = *p;
+        switch (c->fr) {
+        case FR_LINE_START:
+            c->fr_line_len = 0;
+            c->fr_colon = 0;
+            if (ch == '\r') {
+                c->fr = FR_LINE_LF;
+                p++;
+                break;
+            }
+            /* RFC 9112 5.2: obs-fold in a request is refused with 400;
+             * 2.2: so is whitespace before the first field */
+            if (c->fr_lines > 0 && (ch == ' ' || ch == '\t'))
+                return reject(c, 400, "header line starting with whitespace (obs-fold)");
+            c->fr = FR_LINE;
+            break;
+        case FR_LINE:
+            if (ch == '\r') {
+                if (c->fr_lines > 0 && !c->fr_colon) return reject(c, 400, "header line without a colon");
+                c->fr = FR_LINE_LF;
+                p++;
+                break;
+            }
+            if (ch == '\n') return reject(c, 400, "bare LF line end (HTTP wants CRLF)");
+            c->fr_line_len++;
+            if (c->fr_lines == 0) {
+                if (is_ctl(ch)) return reject(c, 400, "control character in the request line");
+                if (c->fr_line_len > HTTP_MAX_REQUEST_LINE)
+                    return reject(c, 414, "request line longer than 64 KiB");
+            } else if (!c->fr_colon) {
+                if (ch == ':') {
+                    if (c->fr_line_len == 1) return reject(c, 400, "empty header name");
+                    c->fr_colon = 1;
+                } else if (ch == ' ' || ch == '\t') {
+                    /* RFC 9112 5.1: MUST be refused with 400 */
+                    return reject(c, 400, "whitespace between a header name and its colon");
+                } else if (!is_tchar(ch)) {
+                    return reject(c, 400, "invalid character in a header name");
+                }
+            } else if (is_ctl(ch) && ch != '\t') {
+                return reject(c, 400, "control character in a header value");
+            }
+            p++;
+            break;
+        case FR_LINE_LF:
+            if (ch != '\n') return reject(c, 400, "CR not followed by LF");
+            p++;
+            if (c->fr_line_len > 0 || c->fr_colon) {
+                c->fr_lines++;
+                c->fr = FR_LINE_START;
+            } else if (c->fr_lines == 0) {
+                c->fr = FR_LINE_START;     /* CRLF before the request line (RFC 9112 2.2) */
+            } else if (c->fr_trailer) {
+                c->fr = FR_DONE;
+            } else {
+                c->fr = FR_HEAD_DONE;
+            }
+            break;
+        case FR_HEAD_DONE:
+        case FR_DONE:
+            *ok = (size_t)(p - start);
+            return 0;
+        case FR_BODY:
+        case FR_CHUNK_DATA: {
+            size_t n = (size_t)(end - p);
+            if (n > c->fr_left) n = (size_t)c->fr_left;
+            p += n;
+            c->fr_left -= n;
+            if (c->fr_left == 0) c->fr = c->fr == FR_BODY ? FR_DONE : FR_CHUNK_DATA_CR;
+            break;
+        }
+        case FR_CHUNK_SIZE:
+        case FR_CHUNK_EXT:
+            if (ch == '\r') {
+                if (c->fr_digits == 0) return reject(c, 400, "invalid chunk size");
+                if (c->fr == FR_CHUNK_EXT && c->fr_ext_semi != 2)
+                    return reject(c, 400, c->fr_ext_semi ? "empty chunk extension"
+                                                         : "whitespace after a chunk size");
+                c->fr = FR_CHUNK_SIZE_LF;
+                p++;
+                break;
+            }
+            if (++c->fr_line_len > HTTP_MAX_CHUNK_LINE)
+                return reject(c, 400, "chunk size line longer than 4096 bytes");
+            if (c->fr == FR_CHUNK_SIZE && as_hexval(ch) >= 0) {
+                if (c->fr_left > (ULLONG_MAX >> 4)) return reject(c, 400, "chunk size too large");
+                c->fr_left = c->fr_left * 16 + (unsigned)as_hexval(ch);
+                c->fr_digits++;
+                p++;
+                break;
+            }
+            if (c->fr_digits == 0) return reject(c, 400, "invalid chunk size");
+            if (ch == '\n') return reject(c, 400, "bare LF line end (HTTP wants CRLF)");
+            if (is_ctl(ch) && ch != '\t') return reject(c, 400, "control character in a chunk extension");
+            /* RFC 9112 7.1.1: chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS value ] );
+             * fr_ext_semi: 0 before the first ';', 1 right after a ';', 2 in one */
+            c->fr = FR_CHUNK_EXT;
+            if (c->fr_ext_semi == 0) {
+                if (ch == ';') c->fr_ext_semi = 1;
+                else if (ch != ' ' && ch != '\t') return reject(c, 400, "invalid chunk size");
+            } else if (c->fr_ext_semi == 1) {
+                if (is_tchar(ch)) c->fr_ext_semi = 2;
+                else if (ch != ' ' && ch != '\t') return reject(c, 400, "invalid chunk extension");
+            } else if (ch == ';') {
+                c->fr_ext_semi = 1;
+            }
+            p++;
+            break;
+        case FR_CHUNK_SIZE_LF:
+            if (ch != '\n') return reject(c, 400, "CR not followed by LF");
+            p++;
+            if (c->fr_left == 0) {         /* last chunk: trailer fields, then CRLF */
+                c->fr_trailer = 1;
+                c->fr_lines = 1;
+                c->fr = FR_LINE_START;
+            } else {
+                c->fr = FR_CHUNK_DATA;
+            }
+            break;
+        case FR_CHUNK_DATA_CR:
+        case FR_CHUNK_DATA_LF:
+            if (ch != (c->fr == FR_CHUNK_DATA_CR ? '\r' : '\n'))
+                return reject(c, 400, "chunk data not followed by CRLF");
+            p++;
+            if (c->fr == FR_CHUNK_DATA_CR) {
+                c->fr = FR_CHUNK_DATA_LF;
+            } else {
+                c->fr = FR_CHUNK_SIZE;
+                c->fr_left = 0;
+                c->fr_digits = 0;
+                c->fr_ext_semi = 0;
+                c->fr_line_len = 0;
+            }
+            break;
+        }
+    }
+    *ok = len;
     return 0;
 }
 
@@ -541,6 +1039,15 @@ static void conn_reset_request(struct as_http_conn *c)
     memset(&c->req, 0, sizeof c->req);
     c->on_close = NULL;
     c->on_close_arg = NULL;
+    c->head_deadline = c->read_deadline = 0;
+    c->fr = FR_LINE_START;
+    c->fr_line_len = 0;
+    c->fr_lines = 0;
+    c->fr_colon = 0;
+    c->fr_trailer = 0;
+    c->fr_ext_semi = 0;
+    c->fr_digits = 0;
+    c->fr_left = 0;
 }
 
 static void conn_free(struct as_http_conn *c)
@@ -555,6 +1062,7 @@ static void conn_free(struct as_http_conn *c)
     else s->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     s->nconns--;
+    if (c->addr) addr_put(s, c->addr);
 
     bufferevent_free(c->bev);
     event_free(c->timer);
@@ -623,7 +1131,8 @@ static void reply_write(struct as_http_conn *c, int status, const char *content_
 /* An error the server answers itself: JSON body, then close. */
 static void conn_error(struct as_http_conn *c, int status, const char *msg)
 {
-    as_log(status == 408 ? AS_LOG_INFO : AS_LOG_NOTICE, "http: %s: %d %s", c->peer, status, msg);
+    limit_log(c->srv, status == 408 ? LIM_TIMEOUT : LIM_BAD_REQUEST, "http: %s: %d %s", c->peer,
+              status, msg);
     struct sbuf b = { 0 };
     sbuf_adds(&b, "{\"error\":");
     as_json_string(&b, msg, strlen(msg));
@@ -639,7 +1148,7 @@ static int errno_status(enum http_errno e)
 {
     switch (e) {
     case HPE_HEADER_OVERFLOW: return 413;
-    case HPE_INVALID_TRANSFER_ENCODING: return 501;
+    case HPE_INVALID_TRANSFER_ENCODING: return 501;   /* transfer_coding_check() names it first */
     default: return 400;
     }
 }
@@ -651,6 +1160,7 @@ static void conn_dispatch(struct as_http_conn *c)
     c->req.body = c->body ? c->body : "";
     c->req.body_len = c->body_len;
     c->state = ST_BUSY;
+    c->served++;
     s->nactive++;
     evtimer_del(c->timer);
     bufferevent_setwatermark(c->bev, EV_READ, 0, HTTP_PIPELINE_HIGH_WM);
@@ -664,7 +1174,18 @@ static void conn_parse(struct as_http_conn *c)
     while (c->state == ST_IDLE || c->state == ST_READING) {
         struct evbuffer_iovec v;
         if (evbuffer_get_length(in) == 0 || evbuffer_peek(in, -1, NULL, &v, 1) < 1) return;
-        size_t n = http_parser_execute(&c->parser, &parser_settings, v.iov_base, v.iov_len);
+        size_t ok = 0;
+        if (frame_check(c, v.iov_base, v.iov_len, &ok) < 0) {
+            conn_error(c, c->err_status, c->err_msg);
+            return;
+        }
+        if (ok == 0) {
+            /* the framing check saw the head or the message end where
+             * http-parser did not: refuse rather than guess */
+            conn_error(c, 400, "unparsable request");
+            return;
+        }
+        size_t n = http_parser_execute(&c->parser, &parser_settings, v.iov_base, ok);
         enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
         if (c->err_status) {
             conn_error(c, c->err_status, c->err_msg);
@@ -679,7 +1200,7 @@ static void conn_parse(struct as_http_conn *c)
             conn_dispatch(c);
             return;
         }
-        if (n < v.iov_len) {       /* cannot happen without an error or pause */
+        if (n < ok) {              /* cannot happen without an error or pause */
             conn_error(c, 400, "unparsable request");
             return;
         }
@@ -776,12 +1297,30 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct as_http_conn *c = arg;
+    const struct as_http_limits *lim = &c->srv->lim;
     switch (c->state) {
     case ST_READING:
-        conn_error(c, 408, "request timeout");
+        if (!c->headers_done && c->head_deadline > 0 &&
+            (c->read_deadline == 0 || c->head_deadline <= c->read_deadline)) {
+            snprintf(c->err_buf, sizeof c->err_buf, "request head not received within %gs "
+                     "(limits.header_timeout)", lim->header_timeout);
+        } else {
+            snprintf(c->err_buf, sizeof c->err_buf, "request not received within %gs "
+                     "(limits.read_timeout)", lim->read_timeout);
+        }
+        conn_error(c, 408, c->err_buf);
         /* the 408 gets write_timeout to be flushed, then the linger */
         break;
     case ST_IDLE:
+        if (c->served == 0 && !c->srv->draining) {
+            int by_header = lim->header_timeout > 0 &&
+                            (lim->idle_timeout <= 0 || lim->header_timeout <= lim->idle_timeout);
+            limit_log(c->srv, LIM_SILENT, "http: %s: closed: no request within %gs (%s)", c->peer,
+                      by_header ? lim->header_timeout : lim->idle_timeout,
+                      by_header ? "limits.header_timeout" : "limits.idle_timeout");
+        }
+        conn_free(c);
+        break;
     case ST_CLOSING:
     case ST_BUSY:
     case ST_WRITING:
@@ -827,7 +1366,7 @@ int as_http_server_add_listener(struct as_http_server *s, int fd)
     evconnlistener_set_error_cb(l, accept_error_cb);
     if (!s->accepting) evconnlistener_disable(l);
     s->listeners = xrealloc(s->listeners, (s->nlisteners + 1) * sizeof *s->listeners);
-    s->listeners[s->nlisteners++] = l;
+    s->listeners[s->nlisteners++] = (struct http_listener){ l, fd, 0 };
     return 0;
 }
 
@@ -844,6 +1383,39 @@ void as_http_server_drain(struct as_http_server *s, void (*done)(void *), void *
     server_check_drained(s);
 }
 
+void as_http_server_shut_listeners(struct as_http_server *s, void (*done)(void *), void *arg)
+{
+    /* Drain first, so that what is accepted below is treated as any
+     * connection during a drain (answered with Connection: close). */
+    as_http_server_drain(s, done, arg);
+    for (size_t i = 0; i < s->nlisteners; i++) {
+        struct http_listener *hl = &s->listeners[i];
+        if (hl->dead) continue;
+        /* The kernel completed these connections' handshakes: take every
+         * one, whatever max_connections says (the listen backlog bounds
+         * them), or shutting the socket down below would reset them. */
+        for (;;) {
+            struct sockaddr_storage ss;
+            socklen_t sl = sizeof ss;
+            int fd = accept4(hl->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (fd < 0) {
+                if (errno == EINTR || errno == ECONNABORTED) continue;
+                break;   /* EAGAIN: empty; EINVAL: another worker shut it already */
+            }
+            conn_new(s, fd, (struct sockaddr *)&ss, (int)sl);
+        }
+        /* On Linux, shutdown() of a listening TCP socket stops it for every
+         * process that shares it (new SYNs get RST); for a unix socket
+         * connect() fails with ECONNREFUSED.  ENOTCONN: already done. */
+        if (shutdown(hl->fd, SHUT_RDWR) < 0 && errno != ENOTCONN)
+            as_log(AS_LOG_WARN, "http: cannot shut down listening socket %d: %s", hl->fd,
+                   strerror(errno));
+        hl->dead = 1;
+        evconnlistener_disable(hl->l);
+    }
+    server_check_drained(s);
+}
+
 void as_http_server_free(struct as_http_server *s)
 {
     if (!s) return;
@@ -851,7 +1423,7 @@ void as_http_server_free(struct as_http_server *s)
     s->draining = 1;
     s->drain_done = NULL;
     while (s->conns) conn_free(s->conns);
-    for (size_t i = 0; i < s->nlisteners; i++) evconnlistener_free(s->listeners[i]);
+    for (size_t i = 0; i < s->nlisteners; i++) evconnlistener_free(s->listeners[i].l);
     free(s->listeners);
     event_free(s->done_ev);
     event_free(s->backoff_ev);

@@ -141,6 +141,15 @@ static void listener_close(struct listener *l)
     if (l->unix_path[0]) unlink(l->unix_path);
 }
 
+/* The daemon stops: the workers take what the kernel queued and shut the
+ * sockets down (AS_WORKER_MSG_STOP); the master only lets go of its copies
+ * and removes the unix socket files, so that no new client finds them. */
+static void stop_listening(struct master *m)
+{
+    for (int i = 0; i < m->nlisteners; i++) listener_close(&m->listeners[i]);
+    m->nlisteners = 0;
+}
+
 static void close_unwanted_listeners(struct master *m)
 {
     int k = 0;
@@ -227,6 +236,16 @@ static int spawn(struct master *m, int gen, int index)
     event_add(c->ev, NULL);
     as_log(AS_LOG_INFO, "started worker#%d (pid %d, generation %d)", index, (int)pid, gen);
     return 0;
+}
+
+/* Best effort: a worker that cannot be told drains on SIGTERM anyway,
+ * only without shutting the listening sockets. */
+static void tell_stop(struct child *c)
+{
+    char msg = AS_WORKER_MSG_STOP;
+    if (c->sock >= 0 && write(c->sock, &msg, 1) != 1)
+        as_log(AS_LOG_INFO, "cannot tell worker#%d (pid %d) to stop: %s", c->index, (int)c->pid,
+               strerror(errno));
 }
 
 static void close_child_sock(struct child *c)
@@ -480,8 +499,10 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
         for (size_t i = 0; i < AS_ARRAY_LEN(m->children); i++)
             if (m->children[i].pid) {
                 m->children[i].draining = 1;
+                tell_stop(&m->children[i]);
                 kill(m->children[i].pid, SIGTERM);
             }
+        stop_listening(m);
         double to = as_config_duration(m->cfg, "shutdown_timeout", 30) + 5;
         struct timeval tv = { (time_t)to, 0 };
         evtimer_add(m->stop_timer, &tv);

@@ -1,6 +1,7 @@
 /*
  * worker.c - see worker.h.
  */
+#include <errno.h>
 #include <event2/event.h>
 #include <signal.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@ struct worker {
     struct as_http_server *http;
     struct event *sig_term, *sig_quit, *parent_ev, *force_exit;
     int draining;
+    int shut;              /* listening sockets shut down (final stop) */
     int poison_enable;
     enum as_action poison_action;
 };
@@ -211,8 +213,18 @@ static void force_exit_cb(evutil_socket_t fd, short what, void *arg)
     event_base_loopexit(w->base, NULL);
 }
 
-static void start_drain(struct worker *w, const char *why)
+/* final: the daemon stops (the master said so, or is gone), so no other
+ * worker will accept on the listening sockets after us: take what the
+ * kernel queued and shut them, so that new connections are refused
+ * instead of queued and reset when the last worker exits.  Otherwise
+ * (a reload's old generation, one worker told to go) the sockets stay
+ * open for the others and we only stop accepting. */
+static void start_drain(struct worker *w, const char *why, int final)
 {
+    if (final && !w->shut) {
+        w->shut = 1;
+        as_http_server_shut_listeners(w->http, drained, w);
+    }
     if (w->draining) return;
     w->draining = 1;
     as_log(AS_LOG_INFO, "draining (%s)", why);
@@ -221,20 +233,28 @@ static void start_drain(struct worker *w, const char *why)
     as_timeval(to, &tv);
     w->force_exit = evtimer_new(w->base, force_exit_cb, w);
     evtimer_add(w->force_exit, &tv);
-    as_http_server_drain(w->http, drained, w);
+    if (!final) as_http_server_drain(w->http, drained, w);
 }
 
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
     AS_UNUSED(what);
-    start_drain(arg, sig == SIGTERM ? "SIGTERM" : "SIGQUIT");
+    start_drain(arg, sig == SIGTERM ? "SIGTERM" : "SIGQUIT", 0);
 }
 
 static void parent_cb(evutil_socket_t fd, short what, void *arg)
 {
     AS_UNUSED(what);
     char buf[16];
-    if (read(fd, buf, sizeof buf) <= 0) start_drain(arg, "master is gone");
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+        /* EOF stays readable: stop watching or the loop would spin */
+        event_del(((struct worker *)arg)->parent_ev);
+        start_drain(arg, "master is gone", 1);
+        return;
+    }
+    if (memchr(buf, AS_WORKER_MSG_STOP, (size_t)n)) start_drain(arg, "daemon stopping", 1);
 }
 
 void as_worker_main(struct as_config *cfg, const int *fds, size_t nfds, int ready_fd, int index)
@@ -265,10 +285,12 @@ void as_worker_main(struct as_config *cfg, const int *fds, size_t nfds, int read
         .max_header_bytes = 512 * 1024,
         .max_headers = 2048,
         .max_body = (size_t)el->max_message_size,
+        .header_timeout = el->header_timeout,
         .read_timeout = el->read_timeout,
         .idle_timeout = el->idle_timeout,
         .write_timeout = 30,
         .max_connections = el->max_connections,
+        .max_per_addr = el->max_connections_per_ip,
     };
     w.http = as_http_server_new(w.base, &lim, handle_request, &w);
     for (size_t i = 0; i < nfds; i++)

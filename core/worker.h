@@ -8,7 +8,12 @@
  *   SIGTERM/SIGQUIT  drain: stop accepting, finish in-flight scans (each
  *                    answered with Connection: close), then exit 0; after
  *                    shutdown_timeout it exits anyway;
- *   the master dies  (its end of the ready pipe closes): drain and exit.
+ *   AS_WORKER_MSG_STOP on the ready pipe: the daemon stops; drain as for
+ *                    SIGTERM, and first accept what the kernel queued and
+ *                    shut the listening sockets down, so that connections
+ *                    made from now on are refused, not queued and reset;
+ *   the master dies  (its end of the ready pipe closes): as for
+ *                    AS_WORKER_MSG_STOP.
  * Exit codes: 0 normal, 78 (EX_CONFIG) if the engine could not be built.
  */
 #ifndef AS_WORKER_H
@@ -19,6 +24,8 @@
 struct as_config;
 
 #define AS_WORKER_EXIT_CONFIG 78
+/* Master to worker on the ready pipe: the daemon stops (see above). */
+#define AS_WORKER_MSG_STOP 'S'
 
 /* Runs a worker in the current (forked) process; never returns. */
 void as_worker_main(struct as_config *cfg, const int *fds, size_t nfds, int ready_fd,

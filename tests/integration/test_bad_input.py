@@ -16,7 +16,11 @@ fields (413 naming limits.max_headers, and a normal scan with
 limits.max_headers=20000); a header block over limits.max_header_size;
 NUL bytes and invalid UTF-8 in the message and in the envelope (200 with
 valid, strictly UTF-8 JSON); clients that disconnect mid-scan; an invalid
-IP (400 naming the header); unknown path (404); GET /checkv2 (405).
+IP (400 naming the header); unknown path (404); GET /checkv2 (405);
+request-smuggling material that a lenient parser accepts (issue 10.8):
+"gzip, chunked" (501), whitespace before a colon, obs-fold, a chunk not
+followed by CRLF (400 at once, not at read_timeout), LF-only lines,
+Content-Length with Transfer-Encoding, a bad chunk size, HTTP/2.0 (505).
 Prints "N passed, N failed"; exits non-zero on failure."""
 import json
 import os
@@ -173,6 +177,38 @@ def protocol_steps(d, g):
     g.step("unsupported transfer coding", lambda: expect_error(
         "gzip transfer coding", raw(d, b"POST /checkv2 HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"),
         501))
+    def smuggling():
+        te = b"POST /checkv2 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(GOOD), GOOD)
+        cases = [
+            ("gzip, chunked", b"POST /checkv2 HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+             + chunked, 501, ["gzip"]),
+            ("gzip field + chunked field", b"POST /checkv2 HTTP/1.1\r\nTransfer-Encoding: gzip\r\n"
+             b"Transfer-Encoding: chunked\r\n\r\n" + chunked, 501, ["gzip"]),
+            ("space before colon", b"POST /checkv2 HTTP/1.1\r\nIP : 192.0.2.1\r\nContent-Length: %d"
+             b"\r\n\r\n%s" % (len(GOOD), GOOD), 400, ["colon"]),
+            ("Content-Length with space before colon", b"POST /checkv2 HTTP/1.1\r\n"
+             b"Content-Length : %d\r\n\r\n%s" % (len(GOOD), GOOD), 400, ["colon"]),
+            ("obs-fold", b"POST /checkv2 HTTP/1.1\r\nIP: 192.0.2.1\r\n 198.51.100.1\r\n"
+             b"Content-Length: %d\r\n\r\n%s" % (len(GOOD), GOOD), 400, ["obs-fold"]),
+            ("LF-only lines", b"POST /checkv2 HTTP/1.1\nContent-Length: %d\n\n%s" % (len(GOOD), GOOD),
+             400, ["LF"]),
+            ("Content-Length + Transfer-Encoding", b"POST /checkv2 HTTP/1.1\r\nContent-Length: 5\r\n"
+             b"Transfer-Encoding: chunked\r\n\r\n" + chunked, 400, []),
+            ("chunk size with a space", te + b"%x \r\n%s\r\n0\r\n\r\n" % (len(GOOD), GOOD), 400,
+             ["chunk size"]),
+            ("chunk size overflow", te + b"1" + b"0" * 16 + b"\r\nx\r\n", 400, ["chunk size"]),
+            ("HTTP/2.0", b"POST /checkv2 HTTP/2.0\r\nContent-Length: 1\r\n\r\nx", 505, []),
+        ]
+        for name, data, status, words in cases:
+            expect_error(name, raw(d, data), status, words, closes=True)
+        # the chunk not followed by CRLF used to wait for read_timeout (30 s)
+        t0 = time.monotonic()
+        r = raw(d, te + b"5\r\nhelloX", timeout=20)
+        el = time.monotonic() - t0
+        expect_error("chunk not followed by CRLF", r, 400, ["CRLF"], closes=True)
+        T.check("chunk not followed by CRLF: refused at once (%.1fs)" % el, el < 5)
+    g.step("request smuggling material", smuggling)
     g.step("no length", lambda: expect_error(
         "POST without length", raw(d, b"POST /checkv2 HTTP/1.1\r\nHost: x\r\n\r\n"), 411))
     g.step("bad Content-Length", lambda: [
