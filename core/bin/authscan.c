@@ -17,14 +17,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "config.h"
-#include "engine.h"
-#include "log.h"
-#include "cli.h"
-#include "master.h"
-#include "proto.h"
-#include "task.h"
-#include "util.h"
+#include "util/config.h"
+#include "scan/engine.h"
+#include "util/log.h"
+#include "bin/cli.h"
+#include "daemon/master.h"
+#include "net/proto.h"
+#include "scan/task.h"
+#include "util/util.h"
 
 static void usage(FILE *f)
 {

@@ -5,12 +5,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "config.h"
-#include "engine.h"
-#include "log.h"
-#include "cli.h"
-#include "master.h"
-#include "util.h"
+#include "util/config.h"
+#include "scan/engine.h"
+#include "util/log.h"
+#include "bin/cli.h"
+#include "daemon/master.h"
+#include "util/util.h"
 
 static void usage(FILE *f)
 {

@@ -5,16 +5,16 @@
  * whose header fields are unfolded and whose From is parsed.
  *
  *   clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined \
- *       -I core/include -I core core/util.c core/pool.c core/log.c \
- *       core/message.c core/address.c tests/fuzz/fuzz_address.c -lidn2
+ *       -I core/include -I core core/util/util.c core/util/pool.c core/util/log.c \
+ *       core/mail/message.c core/mail/address.c tests/fuzz/fuzz_address.c -lidn2
  */
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "address.h"
-#include "message.h"
-#include "pool.h"
+#include "mail/address.h"
+#include "mail/message.h"
+#include "util/pool.h"
 
 /* Results must be consistent whatever the input: a violation aborts so
  * the fuzzer reports it. */

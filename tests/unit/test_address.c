@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include "check.h"
-#include "address.h"
-#include "message.h"
-#include "pool.h"
-#include "util.h"
+#include "mail/address.h"
+#include "mail/message.h"
+#include "util/pool.h"
+#include "util/util.h"
 
 #define NUL_OR(s) ((s) ? (s) : "-")
 

@@ -1,6 +1,6 @@
 /* as_authres_value: RFC 8601 pvalues from untrusted SMTP text. */
 #include "check.h"
-#include "pool.h"
+#include "util/pool.h"
 #include "authscan/plugin.h"
 
 int main(void)

@@ -12,8 +12,8 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "config.h"
-#include "util.h"
+#include "util/config.h"
+#include "util/util.h"
 
 static char tmpdir[PATH_MAX];
 

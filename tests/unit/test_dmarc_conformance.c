@@ -29,7 +29,7 @@
 #include <strings.h>
 
 #include "check.h"
-#include "pool.h"
+#include "util/pool.h"
 #include "dmarc_eval.h"
 #include "dmarc_headers.h"
 #include "dmarc_record.h"

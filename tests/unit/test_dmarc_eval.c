@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "pool.h"
+#include "util/pool.h"
 #include "dmarc_eval.h"
 
 static struct as_pool *pool;

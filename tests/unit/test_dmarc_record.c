@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "pool.h"
+#include "util/pool.h"
 #include "dmarc_record.h"
 
 static struct as_pool *pool;

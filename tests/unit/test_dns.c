@@ -17,9 +17,9 @@
 #include <unistd.h>
 #include <event2/event.h>
 #include "check.h"
-#include "config.h"
-#include "dns.h"
-#include "util.h"
+#include "util/config.h"
+#include "services/dns.h"
+#include "util/util.h"
 
 static struct event_base *base;
 static pid_t nsd_pid = -1;

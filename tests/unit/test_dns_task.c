@@ -9,12 +9,12 @@
 #include <string.h>
 #include <event2/event.h>
 #include "check.h"
-#include "dns.h"
-#include "engine.h"
-#include "log.h"
-#include "symbols.h"
-#include "task.h"
-#include "util.h"
+#include "services/dns.h"
+#include "scan/engine.h"
+#include "util/log.h"
+#include "scan/symbols.h"
+#include "scan/task.h"
+#include "util/util.h"
 
 static struct event_base *base;
 

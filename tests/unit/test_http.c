@@ -29,10 +29,10 @@
 #include <event2/event.h>
 
 #include "check.h"
-#include "http.h"
-#include "listen.h"
-#include "log.h"
-#include "util.h"
+#include "net/http.h"
+#include "net/listen.h"
+#include "util/log.h"
+#include "util/util.h"
 
 /* ------------------------------------------------------------------ */
 /* the server side (runs on the loop thread)                           */

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "listen.h"
+#include "net/listen.h"
 
 static void test_parse_table(void)
 {

@@ -9,9 +9,9 @@
 #include <string.h>
 #include <time.h>
 #include "check.h"
-#include "message.h"
-#include "pool.h"
-#include "util.h"
+#include "mail/message.h"
+#include "util/pool.h"
+#include "util/util.h"
 
 #define S(lit) lit, sizeof(lit) - 1
 

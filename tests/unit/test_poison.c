@@ -1,5 +1,5 @@
 /*
- * test_poison.c - the poison table (core/poison.c): the digest, the
+ * test_poison.c - the poison table (core/scan/poison.c): the digest, the
  * thresholds (culprit, sole, two crashes), expiry, bounded buckets, the
  * in-flight slot.  One process plays both sides: it attaches to a slot as
  * a worker would, and records the "crash" as the master does.
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "check.h"
-#include "poison.h"
+#include "scan/poison.h"
 
 #define NOW 1000.0
 #define TTL 60.0

@@ -3,7 +3,7 @@
 #include <stdint.h>
 #include <string.h>
 #include "check.h"
-#include "pool.h"
+#include "util/pool.h"
 
 static char order[8];
 static int norder;

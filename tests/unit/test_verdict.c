@@ -8,10 +8,10 @@
 #include <limits.h>
 #include <string.h>
 #include "check.h"
-#include "config.h"
-#include "engine.h"
-#include "symbols.h"
-#include "task.h"
+#include "util/config.h"
+#include "scan/engine.h"
+#include "scan/symbols.h"
+#include "scan/task.h"
 
 static const struct as_symbol_def syms[] = {
     { "S1", 1.0, "t", NULL, 0 },

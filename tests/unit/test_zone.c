@@ -8,8 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 #include "check.h"
-#include "pool.h"
-#include "zone.h"
+#include "util/pool.h"
+#include "services/zone.h"
 
 static struct as_pool *P;
 

@@ -1,0 +1,1459 @@
+/*
+ * http.c - see http.h.
+ *
+ * Each connection is a small state machine:
+ *
+ *   IDLE     between requests (or freshly accepted); idle_timeout closes
+ *            it silently (when draining, HTTP_DRAIN_IDLE_SECONDS does), and
+ *            a fresh connection that stays silent for header_timeout is
+ *            closed silently too.  Stray CRLFs do not leave this state.
+ *   READING  the first byte of a request arrived (http-parser's
+ *            message_begin); the head must be complete by its deadline
+ *            (header_timeout from accept for the first request, from the
+ *            first byte for a keep-alive one) and read_timeout bounds the
+ *            whole request.  Both are absolute deadlines: a client that
+ *            drips a byte at a time cannot push them back.
+ *   BUSY     the handler owns the request; the parser is paused so
+ *            pipelined bytes wait in the input buffer, and reading stops
+ *            at a small high-water mark so they cannot pile up.  Reading is
+ *            not stopped completely, because EOF is how we notice a client
+ *            that gave up (the handler's on_close).
+ *   WRITING  a reply is being flushed (write_timeout, via bufferevent);
+ *            after it the connection goes back to IDLE or is closed.
+ *   CLOSING  a final reply (error, "Connection: close") is flushed, then
+ *            we shut down our sending side and discard input for a short
+ *            while before closing: closing a socket with unread input
+ *            makes the kernel send RST, which can destroy the reply before
+ *            the client reads it (the classic "lingering close").
+ *
+ * Limits are enforced in the parser callbacks, before anything is stored,
+ * so no request can make the server hold more than max_header_bytes of
+ * headers plus max_body of body per connection.
+ *
+ * Strict framing.  Debian's libhttp-parser (2.9) is built with
+ * HTTP_PARSER_STRICT=0 (upstream's default for the library), so it takes
+ * a space before a header's colon as part of the name, bare LF line ends,
+ * obs-fold continuation lines, any two bytes after chunk data as its CRLF
+ * and anything after a chunk size as an "extension"; and it takes
+ * "Transfer-Encoding: gzip, chunked" as chunked.  Behind a proxy that
+ * reads such a request differently, each is request smuggling material
+ * (RFC 9112 11.2).  So every byte is first run through frame_check(), a
+ * small RFC 9112 framing checker, and only what it approved is given to
+ * http-parser: the request line and header and trailer lines (CRLF only,
+ * tchar names with the colon right after them, no obs-fold, no control
+ * characters but HTAB in values), and chunk sizes, extensions and the CRLF
+ * after chunk data.  The checker stops at the end of the head and at the
+ * end of the message; at the end of the head http-parser's
+ * on_headers_complete tells it how the body is framed.  If the two ever
+ * disagree about where the message ends, the request is refused.  What
+ * http-parser already refuses (two Content-Lengths, Content-Length with
+ * Transfer-Encoding, a bad Content-Length) it keeps refusing; the
+ * Transfer-Encoding value itself is checked in on_headers_complete.
+ */
+#define _GNU_SOURCE      /* accept4 */
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <http_parser.h>
+
+#include "net/http.h"
+#include "util/log.h"
+#include "util/util.h"
+
+/* While a request is being handled, pipelined input is kept up to this
+ * much; beyond it reading pauses until the reply is written. */
+#define HTTP_PIPELINE_HIGH_WM (64 * 1024)
+/* Lingering close: how long we keep discarding input after our final
+ * reply was sent. */
+#define HTTP_LINGER_SECONDS 2.0
+/* Draining: an idle keep-alive connection gets this long to send one more
+ * request (answered with "Connection: close") before it is closed.
+ * Closing it at once would race with a client that is sending its next
+ * request right now: that request would get no reply (EOF or RST), which
+ * a reload under load must not cause. */
+#define HTTP_DRAIN_IDLE_SECONDS 0.5
+/* After accept() failed for lack of descriptors, wait this long before
+ * trying again (the listening socket stays readable: level-triggered
+ * retries would spin). */
+#define HTTP_ACCEPT_BACKOFF_SECONDS 0.5
+
+/* RFC 9112 3: a request-target longer than the server wants to parse is
+ * answered 414.  Our targets are "/checkv2" plus an envelope query; 64 KiB
+ * leaves room for hundreds of recipients. */
+#define HTTP_MAX_REQUEST_LINE (64 * 1024)
+/* A chunk-size line (size and extensions), which http-parser does not
+ * count against any limit: without this an endless extension would be
+ * read until read_timeout. */
+#define HTTP_MAX_CHUNK_LINE 4096
+/* Log lines about refused or timed-out connections and bad requests: at
+ * most one per kind in this many seconds, then a count of the rest.  An
+ * attacker decides how often they happen; the log must not grow as fast. */
+#define HTTP_LIMIT_LOG_INTERVAL 5.0
+/* Buckets of the per-address connection counts (power of two). */
+#define HTTP_ADDR_BUCKETS 1024
+
+enum conn_state { ST_IDLE, ST_READING, ST_BUSY, ST_WRITING, ST_CLOSING };
+
+/* frame_check() states; see "Strict framing" at the top. */
+enum frame_state {
+    FR_LINE_START,     /* head or trailer: at the start of a line */
+    FR_LINE,           /* in the request line or a field line */
+    FR_LINE_LF,        /* CR seen, LF must follow */
+    FR_HEAD_DONE,      /* end of head: on_headers_complete decides what follows */
+    FR_BODY,           /* Content-Length body: fr_left bytes */
+    FR_CHUNK_SIZE,     /* hex digits */
+    FR_CHUNK_EXT,      /* after the size: BWS ";" extensions */
+    FR_CHUNK_SIZE_LF,  /* CR after the size line seen */
+    FR_CHUNK_DATA,     /* fr_left bytes of data */
+    FR_CHUNK_DATA_CR,  /* the CRLF after chunk data */
+    FR_CHUNK_DATA_LF,
+    FR_DONE            /* the message ended; nothing more until the next */
+};
+
+/* Kinds of rate-limited log lines. */
+enum limit_kind { LIM_BAD_REQUEST, LIM_TIMEOUT, LIM_SILENT, LIM_PER_ADDR, LIM_MAX_CONN, LIM__COUNT };
+
+/* Connections from one client address (IPv4 address or IPv6 /64). */
+struct addr_slot {
+    struct addr_slot *next;
+    unsigned char key[9];    /* family tag + 4 or 8 address bytes */
+    unsigned char keylen;
+    size_t n;
+};
+
+struct as_http_conn {
+    struct as_http_server *srv;
+    struct as_http_conn *prev, *next;
+    struct bufferevent *bev;
+    struct event *timer;
+    enum conn_state state;
+    char peer[64];
+
+    http_parser parser;
+    int msg_done;            /* on_message_complete ran for this request */
+    int keep_alive;          /* decided when the request completed */
+    int err_status;          /* set by a callback that rejected the request */
+    int peer_eof;            /* the client closed its sending side */
+    unsigned long served;    /* requests dispatched on this connection */
+    double accepted;         /* as_now() at accept */
+    double head_deadline;    /* as_now() values; 0: none */
+    double read_deadline;
+    struct addr_slot *addr;  /* NULL: not counted (unix socket) */
+
+    /* frame_check() state for the request being read */
+    enum frame_state fr;
+    size_t fr_line_len;      /* bytes in the current line */
+    unsigned long fr_lines;  /* lines of the head or trailer seen */
+    int fr_colon;            /* the field line's colon was seen */
+    int fr_trailer;          /* in the trailer section */
+    int fr_ext_semi;         /* chunk line: ';' seen after the size */
+    int fr_digits;           /* chunk size digits */
+    unsigned long long fr_left;
+    const char *err_msg;
+    char err_buf[160];       /* err_msg when it is formatted */
+
+    /* request under construction; see conn_reset_request() */
+    size_t hdr_bytes;
+    int hstate;              /* 0 nothing, 1 in a field name, 2 in a value */
+    int headers_done;
+    struct sbuf url;
+    struct sbuf hstore;      /* names and values, NUL-separated */
+    size_t *hoff;            /* name/value offsets into hstore, 2 per header */
+    size_t nhdr, hoff_cap;
+    struct as_http_header *headers;
+    char *body;
+    size_t body_len, body_cap;
+    int body_chunked;
+    struct as_http_request req;
+
+    void (*on_close)(void *);
+    void *on_close_arg;
+};
+
+struct as_http_server {
+    struct event_base *base;
+    struct as_http_limits lim;
+    as_http_handler handler;
+    void *arg;
+
+    struct http_listener *listeners;
+    size_t nlisteners;
+    int accepting;           /* listeners currently enabled */
+    int accept_backoff;      /* paused after EMFILE and friends */
+    struct event *backoff_ev;
+    int accept_yield;        /* paused until the next loop pass, see accept_cb */
+    struct event *yield_ev;
+
+    struct as_http_conn *conns;
+    size_t nconns, nactive;
+
+    int draining;
+    void (*drain_done)(void *);
+    void *drain_arg;
+    struct event *done_ev;
+
+    struct addr_slot *addr_tab[HTTP_ADDR_BUCKETS];
+    struct { double next; unsigned long suppressed; } limlog[LIM__COUNT];
+};
+
+struct http_listener {
+    struct evconnlistener *l;
+    int fd;
+    int dead;                /* shut down (by any worker): never enable again */
+};
+
+static void conn_free(struct as_http_conn *c);
+static void conn_parse(struct as_http_conn *c);
+
+/* ---------------------------------------------------------------- */
+/* helpers                                                           */
+
+static struct timeval tv_from(double secs)
+{
+    struct timeval tv;
+    as_timeval(secs, &tv);
+    return tv;
+}
+
+/* A timeout of 0 means "none". */
+static void conn_timer_set(struct as_http_conn *c, double secs)
+{
+    evtimer_del(c->timer);
+    if (secs > 0) {
+        struct timeval tv = tv_from(secs);
+        event_base_update_cache_time(c->srv->base);   /* see reply_write() */
+        evtimer_add(c->timer, &tv);
+    }
+}
+
+static const char *status_reason(int status)
+{
+    const char *r = http_status_str((enum http_status)status);
+    return (r && r[0] != '<') ? r : "Unknown";
+}
+
+static void peer_format(const struct sockaddr *sa, int salen, char *out, size_t outlen)
+{
+    char ip[INET6_ADDRSTRLEN];
+    if (sa->sa_family == AF_INET && salen >= (int)sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof ip);
+        snprintf(out, outlen, "%s:%u", ip, (unsigned)ntohs(sin->sin_port));
+    } else if (sa->sa_family == AF_INET6 && salen >= (int)sizeof(struct sockaddr_in6)) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof ip);
+        snprintf(out, outlen, "[%s]:%u", ip, (unsigned)ntohs(sin6->sin6_port));
+    } else if (sa->sa_family == AF_UNIX) {
+        as_strlcpy(out, "unix", outlen);
+    } else {
+        as_strlcpy(out, "unknown", outlen);
+    }
+}
+
+const char *as_http_request_header(const struct as_http_request *req, const char *name)
+{
+    for (size_t i = 0; i < req->nheaders; i++)
+        if (as_strcaseeq(req->headers[i].name, name)) return req->headers[i].value;
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- */
+/* rate-limited log lines                                            */
+
+/* Logs at most one line of a kind per HTTP_LIMIT_LOG_INTERVAL; the next
+ * one says how many were left out. */
+static void limit_log(struct as_http_server *s, enum limit_kind kind, const char *fmt, ...)
+    AS_PRINTF(3, 4);
+static void limit_log(struct as_http_server *s, enum limit_kind kind, const char *fmt, ...)
+{
+    double now = as_now();
+    if (now < s->limlog[kind].next) {
+        s->limlog[kind].suppressed++;
+        return;
+    }
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (s->limlog[kind].suppressed)
+        as_log(AS_LOG_NOTICE, "%s (and %lu more like it since the last such line)", msg,
+               s->limlog[kind].suppressed);
+    else
+        as_log(AS_LOG_NOTICE, "%s", msg);
+    s->limlog[kind].suppressed = 0;
+    s->limlog[kind].next = now + HTTP_LIMIT_LOG_INTERVAL;
+}
+
+/* ---------------------------------------------------------------- */
+/* connections per client address                                    */
+
+/* The bucket key of a peer: the IPv4 address (also when it arrives as
+ * ::ffff:a.b.c.d), or the IPv6 /64, since one host usually owns a whole
+ * /64 (RFC 7421) and would otherwise have 2^64 separate limits.  Returns
+ * 0, or -1 for peers that are not counted (unix sockets). */
+static int addr_key(const struct sockaddr *sa, int salen, unsigned char key[9], unsigned char *len)
+{
+    if (sa->sa_family == AF_INET && salen >= (int)sizeof(struct sockaddr_in)) {
+        key[0] = 4;
+        memcpy(key + 1, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+        *len = 5;
+        return 0;
+    }
+    if (sa->sa_family == AF_INET6 && salen >= (int)sizeof(struct sockaddr_in6)) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a)) {
+            key[0] = 4;
+            memcpy(key + 1, a->s6_addr + 12, 4);
+            *len = 5;
+        } else {
+            key[0] = 6;
+            memcpy(key + 1, a->s6_addr, 8);
+            *len = 9;
+        }
+        return 0;
+    }
+    return -1;
+}
+
+static void addr_key_format(const struct addr_slot *a, char *out, size_t outlen)
+{
+    if (a->key[0] == 4) {
+        inet_ntop(AF_INET, a->key + 1, out, (socklen_t)outlen);
+        return;
+    }
+    unsigned char full[16] = { 0 };
+    char ip[INET6_ADDRSTRLEN];
+    memcpy(full, a->key + 1, 8);
+    inet_ntop(AF_INET6, full, ip, sizeof ip);
+    snprintf(out, outlen, "%s/64", ip);
+}
+
+/* The slot of key, created with n = 0 if absent. */
+static struct addr_slot *addr_get(struct as_http_server *s, const unsigned char *key, unsigned char len)
+{
+    /* FNV-1a; chains hold at most max_connections slots in all, so a
+     * chosen collision costs no more than a linear scan would */
+    uint32_t h = 2166136261u;
+    for (unsigned i = 0; i < len; i++) h = (h ^ key[i]) * 16777619u;
+    struct addr_slot **head = &s->addr_tab[h & (HTTP_ADDR_BUCKETS - 1)];
+    for (struct addr_slot *a = *head; a; a = a->next)
+        if (a->keylen == len && memcmp(a->key, key, len) == 0) return a;
+    struct addr_slot *a = xcalloc(1, sizeof *a);
+    memcpy(a->key, key, len);
+    a->keylen = len;
+    a->next = *head;
+    *head = a;
+    return a;
+}
+
+static void addr_put(struct as_http_server *s, struct addr_slot *a)
+{
+    if (--a->n > 0) return;
+    uint32_t h = 2166136261u;
+    for (unsigned i = 0; i < a->keylen; i++) h = (h ^ a->key[i]) * 16777619u;
+    for (struct addr_slot **pp = &s->addr_tab[h & (HTTP_ADDR_BUCKETS - 1)]; *pp; pp = &(*pp)->next)
+        if (*pp == a) {
+            *pp = a->next;
+            break;
+        }
+    free(a);
+}
+
+/* ---------------------------------------------------------------- */
+/* accepting                                                         */
+
+static void server_update_accept(struct as_http_server *s)
+{
+    int want = !s->draining && !s->accept_backoff && !s->accept_yield &&
+               !(s->lim.max_connections && s->nconns >= s->lim.max_connections);
+    if (want == s->accepting) return;
+    if (!want && s->lim.max_connections && s->nconns >= s->lim.max_connections && !s->draining)
+        limit_log(s, LIM_MAX_CONN, "http: %zu connections open (limits.max_connections): not "
+                  "accepting more until one closes", s->nconns);
+    for (size_t i = 0; i < s->nlisteners; i++) {
+        if (s->listeners[i].dead) continue;
+        if (want) evconnlistener_enable(s->listeners[i].l);
+        else evconnlistener_disable(s->listeners[i].l);
+    }
+    s->accepting = want;
+}
+
+static void done_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct as_http_server *s = arg;
+    if (s->drain_done) s->drain_done(s->drain_arg);
+}
+
+/* done() runs from its own event, never from inside a connection's
+ * callback, so it may free the server. */
+static void server_check_drained(struct as_http_server *s)
+{
+    if (s->draining && s->nconns == 0 && !evtimer_pending(s->done_ev, NULL)) {
+        struct timeval tv = { 0, 0 };
+        evtimer_add(s->done_ev, &tv);
+    }
+}
+
+static void conn_read_cb(struct bufferevent *bev, void *arg);
+static void conn_write_cb(struct bufferevent *bev, void *arg);
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void conn_reset_request(struct as_http_conn *c);
+
+/* Answers a connection over the per-address limit without reading its
+ * request: a canned 503 (it fits any socket buffer), then close.  Input
+ * that already arrived is read first, because closing a socket with
+ * unread input sends RST, which can destroy the 503 before the client
+ * sees it. */
+static void refuse_busy(int fd)
+{
+    static const char body[] = "{\"error\":\"too many connections from this address "
+                               "(limits.max_connections_per_ip)\"}";
+    char msg[256];
+    int n = snprintf(msg, sizeof msg, "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                     sizeof body - 1, body);
+    if (send(fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+        /* nothing to do: the client is gone or not reading */
+    }
+    shutdown(fd, SHUT_WR);
+    char junk[4096];
+    for (int i = 0; i < 16 && recv(fd, junk, sizeof junk, MSG_DONTWAIT) > 0; i++)
+        ;
+    close(fd);
+}
+
+/* Takes over an accepted, non-blocking socket. */
+static void conn_new(struct as_http_server *s, evutil_socket_t fd, const struct sockaddr *sa,
+                     int salen)
+{
+    struct addr_slot *slot = NULL;
+    unsigned char key[9], klen;
+    if (s->lim.max_per_addr && addr_key(sa, salen, key, &klen) == 0) {
+        slot = addr_get(s, key, klen);
+        if (slot->n >= s->lim.max_per_addr) {
+            char who[INET6_ADDRSTRLEN + 4];
+            addr_key_format(slot, who, sizeof who);
+            limit_log(s, LIM_PER_ADDR, "http: %s already has %zu connections to this worker "
+                      "(limits.max_connections_per_ip): refused one with 503", who, slot->n);
+            refuse_busy(fd);
+            return;
+        }
+        slot->n++;
+    }
+    struct bufferevent *bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        as_log(AS_LOG_ERR, "http: cannot create a bufferevent for a new connection");
+        if (slot) addr_put(s, slot);
+        close(fd);
+        return;
+    }
+    if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
+        /* replies are written in one go; Nagle would only add latency */
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    struct as_http_conn *c = xcalloc(1, sizeof *c);
+    c->srv = s;
+    c->bev = bev;
+    c->addr = slot;
+    c->accepted = as_now();
+    c->timer = evtimer_new(s->base, conn_timer_cb, c);
+    if (!c->timer) as_oom();
+    peer_format(sa, salen, c->peer, sizeof c->peer);
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    conn_reset_request(c);
+
+    c->next = s->conns;
+    if (s->conns) s->conns->prev = c;
+    s->conns = c;
+    s->nconns++;
+
+    bufferevent_setcb(bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+    if (s->lim.write_timeout > 0) {
+        struct timeval wtv = tv_from(s->lim.write_timeout);
+        bufferevent_set_timeouts(bev, NULL, &wtv);
+    }
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    c->state = ST_IDLE;
+    /* a fresh connection owes us its request head: header_timeout (the
+     * keep-alive idle_timeout is for clients that have been served) */
+    double first = s->lim.header_timeout;
+    if (first <= 0 || (s->lim.idle_timeout > 0 && s->lim.idle_timeout < first))
+        first = s->lim.idle_timeout;
+    conn_timer_set(c, first);
+    as_log(AS_LOG_DEBUG, "http: connection from %s", c->peer);
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                      int salen, void *arg)
+{
+    (void)l;
+    struct as_http_server *s = arg;
+    if (s->draining) {
+        close(fd);
+        return;
+    }
+    conn_new(s, fd, sa, salen);
+    /* One accept per loop pass.  libevent's listener otherwise accepts in
+     * a loop until EAGAIN, so when a client opens its connections in a
+     * burst the first worker to wake takes them all and the other workers
+     * idle for as long as those keep-alive connections live (measured:
+     * 16 connections -> 16 + 0; docs/performance.md).  Pausing until the
+     * next pass lets every worker woken by the same readiness take its
+     * share. */
+    s->accept_yield = 1;
+    server_update_accept(s);
+    struct timeval now = { 0, 0 };
+    evtimer_add(s->yield_ev, &now);
+}
+
+static void yield_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct as_http_server *s = arg;
+    s->accept_yield = 0;
+    server_update_accept(s);
+}
+
+static void backoff_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct as_http_server *s = arg;
+    s->accept_backoff = 0;
+    server_update_accept(s);
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    struct as_http_server *s = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    if (err == EINVAL) {
+        /* another worker shut the socket down (final stop): it stays
+         * readable (HUP) forever, so stop polling it or we would spin */
+        for (size_t i = 0; i < s->nlisteners; i++)
+            if (s->listeners[i].l == l && !s->listeners[i].dead) {
+                s->listeners[i].dead = 1;
+                evconnlistener_disable(l);
+                as_log(AS_LOG_INFO, "http: listening socket %d was shut down",
+                       s->listeners[i].fd);
+            }
+        return;
+    }
+    as_log(AS_LOG_WARN, "http: accept failed: %s", evutil_socket_error_to_string(err));
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        s->accept_backoff = 1;
+        server_update_accept(s);
+        struct timeval tv = tv_from(HTTP_ACCEPT_BACKOFF_SECONDS);
+        evtimer_add(s->backoff_ev, &tv);
+    }
+}
+
+/* ---------------------------------------------------------------- */
+/* parser callbacks                                                  */
+
+static int reject(struct as_http_conn *c, int status, const char *msg)
+{
+    c->err_status = status;
+    c->err_msg = msg;
+    return -1;
+}
+
+static int hdr_account(struct as_http_conn *c, size_t n)
+{
+    c->hdr_bytes += n;
+    if (c->hdr_bytes > c->srv->lim.max_header_bytes)
+        return reject(c, 413, "request header block too large");
+    return 0;
+}
+
+/* Arms the timer for the nearer of the request's deadlines. */
+static void conn_arm_deadlines(struct as_http_conn *c)
+{
+    double next = 0;
+    if (!c->headers_done && c->head_deadline > 0) next = c->head_deadline;
+    if (c->read_deadline > 0 && (next == 0 || c->read_deadline < next)) next = c->read_deadline;
+    if (next == 0) {
+        evtimer_del(c->timer);
+        return;
+    }
+    double left = next - as_now();
+    conn_timer_set(c, left > 0.001 ? left : 0.001);
+}
+
+static int on_message_begin(http_parser *p)
+{
+    struct as_http_conn *c = p->data;
+    if (c->state == ST_IDLE) {
+        const struct as_http_limits *lim = &c->srv->lim;
+        double now = as_now();
+        c->state = ST_READING;
+        /* the first request's head is due header_timeout after accept, so
+         * a connection cannot idle first and then start a slow request */
+        c->head_deadline = lim->header_timeout > 0
+                               ? (c->served ? now : c->accepted) + lim->header_timeout : 0;
+        c->read_deadline = lim->read_timeout > 0 ? now + lim->read_timeout : 0;
+        conn_arm_deadlines(c);
+    }
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+    struct as_http_conn *c = p->data;
+    if (hdr_account(c, len)) return -1;
+    sbuf_add(&c->url, at, len);
+    return 0;
+}
+
+/* Closes the header whose name/value is in progress (if any). */
+static void header_finish(struct as_http_conn *c)
+{
+    if (c->hstate == 1) {        /* name without a value callback: empty value */
+        sbuf_addc(&c->hstore, '\0');
+        c->hoff[2 * (c->nhdr - 1) + 1] = c->hstore.len;
+        sbuf_addc(&c->hstore, '\0');
+    } else if (c->hstate == 2) {
+        size_t start = c->hoff[2 * (c->nhdr - 1) + 1];
+        while (c->hstore.len > start &&
+               (c->hstore.data[c->hstore.len - 1] == ' ' || c->hstore.data[c->hstore.len - 1] == '\t'))
+            c->hstore.len--;
+        sbuf_addc(&c->hstore, '\0');
+    }
+    c->hstate = 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    struct as_http_conn *c = p->data;
+    /* ": " and CRLF count too, so many empty headers still add up */
+    if (hdr_account(c, len + (c->hstate != 1 ? 4 : 0))) return -1;
+    if (c->headers_done) return 0;   /* chunked trailer: ignored */
+    if (c->hstate != 1) {
+        header_finish(c);
+        if (c->nhdr >= c->srv->lim.max_headers) return reject(c, 413, "too many request headers");
+        if (c->nhdr == c->hoff_cap) {
+            c->hoff_cap = c->hoff_cap ? 2 * c->hoff_cap : 16;
+            c->hoff = xrealloc(c->hoff, c->hoff_cap * 2 * sizeof *c->hoff);
+        }
+        c->hoff[2 * c->nhdr] = c->hstore.len;
+        c->hoff[2 * c->nhdr + 1] = 0;
+        c->nhdr++;
+        c->hstate = 1;
+    }
+    sbuf_add(&c->hstore, at, len);
+    return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    struct as_http_conn *c = p->data;
+    if (hdr_account(c, len)) return -1;
+    if (c->headers_done) return 0;
+    if (c->hstate != 2) {
+        if (c->hstate != 1) return reject(c, 400, "header value without a name");
+        sbuf_addc(&c->hstore, '\0');
+        c->hoff[2 * (c->nhdr - 1) + 1] = c->hstore.len;
+        c->hstate = 2;
+    }
+    sbuf_add(&c->hstore, at, len);
+    return 0;
+}
+
+/* RFC 9112 6.1: the only transfer coding we take is chunked, once, alone.
+ * http-parser only looks at the last coding ("gzip, chunked" is chunked to
+ * it, and the gzip-coded bytes would be scanned as the message), and
+ * looks at one Transfer-Encoding field.  Empty list elements are ignored
+ * (RFC 9110 5.6.1). */
+static int transfer_coding_check(struct as_http_conn *c)
+{
+    int nte = 0, nchunked = 0;
+    for (size_t i = 0; i < c->nhdr; i++) {
+        if (!as_strcaseeq(c->headers[i].name, "Transfer-Encoding")) continue;
+        nte++;
+        for (const char *v = c->headers[i].value; *v;) {
+            size_t n = strcspn(v, ",");
+            const char *b = v, *e = v + n;
+            while (b < e && (*b == ' ' || *b == '\t')) b++;
+            while (e > b && (e[-1] == ' ' || e[-1] == '\t')) e--;
+            if (e > b) {
+                if (e - b != 7 || !as_memcaseeq(b, "chunked", 7)) {
+                    snprintf(c->err_buf, sizeof c->err_buf, "unsupported transfer coding "
+                             "'%.*s' (only chunked)", (int)(e - b > 40 ? 40 : e - b), b);
+                    return reject(c, 501, c->err_buf);
+                }
+                nchunked++;
+            }
+            v += n;
+            if (*v == ',') v++;
+        }
+    }
+    if (nte == 0) {
+        /* http-parser marks chunked only from the field: cannot differ */
+        return c->body_chunked ? reject(c, 400, "unparsable request") : 0;
+    }
+    if (c->parser.http_major == 1 && c->parser.http_minor == 0)
+        return reject(c, 400, "Transfer-Encoding in an HTTP/1.0 request");
+    if (nchunked != 1)
+        return reject(c, 400, nchunked ? "chunked transfer coding applied more than once"
+                                       : "empty Transfer-Encoding");
+    if (!c->body_chunked) return reject(c, 400, "unparsable request");
+    return 0;
+}
+
+/* Splits the request target into path and query.  The absolute form
+ * ("http://host/path") is accepted as RFC 7230 5.3.2 requires. */
+static void request_split_url(struct as_http_conn *c)
+{
+    sbuf_addc(&c->url, '\0');      /* make sure data is allocated */
+    char *u = c->url.data;
+    if (as_memcaseeq(u, "http://", 7) || as_memcaseeq(u, "https://", 8)) {
+        /* the authority ends at the first '/', '?' or '#' (RFC 3986 3.2) */
+        char *auth = strstr(u, "//") + 2;
+        char *end = auth + strcspn(auth, "/?#");
+        if (*end == '/') {
+            u = end;
+        } else {
+            /* no path: "http://h?ip=1" is path "/" with query "ip=1";
+             * the authority's last byte becomes the path's '/' */
+            memmove(auth, end, strlen(end) + 1);
+            auth[-1] = '/';
+            u = auth - 1;
+        }
+    }
+    char *q = strchr(u, '?');
+    if (q) *q++ = '\0';
+    char *frag = strchr(q ? q : u, '#');
+    if (frag) *frag = '\0';
+    c->req.path = u;
+    c->req.query = q;
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    struct as_http_conn *c = p->data;
+    const struct as_http_limits *lim = &c->srv->lim;
+    header_finish(c);
+    c->headers_done = 1;
+
+    c->headers = xrealloc(c->headers, (c->nhdr ? c->nhdr : 1) * sizeof *c->headers);
+    for (size_t i = 0; i < c->nhdr; i++) {
+        c->headers[i].name = c->hstore.data + c->hoff[2 * i];
+        c->headers[i].value = c->hstore.data + c->hoff[2 * i + 1];
+    }
+    request_split_url(c);
+    c->req.method = http_method_str((enum http_method)p->method);
+    c->req.headers = c->headers;
+    c->req.nheaders = c->nhdr;
+    c->req.http_major = p->http_major;
+    c->req.http_minor = p->http_minor;
+    c->req.peer = c->peer;
+
+    int has_length = (p->flags & F_CONTENTLENGTH) != 0;
+    c->body_chunked = (p->flags & F_CHUNKED) != 0;
+    if (p->http_major != 1) return reject(c, 505, "HTTP version not supported (only HTTP/1.x)");
+    if (transfer_coding_check(c) < 0) return -1;
+    if (has_length && p->content_length > lim->max_body) {
+        /* the only body this server takes is the message to scan */
+        snprintf(c->err_buf, sizeof c->err_buf, "message of %llu bytes is larger than the "
+                 "limit of %zu bytes (limits.max_message_size)",
+                 (unsigned long long)p->content_length, lim->max_body);
+        return reject(c, 413, c->err_buf);
+    }
+    if (!has_length && !c->body_chunked &&
+        (p->method == HTTP_POST || p->method == HTTP_PUT))
+        return reject(c, 411, "length required");
+    if (has_length && p->content_length > 0) {
+        c->body_cap = (size_t)p->content_length;
+        c->body = xmalloc(c->body_cap + 1);
+    }
+
+    /* RFC 7231 5.1.1: a client that sent Expect: 100-continue waits for
+     * this before sending the body; the limits above were checked first,
+     * so an oversized message is refused without being transferred. */
+    const char *expect = as_http_request_header(&c->req, "Expect");
+    if (expect && as_strcaseeq(expect, "100-continue") && p->http_major == 1 &&
+        p->http_minor >= 1 && (c->body_cap > 0 || c->body_chunked))
+        evbuffer_add_printf(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n");
+
+    /* tell frame_check() how the body is framed */
+    c->fr_left = 0;
+    c->fr_digits = 0;
+    c->fr_ext_semi = 0;
+    c->fr_line_len = 0;
+    if (c->body_chunked) {
+        c->fr = FR_CHUNK_SIZE;
+    } else if (has_length && p->content_length > 0) {
+        c->fr = FR_BODY;
+        c->fr_left = p->content_length;
+    } else {
+        c->fr = FR_DONE;
+    }
+    conn_arm_deadlines(c);    /* the head is in: only read_timeout is left */
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+    struct as_http_conn *c = p->data;
+    size_t max = c->srv->lim.max_body;
+    if (len > max || c->body_len > max - len) {
+        snprintf(c->err_buf, sizeof c->err_buf, "message is larger than the limit of %zu bytes "
+                 "(limits.max_message_size)", max);
+        return reject(c, 413, c->err_buf);
+    }
+    if (c->body_len + len > c->body_cap) {
+        /* chunked (or a parser surprise): grow geometrically, within max */
+        size_t cap = c->body_cap ? c->body_cap : 4096;
+        while (cap < c->body_len + len) cap *= 2;
+        if (cap > max) cap = max;
+        c->body = xrealloc(c->body, cap + 1);
+        c->body_cap = cap;
+    }
+    memcpy(c->body + c->body_len, at, len);
+    c->body_len += len;
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    struct as_http_conn *c = p->data;
+    c->msg_done = 1;
+    c->keep_alive = http_should_keep_alive(p) && !p->upgrade;
+    /* stop here: pipelined bytes stay unparsed until the reply is out */
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- */
+/* strict framing (see the top)                                      */
+
+/* RFC 9110 5.6.2 */
+static int is_tchar(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
+static int is_ctl(unsigned char ch) { return ch < 0x20 || ch == 0x7f; }
+
+/* Checks data against RFC 9112's framing and sets *ok to how many of its
+ * bytes may go to http-parser: all of them, or up to the end of the head
+ * (on_headers_complete then sets the body framing) or of the message.
+ * Returns 0, or -1 after reject(). */
+static int frame_check(struct as_http_conn *c, const char *data, size_t len, size_t *ok)
+{
+    const unsigned char *start = (const unsigned char *)data, *p = start, *end = start + len;
+    while (p < end) {
+        unsigned char ch = *p;
+        switch (c->fr) {
+        case FR_LINE_START:
+            c->fr_line_len = 0;
+            c->fr_colon = 0;
+            if (ch == '\r') {
+                c->fr = FR_LINE_LF;
+                p++;
+                break;
+            }
+            /* RFC 9112 5.2: obs-fold in a request is refused with 400;
+             * 2.2: so is whitespace before the first field */
+            if (c->fr_lines > 0 && (ch == ' ' || ch == '\t'))
+                return reject(c, 400, "header line starting with whitespace (obs-fold)");
+            c->fr = FR_LINE;
+            break;
+        case FR_LINE:
+            if (ch == '\r') {
+                if (c->fr_lines > 0 && !c->fr_colon) return reject(c, 400, "header line without a colon");
+                c->fr = FR_LINE_LF;
+                p++;
+                break;
+            }
+            if (ch == '\n') return reject(c, 400, "bare LF line end (HTTP wants CRLF)");
+            c->fr_line_len++;
+            if (c->fr_lines == 0) {
+                if (is_ctl(ch)) return reject(c, 400, "control character in the request line");
+                if (c->fr_line_len > HTTP_MAX_REQUEST_LINE)
+                    return reject(c, 414, "request line longer than 64 KiB");
+            } else if (!c->fr_colon) {
+                if (ch == ':') {
+                    if (c->fr_line_len == 1) return reject(c, 400, "empty header name");
+                    c->fr_colon = 1;
+                } else if (ch == ' ' || ch == '\t') {
+                    /* RFC 9112 5.1: MUST be refused with 400 */
+                    return reject(c, 400, "whitespace between a header name and its colon");
+                } else if (!is_tchar(ch)) {
+                    return reject(c, 400, "invalid character in a header name");
+                }
+            } else if (is_ctl(ch) && ch != '\t') {
+                return reject(c, 400, "control character in a header value");
+            }
+            p++;
+            break;
+        case FR_LINE_LF:
+            if (ch != '\n') return reject(c, 400, "CR not followed by LF");
+            p++;
+            if (c->fr_line_len > 0 || c->fr_colon) {
+                c->fr_lines++;
+                c->fr = FR_LINE_START;
+            } else if (c->fr_lines == 0) {
+                c->fr = FR_LINE_START;     /* CRLF before the request line (RFC 9112 2.2) */
+            } else if (c->fr_trailer) {
+                c->fr = FR_DONE;
+            } else {
+                c->fr = FR_HEAD_DONE;
+            }
+            break;
+        case FR_HEAD_DONE:
+        case FR_DONE:
+            *ok = (size_t)(p - start);
+            return 0;
+        case FR_BODY:
+        case FR_CHUNK_DATA: {
+            size_t n = (size_t)(end - p);
+            if (n > c->fr_left) n = (size_t)c->fr_left;
+            p += n;
+            c->fr_left -= n;
+            if (c->fr_left == 0) c->fr = c->fr == FR_BODY ? FR_DONE : FR_CHUNK_DATA_CR;
+            break;
+        }
+        case FR_CHUNK_SIZE:
+        case FR_CHUNK_EXT:
+            if (ch == '\r') {
+                if (c->fr_digits == 0) return reject(c, 400, "invalid chunk size");
+                if (c->fr == FR_CHUNK_EXT && c->fr_ext_semi != 2)
+                    return reject(c, 400, c->fr_ext_semi ? "empty chunk extension"
+                                                         : "whitespace after a chunk size");
+                c->fr = FR_CHUNK_SIZE_LF;
+                p++;
+                break;
+            }
+            if (++c->fr_line_len > HTTP_MAX_CHUNK_LINE)
+                return reject(c, 400, "chunk size line longer than 4096 bytes");
+            if (c->fr == FR_CHUNK_SIZE && as_hexval(ch) >= 0) {
+                if (c->fr_left > (ULLONG_MAX >> 4)) return reject(c, 400, "chunk size too large");
+                c->fr_left = c->fr_left * 16 + (unsigned)as_hexval(ch);
+                c->fr_digits++;
+                p++;
+                break;
+            }
+            if (c->fr_digits == 0) return reject(c, 400, "invalid chunk size");
+            if (ch == '\n') return reject(c, 400, "bare LF line end (HTTP wants CRLF)");
+            if (is_ctl(ch) && ch != '\t') return reject(c, 400, "control character in a chunk extension");
+            /* RFC 9112 7.1.1: chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS value ] );
+             * fr_ext_semi: 0 before the first ';', 1 right after a ';', 2 in one */
+            c->fr = FR_CHUNK_EXT;
+            if (c->fr_ext_semi == 0) {
+                if (ch == ';') c->fr_ext_semi = 1;
+                else if (ch != ' ' && ch != '\t') return reject(c, 400, "invalid chunk size");
+            } else if (c->fr_ext_semi == 1) {
+                if (is_tchar(ch)) c->fr_ext_semi = 2;
+                else if (ch != ' ' && ch != '\t') return reject(c, 400, "invalid chunk extension");
+            } else if (ch == ';') {
+                c->fr_ext_semi = 1;
+            }
+            p++;
+            break;
+        case FR_CHUNK_SIZE_LF:
+            if (ch != '\n') return reject(c, 400, "CR not followed by LF");
+            p++;
+            if (c->fr_left == 0) {         /* last chunk: trailer fields, then CRLF */
+                c->fr_trailer = 1;
+                c->fr_lines = 1;
+                c->fr = FR_LINE_START;
+            } else {
+                c->fr = FR_CHUNK_DATA;
+            }
+            break;
+        case FR_CHUNK_DATA_CR:
+        case FR_CHUNK_DATA_LF:
+            if (ch != (c->fr == FR_CHUNK_DATA_CR ? '\r' : '\n'))
+                return reject(c, 400, "chunk data not followed by CRLF");
+            p++;
+            if (c->fr == FR_CHUNK_DATA_CR) {
+                c->fr = FR_CHUNK_DATA_LF;
+            } else {
+                c->fr = FR_CHUNK_SIZE;
+                c->fr_left = 0;
+                c->fr_digits = 0;
+                c->fr_ext_semi = 0;
+                c->fr_line_len = 0;
+            }
+            break;
+        }
+    }
+    *ok = len;
+    return 0;
+}
+
+static const http_parser_settings parser_settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/* ---------------------------------------------------------------- */
+/* connection life                                                   */
+
+/* Forgets the previous request; keeps buffers' memory for the next. */
+static void conn_reset_request(struct as_http_conn *c)
+{
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->msg_done = 0;
+    c->keep_alive = 0;
+    c->err_status = 0;
+    c->err_msg = NULL;
+    c->hdr_bytes = 0;
+    c->hstate = 0;
+    c->headers_done = 0;
+    sbuf_reset(&c->url);
+    sbuf_reset(&c->hstore);
+    c->nhdr = 0;
+    free(c->body);
+    c->body = NULL;
+    c->body_len = c->body_cap = 0;
+    c->body_chunked = 0;
+    memset(&c->req, 0, sizeof c->req);
+    c->on_close = NULL;
+    c->on_close_arg = NULL;
+    c->head_deadline = c->read_deadline = 0;
+    c->fr = FR_LINE_START;
+    c->fr_line_len = 0;
+    c->fr_lines = 0;
+    c->fr_colon = 0;
+    c->fr_trailer = 0;
+    c->fr_ext_semi = 0;
+    c->fr_digits = 0;
+    c->fr_left = 0;
+}
+
+static void conn_free(struct as_http_conn *c)
+{
+    struct as_http_server *s = c->srv;
+    if (c->state == ST_BUSY) {
+        s->nactive--;
+        c->state = ST_CLOSING;     /* as_http_reply() from on_close is refused */
+        if (c->on_close) c->on_close(c->on_close_arg);
+    }
+    if (c->prev) c->prev->next = c->next;
+    else s->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    s->nconns--;
+    if (c->addr) addr_put(s, c->addr);
+
+    bufferevent_free(c->bev);
+    event_free(c->timer);
+    sbuf_free(&c->url);
+    sbuf_free(&c->hstore);
+    free(c->hoff);
+    free(c->headers);
+    free(c->body);
+    free(c);
+
+    server_update_accept(s);
+    server_check_drained(s);
+}
+
+/* The final reply is out: stop sending, drain input until EOF or timer.
+ * May free c. */
+static void conn_linger(struct as_http_conn *c)
+{
+    if (c->peer_eof) {
+        conn_free(c);
+        return;
+    }
+    shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+    conn_timer_set(c, HTTP_LINGER_SECONDS);
+}
+
+/* Final reply queued: flush it, then lingering close (see the top). */
+static void conn_begin_close(struct as_http_conn *c)
+{
+    c->state = ST_CLOSING;
+    evtimer_del(c->timer);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) conn_linger(c);
+    /* else conn_write_cb() continues once the reply is flushed */
+}
+
+static void reply_write(struct as_http_conn *c, int status, const char *content_type,
+                        const char *body, size_t len, const char *const *extra, int keep)
+{
+    /* composed aside and moved in at once (no copy): the bufferevent arms
+     * its write timeout when output arrives, from the loop's cached time,
+     * which must be fresh after copying a large body */
+    struct evbuffer *out = evbuffer_new();
+    if (!out) as_oom();
+    int minor = (c->req.http_major == 1 && c->req.http_minor == 0) ? 0 : 1;
+    evbuffer_add_printf(out, "HTTP/1.%d %d %s\r\n", minor, status, status_reason(status));
+    evbuffer_add_printf(out, "Connection: %s\r\n", keep ? "keep-alive" : "close");
+    if (content_type) evbuffer_add_printf(out, "Content-Type: %s\r\n", content_type);
+    evbuffer_add_printf(out, "Content-Length: %zu\r\n", len);
+    for (size_t i = 0; extra && extra[i]; i++) {
+        /* a CR or LF would let a header value forge more headers */
+        if (strpbrk(extra[i], "\r\n")) {
+            as_log(AS_LOG_ERR, "http: reply header with a line break dropped");
+            continue;
+        }
+        evbuffer_add_printf(out, "%s\r\n", extra[i]);
+    }
+    evbuffer_add(out, "\r\n", 2);
+    /* RFC 7230 3.3: a reply to HEAD has the length but not the body */
+    if (len && c->parser.method != HTTP_HEAD) evbuffer_add(out, body, len);
+    event_base_update_cache_time(c->srv->base);
+    evbuffer_add_buffer(bufferevent_get_output(c->bev), out);
+    evbuffer_free(out);
+}
+
+/* An error the server answers itself: JSON body, then close. */
+static void conn_error(struct as_http_conn *c, int status, const char *msg)
+{
+    limit_log(c->srv, status == 408 ? LIM_TIMEOUT : LIM_BAD_REQUEST, "http: %s: %d %s", c->peer,
+              status, msg);
+    struct sbuf b = { 0 };
+    sbuf_adds(&b, "{\"error\":");
+    as_json_string(&b, msg, strlen(msg));
+    sbuf_adds(&b, "}");
+    /* whatever arrived before the error is dropped: we will not parse it */
+    evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
+    reply_write(c, status, "application/json", b.data, b.len, NULL, 0);
+    sbuf_free(&b);
+    conn_begin_close(c);
+}
+
+static int errno_status(enum http_errno e)
+{
+    switch (e) {
+    case HPE_HEADER_OVERFLOW: return 413;
+    case HPE_INVALID_TRANSFER_ENCODING: return 501;   /* transfer_coding_check() names it first */
+    default: return 400;
+    }
+}
+
+static void conn_dispatch(struct as_http_conn *c)
+{
+    struct as_http_server *s = c->srv;
+    if (c->body) c->body[c->body_len] = '\0';
+    c->req.body = c->body ? c->body : "";
+    c->req.body_len = c->body_len;
+    c->state = ST_BUSY;
+    c->served++;
+    s->nactive++;
+    evtimer_del(c->timer);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, HTTP_PIPELINE_HIGH_WM);
+    s->handler(c, &c->req, s->arg);
+}
+
+/* Runs the parser over buffered input while a request is being read. */
+static void conn_parse(struct as_http_conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    while (c->state == ST_IDLE || c->state == ST_READING) {
+        struct evbuffer_iovec v;
+        if (evbuffer_get_length(in) == 0 || evbuffer_peek(in, -1, NULL, &v, 1) < 1) return;
+        size_t ok = 0;
+        if (frame_check(c, v.iov_base, v.iov_len, &ok) < 0) {
+            conn_error(c, c->err_status, c->err_msg);
+            return;
+        }
+        if (ok == 0) {
+            /* the framing check saw the head or the message end where
+             * http-parser did not: refuse rather than guess */
+            conn_error(c, 400, "unparsable request");
+            return;
+        }
+        size_t n = http_parser_execute(&c->parser, &parser_settings, v.iov_base, ok);
+        enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+        if (c->err_status) {
+            conn_error(c, c->err_status, c->err_msg);
+            return;
+        }
+        if (e != HPE_OK && e != HPE_PAUSED) {
+            conn_error(c, errno_status(e), http_errno_description(e));
+            return;
+        }
+        evbuffer_drain(in, n);
+        if (c->msg_done) {
+            conn_dispatch(c);
+            return;
+        }
+        if (n < ok) {              /* cannot happen without an error or pause */
+            conn_error(c, 400, "unparsable request");
+            return;
+        }
+    }
+}
+
+static void conn_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct as_http_conn *c = arg;
+    switch (c->state) {
+    case ST_IDLE:
+    case ST_READING:
+        conn_parse(c);
+        break;
+    case ST_CLOSING:
+        evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+        break;
+    case ST_BUSY:
+    case ST_WRITING:
+        break;   /* pipelined: parsed after the reply (watermark bounds it) */
+    }
+}
+
+static void conn_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct as_http_conn *c = arg;
+    if (evbuffer_get_length(bufferevent_get_output(bev)) != 0) return;
+    if (c->state == ST_CLOSING) {
+        conn_linger(c);
+        return;
+    }
+    if (c->state != ST_WRITING) return;   /* e.g. "100 Continue" flushed */
+    if (!c->keep_alive || c->srv->draining) {
+        conn_begin_close(c);
+        return;
+    }
+    conn_reset_request(c);
+    c->state = ST_IDLE;
+    bufferevent_setwatermark(bev, EV_READ, 0, 0);
+    conn_timer_set(c, c->srv->lim.idle_timeout);
+    conn_parse(c);    /* a pipelined request may be waiting */
+}
+
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    struct as_http_conn *c = arg;
+    if (what & BEV_EVENT_TIMEOUT) {    /* only the write timeout is set on bev */
+        as_log(AS_LOG_INFO, "http: %s: write timeout", c->peer);
+        conn_free(c);
+        return;
+    }
+    if (what & BEV_EVENT_ERROR) {
+        int err = EVUTIL_SOCKET_ERROR();
+        if (c->state != ST_IDLE && c->state != ST_CLOSING)
+            as_log(AS_LOG_INFO, "http: %s: %s", c->peer, evutil_socket_error_to_string(err));
+        conn_free(c);
+        return;
+    }
+    if (what & BEV_EVENT_EOF) {
+        switch (c->state) {
+        case ST_READING:
+            if (c->headers_done && c->body_cap && !c->body_chunked)
+                as_log(AS_LOG_INFO, "http: %s: connection closed after %zu of %zu body bytes",
+                       c->peer, c->body_len, c->body_cap);
+            else
+                as_log(AS_LOG_INFO, "http: %s: connection closed in the middle of a request", c->peer);
+            conn_free(c);
+            return;
+        case ST_BUSY:
+            /* EOF and a vanished client look the same; a half-closing
+             * client loses its reply (as with rspamd) */
+            as_log(AS_LOG_INFO, "http: %s: client went away before the reply", c->peer);
+            conn_free(c);
+            return;
+        case ST_WRITING:
+            c->keep_alive = 0;     /* finish the reply, then close */
+            c->peer_eof = 1;
+            return;
+        case ST_CLOSING:
+            /* a half-closing client still gets the error reply */
+            c->peer_eof = 1;
+            if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) conn_free(c);
+            return;
+        case ST_IDLE:
+            conn_free(c);
+            return;
+        }
+    }
+}
+
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct as_http_conn *c = arg;
+    const struct as_http_limits *lim = &c->srv->lim;
+    switch (c->state) {
+    case ST_READING:
+        if (!c->headers_done && c->head_deadline > 0 &&
+            (c->read_deadline == 0 || c->head_deadline <= c->read_deadline)) {
+            snprintf(c->err_buf, sizeof c->err_buf, "request head not received within %gs "
+                     "(limits.header_timeout)", lim->header_timeout);
+        } else {
+            snprintf(c->err_buf, sizeof c->err_buf, "request not received within %gs "
+                     "(limits.read_timeout)", lim->read_timeout);
+        }
+        conn_error(c, 408, c->err_buf);
+        /* the 408 gets write_timeout to be flushed, then the linger */
+        break;
+    case ST_IDLE:
+        if (c->served == 0 && !c->srv->draining) {
+            int by_header = lim->header_timeout > 0 &&
+                            (lim->idle_timeout <= 0 || lim->header_timeout <= lim->idle_timeout);
+            limit_log(c->srv, LIM_SILENT, "http: %s: closed: no request within %gs (%s)", c->peer,
+                      by_header ? lim->header_timeout : lim->idle_timeout,
+                      by_header ? "limits.header_timeout" : "limits.idle_timeout");
+        }
+        conn_free(c);
+        break;
+    case ST_CLOSING:
+    case ST_BUSY:
+    case ST_WRITING:
+        conn_free(c);
+        break;
+    }
+}
+
+/* ---------------------------------------------------------------- */
+/* public API                                                        */
+
+struct as_http_server *as_http_server_new(struct event_base *base,
+                                          const struct as_http_limits *lim,
+                                          as_http_handler handler, void *arg)
+{
+    struct as_http_server *s = xcalloc(1, sizeof *s);
+    s->base = base;
+    s->lim = *lim;
+    s->handler = handler;
+    s->arg = arg;
+    s->accepting = 1;
+    s->done_ev = evtimer_new(base, done_cb, s);
+    s->backoff_ev = evtimer_new(base, backoff_cb, s);
+    s->yield_ev = evtimer_new(base, yield_cb, s);
+    if (!s->done_ev || !s->backoff_ev || !s->yield_ev) as_oom();
+    /* http-parser has its own process-wide cap (80 KiB); ours must win */
+    if (lim->max_header_bytes > 80 * 1024)
+        http_parser_set_max_header_size((uint32_t)(lim->max_header_bytes > UINT32_MAX / 2
+                                                       ? UINT32_MAX
+                                                       : lim->max_header_bytes * 2));
+    return s;
+}
+
+int as_http_server_add_listener(struct as_http_server *s, int fd)
+{
+    /* no LEV_OPT_CLOSE_ON_FREE: the master owns fd; backlog 0: it already
+     * listens */
+    struct evconnlistener *l = evconnlistener_new(s->base, accept_cb, s, LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+    if (!l) {
+        as_log(AS_LOG_ERR, "http: cannot accept on fd %d", fd);
+        return -1;
+    }
+    evconnlistener_set_error_cb(l, accept_error_cb);
+    if (!s->accepting) evconnlistener_disable(l);
+    s->listeners = xrealloc(s->listeners, (s->nlisteners + 1) * sizeof *s->listeners);
+    s->listeners[s->nlisteners++] = (struct http_listener){ l, fd, 0 };
+    return 0;
+}
+
+void as_http_server_drain(struct as_http_server *s, void (*done)(void *), void *arg)
+{
+    s->draining = 1;
+    s->drain_done = done;
+    s->drain_arg = arg;
+    server_update_accept(s);
+    double grace = HTTP_DRAIN_IDLE_SECONDS;
+    if (s->lim.idle_timeout > 0 && s->lim.idle_timeout < grace) grace = s->lim.idle_timeout;
+    for (struct as_http_conn *c = s->conns; c; c = c->next)
+        if (c->state == ST_IDLE) conn_timer_set(c, grace);   /* see HTTP_DRAIN_IDLE_SECONDS */
+    server_check_drained(s);
+}
+
+void as_http_server_shut_listeners(struct as_http_server *s, void (*done)(void *), void *arg)
+{
+    /* Drain first, so that what is accepted below is treated as any
+     * connection during a drain (answered with Connection: close). */
+    as_http_server_drain(s, done, arg);
+    for (size_t i = 0; i < s->nlisteners; i++) {
+        struct http_listener *hl = &s->listeners[i];
+        if (hl->dead) continue;
+        /* The kernel completed these connections' handshakes: take every
+         * one, whatever max_connections says (the listen backlog bounds
+         * them), or shutting the socket down below would reset them. */
+        for (;;) {
+            struct sockaddr_storage ss;
+            socklen_t sl = sizeof ss;
+            int fd = accept4(hl->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (fd < 0) {
+                if (errno == EINTR || errno == ECONNABORTED) continue;
+                break;   /* EAGAIN: empty; EINVAL: another worker shut it already */
+            }
+            conn_new(s, fd, (struct sockaddr *)&ss, (int)sl);
+        }
+        /* On Linux, shutdown() of a listening TCP socket stops it for every
+         * process that shares it (new SYNs get RST); for a unix socket
+         * connect() fails with ECONNREFUSED.  ENOTCONN: already done. */
+        if (shutdown(hl->fd, SHUT_RDWR) < 0 && errno != ENOTCONN)
+            as_log(AS_LOG_WARN, "http: cannot shut down listening socket %d: %s", hl->fd,
+                   strerror(errno));
+        hl->dead = 1;
+        evconnlistener_disable(hl->l);
+    }
+    server_check_drained(s);
+}
+
+void as_http_server_free(struct as_http_server *s)
+{
+    if (!s) return;
+    /* nothing may call back into a half-freed server */
+    s->draining = 1;
+    s->drain_done = NULL;
+    while (s->conns) conn_free(s->conns);
+    for (size_t i = 0; i < s->nlisteners; i++) evconnlistener_free(s->listeners[i].l);
+    free(s->listeners);
+    event_free(s->done_ev);
+    event_free(s->backoff_ev);
+    event_free(s->yield_ev);
+    free(s);
+}
+
+size_t as_http_server_active(const struct as_http_server *s) { return s->nactive; }
+
+void as_http_reply(struct as_http_conn *c, int status, const char *content_type,
+                   const char *body, size_t len, const char *const *extra_headers)
+{
+    if (c->state != ST_BUSY) {
+        as_log(AS_LOG_ERR, "http: %s: reply without a pending request ignored", c->peer);
+        return;
+    }
+    struct as_http_server *s = c->srv;
+    s->nactive--;
+    int keep = c->keep_alive && !s->draining;
+    reply_write(c, status, content_type, body, len, extra_headers, keep);
+    c->keep_alive = keep;
+    c->on_close = NULL;
+    /* the body can be large: give it back now, not at the next request */
+    free(c->body);
+    c->body = NULL;
+    c->state = ST_WRITING;
+}
+
+void as_http_conn_on_close(struct as_http_conn *c, void (*fn)(void *), void *arg)
+{
+    c->on_close = fn;
+    c->on_close_arg = arg;
+}

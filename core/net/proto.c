@@ -1,0 +1,359 @@
+/*
+ * proto.c - see proto.h.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "scan/engine.h"
+#include "net/proto.h"
+
+int as_proto_envelope_set(struct as_task *t, const char *name, const char *value, char *err,
+                          size_t errlen)
+{
+    struct as_envelope *env = as_task_envelope_mut(t);
+    struct as_pool *pool = as_task_pool(t);
+    if (as_strcaseeq(name, "IP")) {
+        if (as_task_set_ip(t, value) < 0) {
+            snprintf(err, errlen, "invalid client address in IP: '%.64s'", value);
+            return 400;
+        }
+    } else if (as_strcaseeq(name, "Helo")) {
+        env->helo = as_pool_strdup(pool, value);
+    } else if (as_strcaseeq(name, "Hostname")) {
+        env->hostname = as_pool_strdup(pool, value);
+    } else if (as_strcaseeq(name, "From")) {
+        as_task_set_mail_from(t, value);
+    } else if (as_strcaseeq(name, "Rcpt")) {
+        as_task_add_rcpt(t, value);
+    } else if (as_strcaseeq(name, "Queue-Id")) {
+        env->queue_id = as_pool_strdup(pool, value);
+    } else if (as_strcaseeq(name, "User")) {
+        if (*value) env->user = as_pool_strdup(pool, value);
+    } else if (as_strcaseeq(name, "Settings-ID")) {
+        env->settings_id = as_pool_strdup(pool, value);
+    } else if (as_strcaseeq(name, "MTA-Name")) {
+        env->mta_name = as_pool_strdup(pool, value);
+    }
+    return 0;
+}
+
+void as_proto_url_decode(const char *s, size_t len, struct sbuf *out)
+{
+    sbuf_reset(out);
+    sbuf_add(out, "", 0);   /* an empty component is "", never a NULL buffer */
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '+') {
+            sbuf_addc(out, ' ');
+        } else if (s[i] == '%' && i + 2 < len && as_hexval((unsigned char)s[i + 1]) >= 0 &&
+                   as_hexval((unsigned char)s[i + 2]) >= 0) {
+            sbuf_addc(out, (char)(as_hexval((unsigned char)s[i + 1]) * 16 +
+                                  as_hexval((unsigned char)s[i + 2])));
+            i += 2;
+        } else {
+            sbuf_addc(out, s[i]);
+        }
+    }
+}
+
+int as_proto_fill_task(struct as_task *t, const struct as_http_request *req, char *err,
+                       size_t errlen)
+{
+    int rc;
+    /* rspamc -z sends the message zstd-compressed ("Compression: zstd").
+     * We cannot decompress it; scanning the compressed bytes would give a
+     * verdict of garbage, so refuse it clearly. */
+    const char *enc = as_http_request_header(req, "Compression");
+    if (enc && *enc && !as_strcaseeq(enc, "none")) {
+        snprintf(err, errlen, "compressed requests are not supported (Compression: %.32s): "
+                 "send the message uncompressed", enc);
+        return 415;
+    }
+    enc = as_http_request_header(req, "Content-Encoding");
+    if (enc && *enc && !as_strcaseeq(enc, "identity")) {
+        snprintf(err, errlen, "Content-Encoding '%.32s' is not supported: send the message "
+                 "uncompressed", enc);
+        return 415;
+    }
+    for (size_t i = 0; i < req->nheaders; i++)
+        if ((rc = as_proto_envelope_set(t, req->headers[i].name, req->headers[i].value, err,
+                                        errlen)))
+            return rc;
+    if (req->query) {
+        /* rspamd copies query parameters into request headers */
+        struct sbuf name = {0}, value = {0};
+        const char *p = req->query;
+        rc = 0;
+        while (*p && rc == 0) {
+            const char *amp = strchr(p, '&');
+            size_t len = amp ? (size_t)(amp - p) : strlen(p);
+            const char *eq = memchr(p, '=', len);
+            if (eq) {
+                as_proto_url_decode(p, (size_t)(eq - p), &name);
+                as_proto_url_decode(eq + 1, len - (size_t)(eq - p) - 1, &value);
+                if (name.len && strlen(name.data) == name.len && strlen(value.data) == value.len)
+                    rc = as_proto_envelope_set(t, name.data, value.data, err, errlen);
+            }
+            p += len;
+            if (*p == '&') p++;
+        }
+        sbuf_free(&name);
+        sbuf_free(&value);
+        if (rc) return rc;
+    }
+    const struct as_limits *lim = as_engine_limits(as_task_engine(t));
+    if (req->body_len > lim->max_message_size) {
+        snprintf(err, errlen, "message of %zu bytes exceeds limits.max_message_size (%llu)",
+                 req->body_len, lim->max_message_size);
+        return 413;
+    }
+    if (as_task_set_message(t, req->body, req->body_len, err, errlen) != AS_MSG_OK) return 413;
+    return 0;
+}
+
+static void add_number(struct sbuf *b, double d)
+{
+    if (!isfinite(d)) d = 0;
+    /* Fast path for what replies mostly hold (scores and thresholds such as
+     * 15, -0.2, 1.5): |d| < 1000 with at most 3 decimals has at most 6
+     * significant digits, so this prints exactly what %.6g prints, without
+     * snprintf's cost (about 1,700 instructions a number; see
+     * docs/performance.md). */
+    if (d > -1000 && d < 1000) {
+        long long k = llround(d * 1000);
+        if ((double)k / 1000.0 == d) {
+            char tmp[16], *p = tmp;
+            if (k < 0) {
+                *p++ = '-';
+                k = -k;
+            }
+            int ip = (int)(k / 1000), frac = (int)(k % 1000);
+            if (ip >= 100) *p++ = (char)('0' + ip / 100);
+            if (ip >= 10) *p++ = (char)('0' + ip / 10 % 10);
+            *p++ = (char)('0' + ip % 10);
+            if (frac) {
+                *p++ = '.';
+                *p++ = (char)('0' + frac / 100);
+                if (frac % 100) *p++ = (char)('0' + frac / 10 % 10);
+                if (frac % 10) *p++ = (char)('0' + frac % 10);
+            }
+            if (k == 0) p = tmp, *p++ = '0';   /* -0 prints as 0 */
+            sbuf_add(b, tmp, (size_t)(p - tmp));
+            return;
+        }
+    }
+    /* %.6g keeps 15.0 as 15 and -0.2 as -0.2, as rspamd's UCL emitter does */
+    char tmp[32];
+    snprintf(tmp, sizeof tmp, "%.6g", d);
+    if (strcmp(tmp, "-0") == 0) strcpy(tmp, "0");
+    sbuf_adds(b, tmp);
+}
+
+static void add_key(struct sbuf *b, const char *k)
+{
+    as_json_string(b, k, strlen(k));
+    sbuf_addc(b, ':');
+}
+
+static void add_str(struct sbuf *b, const char *s)
+{
+    if (s) as_json_string(b, s, strlen(s));
+    else sbuf_adds(b, "null");
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x < y) - (x > y);
+}
+
+/* The removals of one header name (dels[0].name, every later op with the
+ * same name) as one JSON value.  A JSON object cannot repeat a key: most
+ * readers keep only the last one, so every removal of a name goes under
+ * one key.  Positions are made absolute (-N: the N-th from the end, from
+ * the message's own count), duplicates dropped and sorted from the last
+ * field to the first, because an MTA renumbers the fields after each
+ * removal (rspamd's proxy removes "all" from the end for the same reason).
+ * Then: every instance -> 0 ("all", understood by every consumer); one ->
+ * that integer; several -> an array of integers, the shape rspamd >= 3.3
+ * itself emits (lua_mime.modify_headers: remove = {name = {1, 2}}).
+ * Returns 0 when nothing is left to remove (a position before the first
+ * field): then nothing is written, as "0" would remove every field. */
+static int write_removals(const struct as_task *t, const struct as_task_header_op *dels,
+                          size_t n, struct sbuf *b)
+{
+    const char *name = dels[0].name;
+    long count = (long)as_msg_header_count(as_task_message(t), name);
+    int *idx = xcalloc(n, sizeof *idx);
+    size_t k = 0;
+    int all = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!as_strcaseeq(dels[i].name, name)) continue;
+        long v = dels[i].order_or_index;
+        if (v == 0) all = 1;
+        if (v < 0) v = count + v + 1;
+        if (v < 1) continue;            /* before the first field: nothing to remove */
+        int dup = 0;
+        for (size_t j = 0; j < k && !dup; j++) dup = idx[j] == (int)v;
+        if (!dup) idx[k++] = (int)v;
+    }
+    qsort(idx, k, sizeof *idx, cmp_desc);
+    /* all of 1..count named explicitly is "all" as well */
+    if (!all && count > 0 && k == (size_t)count && idx[0] == count && idx[k - 1] == 1) all = 1;
+    if (!all && k == 0) {
+        free(idx);
+        return 0;
+    }
+    add_key(b, name);
+    if (all) {
+        sbuf_addc(b, '0');
+    } else if (k == 1) {
+        sbuf_printf(b, "%d", idx[0]);
+    } else {
+        sbuf_addc(b, '[');
+        for (size_t i = 0; i < k; i++) sbuf_printf(b, "%s%d", i ? "," : "", idx[i]);
+        sbuf_addc(b, ']');
+    }
+    free(idx);
+    return 1;
+}
+
+static void write_milter(const struct as_task *t, struct sbuf *b)
+{
+    const struct as_task_header_op *adds, *dels;
+    size_t nadd = as_task_header_ops(t, &adds, 0);
+    size_t ndel = as_task_header_ops(t, &dels, 1);
+    if (!nadd && !ndel) return;
+    sbuf_adds(b, ",\"milter\":{");
+    int first_section = 1;
+    if (nadd) {
+        sbuf_adds(b, "\"add_headers\":{");
+        /* Several values for one name become an array (rspamd's shape). */
+        int first = 1;
+        for (size_t i = 0; i < nadd; i++) {
+            int seen = 0;
+            for (size_t j = 0; j < i; j++)
+                if (as_strcaseeq(adds[j].name, adds[i].name)) seen = 1;
+            if (seen) continue;
+            size_t count = 0;
+            for (size_t j = i; j < nadd; j++)
+                if (as_strcaseeq(adds[j].name, adds[i].name)) count++;
+            if (!first) sbuf_addc(b, ',');
+            first = 0;
+            add_key(b, adds[i].name);
+            if (count > 1) sbuf_addc(b, '[');
+            int f2 = 1;
+            for (size_t j = i; j < nadd; j++) {
+                if (!as_strcaseeq(adds[j].name, adds[i].name)) continue;
+                if (!f2) sbuf_addc(b, ',');
+                f2 = 0;
+                sbuf_adds(b, "{\"value\":");
+                add_str(b, adds[j].value);
+                sbuf_printf(b, ",\"order\":%d}", adds[j].order_or_index);
+            }
+            if (count > 1) sbuf_addc(b, ']');
+        }
+        sbuf_addc(b, '}');
+        first_section = 0;
+    }
+    if (ndel) {
+        if (!first_section) sbuf_addc(b, ',');
+        sbuf_adds(b, "\"remove_headers\":{");
+        int first = 1;
+        for (size_t i = 0; i < ndel; i++) {
+            int seen = 0;
+            for (size_t j = 0; j < i && !seen; j++)
+                seen = as_strcaseeq(dels[j].name, dels[i].name);
+            if (seen) continue;
+            size_t mark = b->len;
+            if (!first) sbuf_addc(b, ',');
+            if (write_removals(t, dels + i, ndel - i, b)) first = 0;
+            else b->len = mark;
+        }
+        sbuf_addc(b, '}');
+    }
+    sbuf_addc(b, '}');
+}
+
+void as_proto_write_checkv2(const struct as_task *t, struct sbuf *b)
+{
+    const struct as_verdict *v = as_task_verdict(t);
+    const struct as_actions *acts = as_task_actions(t);
+    sbuf_adds(b, "{\"is_skipped\":");
+    sbuf_adds(b, v->is_skipped ? "true" : "false");
+    sbuf_adds(b, ",\"score\":");
+    add_number(b, v->score);
+    sbuf_adds(b, ",\"required_score\":");
+    add_number(b, v->required_score);
+    sbuf_adds(b, ",\"action\":");
+    add_str(b, as_action_name(v->action));
+    if (v->forced_by) {
+        sbuf_adds(b, ",\"passthrough_module\":");
+        add_str(b, v->forced_by);
+    }
+    sbuf_adds(b, ",\"thresholds\":{");
+    int first = 1;
+    for (int a = AS_ACTION__COUNT - 1; a > AS_ACTION_NO_ACTION; a--) {
+        if (isnan(acts->threshold[a])) continue;
+        if (!first) sbuf_addc(b, ',');
+        first = 0;
+        add_key(b, as_action_name((enum as_action)a));
+        add_number(b, acts->threshold[a]);
+    }
+    sbuf_adds(b, "},\"symbols\":{");
+    size_t n = as_task_symbol_count(t);
+    for (size_t i = 0; i < n; i++) {
+        const struct as_task_symbol *s = as_task_symbol_at(t, i);
+        if (i) sbuf_addc(b, ',');
+        add_key(b, s->sym->name);
+        sbuf_adds(b, "{\"name\":");
+        add_str(b, s->sym->name);
+        sbuf_adds(b, ",\"score\":");
+        add_number(b, s->score);
+        sbuf_adds(b, ",\"metric_score\":");
+        add_number(b, s->sym->score);
+        if (s->sym->description) {
+            sbuf_adds(b, ",\"description\":");
+            add_str(b, s->sym->description);
+        }
+        if (s->nopts) {
+            sbuf_adds(b, ",\"options\":[");
+            for (size_t k = 0; k < s->nopts; k++) {
+                if (k) sbuf_addc(b, ',');
+                add_str(b, s->opts[k]);
+            }
+            sbuf_addc(b, ']');
+        }
+        sbuf_addc(b, '}');
+    }
+    sbuf_adds(b, "},\"messages\":{");
+    if (v->smtp_message) {
+        add_key(b, "smtp_message");
+        add_str(b, v->smtp_message);
+    }
+    sbuf_addc(b, '}');
+    write_milter(t, b);
+
+    const struct as_header *mid = as_msg_header_get(as_task_message(t), "Message-ID", 0);
+    sbuf_adds(b, ",\"message-id\":");
+    if (mid) {
+        size_t len;
+        const char *val = as_header_unfold(t, mid, &len);
+        if (len >= 2 && val[0] == '<' && val[len - 1] == '>') val++, len -= 2;
+        as_json_string(b, val, len);
+    } else {
+        add_str(b, "undef");
+    }
+    sbuf_adds(b, ",\"time_real\":");
+    add_number(b, as_task_elapsed(t));
+    sbuf_adds(b, ",\"scan_id\":");
+    add_str(b, as_task_id(t));
+    sbuf_adds(b, "}\n");
+}
+
+void as_proto_write_error(struct sbuf *out, const char *msg)
+{
+    sbuf_adds(out, "{\"error\":");
+    as_json_string(out, msg, strlen(msg));
+    sbuf_adds(out, "}\n");
+}

@@ -1,0 +1,149 @@
+/*
+ * pool.c - see pool.h.
+ *
+ * Small requests are carved from the current chunk; a request larger than
+ * a quarter chunk gets its own block so one big header does not waste a
+ * chunk.  Alignment is that of max_align_t.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <stddef.h>
+#include <string.h>
+#include "util/pool.h"
+#include "util/util.h"
+
+#define POOL_ALIGN (_Alignof(max_align_t))
+
+struct pool_block {
+    struct pool_block *next;
+    size_t size;
+    max_align_t data[];
+};
+
+struct pool_hook {
+    struct pool_hook *next;
+    void (*fn)(void *);
+    void *arg;
+};
+
+struct as_pool {
+    struct pool_block *blocks;
+    char *cur;
+    size_t left;
+    size_t chunk;
+    size_t allocated;
+    struct pool_hook *hooks;
+};
+
+struct as_pool *as_pool_new(size_t chunk_size)
+{
+    struct as_pool *p = xcalloc(1, sizeof *p);
+    p->chunk = chunk_size ? chunk_size : 16384;
+    return p;
+}
+
+static void *block_new(struct as_pool *p, size_t size)
+{
+    struct pool_block *b = xmalloc(sizeof *b + size);
+    b->size = size;
+    b->next = p->blocks;
+    p->blocks = b;
+    p->allocated += sizeof *b + size;
+    return b->data;
+}
+
+void *as_pool_alloc(struct as_pool *p, size_t size)
+{
+    size = (size + POOL_ALIGN - 1) & ~(POOL_ALIGN - 1);
+    if (size == 0) size = POOL_ALIGN;
+    if (size > p->chunk / 4) {
+        void *m = block_new(p, size);
+        memset(m, 0, size);
+        return m;
+    }
+    if (size > p->left) {
+        p->cur = block_new(p, p->chunk);
+        p->left = p->chunk;
+    }
+    void *m = p->cur;
+    p->cur += size;
+    p->left -= size;
+    memset(m, 0, size);
+    return m;
+}
+
+void *as_pool_memdup(struct as_pool *p, const void *src, size_t n)
+{
+    void *m = as_pool_alloc(p, n);
+    if (n) memcpy(m, src, n);
+    return m;
+}
+
+char *as_pool_strndup(struct as_pool *p, const char *s, size_t n)
+{
+    char *m = as_pool_alloc(p, n + 1);
+    if (n) memcpy(m, s, n);
+    m[n] = '\0';
+    return m;
+}
+
+char *as_pool_strdup(struct as_pool *p, const char *s)
+{
+    return s ? as_pool_strndup(p, s, strlen(s)) : NULL;
+}
+
+char *as_pool_vprintf(struct as_pool *p, const char *fmt, va_list ap)
+{
+    /* Most strings are short: format once into the stack and copy, and
+     * only format a second time when the result did not fit. */
+    char tmp[256];
+    va_list cp;
+    va_copy(cp, ap);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, cp);
+    va_end(cp);
+    if (n < 0) return as_pool_strdup(p, "");
+    if ((size_t)n < sizeof tmp) return as_pool_strndup(p, tmp, (size_t)n);
+    char *m = as_pool_alloc(p, (size_t)n + 1);
+    vsnprintf(m, (size_t)n + 1, fmt, ap);
+    return m;
+}
+
+char *as_pool_printf(struct as_pool *p, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *m = as_pool_vprintf(p, fmt, ap);
+    va_end(ap);
+    return m;
+}
+
+int as_pool_on_destroy(struct as_pool *p, void (*fn)(void *), void *arg)
+{
+    struct pool_hook *h = xmalloc(sizeof *h);
+    h->fn = fn;
+    h->arg = arg;
+    h->next = p->hooks;
+    p->hooks = h;
+    return 0;
+}
+
+void as_pool_destroy(struct as_pool *p)
+{
+    if (!p) return;
+    /* hooks run newest first, so a hook may still use memory of the pool */
+    while (p->hooks) {
+        struct pool_hook *h = p->hooks;
+        p->hooks = h->next;
+        h->fn(h->arg);
+        free(h);
+    }
+    while (p->blocks) {
+        struct pool_block *b = p->blocks;
+        p->blocks = b->next;
+        free(b);
+    }
+    free(p);
+}
+
+size_t as_pool_allocated(const struct as_pool *p) { return p->allocated; }
