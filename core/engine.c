@@ -16,7 +16,6 @@
 #include <time.h>
 #include <unistd.h>
 #include "engine.h"
-#include "listen.h"
 #include "log.h"
 #include "plugins.h"
 #include "service.h"
@@ -109,6 +108,15 @@ static const struct as_symbol_def core_symbols[] = {
 };
 
 const char *as_engine_default_config_path(void) { return DEFAULT_CONFIG; }
+
+void as_engine_apply_defaults(struct as_config *cfg)
+{
+    for (size_t i = 0; i < AS_ARRAY_LEN(core_keys); i++) {
+        const struct as_config_key *k = &core_keys[i];
+        if (!k->default_value || strchr(k->key, '*') || as_config_find(cfg, k->key)) continue;
+        as_config_set(cfg, k->key, k->default_value, "default", 0);
+    }
+}
 
 static int file_exists(const char *p)
 {
@@ -276,14 +284,6 @@ static int check_semantics(const struct as_config *cfg, char *err, size_t errlen
             return as_config_error(err, errlen, e, "bad value '%s' for '%s': expected 0 (no "
                                    "limit) or more", e->value, e->key);
         }
-    }
-    const char *const *items;
-    size_t n = as_config_list(cfg, "listen", &items);
-    for (size_t i = 0; i < n; i++) {
-        struct as_listen_addr a;
-        char lerr[256];
-        if (as_listen_parse(items[i], &a, lerr, sizeof lerr) < 0)
-            return as_config_error(err, errlen, as_config_find(cfg, "listen"), "%s", lerr);
     }
     return 0;
 }
