@@ -18,6 +18,7 @@
 #include "log.h"
 #include "master.h"
 #include "poison.h"
+#include "protocol.h"
 #include "util.h"
 #include "worker.h"
 
@@ -26,6 +27,7 @@
 
 struct listener {
     char name[256];       /* canonical "PROTO@ADDR" (listen.h) */
+    char addr[256];       /* ADDR, for log lines */
     const struct as_protocol *proto;
     char unix_path[108];  /* socket file to remove when we stop listening */
     int fds[8];
@@ -131,10 +133,11 @@ static int open_listeners(struct master *m, const struct as_config *cfg, char *e
         if (l->nfds < 0) return -1;
         if (a.is_unix) as_strlcpy(l->unix_path, a.path, sizeof l->unix_path);
         as_strlcpy(l->name, a.name, sizeof l->name);
+        as_strlcpy(l->addr, a.addr, sizeof l->addr);
         l->proto = a.proto;
         l->keep = 1;
         m->nlisteners++;
-        as_log(AS_LOG_NOTICE, "listening on %s", a.name);
+        as_log(AS_LOG_NOTICE, "listening on %s (%s)", a.addr, a.proto->name);
     }
     return 0;
 }
@@ -165,7 +168,7 @@ static void close_unwanted_listeners(struct master *m)
             continue;
         }
         listener_close(l);
-        as_log(AS_LOG_NOTICE, "no longer listening on %s", l->name);
+        as_log(AS_LOG_NOTICE, "no longer listening on %s (%s)", l->addr, l->proto->name);
     }
     m->nlisteners = k;
 }
