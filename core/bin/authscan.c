@@ -22,7 +22,8 @@
 #include "util/log.h"
 #include "bin/cli.h"
 #include "daemon/master.h"
-#include "net/proto.h"
+#include "net/http_adapter.h"
+#include "scan/session.h"
 #include "scan/task.h"
 #include "util/util.h"
 
@@ -89,7 +90,7 @@ static void check_done(struct as_task *t, void *arg)
     struct check_run *r = arg;
     if (r->json) {
         struct sbuf b = {0};
-        as_proto_write_checkv2(t, &b);
+        as_http_adapter_write_checkv2(t, &b);
         fputs(b.data, stdout);
         sbuf_free(&b);
     } else {
@@ -179,7 +180,7 @@ struct bench_run {
 static void bench_done(struct as_task *t, void *arg)
 {
     struct bench_run *r = arg;
-    if (r->reply) as_proto_write_checkv2(t, r->reply);
+    if (r->reply) as_http_adapter_write_checkv2(t, r->reply);
     r->done = 1;
     event_base_loopexit(as_task_event_base(t), NULL);
 }
@@ -264,7 +265,7 @@ static int bench_scan(struct as_engine *e, struct event_base *base, struct bench
         const char *v = b->env[k];
         if (!v || !*v) continue;
         if (k == 3 && strcmp(v, "unknown") == 0) continue;
-        if (as_proto_envelope_set(t, bench_env_names[k], v, err, sizeof err)) {
+        if (as_session_envelope_set(t, bench_env_names[k], v, err, sizeof err)) {
             fprintf(stderr, "authscan bench: %s: %s\n", b->file, err);
             as_task_free(t);
             return -1;
@@ -493,7 +494,7 @@ static int run(const char *cmd, struct as_cli *cli, const struct env_opt *env, s
             struct as_task *t = as_task_new(e);
             int bad = 0;
             for (size_t k = 0; k < nenv && !bad; k++)
-                if (as_proto_envelope_set(t, env[k].name, env[k].value, err, sizeof err))
+                if (as_session_envelope_set(t, env[k].name, env[k].value, err, sizeof err))
                     bad = 1;
             if (!bad && msg.len > as_engine_limits(e)->max_message_size) {
                 snprintf(err, sizeof err, "message of %zu bytes exceeds "

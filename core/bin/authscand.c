@@ -7,6 +7,7 @@
 #include <string.h>
 #include "util/config.h"
 #include "scan/engine.h"
+#include "net/listen.h"
 #include "util/log.h"
 #include "bin/cli.h"
 #include "daemon/master.h"
@@ -18,7 +19,8 @@ static void usage(FILE *f)
 "usage: authscand [options]\n"
 "  -c, --config FILE        main config file (default %s if it exists)\n"
 "  -t, --check-config       validate config, rules and plugins, then exit\n"
-"  -l, --listen ADDR:PORT   listen here (repeatable; unix:/path for a socket)\n"
+"  -l, --listen [PROTO@]ADDR  listen here (repeatable; ADDR is HOST:PORT, [V6]:PORT\n"
+"                           or unix:/path; PROTO is http, the default)\n"
 "  -w, --workers N          worker processes (default: CPU count)\n"
 "  -f, --foreground         do not daemonize\n"
 "  -p, --pid-file FILE      write the master's pid to FILE\n"
@@ -87,6 +89,13 @@ static int run(struct as_cli *cli, int check)
     }
     if (check) {
         printf("authscand: configuration OK\n");
+        /* the effective sockets, each with the protocol it speaks */
+        const char *const *specs;
+        size_t n = as_config_list(cfg, "listen", &specs);
+        for (size_t i = 0; i < n; i++) {
+            struct as_listen_addr a;
+            if (as_listen_parse(specs[i], &a, err, sizeof err) == 0) printf("listen %s\n", a.name);
+        }
         as_config_free(cfg);
         return 0;
     }

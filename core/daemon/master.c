@@ -18,6 +18,7 @@
 #include "util/log.h"
 #include "daemon/master.h"
 #include "scan/poison.h"
+#include "net/protocol.h"
 #include "util/util.h"
 #include "daemon/worker.h"
 
@@ -25,7 +26,9 @@
 #define MAX_WORKERS 256
 
 struct listener {
-    char spec[256];
+    char name[256];       /* canonical "PROTO@ADDR" (listen.h) */
+    char addr[256];       /* ADDR, for log lines */
+    const struct as_protocol *proto;
     char unix_path[108];  /* socket file to remove when we stop listening */
     int fds[8];
     int nfds;
@@ -63,21 +66,6 @@ struct master {
     struct as_poison *poison;     /* shared with the workers: one slot per children[] */
 };
 
-/* Every listen spec parses, so a reload with a bad one keeps the old
- * workers and --check-config reports it with file:line. */
-static int check_listen(const struct as_config *cfg, char *err, size_t errlen)
-{
-    const char *const *items;
-    size_t n = as_config_list(cfg, "listen", &items);
-    for (size_t i = 0; i < n; i++) {
-        struct as_listen_addr a;
-        char lerr[256];
-        if (as_listen_parse(items[i], &a, lerr, sizeof lerr) < 0)
-            return as_config_error(err, errlen, as_config_find(cfg, "listen"), "%s", lerr);
-    }
-    return 0;
-}
-
 struct as_config *as_master_load(const struct as_master_options *opts, char *err, size_t errlen)
 {
     struct as_config *cfg = as_engine_load_config(opts->config_path, err, errlen);
@@ -98,7 +86,8 @@ struct as_config *as_master_load(const struct as_master_options *opts, char *err
         if (append) key[kl - 1] = '\0';
         as_config_set(cfg, key, eq + 1, "command line", append);
     }
-    if (as_engine_check(cfg, err, errlen) < 0 || check_listen(cfg, err, errlen) < 0) {
+    as_engine_apply_defaults(cfg);
+    if (as_engine_check(cfg, err, errlen) < 0 || as_listen_check_config(cfg, err, errlen) < 0) {
         as_config_free(cfg);
         return NULL;
     }
@@ -123,9 +112,13 @@ static int open_listeners(struct master *m, const struct as_config *cfg, char *e
     size_t n = as_config_list(cfg, "listen", &specs);
     for (int i = 0; i < m->nlisteners; i++) m->listeners[i].keep = 0;
     for (size_t i = 0; i < n; i++) {
+        struct as_listen_addr a;
+        if (as_listen_parse(specs[i], &a, err, errlen) < 0) return -1;
+        /* by canonical name: "127.0.0.1:1" and "http@127.0.0.1:1" are one
+         * socket, kept open across a reload that rewrites one as the other */
         int found = 0;
         for (int j = 0; j < m->nlisteners; j++)
-            if (strcmp(m->listeners[j].spec, specs[i]) == 0) {
+            if (strcmp(m->listeners[j].name, a.name) == 0) {
                 m->listeners[j].keep = 1;
                 found = 1;
             }
@@ -134,17 +127,17 @@ static int open_listeners(struct master *m, const struct as_config *cfg, char *e
             snprintf(err, errlen, "too many listen addresses");
             return -1;
         }
-        struct as_listen_addr a;
-        if (as_listen_parse(specs[i], &a, err, errlen) < 0) return -1;
         struct listener *l = &m->listeners[m->nlisteners];
         memset(l, 0, sizeof *l);
         l->nfds = as_listen_open(&a, 1024, l->fds, AS_ARRAY_LEN(l->fds), err, errlen);
         if (l->nfds < 0) return -1;
         if (a.is_unix) as_strlcpy(l->unix_path, a.path, sizeof l->unix_path);
-        as_strlcpy(l->spec, specs[i], sizeof l->spec);
+        as_strlcpy(l->name, a.name, sizeof l->name);
+        as_strlcpy(l->addr, a.addr, sizeof l->addr);
+        l->proto = a.proto;
         l->keep = 1;
         m->nlisteners++;
-        as_log(AS_LOG_NOTICE, "listening on %s", specs[i]);
+        as_log(AS_LOG_NOTICE, "listening on %s (%s)", a.addr, a.proto->name);
     }
     return 0;
 }
@@ -175,7 +168,7 @@ static void close_unwanted_listeners(struct master *m)
             continue;
         }
         listener_close(l);
-        as_log(AS_LOG_NOTICE, "no longer listening on %s", l->spec);
+        as_log(AS_LOG_NOTICE, "no longer listening on %s (%s)", l->addr, l->proto->name);
     }
     m->nlisteners = k;
 }
@@ -220,22 +213,23 @@ static int spawn(struct master *m, int gen, int index)
         close(sv[0]);
         for (size_t i = 0; i < AS_ARRAY_LEN(m->children); i++)
             if (m->children[i].pid && m->children[i].sock >= 0) close(m->children[i].sock);
-        int fds[MAX_LISTEN_FDS * 8];
-        size_t nfds = 0;
+        static struct as_worker_socket socks[MAX_LISTEN_FDS * 8];
+        size_t nsocks = 0;
         for (int i = 0; i < m->nlisteners; i++)
             for (int j = 0; j < m->listeners[i].nfds; j++) {
                 /* a listener a reload dropped: the master closes it once the
                  * new generation is ready, and this worker must not keep
                  * accepting on it after that */
                 if (!m->listeners[i].keep) close(m->listeners[i].fds[j]);
-                else fds[nfds++] = m->listeners[i].fds[j];
+                else socks[nsocks++] = (struct as_worker_socket){ m->listeners[i].fds[j],
+                                                                  m->listeners[i].proto };
             }
         signal(SIGCHLD, SIG_DFL);
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         as_poison_attach(m->poison, slot);
-        as_worker_main(m->cfg, fds, nfds, sv[1], index);
+        as_worker_main(m->cfg, socks, nsocks, sv[1], index);
     }
     close(sv[1]);
     evutil_make_socket_nonblocking(sv[0]);

@@ -1,12 +1,13 @@
 /*
  * http.c - see http.h.
  *
- * Each connection is a small state machine:
+ * Each connection is a small state machine (the server, server.h, is told
+ * the states it cares about with as_conn_set_state()):
  *
  *   IDLE     between requests (or freshly accepted); idle_timeout closes
- *            it silently (when draining, HTTP_DRAIN_IDLE_SECONDS does), and
- *            a fresh connection that stays silent for header_timeout is
- *            closed silently too.  Stray CRLFs do not leave this state.
+ *            it silently (when draining, the server's short grace does),
+ *            and a fresh connection that stays silent for header_timeout
+ *            is closed silently too.  Stray CRLFs do not leave this state.
  *   READING  the first byte of a request arrived (http-parser's
  *            message_begin); the head must be complete by its deadline
  *            (header_timeout from accept for the first request, from the
@@ -18,13 +19,10 @@
  *            at a small high-water mark so they cannot pile up.  Reading is
  *            not stopped completely, because EOF is how we notice a client
  *            that gave up (the handler's on_close).
- *   WRITING  a reply is being flushed (write_timeout, via bufferevent);
- *            after it the connection goes back to IDLE or is closed.
- *   CLOSING  a final reply (error, "Connection: close") is flushed, then
- *            we shut down our sending side and discard input for a short
- *            while before closing: closing a socket with unread input
- *            makes the kernel send RST, which can destroy the reply before
- *            the client reads it (the classic "lingering close").
+ *   WRITING  a reply is being flushed (the server's write_timeout); after
+ *            it the connection goes back to IDLE or is closed.
+ *   CLOSING  a final reply (error, "Connection: close") was queued and the
+ *            server's lingering close (as_conn_close) has the connection.
  *
  * Limits are enforced in the parser callbacks, before anything is stored,
  * so no request can make the server hold more than max_header_bytes of
@@ -50,46 +48,25 @@
  * Transfer-Encoding, a bad Content-Length) it keeps refusing; the
  * Transfer-Encoding value itself is checked in on_headers_complete.
  */
-#define _GNU_SOURCE      /* accept4 */
-#include <errno.h>
 #include <limits.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <arpa/inet.h>
-#include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 #include <http_parser.h>
 
 #include "net/http.h"
 #include "util/log.h"
+#include "net/protocol.h"
+#include "net/server.h"
 #include "util/util.h"
 
 /* While a request is being handled, pipelined input is kept up to this
  * much; beyond it reading pauses until the reply is written. */
 #define HTTP_PIPELINE_HIGH_WM (64 * 1024)
-/* Lingering close: how long we keep discarding input after our final
- * reply was sent. */
-#define HTTP_LINGER_SECONDS 2.0
-/* Draining: an idle keep-alive connection gets this long to send one more
- * request (answered with "Connection: close") before it is closed.
- * Closing it at once would race with a client that is sending its next
- * request right now: that request would get no reply (EOF or RST), which
- * a reload under load must not cause. */
-#define HTTP_DRAIN_IDLE_SECONDS 0.5
-/* After accept() failed for lack of descriptors, wait this long before
- * trying again (the listening socket stays readable: level-triggered
- * retries would spin). */
-#define HTTP_ACCEPT_BACKOFF_SECONDS 0.5
 
 /* RFC 9112 3: a request-target longer than the server wants to parse is
  * answered 414.  Our targets are "/checkv2" plus an envelope query; 64 KiB
@@ -99,12 +76,6 @@
  * count against any limit: without this an endless extension would be
  * read until read_timeout. */
 #define HTTP_MAX_CHUNK_LINE 4096
-/* Log lines about refused or timed-out connections and bad requests: at
- * most one per kind in this many seconds, then a count of the rest.  An
- * attacker decides how often they happen; the log must not grow as fast. */
-#define HTTP_LIMIT_LOG_INTERVAL 5.0
-/* Buckets of the per-address connection counts (power of two). */
-#define HTTP_ADDR_BUCKETS 1024
 
 enum conn_state { ST_IDLE, ST_READING, ST_BUSY, ST_WRITING, ST_CLOSING };
 
@@ -124,35 +95,18 @@ enum frame_state {
     FR_DONE            /* the message ended; nothing more until the next */
 };
 
-/* Kinds of rate-limited log lines. */
-enum limit_kind { LIM_BAD_REQUEST, LIM_TIMEOUT, LIM_SILENT, LIM_PER_ADDR, LIM_MAX_CONN, LIM__COUNT };
-
-/* Connections from one client address (IPv4 address or IPv6 /64). */
-struct addr_slot {
-    struct addr_slot *next;
-    unsigned char key[9];    /* family tag + 4 or 8 address bytes */
-    unsigned char keylen;
-    size_t n;
-};
-
 struct as_http_conn {
-    struct as_http_server *srv;
-    struct as_http_conn *prev, *next;
-    struct bufferevent *bev;
-    struct event *timer;
+    struct as_http *srv;
+    struct as_conn *conn;    /* the server's connection */
     enum conn_state state;
-    char peer[64];
 
     http_parser parser;
     int msg_done;            /* on_message_complete ran for this request */
     int keep_alive;          /* decided when the request completed */
     int err_status;          /* set by a callback that rejected the request */
-    int peer_eof;            /* the client closed its sending side */
     unsigned long served;    /* requests dispatched on this connection */
-    double accepted;         /* as_now() at accept */
     double head_deadline;    /* as_now() values; 0: none */
     double read_deadline;
-    struct addr_slot *addr;  /* NULL: not counted (unix socket) */
 
     /* frame_check() state for the request being read */
     enum frame_state fr;
@@ -184,60 +138,25 @@ struct as_http_conn {
     void *on_close_arg;
 };
 
-struct as_http_server {
-    struct event_base *base;
+struct as_http {
     struct as_http_limits lim;
     as_http_handler handler;
     void *arg;
-
-    struct http_listener *listeners;
-    size_t nlisteners;
-    int accepting;           /* listeners currently enabled */
-    int accept_backoff;      /* paused after EMFILE and friends */
-    struct event *backoff_ev;
-    int accept_yield;        /* paused until the next loop pass, see accept_cb */
-    struct event *yield_ev;
-
-    struct as_http_conn *conns;
-    size_t nconns, nactive;
-
-    int draining;
-    void (*drain_done)(void *);
-    void *drain_arg;
-    struct event *done_ev;
-
-    struct addr_slot *addr_tab[HTTP_ADDR_BUCKETS];
-    struct { double next; unsigned long suppressed; } limlog[LIM__COUNT];
 };
 
-struct http_listener {
-    struct evconnlistener *l;
-    int fd;
-    int dead;                /* shut down (by any worker): never enable again */
-};
-
-static void conn_free(struct as_http_conn *c);
 static void conn_parse(struct as_http_conn *c);
 
 /* ---------------------------------------------------------------- */
 /* helpers                                                           */
 
-static struct timeval tv_from(double secs)
+static void set_state(struct as_http_conn *c, enum conn_state st)
 {
-    struct timeval tv;
-    as_timeval(secs, &tv);
-    return tv;
-}
-
-/* A timeout of 0 means "none". */
-static void conn_timer_set(struct as_http_conn *c, double secs)
-{
-    evtimer_del(c->timer);
-    if (secs > 0) {
-        struct timeval tv = tv_from(secs);
-        event_base_update_cache_time(c->srv->base);   /* see reply_write() */
-        evtimer_add(c->timer, &tv);
-    }
+    static const enum as_conn_state map[] = {
+        [ST_IDLE] = AS_CONN_IDLE, [ST_READING] = AS_CONN_READING, [ST_BUSY] = AS_CONN_BUSY,
+        [ST_WRITING] = AS_CONN_WRITING, [ST_CLOSING] = AS_CONN_WRITING,
+    };
+    c->state = st;
+    as_conn_set_state(c->conn, map[st]);
 }
 
 static const char *status_reason(int status)
@@ -246,327 +165,11 @@ static const char *status_reason(int status)
     return (r && r[0] != '<') ? r : "Unknown";
 }
 
-static void peer_format(const struct sockaddr *sa, int salen, char *out, size_t outlen)
-{
-    char ip[INET6_ADDRSTRLEN];
-    if (sa->sa_family == AF_INET && salen >= (int)sizeof(struct sockaddr_in)) {
-        const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof ip);
-        snprintf(out, outlen, "%s:%u", ip, (unsigned)ntohs(sin->sin_port));
-    } else if (sa->sa_family == AF_INET6 && salen >= (int)sizeof(struct sockaddr_in6)) {
-        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof ip);
-        snprintf(out, outlen, "[%s]:%u", ip, (unsigned)ntohs(sin6->sin6_port));
-    } else if (sa->sa_family == AF_UNIX) {
-        as_strlcpy(out, "unix", outlen);
-    } else {
-        as_strlcpy(out, "unknown", outlen);
-    }
-}
-
 const char *as_http_request_header(const struct as_http_request *req, const char *name)
 {
     for (size_t i = 0; i < req->nheaders; i++)
         if (as_strcaseeq(req->headers[i].name, name)) return req->headers[i].value;
     return NULL;
-}
-
-/* ---------------------------------------------------------------- */
-/* rate-limited log lines                                            */
-
-/* Logs at most one line of a kind per HTTP_LIMIT_LOG_INTERVAL; the next
- * one says how many were left out. */
-static void limit_log(struct as_http_server *s, enum limit_kind kind, const char *fmt, ...)
-    AS_PRINTF(3, 4);
-static void limit_log(struct as_http_server *s, enum limit_kind kind, const char *fmt, ...)
-{
-    double now = as_now();
-    if (now < s->limlog[kind].next) {
-        s->limlog[kind].suppressed++;
-        return;
-    }
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (s->limlog[kind].suppressed)
-        as_log(AS_LOG_NOTICE, "%s (and %lu more like it since the last such line)", msg,
-               s->limlog[kind].suppressed);
-    else
-        as_log(AS_LOG_NOTICE, "%s", msg);
-    s->limlog[kind].suppressed = 0;
-    s->limlog[kind].next = now + HTTP_LIMIT_LOG_INTERVAL;
-}
-
-/* ---------------------------------------------------------------- */
-/* connections per client address                                    */
-
-/* The bucket key of a peer: the IPv4 address (also when it arrives as
- * ::ffff:a.b.c.d), or the IPv6 /64, since one host usually owns a whole
- * /64 (RFC 7421) and would otherwise have 2^64 separate limits.  Returns
- * 0, or -1 for peers that are not counted (unix sockets). */
-static int addr_key(const struct sockaddr *sa, int salen, unsigned char key[9], unsigned char *len)
-{
-    if (sa->sa_family == AF_INET && salen >= (int)sizeof(struct sockaddr_in)) {
-        key[0] = 4;
-        memcpy(key + 1, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-        *len = 5;
-        return 0;
-    }
-    if (sa->sa_family == AF_INET6 && salen >= (int)sizeof(struct sockaddr_in6)) {
-        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-        if (IN6_IS_ADDR_V4MAPPED(a)) {
-            key[0] = 4;
-            memcpy(key + 1, a->s6_addr + 12, 4);
-            *len = 5;
-        } else {
-            key[0] = 6;
-            memcpy(key + 1, a->s6_addr, 8);
-            *len = 9;
-        }
-        return 0;
-    }
-    return -1;
-}
-
-static void addr_key_format(const struct addr_slot *a, char *out, size_t outlen)
-{
-    if (a->key[0] == 4) {
-        inet_ntop(AF_INET, a->key + 1, out, (socklen_t)outlen);
-        return;
-    }
-    unsigned char full[16] = { 0 };
-    char ip[INET6_ADDRSTRLEN];
-    memcpy(full, a->key + 1, 8);
-    inet_ntop(AF_INET6, full, ip, sizeof ip);
-    snprintf(out, outlen, "%s/64", ip);
-}
-
-/* The slot of key, created with n = 0 if absent. */
-static struct addr_slot *addr_get(struct as_http_server *s, const unsigned char *key, unsigned char len)
-{
-    /* FNV-1a; chains hold at most max_connections slots in all, so a
-     * chosen collision costs no more than a linear scan would */
-    uint32_t h = 2166136261u;
-    for (unsigned i = 0; i < len; i++) h = (h ^ key[i]) * 16777619u;
-    struct addr_slot **head = &s->addr_tab[h & (HTTP_ADDR_BUCKETS - 1)];
-    for (struct addr_slot *a = *head; a; a = a->next)
-        if (a->keylen == len && memcmp(a->key, key, len) == 0) return a;
-    struct addr_slot *a = xcalloc(1, sizeof *a);
-    memcpy(a->key, key, len);
-    a->keylen = len;
-    a->next = *head;
-    *head = a;
-    return a;
-}
-
-static void addr_put(struct as_http_server *s, struct addr_slot *a)
-{
-    if (--a->n > 0) return;
-    uint32_t h = 2166136261u;
-    for (unsigned i = 0; i < a->keylen; i++) h = (h ^ a->key[i]) * 16777619u;
-    for (struct addr_slot **pp = &s->addr_tab[h & (HTTP_ADDR_BUCKETS - 1)]; *pp; pp = &(*pp)->next)
-        if (*pp == a) {
-            *pp = a->next;
-            break;
-        }
-    free(a);
-}
-
-/* ---------------------------------------------------------------- */
-/* accepting                                                         */
-
-static void server_update_accept(struct as_http_server *s)
-{
-    int want = !s->draining && !s->accept_backoff && !s->accept_yield &&
-               !(s->lim.max_connections && s->nconns >= s->lim.max_connections);
-    if (want == s->accepting) return;
-    if (!want && s->lim.max_connections && s->nconns >= s->lim.max_connections && !s->draining)
-        limit_log(s, LIM_MAX_CONN, "http: %zu connections open (limits.max_connections): not "
-                  "accepting more until one closes", s->nconns);
-    for (size_t i = 0; i < s->nlisteners; i++) {
-        if (s->listeners[i].dead) continue;
-        if (want) evconnlistener_enable(s->listeners[i].l);
-        else evconnlistener_disable(s->listeners[i].l);
-    }
-    s->accepting = want;
-}
-
-static void done_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    struct as_http_server *s = arg;
-    if (s->drain_done) s->drain_done(s->drain_arg);
-}
-
-/* done() runs from its own event, never from inside a connection's
- * callback, so it may free the server. */
-static void server_check_drained(struct as_http_server *s)
-{
-    if (s->draining && s->nconns == 0 && !evtimer_pending(s->done_ev, NULL)) {
-        struct timeval tv = { 0, 0 };
-        evtimer_add(s->done_ev, &tv);
-    }
-}
-
-static void conn_read_cb(struct bufferevent *bev, void *arg);
-static void conn_write_cb(struct bufferevent *bev, void *arg);
-static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
-static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
-static void conn_reset_request(struct as_http_conn *c);
-
-/* Answers a connection over the per-address limit without reading its
- * request: a canned 503 (it fits any socket buffer), then close.  Input
- * that already arrived is read first, because closing a socket with
- * unread input sends RST, which can destroy the 503 before the client
- * sees it. */
-static void refuse_busy(int fd)
-{
-    static const char body[] = "{\"error\":\"too many connections from this address "
-                               "(limits.max_connections_per_ip)\"}";
-    char msg[256];
-    int n = snprintf(msg, sizeof msg, "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
-                     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
-                     sizeof body - 1, body);
-    if (send(fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
-        /* nothing to do: the client is gone or not reading */
-    }
-    shutdown(fd, SHUT_WR);
-    char junk[4096];
-    for (int i = 0; i < 16 && recv(fd, junk, sizeof junk, MSG_DONTWAIT) > 0; i++)
-        ;
-    close(fd);
-}
-
-/* Takes over an accepted, non-blocking socket. */
-static void conn_new(struct as_http_server *s, evutil_socket_t fd, const struct sockaddr *sa,
-                     int salen)
-{
-    struct addr_slot *slot = NULL;
-    unsigned char key[9], klen;
-    if (s->lim.max_per_addr && addr_key(sa, salen, key, &klen) == 0) {
-        slot = addr_get(s, key, klen);
-        if (slot->n >= s->lim.max_per_addr) {
-            char who[INET6_ADDRSTRLEN + 4];
-            addr_key_format(slot, who, sizeof who);
-            limit_log(s, LIM_PER_ADDR, "http: %s already has %zu connections to this worker "
-                      "(limits.max_connections_per_ip): refused one with 503", who, slot->n);
-            refuse_busy(fd);
-            return;
-        }
-        slot->n++;
-    }
-    struct bufferevent *bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (!bev) {
-        as_log(AS_LOG_ERR, "http: cannot create a bufferevent for a new connection");
-        if (slot) addr_put(s, slot);
-        close(fd);
-        return;
-    }
-    if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
-        /* replies are written in one go; Nagle would only add latency */
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    }
-    struct as_http_conn *c = xcalloc(1, sizeof *c);
-    c->srv = s;
-    c->bev = bev;
-    c->addr = slot;
-    c->accepted = as_now();
-    c->timer = evtimer_new(s->base, conn_timer_cb, c);
-    if (!c->timer) as_oom();
-    peer_format(sa, salen, c->peer, sizeof c->peer);
-    http_parser_init(&c->parser, HTTP_REQUEST);
-    c->parser.data = c;
-    conn_reset_request(c);
-
-    c->next = s->conns;
-    if (s->conns) s->conns->prev = c;
-    s->conns = c;
-    s->nconns++;
-
-    bufferevent_setcb(bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
-    if (s->lim.write_timeout > 0) {
-        struct timeval wtv = tv_from(s->lim.write_timeout);
-        bufferevent_set_timeouts(bev, NULL, &wtv);
-    }
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
-    c->state = ST_IDLE;
-    /* a fresh connection owes us its request head: header_timeout (the
-     * keep-alive idle_timeout is for clients that have been served) */
-    double first = s->lim.header_timeout;
-    if (first <= 0 || (s->lim.idle_timeout > 0 && s->lim.idle_timeout < first))
-        first = s->lim.idle_timeout;
-    conn_timer_set(c, first);
-    as_log(AS_LOG_DEBUG, "http: connection from %s", c->peer);
-}
-
-static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                      int salen, void *arg)
-{
-    (void)l;
-    struct as_http_server *s = arg;
-    if (s->draining) {
-        close(fd);
-        return;
-    }
-    conn_new(s, fd, sa, salen);
-    /* One accept per loop pass.  libevent's listener otherwise accepts in
-     * a loop until EAGAIN, so when a client opens its connections in a
-     * burst the first worker to wake takes them all and the other workers
-     * idle for as long as those keep-alive connections live (measured:
-     * 16 connections -> 16 + 0; docs/performance.md).  Pausing until the
-     * next pass lets every worker woken by the same readiness take its
-     * share. */
-    s->accept_yield = 1;
-    server_update_accept(s);
-    struct timeval now = { 0, 0 };
-    evtimer_add(s->yield_ev, &now);
-}
-
-static void yield_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    struct as_http_server *s = arg;
-    s->accept_yield = 0;
-    server_update_accept(s);
-}
-
-static void backoff_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    struct as_http_server *s = arg;
-    s->accept_backoff = 0;
-    server_update_accept(s);
-}
-
-static void accept_error_cb(struct evconnlistener *l, void *arg)
-{
-    struct as_http_server *s = arg;
-    int err = EVUTIL_SOCKET_ERROR();
-    if (err == EINVAL) {
-        /* another worker shut the socket down (final stop): it stays
-         * readable (HUP) forever, so stop polling it or we would spin */
-        for (size_t i = 0; i < s->nlisteners; i++)
-            if (s->listeners[i].l == l && !s->listeners[i].dead) {
-                s->listeners[i].dead = 1;
-                evconnlistener_disable(l);
-                as_log(AS_LOG_INFO, "http: listening socket %d was shut down",
-                       s->listeners[i].fd);
-            }
-        return;
-    }
-    as_log(AS_LOG_WARN, "http: accept failed: %s", evutil_socket_error_to_string(err));
-    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-        s->accept_backoff = 1;
-        server_update_accept(s);
-        struct timeval tv = tv_from(HTTP_ACCEPT_BACKOFF_SECONDS);
-        evtimer_add(s->backoff_ev, &tv);
-    }
 }
 
 /* ---------------------------------------------------------------- */
@@ -594,11 +197,11 @@ static void conn_arm_deadlines(struct as_http_conn *c)
     if (!c->headers_done && c->head_deadline > 0) next = c->head_deadline;
     if (c->read_deadline > 0 && (next == 0 || c->read_deadline < next)) next = c->read_deadline;
     if (next == 0) {
-        evtimer_del(c->timer);
+        as_conn_timer_set(c->conn, 0);
         return;
     }
     double left = next - as_now();
-    conn_timer_set(c, left > 0.001 ? left : 0.001);
+    as_conn_timer_set(c->conn, left > 0.001 ? left : 0.001);
 }
 
 static int on_message_begin(http_parser *p)
@@ -607,11 +210,13 @@ static int on_message_begin(http_parser *p)
     if (c->state == ST_IDLE) {
         const struct as_http_limits *lim = &c->srv->lim;
         double now = as_now();
-        c->state = ST_READING;
+        set_state(c, ST_READING);
         /* the first request's head is due header_timeout after accept, so
          * a connection cannot idle first and then start a slow request */
         c->head_deadline = lim->header_timeout > 0
-                               ? (c->served ? now : c->accepted) + lim->header_timeout : 0;
+                               ? (c->served ? now : as_conn_accepted(c->conn)) +
+                                     lim->header_timeout
+                               : 0;
         c->read_deadline = lim->read_timeout > 0 ? now + lim->read_timeout : 0;
         conn_arm_deadlines(c);
     }
@@ -767,7 +372,7 @@ static int on_headers_complete(http_parser *p)
     c->req.nheaders = c->nhdr;
     c->req.http_major = p->http_major;
     c->req.http_minor = p->http_minor;
-    c->req.peer = c->peer;
+    c->req.peer = as_conn_peer(c->conn);
 
     int has_length = (p->flags & F_CONTENTLENGTH) != 0;
     c->body_chunked = (p->flags & F_CHUNKED) != 0;
@@ -794,7 +399,7 @@ static int on_headers_complete(http_parser *p)
     const char *expect = as_http_request_header(&c->req, "Expect");
     if (expect && as_strcaseeq(expect, "100-continue") && p->http_major == 1 &&
         p->http_minor >= 1 && (c->body_cap > 0 || c->body_chunked))
-        evbuffer_add_printf(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n");
+        as_conn_write(c->conn, "HTTP/1.1 100 Continue\r\n\r\n", 25);
 
     /* tell frame_check() how the body is framed */
     c->fr_left = 0;
@@ -1050,61 +655,19 @@ static void conn_reset_request(struct as_http_conn *c)
     c->fr_left = 0;
 }
 
-static void conn_free(struct as_http_conn *c)
-{
-    struct as_http_server *s = c->srv;
-    if (c->state == ST_BUSY) {
-        s->nactive--;
-        c->state = ST_CLOSING;     /* as_http_reply() from on_close is refused */
-        if (c->on_close) c->on_close(c->on_close_arg);
-    }
-    if (c->prev) c->prev->next = c->next;
-    else s->conns = c->next;
-    if (c->next) c->next->prev = c->prev;
-    s->nconns--;
-    if (c->addr) addr_put(s, c->addr);
 
-    bufferevent_free(c->bev);
-    event_free(c->timer);
-    sbuf_free(&c->url);
-    sbuf_free(&c->hstore);
-    free(c->hoff);
-    free(c->headers);
-    free(c->body);
-    free(c);
-
-    server_update_accept(s);
-    server_check_drained(s);
-}
-
-/* The final reply is out: stop sending, drain input until EOF or timer.
- * May free c. */
-static void conn_linger(struct as_http_conn *c)
-{
-    if (c->peer_eof) {
-        conn_free(c);
-        return;
-    }
-    shutdown(bufferevent_getfd(c->bev), SHUT_WR);
-    conn_timer_set(c, HTTP_LINGER_SECONDS);
-}
-
-/* Final reply queued: flush it, then lingering close (see the top). */
+/* The connection ends after this reply: the server flushes it and closes
+ * the connection lingering (server.h). */
 static void conn_begin_close(struct as_http_conn *c)
 {
-    c->state = ST_CLOSING;
-    evtimer_del(c->timer);
-    bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) conn_linger(c);
-    /* else conn_write_cb() continues once the reply is flushed */
+    set_state(c, ST_CLOSING);
+    as_conn_close(c->conn);
 }
 
 static void reply_write(struct as_http_conn *c, int status, const char *content_type,
                         const char *body, size_t len, const char *const *extra, int keep)
 {
-    /* composed aside and moved in at once (no copy): the bufferevent arms
-     * its write timeout when output arrives, from the loop's cached time,
-     * which must be fresh after copying a large body */
+    /* composed aside and moved in at once (no copy), see as_conn_send() */
     struct evbuffer *out = evbuffer_new();
     if (!out) as_oom();
     int minor = (c->req.http_major == 1 && c->req.http_minor == 0) ? 0 : 1;
@@ -1123,24 +686,23 @@ static void reply_write(struct as_http_conn *c, int status, const char *content_
     evbuffer_add(out, "\r\n", 2);
     /* RFC 7230 3.3: a reply to HEAD has the length but not the body */
     if (len && c->parser.method != HTTP_HEAD) evbuffer_add(out, body, len);
-    event_base_update_cache_time(c->srv->base);
-    evbuffer_add_buffer(bufferevent_get_output(c->bev), out);
+    as_conn_send(c->conn, out);
     evbuffer_free(out);
 }
 
 /* An error the server answers itself: JSON body, then close. */
 static void conn_error(struct as_http_conn *c, int status, const char *msg)
 {
-    limit_log(c->srv, status == 408 ? LIM_TIMEOUT : LIM_BAD_REQUEST, "http: %s: %d %s", c->peer,
-              status, msg);
+    as_conn_log_limited(c->conn, status == 408 ? AS_SERVER_LOG_TIMEOUT : AS_SERVER_LOG_BAD_REQUEST,
+                        "http: %s: %d %s", as_conn_peer(c->conn), status, msg);
     struct sbuf b = { 0 };
     sbuf_adds(&b, "{\"error\":");
     as_json_string(&b, msg, strlen(msg));
     sbuf_adds(&b, "}");
-    /* whatever arrived before the error is dropped: we will not parse it */
-    evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
     reply_write(c, status, "application/json", b.data, b.len, NULL, 0);
     sbuf_free(&b);
+    /* whatever arrived before the error is dropped there: we will not
+     * parse it */
     conn_begin_close(c);
 }
 
@@ -1155,22 +717,21 @@ static int errno_status(enum http_errno e)
 
 static void conn_dispatch(struct as_http_conn *c)
 {
-    struct as_http_server *s = c->srv;
+    struct as_http *h = c->srv;
     if (c->body) c->body[c->body_len] = '\0';
     c->req.body = c->body ? c->body : "";
     c->req.body_len = c->body_len;
-    c->state = ST_BUSY;
+    set_state(c, ST_BUSY);
     c->served++;
-    s->nactive++;
-    evtimer_del(c->timer);
-    bufferevent_setwatermark(c->bev, EV_READ, 0, HTTP_PIPELINE_HIGH_WM);
-    s->handler(c, &c->req, s->arg);
+    as_conn_timer_set(c->conn, 0);
+    as_conn_read_limit(c->conn, HTTP_PIPELINE_HIGH_WM);
+    h->handler(c, &c->req, h->arg);
 }
 
 /* Runs the parser over buffered input while a request is being read. */
 static void conn_parse(struct as_http_conn *c)
 {
-    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *in = as_conn_input(c->conn);
     while (c->state == ST_IDLE || c->state == ST_READING) {
         struct evbuffer_iovec v;
         if (evbuffer_get_length(in) == 0 || evbuffer_peek(in, -1, NULL, &v, 1) < 1) return;
@@ -1207,96 +768,82 @@ static void conn_parse(struct as_http_conn *c)
     }
 }
 
-static void conn_read_cb(struct bufferevent *bev, void *arg)
+/* ---------------------------------------------------------------- */
+/* the protocol callbacks (protocol.h)                               */
+
+void *as_http_conn_open(struct as_http *h, struct as_conn *conn)
 {
-    struct as_http_conn *c = arg;
-    switch (c->state) {
-    case ST_IDLE:
-    case ST_READING:
-        conn_parse(c);
-        break;
-    case ST_CLOSING:
-        evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
-        break;
-    case ST_BUSY:
-    case ST_WRITING:
-        break;   /* pipelined: parsed after the reply (watermark bounds it) */
-    }
+    struct as_http_conn *c = xcalloc(1, sizeof *c);
+    c->srv = h;
+    c->conn = conn;
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    conn_reset_request(c);
+    c->state = ST_IDLE;
+    /* a fresh connection owes us its request head: header_timeout (the
+     * keep-alive idle_timeout is for clients that have been served) */
+    double first = h->lim.header_timeout;
+    if (first <= 0 || (h->lim.idle_timeout > 0 && h->lim.idle_timeout < first))
+        first = h->lim.idle_timeout;
+    as_conn_timer_set(conn, first);
+    return c;
 }
 
-static void conn_write_cb(struct bufferevent *bev, void *arg)
+void as_http_conn_read(void *cs)
 {
-    struct as_http_conn *c = arg;
-    if (evbuffer_get_length(bufferevent_get_output(bev)) != 0) return;
-    if (c->state == ST_CLOSING) {
-        conn_linger(c);
-        return;
-    }
+    struct as_http_conn *c = cs;
+    /* BUSY, WRITING: pipelined, parsed after the reply (the read limit
+     * bounds it) */
+    if (c->state == ST_IDLE || c->state == ST_READING) conn_parse(c);
+}
+
+void as_http_conn_flushed(void *cs)
+{
+    struct as_http_conn *c = cs;
     if (c->state != ST_WRITING) return;   /* e.g. "100 Continue" flushed */
-    if (!c->keep_alive || c->srv->draining) {
+    if (!c->keep_alive || as_conn_draining(c->conn)) {
         conn_begin_close(c);
         return;
     }
     conn_reset_request(c);
-    c->state = ST_IDLE;
-    bufferevent_setwatermark(bev, EV_READ, 0, 0);
-    conn_timer_set(c, c->srv->lim.idle_timeout);
+    set_state(c, ST_IDLE);
+    as_conn_read_limit(c->conn, 0);
+    as_conn_timer_set(c->conn, c->srv->lim.idle_timeout);
     conn_parse(c);    /* a pipelined request may be waiting */
 }
 
-static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+void as_http_conn_eof(void *cs)
 {
-    (void)bev;
-    struct as_http_conn *c = arg;
-    if (what & BEV_EVENT_TIMEOUT) {    /* only the write timeout is set on bev */
-        as_log(AS_LOG_INFO, "http: %s: write timeout", c->peer);
-        conn_free(c);
+    struct as_http_conn *c = cs;
+    const char *peer = as_conn_peer(c->conn);
+    switch (c->state) {
+    case ST_READING:
+        if (c->headers_done && c->body_cap && !c->body_chunked)
+            as_log(AS_LOG_INFO, "http: %s: connection closed after %zu of %zu body bytes",
+                   peer, c->body_len, c->body_cap);
+        else
+            as_log(AS_LOG_INFO, "http: %s: connection closed in the middle of a request", peer);
+        as_conn_abort(c->conn);
         return;
-    }
-    if (what & BEV_EVENT_ERROR) {
-        int err = EVUTIL_SOCKET_ERROR();
-        if (c->state != ST_IDLE && c->state != ST_CLOSING)
-            as_log(AS_LOG_INFO, "http: %s: %s", c->peer, evutil_socket_error_to_string(err));
-        conn_free(c);
+    case ST_BUSY:
+        /* EOF and a vanished client look the same; a half-closing
+         * client loses its reply (as with rspamd) */
+        as_log(AS_LOG_INFO, "http: %s: client went away before the reply", peer);
+        as_conn_abort(c->conn);
         return;
-    }
-    if (what & BEV_EVENT_EOF) {
-        switch (c->state) {
-        case ST_READING:
-            if (c->headers_done && c->body_cap && !c->body_chunked)
-                as_log(AS_LOG_INFO, "http: %s: connection closed after %zu of %zu body bytes",
-                       c->peer, c->body_len, c->body_cap);
-            else
-                as_log(AS_LOG_INFO, "http: %s: connection closed in the middle of a request", c->peer);
-            conn_free(c);
-            return;
-        case ST_BUSY:
-            /* EOF and a vanished client look the same; a half-closing
-             * client loses its reply (as with rspamd) */
-            as_log(AS_LOG_INFO, "http: %s: client went away before the reply", c->peer);
-            conn_free(c);
-            return;
-        case ST_WRITING:
-            c->keep_alive = 0;     /* finish the reply, then close */
-            c->peer_eof = 1;
-            return;
-        case ST_CLOSING:
-            /* a half-closing client still gets the error reply */
-            c->peer_eof = 1;
-            if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) conn_free(c);
-            return;
-        case ST_IDLE:
-            conn_free(c);
-            return;
-        }
+    case ST_WRITING:
+        c->keep_alive = 0;     /* finish the reply, then close */
+        return;
+    case ST_IDLE:
+    case ST_CLOSING:
+        as_conn_abort(c->conn);
+        return;
     }
 }
 
-static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+void as_http_conn_timeout(void *cs)
 {
-    (void)fd;
-    (void)what;
-    struct as_http_conn *c = arg;
+    struct as_http_conn *c = cs;
     const struct as_http_limits *lim = &c->srv->lim;
     switch (c->state) {
     case ST_READING:
@@ -1312,144 +859,101 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
         /* the 408 gets write_timeout to be flushed, then the linger */
         break;
     case ST_IDLE:
-        if (c->served == 0 && !c->srv->draining) {
+        if (c->served == 0 && !as_conn_draining(c->conn)) {
             int by_header = lim->header_timeout > 0 &&
                             (lim->idle_timeout <= 0 || lim->header_timeout <= lim->idle_timeout);
-            limit_log(c->srv, LIM_SILENT, "http: %s: closed: no request within %gs (%s)", c->peer,
-                      by_header ? lim->header_timeout : lim->idle_timeout,
-                      by_header ? "limits.header_timeout" : "limits.idle_timeout");
+            as_conn_log_limited(c->conn, AS_SERVER_LOG_SILENT,
+                                "http: %s: closed: no request within %gs (%s)",
+                                as_conn_peer(c->conn),
+                                by_header ? lim->header_timeout : lim->idle_timeout,
+                                by_header ? "limits.header_timeout" : "limits.idle_timeout");
         }
-        conn_free(c);
+        as_conn_abort(c->conn);
         break;
     case ST_CLOSING:
     case ST_BUSY:
     case ST_WRITING:
-        conn_free(c);
+        as_conn_abort(c->conn);
         break;
     }
 }
 
+void as_http_conn_close(void *cs)
+{
+    struct as_http_conn *c = cs;
+    if (c->state == ST_BUSY) {
+        c->state = ST_CLOSING;     /* as_http_reply() from on_close is refused */
+        if (c->on_close) c->on_close(c->on_close_arg);
+    }
+    sbuf_free(&c->url);
+    sbuf_free(&c->hstore);
+    free(c->hoff);
+    free(c->headers);
+    free(c->body);
+    free(c);
+}
+
+size_t as_http_refusal(char *buf, size_t len, const char *why)
+{
+    struct sbuf b = { 0 };
+    sbuf_adds(&b, "{\"error\":");
+    as_json_string(&b, why, strlen(why));
+    sbuf_adds(&b, "}");
+    int n = snprintf(buf, len, "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                     b.len, b.data);
+    sbuf_free(&b);
+    return n < 0 || (size_t)n >= len ? 0 : (size_t)n;
+}
+
+static void *framing_open(void *ps, struct as_conn *conn) { return as_http_conn_open(ps, conn); }
+
+const struct as_protocol as_http_framing = {
+    .name = "http",
+    .open = framing_open,
+    .read = as_http_conn_read,
+    .flushed = as_http_conn_flushed,
+    .eof = as_http_conn_eof,
+    .timeout = as_http_conn_timeout,
+    .close = as_http_conn_close,
+    .refusal = as_http_refusal,
+};
+
 /* ---------------------------------------------------------------- */
 /* public API                                                        */
 
-struct as_http_server *as_http_server_new(struct event_base *base,
-                                          const struct as_http_limits *lim,
-                                          as_http_handler handler, void *arg)
+struct as_http *as_http_new(const struct as_http_limits *lim, as_http_handler handler, void *arg)
 {
-    struct as_http_server *s = xcalloc(1, sizeof *s);
-    s->base = base;
-    s->lim = *lim;
-    s->handler = handler;
-    s->arg = arg;
-    s->accepting = 1;
-    s->done_ev = evtimer_new(base, done_cb, s);
-    s->backoff_ev = evtimer_new(base, backoff_cb, s);
-    s->yield_ev = evtimer_new(base, yield_cb, s);
-    if (!s->done_ev || !s->backoff_ev || !s->yield_ev) as_oom();
+    struct as_http *h = xcalloc(1, sizeof *h);
+    h->lim = *lim;
+    h->handler = handler;
+    h->arg = arg;
     /* http-parser has its own process-wide cap (80 KiB); ours must win */
     if (lim->max_header_bytes > 80 * 1024)
         http_parser_set_max_header_size((uint32_t)(lim->max_header_bytes > UINT32_MAX / 2
                                                        ? UINT32_MAX
                                                        : lim->max_header_bytes * 2));
-    return s;
+    return h;
 }
 
-int as_http_server_add_listener(struct as_http_server *s, int fd)
-{
-    /* no LEV_OPT_CLOSE_ON_FREE: the master owns fd; backlog 0: it already
-     * listens */
-    struct evconnlistener *l = evconnlistener_new(s->base, accept_cb, s, LEV_OPT_CLOSE_ON_EXEC, 0, fd);
-    if (!l) {
-        as_log(AS_LOG_ERR, "http: cannot accept on fd %d", fd);
-        return -1;
-    }
-    evconnlistener_set_error_cb(l, accept_error_cb);
-    if (!s->accepting) evconnlistener_disable(l);
-    s->listeners = xrealloc(s->listeners, (s->nlisteners + 1) * sizeof *s->listeners);
-    s->listeners[s->nlisteners++] = (struct http_listener){ l, fd, 0 };
-    return 0;
-}
-
-void as_http_server_drain(struct as_http_server *s, void (*done)(void *), void *arg)
-{
-    s->draining = 1;
-    s->drain_done = done;
-    s->drain_arg = arg;
-    server_update_accept(s);
-    double grace = HTTP_DRAIN_IDLE_SECONDS;
-    if (s->lim.idle_timeout > 0 && s->lim.idle_timeout < grace) grace = s->lim.idle_timeout;
-    for (struct as_http_conn *c = s->conns; c; c = c->next)
-        if (c->state == ST_IDLE) conn_timer_set(c, grace);   /* see HTTP_DRAIN_IDLE_SECONDS */
-    server_check_drained(s);
-}
-
-void as_http_server_shut_listeners(struct as_http_server *s, void (*done)(void *), void *arg)
-{
-    /* Drain first, so that what is accepted below is treated as any
-     * connection during a drain (answered with Connection: close). */
-    as_http_server_drain(s, done, arg);
-    for (size_t i = 0; i < s->nlisteners; i++) {
-        struct http_listener *hl = &s->listeners[i];
-        if (hl->dead) continue;
-        /* The kernel completed these connections' handshakes: take every
-         * one, whatever max_connections says (the listen backlog bounds
-         * them), or shutting the socket down below would reset them. */
-        for (;;) {
-            struct sockaddr_storage ss;
-            socklen_t sl = sizeof ss;
-            int fd = accept4(hl->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
-            if (fd < 0) {
-                if (errno == EINTR || errno == ECONNABORTED) continue;
-                break;   /* EAGAIN: empty; EINVAL: another worker shut it already */
-            }
-            conn_new(s, fd, (struct sockaddr *)&ss, (int)sl);
-        }
-        /* On Linux, shutdown() of a listening TCP socket stops it for every
-         * process that shares it (new SYNs get RST); for a unix socket
-         * connect() fails with ECONNREFUSED.  ENOTCONN: already done. */
-        if (shutdown(hl->fd, SHUT_RDWR) < 0 && errno != ENOTCONN)
-            as_log(AS_LOG_WARN, "http: cannot shut down listening socket %d: %s", hl->fd,
-                   strerror(errno));
-        hl->dead = 1;
-        evconnlistener_disable(hl->l);
-    }
-    server_check_drained(s);
-}
-
-void as_http_server_free(struct as_http_server *s)
-{
-    if (!s) return;
-    /* nothing may call back into a half-freed server */
-    s->draining = 1;
-    s->drain_done = NULL;
-    while (s->conns) conn_free(s->conns);
-    for (size_t i = 0; i < s->nlisteners; i++) evconnlistener_free(s->listeners[i].l);
-    free(s->listeners);
-    event_free(s->done_ev);
-    event_free(s->backoff_ev);
-    event_free(s->yield_ev);
-    free(s);
-}
-
-size_t as_http_server_active(const struct as_http_server *s) { return s->nactive; }
+void as_http_free(struct as_http *h) { free(h); }
 
 void as_http_reply(struct as_http_conn *c, int status, const char *content_type,
                    const char *body, size_t len, const char *const *extra_headers)
 {
     if (c->state != ST_BUSY) {
-        as_log(AS_LOG_ERR, "http: %s: reply without a pending request ignored", c->peer);
+        as_log(AS_LOG_ERR, "http: %s: reply without a pending request ignored",
+               as_conn_peer(c->conn));
         return;
     }
-    struct as_http_server *s = c->srv;
-    s->nactive--;
-    int keep = c->keep_alive && !s->draining;
+    int keep = c->keep_alive && !as_conn_draining(c->conn);
     reply_write(c, status, content_type, body, len, extra_headers, keep);
     c->keep_alive = keep;
     c->on_close = NULL;
     /* the body can be large: give it back now, not at the next request */
     free(c->body);
     c->body = NULL;
-    c->state = ST_WRITING;
+    set_state(c, ST_WRITING);
 }
 
 void as_http_conn_on_close(struct as_http_conn *c, void (*fn)(void *), void *arg)

@@ -19,8 +19,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "util/config.h"
 #include "net/listen.h"
 #include "util/log.h"
+#include "net/protocol.h"
 #include "util/util.h"
 
 static int fail(char *err, size_t errlen, const char *fmt, ...) AS_PRINTF(3, 4);
@@ -99,6 +101,31 @@ int as_listen_parse(const char *spec, struct as_listen_addr *out, char *err, siz
     if (strlen(spec) >= sizeof out->spec)
         return fail(err, errlen, "listen \"%.40s...\": too long", spec);
     as_strlcpy(out->spec, spec, sizeof out->spec);
+    /* "PROTO@": a protocol name is letters, digits, '-' and '_'; an '@'
+     * after anything else ("unix:/a@b") belongs to the address */
+    const char *at = strchr(spec, '@');
+    size_t nlen = at ? (size_t)(at - spec) : 0;
+    char pname[32] = "http";
+    if (at && strspn(spec, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") ==
+                  nlen) {
+        if (nlen == 0) return fail(err, errlen, "listen \"%s\": empty protocol before '@'", spec);
+        if (nlen >= sizeof pname) return fail(err, errlen, "listen \"%s\": unknown protocol", spec);
+        memcpy(pname, spec, nlen);
+        pname[nlen] = '\0';
+        spec = at + 1;
+    }
+    out->proto = as_protocol_find(pname);
+    if (!out->proto) {
+        char known[128];
+        as_protocol_names(known, sizeof known);
+        return fail(err, errlen, "listen \"%s\": unknown protocol \"%s\" (known: %s)", out->spec,
+                    pname, known);
+    }
+    as_strlcpy(out->addr, spec, sizeof out->addr);
+    if (snprintf(out->name, sizeof out->name, "%s@%s", out->proto->name, out->addr) >=
+        (int)sizeof out->name)
+        return fail(err, errlen, "listen \"%.40s...\": too long", out->spec);
+    if (!*spec) return fail(err, errlen, "listen \"%s\": empty address", out->spec);
 
     if (strncmp(spec, "unix:", 5) == 0) {
         const char *path = spec + 5;
@@ -200,7 +227,7 @@ static int open_inet(const struct as_listen_addr *a, int backlog, int *fds, size
     char host[256];
     unsigned port;
     int bracketed;
-    if (listen_split(a->spec, host, sizeof host, &port, &bracketed, err, errlen)) return -1;
+    if (listen_split(a->addr, host, sizeof host, &port, &bracketed, err, errlen)) return -1;
 
     struct addrinfo hints, *res = NULL;
     memset(&hints, 0, sizeof hints);
@@ -314,4 +341,22 @@ int as_listen_open(const struct as_listen_addr *a, int backlog, int *fds, size_t
     if (max == 0) return fail(err, errlen, "listen \"%s\": no room for sockets", a->spec);
     return a->is_unix ? open_unix(a, backlog, fds, max, err, errlen)
                       : open_inet(a, backlog, fds, max, err, errlen);
+}
+
+int as_listen_check_config(const struct as_config *cfg, char *err, size_t errlen)
+{
+    const char *const *items;
+    size_t n = as_config_list(cfg, "listen", &items);
+    const struct as_config_entry *e = as_config_find(cfg, "listen");
+    for (size_t i = 0; i < n; i++) {
+        struct as_listen_addr a;
+        char lerr[512];
+        if (as_listen_parse(items[i], &a, lerr, sizeof lerr) < 0)
+            return as_config_error(err, errlen, e, "%s", lerr);
+    }
+    /* a daemon that listens nowhere would look healthy and scan nothing */
+    if (n == 0)
+        return as_config_error(err, errlen, e, "listen: no address (an empty 'listen =' "
+                               "clears the list; give at least one [PROTO@]ADDR)");
+    return 0;
 }

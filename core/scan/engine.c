@@ -109,6 +109,15 @@ static const struct as_symbol_def core_symbols[] = {
 
 const char *as_engine_default_config_path(void) { return DEFAULT_CONFIG; }
 
+void as_engine_apply_defaults(struct as_config *cfg)
+{
+    for (size_t i = 0; i < AS_ARRAY_LEN(core_keys); i++) {
+        const struct as_config_key *k = &core_keys[i];
+        if (!k->default_value || strchr(k->key, '*') || as_config_find(cfg, k->key)) continue;
+        as_config_set(cfg, k->key, k->default_value, "default", 0);
+    }
+}
+
 static int file_exists(const char *p)
 {
     struct stat st;
@@ -276,8 +285,6 @@ static int check_semantics(const struct as_config *cfg, char *err, size_t errlen
                                    "limit) or more", e->value, e->key);
         }
     }
-    /* "listen" is checked by the daemon (daemon/master.c): the scan layer
-     * knows nothing of sockets. */
     return 0;
 }
 

@@ -90,6 +90,12 @@ struct as_stats;
  * Returns NULL with "file:line: message" in err on a syntax error. */
 struct as_config *as_engine_load_config(const char *path, char *err, size_t errlen);
 
+/* Sets every core key (the schema in engine.c) that cfg leaves unset to
+ * its default (origin "default"), so that code reading a key sees the
+ * documented default, `listen` included.  The master applies them after
+ * the command line and before as_engine_check(). */
+void as_engine_apply_defaults(struct as_config *cfg);
+
 /* Validates cfg completely, loading the plugins' shared objects to learn
  * their options and symbols, in a child process: a plugin file that
  * crashes, exits or hangs while loaded fails the check (naming the file)

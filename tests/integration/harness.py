@@ -342,7 +342,8 @@ class Daemon:
                  zone=DEFAULT_ZONE, plugins_dir=PLUGINS, pid_file=False, ready_timeout=60.0,
                  wait_workers=True, env=None, expect_workers=None, listen_flags=True):
         """config: text of the config file (None: no -c at all).
-        listen: list of --listen specs (default: one free TCP port).
+        listen: list of --listen specs (default: one free TCP port); the
+            first http one (bare or "http@") is pinged.
         listen_flags: False to not pass `listen` as --listen flags (the
             config file has them; `listen` then only says where to ping).
         workers: --workers N (None: no flag; then expect_workers, or the
@@ -416,7 +417,7 @@ class Daemon:
                 self.listen_specs = list(self.listen)
                 self.port = None
                 for spec in self.listen_specs:
-                    m = re.match(r"^127\.0\.0\.1:(\d+)$", spec)
+                    m = re.match(r"^(?:http@)?127\.0\.0\.1:(\d+)$", spec)
                     if m and self.port is None:
                         self.port = int(m.group(1))
             self._logf = open(self.log_path, "ab")
@@ -453,6 +454,10 @@ class Daemon:
 
     def _ping_any(self):
         for spec in self.listen_specs:
+            if spec.startswith("http@"):
+                spec = spec[5:]
+            elif re.match(r"^[A-Za-z0-9_-]+@", spec):
+                continue                 # another protocol: /ping is http's
             try:
                 if spec.startswith("unix:"):
                     st, _, body = unix_request(spec[5:], "GET", "/ping", timeout=5)

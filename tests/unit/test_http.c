@@ -31,15 +31,24 @@
 #include "check.h"
 #include "net/http.h"
 #include "net/listen.h"
+#include "net/server.h"
 #include "util/log.h"
 #include "util/util.h"
 
 /* ------------------------------------------------------------------ */
 /* the server side (runs on the loop thread)                           */
 
+/* The framing's limits and the connection server's, as one table. */
+struct limits {
+    size_t max_header_bytes, max_headers, max_body;
+    double header_timeout, read_timeout, idle_timeout, write_timeout;
+    size_t max_connections, max_per_addr;
+};
+
 struct srv {
     struct event_base *base;
-    struct as_http_server *http;
+    struct as_server *server;
+    struct as_http *http;
     pthread_t th;
     int ctl[2];              /* test -> loop: stop */
     int notify[2];           /* loop -> test: drain done */
@@ -100,13 +109,13 @@ static void handler(struct as_http_conn *c, const struct as_http_request *req, v
     struct sbuf b = { 0 };
     if (strcmp(req->path, "/stats") == 0) {
         sbuf_printf(&b, "requests=%d closes=%d done=%d active=%zu", S->requests, S->closes,
-                    S->done_calls, as_http_server_active(S->http));
+                    S->done_calls, as_server_active(S->server));
         as_http_reply(c, 200, "text/plain", b.data, b.len, NULL);
     } else if (strcmp(req->path, "/drain") == 0) {
-        as_http_server_drain(S->http, drain_done, S);
+        as_server_drain(S->server, drain_done, S);
         as_http_reply(c, 200, "text/plain", "draining", 8, NULL);
     } else if (strcmp(req->path, "/shut") == 0) {
-        as_http_server_shut_listeners(S->http, drain_done, S);
+        as_server_shut_listeners(S->server, drain_done, S);
         as_http_reply(c, 200, "text/plain", "shut", 4, NULL);
     } else if (strcmp(req->path, "/big") == 0) {
         size_t n = req->query ? strtoul(req->query, NULL, 10) : 0;
@@ -148,9 +157,9 @@ static void *loop_main(void *arg)
     return NULL;
 }
 
-static struct as_http_limits default_limits(void)
+static struct limits default_limits(void)
 {
-    struct as_http_limits lim = {
+    struct limits lim = {
         .max_header_bytes = 4096,
         .max_headers = 50,
         .max_body = 100000,
@@ -170,7 +179,7 @@ static unsigned fd_port(int fd)
     return ntohs(sin.sin_port);
 }
 
-static void srv_start(struct srv *S, const struct as_http_limits *lim, int with_unix)
+static void srv_start(struct srv *S, const struct limits *lim, int with_unix)
 {
     memset(S, 0, sizeof *S);
     char err[256];
@@ -194,9 +203,19 @@ static void srv_start(struct srv *S, const struct as_http_limits *lim, int with_
         S->nfds = 2;
     }
     S->base = event_base_new();
-    S->http = as_http_server_new(S->base, lim, handler, S);
+    struct as_http_limits hl = {
+        .max_header_bytes = lim->max_header_bytes, .max_headers = lim->max_headers,
+        .max_body = lim->max_body, .header_timeout = lim->header_timeout,
+        .read_timeout = lim->read_timeout, .idle_timeout = lim->idle_timeout,
+    };
+    struct as_server_limits sl = {
+        .max_connections = lim->max_connections, .max_per_addr = lim->max_per_addr,
+        .idle_timeout = lim->idle_timeout, .write_timeout = lim->write_timeout,
+    };
+    S->http = as_http_new(&hl, handler, S);
+    S->server = as_server_new(S->base, &sl);
     for (int i = 0; i < S->nfds; i++)
-        if (as_http_server_add_listener(S->http, S->fds[i]) != 0) abort();
+        if (as_server_add_listener(S->server, S->fds[i], &as_http_framing, S->http) != 0) abort();
     if (pipe(S->ctl) || pipe(S->notify)) abort();
     S->ctl_ev = event_new(S->base, S->ctl[0], EV_READ | EV_PERSIST, ctl_cb, S);
     event_add(S->ctl_ev, NULL);
@@ -207,7 +226,8 @@ static void srv_stop(struct srv *S)
 {
     if (write(S->ctl[1], "x", 1) != 1) abort();
     pthread_join(S->th, NULL);
-    as_http_server_free(S->http);
+    as_server_free(S->server);
+    as_http_free(S->http);
     event_free(S->ctl_ev);
     event_base_free(S->base);
     for (int i = 0; i < S->nfds; i++) close(S->fds[i]);   /* the server did not */
@@ -989,7 +1009,7 @@ static void test_unix(struct srv *S)
 
 static void test_max_connections(void)
 {
-    struct as_http_limits lim = default_limits();
+    struct limits lim = default_limits();
     lim.max_connections = 2;
     struct srv S;
     srv_start(&S, &lim, 0);
@@ -1019,7 +1039,7 @@ static void test_max_connections(void)
 
 static void test_drain(void)
 {
-    struct as_http_limits lim = default_limits();
+    struct limits lim = default_limits();
     struct srv S;
     srv_start(&S, &lim, 0);
     struct client idle, busy, ctl;
@@ -1061,7 +1081,7 @@ static void test_drain(void)
  * full is accepted and answered; a connect after it is refused. */
 static void test_shut_listeners(void)
 {
-    struct as_http_limits lim = default_limits();
+    struct limits lim = default_limits();
     lim.max_connections = 2;
     struct srv S;
     srv_start(&S, &lim, 1);
@@ -1101,7 +1121,7 @@ static void test_shut_listeners(void)
 /* A client that stops reading a large reply is dropped after write_timeout. */
 static void test_write_timeout(void)
 {
-    struct as_http_limits lim = default_limits();
+    struct limits lim = default_limits();
     lim.write_timeout = 0.3;
     struct srv S;
     srv_start(&S, &lim, 0);
@@ -1134,7 +1154,7 @@ static void test_write_timeout(void)
 /* Issue 10.7: header_timeout, per-address limit; and a 414. */
 static void test_conn_limits(void)
 {
-    struct as_http_limits lim = default_limits();
+    struct limits lim = default_limits();
     lim.header_timeout = 0.5;
     lim.read_timeout = 3.0;
     lim.idle_timeout = 3.0;
@@ -1236,7 +1256,7 @@ static void test_conn_limits(void)
 /* Freeing the server with a request in flight calls its on_close. */
 static void test_free_busy(void)
 {
-    struct as_http_limits lim = default_limits();
+    struct limits lim = default_limits();
     struct srv S;
     srv_start(&S, &lim, 0);
     struct client cl;
@@ -1254,7 +1274,7 @@ int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     as_log_init("test_http", AS_LOG_STDERR, AS_LOG_WARN);
-    struct as_http_limits lim = default_limits();
+    struct limits lim = default_limits();
     struct srv S;
     srv_start(&S, &lim, 1);
     test_get_post(&S);

@@ -15,7 +15,9 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "util/config.h"
 #include "net/listen.h"
+#include "net/protocol.h"
 
 static void test_parse_table(void)
 {
@@ -79,6 +81,107 @@ static void test_parse_table(void)
             if (cases[i].spec[0]) CHECK(strstr(err, cases[i].spec) != NULL);
         }
     }
+}
+
+/* "[PROTO@]ADDR": the protocol, the address part and the canonical name
+ * (one socket, one name), or the error. */
+static void test_protocol_table(void)
+{
+    static const struct {
+        const char *spec;
+        const char *proto;      /* NULL: an error */
+        const char *addr;
+        const char *name;
+        int is_unix;
+        const char *err_sub;
+    } cases[] = {
+        { "127.0.0.1:11333", "http", "127.0.0.1:11333", "http@127.0.0.1:11333", 0, NULL },
+        { "http@127.0.0.1:11333", "http", "127.0.0.1:11333", "http@127.0.0.1:11333", 0, NULL },
+        { "http@[::1]:11333", "http", "[::1]:11333", "http@[::1]:11333", 0, NULL },
+        { "http@*:0", "http", "*:0", "http@*:0", 0, NULL },
+        { "http@unix:/run/a.sock:0660", "http", "unix:/run/a.sock:0660",
+          "http@unix:/run/a.sock:0660", 1, NULL },
+        /* an '@' after a character no protocol name has is the address's */
+        { "unix:/tmp/a@b.sock", "http", "unix:/tmp/a@b.sock", "http@unix:/tmp/a@b.sock", 1, NULL },
+        { "http@unix:/tmp/a@b.sock", "http", "unix:/tmp/a@b.sock", "http@unix:/tmp/a@b.sock", 1,
+          NULL },
+        { "milter@127.0.0.1:11332", NULL, "", "", 0, "unknown protocol \"milter\" (known: http)" },
+        { "HTTP@127.0.0.1:1", NULL, "", "", 0, "unknown protocol \"HTTP\"" },
+        { "spamd@unix:/run/s.sock", NULL, "", "", 0, "unknown protocol \"spamd\"" },
+        { "@127.0.0.1:1", NULL, "", "", 0, "empty protocol before '@'" },
+        { "http@", NULL, "", "", 0, "empty address" },
+        { "http@127.0.0.1", NULL, "", "", 0, "ADDR:PORT" },
+        { "http@unix:rel.sock", NULL, "", "", 0, "must be absolute" },
+        { "a-very-long-protocol-name-beyond-32@1.2.3.4:5", NULL, "", "", 0, "unknown protocol" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct as_listen_addr a;
+        char err[256] = "";
+        int rc = as_listen_parse(cases[i].spec, &a, err, sizeof err);
+        if (cases[i].proto) {
+            if (rc != 0) fprintf(stderr, "spec \"%s\": got error \"%s\", want none\n",
+                                 cases[i].spec, err);
+            CHECK_INT(rc, 0);
+            if (rc != 0) continue;
+            if (strcmp(a.proto->name, cases[i].proto) != 0 || strcmp(a.addr, cases[i].addr) != 0 ||
+                strcmp(a.name, cases[i].name) != 0)
+                fprintf(stderr, "spec \"%s\": got %s / %s / %s, want %s / %s / %s\n",
+                        cases[i].spec, a.proto->name, a.addr, a.name, cases[i].proto,
+                        cases[i].addr, cases[i].name);
+            CHECK_STR(a.proto->name, cases[i].proto);
+            CHECK_STR(a.addr, cases[i].addr);
+            CHECK_STR(a.name, cases[i].name);
+            CHECK_STR(a.spec, cases[i].spec);
+            CHECK_INT(a.is_unix, cases[i].is_unix);
+        } else {
+            if (rc == 0) fprintf(stderr, "spec \"%s\": accepted, want an error\n", cases[i].spec);
+            CHECK_INT(rc, -1);
+            if (!strstr(err, cases[i].err_sub))
+                fprintf(stderr, "spec \"%s\": got error \"%s\", want \"%s\" in it\n",
+                        cases[i].spec, err, cases[i].err_sub);
+            CHECK(strstr(err, cases[i].err_sub) != NULL);
+        }
+    }
+    CHECK(as_protocol_find("http") != NULL);
+    CHECK(as_protocol_find("milter") == NULL);
+}
+
+/* The config's listen list: an empty one is an error at its line. */
+static void test_check_config(void)
+{
+    static const struct {
+        const char *text;
+        const char *err_sub;     /* NULL: fine */
+    } cases[] = {
+        { "listen = http@127.0.0.1:1, unix:/run/a.sock\n", NULL },
+        { "listen = 127.0.0.1:1\nlisten = \"\"\n", "t.conf:2: listen: empty address" },
+        { "workers = 1\nlisten = \n", "t.conf:2: listen: no address" },
+        { "listen =\nlisten += http@127.0.0.1:1\n", NULL },
+        { "\nlisten = 127.0.0.1:1, milter@127.0.0.1:2\n", "t.conf:2: listen \"milter@127.0.0.1:2\": "
+                                                        "unknown protocol" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char err[512] = "";
+        struct as_config *cfg = as_config_new();
+        CHECK_INT(as_config_load_string(cfg, "t.conf", cases[i].text, err, sizeof err), 0);
+        int rc = as_listen_check_config(cfg, err, sizeof err);
+        if (cases[i].err_sub ? rc == 0 || !strstr(err, cases[i].err_sub) : rc != 0)
+            fprintf(stderr, "config %zu: got rc %d \"%s\", want %s\n", i, rc, err,
+                    cases[i].err_sub ? cases[i].err_sub : "no error");
+        CHECK_INT(rc, cases[i].err_sub ? -1 : 0);
+        if (cases[i].err_sub) CHECK(strstr(err, cases[i].err_sub) != NULL);
+        as_config_free(cfg);
+    }
+    /* a later source's empty value clears the list: the error names it */
+    char err[512] = "";
+    struct as_config *cfg = as_config_new();
+    CHECK_INT(as_config_load_string(cfg, "t.conf", "listen = 127.0.0.1:1\n", err, sizeof err), 0);
+    as_config_set(cfg, "listen", "", "command line", 0);
+    CHECK_INT(as_listen_check_config(cfg, err, sizeof err), -1);
+    if (!strstr(err, "command line: listen: no address"))
+        fprintf(stderr, "listen cleared on the command line: got \"%s\"\n", err);
+    CHECK(strstr(err, "command line: listen: no address") != NULL);
+    as_config_free(cfg);
 }
 
 static unsigned port_of(int fd, int *family)
@@ -234,6 +337,8 @@ static void test_open_unix(void)
 int main(void)
 {
     test_parse_table();
+    test_protocol_table();
+    test_check_config();
     test_open_tcp();
     test_open_unix();
     return check_done();

@@ -1,44 +1,19 @@
 /*
- * proto.c - see proto.h.
+ * http_adapter.c - see http_adapter.h.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "scan/engine.h"
-#include "net/proto.h"
+#include "net/http.h"
+#include "net/http_adapter.h"
+#include "net/protocol.h"
+#include "scan/session.h"
+#include "scan/stats.h"
+#include "scan/task.h"
 
-int as_proto_envelope_set(struct as_task *t, const char *name, const char *value, char *err,
-                          size_t errlen)
-{
-    struct as_envelope *env = as_task_envelope_mut(t);
-    struct as_pool *pool = as_task_pool(t);
-    if (as_strcaseeq(name, "IP")) {
-        if (as_task_set_ip(t, value) < 0) {
-            snprintf(err, errlen, "invalid client address in IP: '%.64s'", value);
-            return 400;
-        }
-    } else if (as_strcaseeq(name, "Helo")) {
-        env->helo = as_pool_strdup(pool, value);
-    } else if (as_strcaseeq(name, "Hostname")) {
-        env->hostname = as_pool_strdup(pool, value);
-    } else if (as_strcaseeq(name, "From")) {
-        as_task_set_mail_from(t, value);
-    } else if (as_strcaseeq(name, "Rcpt")) {
-        as_task_add_rcpt(t, value);
-    } else if (as_strcaseeq(name, "Queue-Id")) {
-        env->queue_id = as_pool_strdup(pool, value);
-    } else if (as_strcaseeq(name, "User")) {
-        if (*value) env->user = as_pool_strdup(pool, value);
-    } else if (as_strcaseeq(name, "Settings-ID")) {
-        env->settings_id = as_pool_strdup(pool, value);
-    } else if (as_strcaseeq(name, "MTA-Name")) {
-        env->mta_name = as_pool_strdup(pool, value);
-    }
-    return 0;
-}
-
-void as_proto_url_decode(const char *s, size_t len, struct sbuf *out)
+void as_http_adapter_url_decode(const char *s, size_t len, struct sbuf *out)
 {
     sbuf_reset(out);
     sbuf_add(out, "", 0);   /* an empty component is "", never a NULL buffer */
@@ -56,10 +31,11 @@ void as_proto_url_decode(const char *s, size_t len, struct sbuf *out)
     }
 }
 
-int as_proto_fill_task(struct as_task *t, const struct as_http_request *req, char *err,
-                       size_t errlen)
+/* The envelope from the request's headers and query string (as_session_fill_fn). */
+static enum as_session_error fill_envelope(struct as_task *t, void *arg, char *err, size_t errlen)
 {
-    int rc;
+    const struct as_http_request *req = arg;
+    enum as_session_error rc;
     /* rspamc -z sends the message zstd-compressed ("Compression: zstd").
      * We cannot decompress it; scanning the compressed bytes would give a
      * verdict of garbage, so refuse it clearly. */
@@ -67,32 +43,32 @@ int as_proto_fill_task(struct as_task *t, const struct as_http_request *req, cha
     if (enc && *enc && !as_strcaseeq(enc, "none")) {
         snprintf(err, errlen, "compressed requests are not supported (Compression: %.32s): "
                  "send the message uncompressed", enc);
-        return 415;
+        return AS_SESSION_UNSUPPORTED;
     }
     enc = as_http_request_header(req, "Content-Encoding");
     if (enc && *enc && !as_strcaseeq(enc, "identity")) {
         snprintf(err, errlen, "Content-Encoding '%.32s' is not supported: send the message "
                  "uncompressed", enc);
-        return 415;
+        return AS_SESSION_UNSUPPORTED;
     }
     for (size_t i = 0; i < req->nheaders; i++)
-        if ((rc = as_proto_envelope_set(t, req->headers[i].name, req->headers[i].value, err,
-                                        errlen)))
+        if ((rc = as_session_envelope_set(t, req->headers[i].name, req->headers[i].value, err,
+                                          errlen)))
             return rc;
     if (req->query) {
         /* rspamd copies query parameters into request headers */
         struct sbuf name = {0}, value = {0};
         const char *p = req->query;
-        rc = 0;
-        while (*p && rc == 0) {
+        rc = AS_SESSION_OK;
+        while (*p && rc == AS_SESSION_OK) {
             const char *amp = strchr(p, '&');
             size_t len = amp ? (size_t)(amp - p) : strlen(p);
             const char *eq = memchr(p, '=', len);
             if (eq) {
-                as_proto_url_decode(p, (size_t)(eq - p), &name);
-                as_proto_url_decode(eq + 1, len - (size_t)(eq - p) - 1, &value);
+                as_http_adapter_url_decode(p, (size_t)(eq - p), &name);
+                as_http_adapter_url_decode(eq + 1, len - (size_t)(eq - p) - 1, &value);
                 if (name.len && strlen(name.data) == name.len && strlen(value.data) == value.len)
-                    rc = as_proto_envelope_set(t, name.data, value.data, err, errlen);
+                    rc = as_session_envelope_set(t, name.data, value.data, err, errlen);
             }
             p += len;
             if (*p == '&') p++;
@@ -101,14 +77,7 @@ int as_proto_fill_task(struct as_task *t, const struct as_http_request *req, cha
         sbuf_free(&value);
         if (rc) return rc;
     }
-    const struct as_limits *lim = as_engine_limits(as_task_engine(t));
-    if (req->body_len > lim->max_message_size) {
-        snprintf(err, errlen, "message of %zu bytes exceeds limits.max_message_size (%llu)",
-                 req->body_len, lim->max_message_size);
-        return 413;
-    }
-    if (as_task_set_message(t, req->body, req->body_len, err, errlen) != AS_MSG_OK) return 413;
-    return 0;
+    return AS_SESSION_OK;
 }
 
 static void add_number(struct sbuf *b, double d)
@@ -275,7 +244,7 @@ static void write_milter(const struct as_task *t, struct sbuf *b)
     sbuf_addc(b, '}');
 }
 
-void as_proto_write_checkv2(const struct as_task *t, struct sbuf *b)
+void as_http_adapter_write_checkv2(const struct as_task *t, struct sbuf *b)
 {
     const struct as_verdict *v = as_task_verdict(t);
     const struct as_actions *acts = as_task_actions(t);
@@ -351,9 +320,153 @@ void as_proto_write_checkv2(const struct as_task *t, struct sbuf *b)
     sbuf_adds(b, "}\n");
 }
 
-void as_proto_write_error(struct sbuf *out, const char *msg)
+void as_http_adapter_write_error(struct sbuf *out, const char *msg)
 {
     sbuf_adds(out, "{\"error\":");
     as_json_string(out, msg, strlen(msg));
     sbuf_adds(out, "}\n");
 }
+
+/* ---------------------------------------------------------------- */
+/* the "http" protocol: commands onto sessions                        */
+
+/* Per worker. */
+struct http_adapter {
+    struct as_session_ctx *sc;
+    struct as_http *http;
+};
+
+/* One /checkv2 request in flight; lives in the task pool. */
+struct checkv2 {
+    struct as_http_conn *conn;
+    struct as_session *ss;
+};
+
+static const int error_status[] = {
+    [AS_SESSION_OK] = 200,
+    [AS_SESSION_BAD_REQUEST] = 400,
+    [AS_SESSION_TOO_LARGE] = 413,
+    [AS_SESSION_UNSUPPORTED] = 415,
+    [AS_SESSION_UNKNOWN_COMMAND] = 404,
+    [AS_SESSION_BAD_METHOD] = 405,
+};
+
+static void reply_json(struct as_http_conn *c, int status, struct sbuf *b)
+{
+    as_http_reply(c, status, "application/json", b->data ? b->data : "", b->len, NULL);
+}
+
+static void reply_error(struct as_http_conn *c, enum as_session_error e, const char *msg)
+{
+    struct sbuf b = {0};
+    as_http_adapter_write_error(&b, msg);
+    reply_json(c, error_status[e], &b);
+    sbuf_free(&b);
+}
+
+static void checkv2_done(struct as_session *ss, void *arg)
+{
+    struct checkv2 *r = arg;
+    struct sbuf b = {0};
+    as_http_adapter_write_checkv2(as_session_task(ss), &b);
+    as_http_conn_on_close(r->conn, NULL, NULL);
+    reply_json(r->conn, 200, &b);
+    sbuf_free(&b);
+}
+
+static void checkv2_abandoned(void *arg)
+{
+    struct checkv2 *r = arg;
+    as_session_cancel(r->ss);
+}
+
+static void handle_request(struct as_http_conn *c, const struct as_http_request *req, void *arg)
+{
+    struct http_adapter *ha = arg;
+    if (as_strcaseeq(req->path, "/ping")) {
+        as_http_reply(c, 200, "text/plain", "pong\r\n", 6, NULL);
+        return;
+    }
+    if (as_strcaseeq(req->path, "/stat")) {
+        struct sbuf b = {0};
+        as_stats_write_json(ha->sc->engine, &b);
+        reply_json(c, 200, &b);
+        sbuf_free(&b);
+        return;
+    }
+    if (!as_strcaseeq(req->path, "/checkv2")) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "unknown command '%.200s' (this server speaks /checkv2, "
+                 "/ping and /stat)", req->path);
+        as_session_count_error(ha->sc);
+        reply_error(c, AS_SESSION_UNKNOWN_COMMAND, msg);
+        return;
+    }
+    if (strcmp(req->method, "POST") != 0) {
+        as_session_count_error(ha->sc);
+        reply_error(c, AS_SESSION_BAD_METHOD, "/checkv2 takes POST with the message as body");
+        return;
+    }
+    struct as_session *ss = as_session_new(ha->sc, req->peer, req->body, req->body_len);
+    struct checkv2 *r = as_session_alloc(ss, sizeof *r);
+    r->conn = c;
+    r->ss = ss;
+    /* before the start: a poison answer may complete at once */
+    as_http_conn_on_close(c, checkv2_abandoned, r);
+    char err[256] = "";
+    enum as_session_error rc = as_session_start(ss, fill_envelope, (void *)req, checkv2_done, r,
+                                                err, sizeof err);
+    if (rc != AS_SESSION_OK) {
+        as_http_conn_on_close(c, NULL, NULL);
+        reply_error(c, rc, err);
+    }
+}
+
+static void *http_adapter_start(struct as_session_ctx *sc, char *err, size_t errlen)
+{
+    AS_UNUSED(err);
+    AS_UNUSED(errlen);
+    const struct as_limits *el = as_engine_limits(sc->engine);
+    struct as_http_limits lim = {
+        /* One Rcpt header per recipient: Postfix accepts 1000 recipients per
+         * message by default (smtpd_recipient_limit), so leave room. */
+        .max_header_bytes = 512 * 1024,
+        .max_headers = 2048,
+        .max_body = (size_t)el->max_message_size,
+        .header_timeout = el->header_timeout,
+        .read_timeout = el->read_timeout,
+        .idle_timeout = el->idle_timeout,
+    };
+    struct http_adapter *ha = xcalloc(1, sizeof *ha);
+    ha->sc = sc;
+    ha->http = as_http_new(&lim, handle_request, ha);
+    return ha;
+}
+
+static void http_adapter_stop(void *ps)
+{
+    struct http_adapter *ha = ps;
+    as_http_free(ha->http);
+    free(ha);
+}
+
+static void *http_adapter_open(void *ps, struct as_conn *c)
+{
+    struct http_adapter *ha = ps;
+    return as_http_conn_open(ha->http, c);
+}
+
+/* Connections are the framing's (http.h); only start() and open() know
+ * the commands. */
+const struct as_protocol as_http_protocol = {
+    .name = "http",
+    .start = http_adapter_start,
+    .stop = http_adapter_stop,
+    .open = http_adapter_open,
+    .read = as_http_conn_read,
+    .flushed = as_http_conn_flushed,
+    .eof = as_http_conn_eof,
+    .timeout = as_http_conn_timeout,
+    .close = as_http_conn_close,
+    .refusal = as_http_refusal,
+};

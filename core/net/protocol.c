@@ -1,0 +1,28 @@
+/*
+ * protocol.c - see protocol.h.
+ */
+#include <string.h>
+#include "net/http_adapter.h"
+#include "net/protocol.h"
+#include "util/util.h"
+
+/* Every adapter, by name.  A new protocol is one more line here. */
+static const struct as_protocol *const protocols[] = {
+    &as_http_protocol,
+};
+
+const struct as_protocol *as_protocol_find(const char *name)
+{
+    for (size_t i = 0; i < AS_ARRAY_LEN(protocols); i++)
+        if (strcmp(protocols[i]->name, name) == 0) return protocols[i];
+    return NULL;
+}
+
+void as_protocol_names(char *buf, size_t len)
+{
+    struct sbuf b = {0};
+    for (size_t i = 0; i < AS_ARRAY_LEN(protocols); i++)
+        sbuf_printf(&b, "%s%s", i ? ", " : "", protocols[i]->name);
+    as_strlcpy(buf, b.data ? b.data : "", len);
+    sbuf_free(&b);
+}
