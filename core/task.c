@@ -659,13 +659,16 @@ static void authres_remove_forged(struct as_task *t, const char *id)
     size_t n = t->msg ? as_msg_header_count(t->msg, name) : 0;
     if (n == 0) return;
     unsigned char *ours = as_pool_alloc(t->pool, n);
-    size_t nours = 0;
-    for (size_t i = 0; i < n; i++) {
-        const struct as_header *h = as_msg_header_get(t->msg, name, (int)i);
-        const char *v = h ? as_header_unfold(t, h, NULL) : NULL;
-        const char *aid = as_authres_authserv_id(t->pool, v);
-        ours[i] = aid && as_strcaseeq(aid, id);
-        nours += ours[i];
+    size_t nours = 0, k = 0;
+    /* one pass over the fields: as_msg_header_get(nth) per field would be
+     * quadratic in a header made of A-R fields */
+    for (size_t i = 0; i < as_msg_header_total(t->msg) && k < n; i++) {
+        const struct as_header *h = as_msg_header_at(t->msg, i);
+        if (h->name.len != sizeof name - 1 || !as_memcaseeq(h->name.ptr, name, sizeof name - 1))
+            continue;
+        const char *aid = as_authres_authserv_id(t->pool, as_header_unfold(t, h, NULL));
+        ours[k] = aid && as_strcaseeq(aid, id);
+        nours += ours[k++];
     }
     if (nours && nours == n) {
         as_task_remove_header(t, name, 0);
