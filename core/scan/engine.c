@@ -30,6 +30,7 @@ struct as_engine {
     struct as_symtab *symtab;
     struct as_actions actions;
     struct as_limits limits;
+    struct as_authres_conf authres;
     struct as_engine_plugin *plugins;   /* in dependency order */
     size_t nplugins;
     int plugins_borrowed;               /* as_engine_attach_plugins() */
@@ -80,6 +81,18 @@ static const struct as_config_key core_keys[] = {
     { "poison.enable", AS_OPT_BOOL, "yes", "answer a message that killed a worker unscanned" },
     { "poison.action", AS_OPT_STRING, "soft_reject", "the answer to such a message" },
     { "poison.ttl", AS_OPT_DURATION, "1h", "how long such a message is remembered" },
+    { "auth_results.authserv_id", AS_OPT_STRING, NULL,
+      "authserv-id of Authentication-Results (default: MTA-Name, else the host name)" },
+    { "auth_results.add", AS_OPT_BOOL, NULL, "add one Authentication-Results field (yes)" },
+    { "auth_results.remove_forged", AS_OPT_BOOL, NULL,
+      "remove Authentication-Results fields that carry our authserv-id (yes)" },
+    /* deprecated names of the three above (they were dmarc plugin options
+     * when the plugin wrote the field): core keys, so they work whether
+     * or not dmarc is loaded */
+    { "dmarc.authserv_id", AS_OPT_STRING, NULL, "deprecated: auth_results.authserv_id" },
+    { "dmarc.add_auth_results", AS_OPT_BOOL, NULL, "deprecated: auth_results.add" },
+    { "dmarc.remove_own_auth_results", AS_OPT_BOOL, NULL,
+      "deprecated: auth_results.remove_forged" },
     { "actions.*", AS_OPT_STRING, NULL, "score threshold, or none" },
     { "messages.*", AS_OPT_STRING, NULL, "SMTP reply text per action" },
     { "symbols.*.score", AS_OPT_DOUBLE, NULL, "weight" },
@@ -98,6 +111,87 @@ static const struct {
     { "lua.", "Lua hooks" },
     { "redis.", "Redis" },
 };
+
+/* auth_results.* and the names they had as dmarc plugin options. */
+static const struct {
+    const char *key, *alias;
+    enum as_opt_type type;
+} authres_keys[] = {
+    { "auth_results.authserv_id", "dmarc.authserv_id", AS_OPT_STRING },
+    { "auth_results.add", "dmarc.add_auth_results", AS_OPT_BOOL },
+    { "auth_results.remove_forged", "dmarc.remove_own_auth_results", AS_OPT_BOOL },
+};
+
+/* The entry in effect for authres_keys[i]: the new name wins. */
+static const struct as_config_entry *authres_entry(const struct as_config *cfg, size_t i)
+{
+    const struct as_config_entry *k = as_config_find(cfg, authres_keys[i].key);
+    return k ? k : as_config_find(cfg, authres_keys[i].alias);
+}
+
+/* Both names set to different values is an error naming both places;
+ * what the type check accepted is compared as parsed ("yes" and "on"
+ * agree). */
+static int authres_conflict(const struct as_config *cfg, size_t i, char *err, size_t errlen)
+{
+    const struct as_config_entry *k = as_config_find(cfg, authres_keys[i].key);
+    const struct as_config_entry *a = as_config_find(cfg, authres_keys[i].alias);
+    if (!k || !a) return 0;
+    int same;
+    if (authres_keys[i].type == AS_OPT_BOOL) {
+        int bk = -1, ba = -2;
+        same = as_parse_bool(k->value, &bk) == 0 && as_parse_bool(a->value, &ba) == 0 &&
+               bk == ba;
+    } else {
+        same = strcmp(k->value, a->value) == 0;
+    }
+    if (same) return 0;
+    char where[300];
+    if (k->line) snprintf(where, sizeof where, "%s:%d", k->file, k->line);
+    else snprintf(where, sizeof where, "%s", k->file);
+    return as_config_error(err, errlen, a, "'%s' (the deprecated name of '%s') is '%s' but "
+                           "'%s' is '%s' at %s: set only '%s'", authres_keys[i].alias,
+                           authres_keys[i].key, a->value, authres_keys[i].key, k->value, where,
+                           authres_keys[i].key);
+}
+
+static int check_authres(const struct as_config *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < AS_ARRAY_LEN(authres_keys); i++)
+        if (authres_conflict(cfg, i, err, errlen) < 0) return -1;
+    return 0;
+}
+
+/* Deprecation notes for the old names, once per configuration check. */
+static void warn_authres_aliases(const struct as_config *cfg)
+{
+    for (size_t i = 0; i < AS_ARRAY_LEN(authres_keys); i++) {
+        const struct as_config_entry *a = as_config_find(cfg, authres_keys[i].alias);
+        char msg[512];
+        if (a) {
+            as_config_error(msg, sizeof msg, a, "'%s' is deprecated: use '%s'",
+                            authres_keys[i].alias, authres_keys[i].key);
+            as_log(AS_LOG_WARN, "%s", msg);
+        }
+    }
+}
+
+static void authres_defaults(struct as_authres_conf *c)
+{
+    memset(c, 0, sizeof *c);
+    c->add = c->remove_forged = 1;
+    if (gethostname(c->hostname, sizeof c->hostname - 1) != 0 || !c->hostname[0])
+        snprintf(c->hostname, sizeof c->hostname, "localhost");
+}
+
+static void read_authres(struct as_authres_conf *c, const struct as_config *cfg)
+{
+    authres_defaults(c);
+    const struct as_config_entry *e = authres_entry(cfg, 0);
+    if (e && *e->value) c->authserv_id = e->value;   /* cfg's: the engine keeps cfg */
+    if ((e = authres_entry(cfg, 1))) c->add = as_config_bool(cfg, e->key, 1);
+    if ((e = authres_entry(cfg, 2))) c->remove_forged = as_config_bool(cfg, e->key, 1);
+}
 
 /* Symbols the core itself can add. */
 static const struct as_symbol_def core_symbols[] = {
@@ -285,6 +379,7 @@ static int check_semantics(const struct as_config *cfg, char *err, size_t errlen
                                    "limit) or more", e->value, e->key);
         }
     }
+    if (check_authres(cfg, err, errlen) < 0) return -1;
     return 0;
 }
 
@@ -375,6 +470,7 @@ static int check_here(struct as_config *cfg, char *err, size_t errlen)
     int rc = as_plugins_apply_defaults(pl, np, cfg, err, errlen);
     if (rc == 0) rc = check_all_keys(cfg, pl, np, err, errlen);
     if (rc == 0) rc = check_semantics(cfg, err, errlen);
+    if (rc == 0) warn_authres_aliases(cfg);
     if (rc == 0) rc = check_plugin_set(cfg, pl, np, &off, err, errlen);
     if (rc == 0) {
         struct as_symtab *st = as_symtab_new();
@@ -550,6 +646,7 @@ struct as_engine *as_engine_new(struct event_base *base, struct as_config *cfg, 
         goto fail;
     as_actions_from_config(&e->actions, cfg);
     read_limits(&e->limits, cfg);
+    read_authres(&e->authres, cfg);
     if (as_settings_build(&e->settings, cfg, e->symtab, e->plugins, e->nplugins, &e->off, &e->actions,
                           err, errlen) < 0)
         goto fail;
@@ -587,6 +684,7 @@ struct as_engine *as_engine_new_bare(struct event_base *base, struct as_symtab *
     struct as_config *empty = as_config_new();   /* rspamd's default thresholds */
     as_actions_from_config(&e->actions, empty);
     as_config_free(empty);
+    authres_defaults(&e->authres);
     return e;
 }
 
@@ -636,6 +734,10 @@ const struct as_config *as_engine_config(const struct as_engine *e) { return e->
 const struct as_symtab *as_engine_symtab(const struct as_engine *e) { return e->symtab; }
 const struct as_actions *as_engine_actions(const struct as_engine *e) { return &e->actions; }
 const struct as_limits *as_engine_limits(const struct as_engine *e) { return &e->limits; }
+const struct as_authres_conf *as_engine_authres(const struct as_engine *e)
+{
+    return &e->authres;
+}
 size_t as_engine_plugin_count(const struct as_engine *e) { return e->nplugins; }
 struct as_stats *as_engine_stats(const struct as_engine *e) { return e->stats; }
 struct as_task **as_engine_finishing(struct as_engine *e) { return &e->finishing; }

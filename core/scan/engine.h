@@ -44,6 +44,15 @@ struct as_limits {
     size_t max_connections_per_ip;
 };
 
+/* The Authentication-Results step of every scan (auth_results.*, with
+ * the deprecated dmarc.* aliases resolved; see docs/config.md). */
+struct as_authres_conf {
+    const char *authserv_id;      /* configured, or NULL: MTA-Name, else hostname */
+    int add;                      /* add our field */
+    int remove_forged;            /* remove fields that carry our authserv-id */
+    char hostname[256];
+};
+
 struct as_plugin_ctx {
     struct as_engine *engine;
     const struct as_plugin *def;
@@ -131,6 +140,7 @@ const struct as_config *as_engine_config(const struct as_engine *e);
 const struct as_symtab *as_engine_symtab(const struct as_engine *e);
 const struct as_actions *as_engine_actions(const struct as_engine *e);
 const struct as_limits *as_engine_limits(const struct as_engine *e);
+const struct as_authres_conf *as_engine_authres(const struct as_engine *e);
 size_t as_engine_plugin_count(const struct as_engine *e);
 const struct as_engine_plugin *as_engine_plugin_at(const struct as_engine *e, size_t i);
 /* The Settings-ID profile named id, or NULL. */

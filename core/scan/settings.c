@@ -14,6 +14,8 @@ const struct as_config_key as_settings_config_keys[] = {
     { "settings.*.plugins_disabled", AS_OPT_LIST, NULL, "plugins that do not run" },
     { "settings.*.symbols_disabled", AS_OPT_LIST, NULL, "symbols that are dropped" },
     { "settings.*.actions.*", AS_OPT_STRING, NULL, "action threshold for this profile" },
+    { "settings.*.auth_results", AS_OPT_BOOL, NULL,
+      "no: neither remove nor add Authentication-Results fields" },
 };
 const size_t as_settings_config_nkeys = AS_ARRAY_LEN(as_settings_config_keys);
 
@@ -78,6 +80,12 @@ static int build(struct as_settings_table *tab, const struct as_config *cfg,
                     s->symbol_off[sym->id] = 1;
                 }
             }
+        } else if (strcmp(field, "auth_results") == 0) {
+            int on;
+            if (as_parse_bool(ent->value, &on) < 0)
+                return as_config_error(err, errlen, ent, "bad value '%s' for '%s': expected "
+                                       "yes or no", ent->value, ent->key);
+            s->authres_off = !on;
         } else if (strncmp(field, "actions.", 8) == 0) {
             int a = as_action_parse(field + 8);
             double d;

@@ -8,6 +8,7 @@
  *     symbols_disabled = R_DKIM_NA       # these symbols are dropped
  *     actions.reject = 30                # thresholds for this profile
  *     actions.greylist = none
+ *     auth_results = no                  # no Authentication-Results step
  *
  * A plugin whose dependency is disabled still runs and sees no typed
  * result from it (DMARC with SPF disabled evaluates DKIM alone).  An
@@ -30,6 +31,8 @@ struct as_settings {
     unsigned char *plugin_off;        /* per engine plugin index */
     unsigned char *symbol_off;        /* per symbol id */
     struct as_actions actions;
+    int authres_off;                  /* auth_results = no: the scan neither
+                                         removes nor adds A-R fields */
 };
 
 /* All profiles of one engine. */

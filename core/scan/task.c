@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "mail/authres.h"
 #include "scan/engine.h"
 #include "util/log.h"
 #include "scan/poison.h"
@@ -80,6 +81,14 @@ struct result {
     const void *value;
 };
 
+/* One resinfo for our Authentication-Results field, formatted when added. */
+struct auth_entry {
+    const char *text;
+    unsigned rank;                /* method: spf, dkim, dmarc, others */
+    size_t plugin;                /* who added it (NO_PLUGIN: core) */
+    size_t seq;                   /* order of adding */
+};
+
 struct as_task {
     struct as_engine *e;
     struct as_task *fin_prev, *fin_next;   /* engine's finishing list */
@@ -114,6 +123,8 @@ struct as_task {
     size_t nadd, ndel, addcap, delcap;
     struct result *results;
     size_t nresults, rescap;
+    struct auth_entry *auth;
+    size_t nauth, authcap;
 
     struct as_verdict verdict;
     void **service_slots;         /* one per as_service_at(i) */
@@ -554,6 +565,142 @@ const void *as_task_get_result(const struct as_task *t, const char *key)
     return NULL;
 }
 
+/* ---- Authentication-Results ---------------------------------------------- */
+
+static unsigned method_rank(const char *method)
+{
+    static const char *const order[] = { "spf", "dkim", "dmarc" };
+    for (unsigned i = 0; i < AS_ARRAY_LEN(order); i++)
+        if (as_strcaseeq(method, order[i])) return i;
+    return AS_ARRAY_LEN(order);
+}
+
+static const char *plugin_name(const struct as_task *t)
+{
+    const struct as_engine_plugin *p = as_engine_plugin_at(t->e, t->current);
+    return p ? p->def->name : "core";
+}
+
+int as_task_add_auth_resultv(struct as_task *t, const struct as_auth_result *r)
+{
+    if (t->finished) {
+        as_task_log(t, AS_LOG_ERR, "%s: Authentication-Results entry added after the verdict "
+                    "was final", plugin_name(t));
+        return -1;
+    }
+    const char *why = NULL;
+    const char *text = as_authres_resinfo(t->pool, r, &why);
+    if (!text) {
+        as_task_log(t, AS_LOG_ERR, "%s: Authentication-Results entry %s=%s refused: %s",
+                    plugin_name(t), r && r->method ? r->method : "(null)",
+                    r && r->result ? r->result : "(null)", why);
+        return -1;
+    }
+    t->auth = grow(t->pool, t->auth, t->nauth, &t->authcap, sizeof *t->auth);
+    t->auth[t->nauth] = (struct auth_entry){ text, method_rank(r->method), t->current,
+                                             t->nauth };
+    t->nauth++;
+    return 0;
+}
+
+/* as_task_add_auth_result(): pairs read from the argument list (plugin.h) */
+#define MAX_AUTH_PROPS 16
+
+int as_task_add_auth_result(struct as_task *t, const char *method, const char *result,
+                            const char *reason, ...)
+{
+    struct as_auth_prop props[MAX_AUTH_PROPS];
+    struct as_auth_result r = { method, result, NULL, reason, props, 0 };
+    va_list ap;
+    va_start(ap, reason);
+    const char *name;
+    int bad = 0;
+    while ((name = va_arg(ap, const char *)) != NULL) {
+        const char *value = va_arg(ap, const char *);
+        /* a NULL value may be a misplaced end of the list: read no further */
+        if (!value || r.nprops == MAX_AUTH_PROPS) {
+            bad = value ? 2 : 1;
+            break;
+        }
+        props[r.nprops++] = (struct as_auth_prop){ name, value };
+    }
+    va_end(ap);
+    if (bad) {
+        as_task_log(t, AS_LOG_ERR, "%s: Authentication-Results entry %s=%s refused: %s",
+                    plugin_name(t), method ? method : "(null)", result ? result : "(null)",
+                    bad == 1 ? "property without a value" : "more than 16 properties");
+        return -1;
+    }
+    return as_task_add_auth_resultv(t, &r);
+}
+
+static int auth_entry_cmp(const void *a, const void *b)
+{
+    const struct auth_entry *x = a, *y = b;
+    if (x->rank != y->rank) return x->rank < y->rank ? -1 : 1;
+    if (x->plugin != y->plugin) return x->plugin < y->plugin ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static const char *authserv_id(const struct as_task *t, const struct as_authres_conf *c)
+{
+    if (c->authserv_id) return c->authserv_id;
+    if (t->env.mta_name && *t->env.mta_name) return t->env.mta_name;
+    return c->hostname;
+}
+
+/* Every Authentication-Results field of the message that carries our
+ * authserv-id (RFC 8601 5): however many there are, the header limits
+ * bound them.  Positions are 1-based among the A-R fields (rspamd's
+ * remove_headers); 0 removes every instance when all are ours. */
+static void authres_remove_forged(struct as_task *t, const char *id)
+{
+    static const char name[] = "Authentication-Results";
+    size_t n = t->msg ? as_msg_header_count(t->msg, name) : 0;
+    if (n == 0) return;
+    unsigned char *ours = as_pool_alloc(t->pool, n);
+    size_t nours = 0, k = 0;
+    /* one pass over the fields: as_msg_header_get(nth) per field would be
+     * quadratic in a header made of A-R fields */
+    for (size_t i = 0; i < as_msg_header_total(t->msg) && k < n; i++) {
+        const struct as_header *h = as_msg_header_at(t->msg, i);
+        if (h->name.len != sizeof name - 1 || !as_memcaseeq(h->name.ptr, name, sizeof name - 1))
+            continue;
+        const char *aid = as_authres_authserv_id(t->pool, as_header_unfold(t, h, NULL));
+        ours[k] = aid && as_strcaseeq(aid, id);
+        nours += ours[k++];
+    }
+    if (nours && nours == n) {
+        as_task_remove_header(t, name, 0);
+    } else {
+        for (size_t i = n; i-- > 0;)
+            if (ours[i]) as_task_remove_header(t, name, (int)(i + 1));
+    }
+    if (nours)
+        as_task_log(t, AS_LOG_INFO, "removed %zu of %zu Authentication-Results field(s) "
+                    "carrying our authserv-id %s", nours, n, id);
+}
+
+/* The finishing step of every scan that is not exempt: a skipped one (no
+ * plugin ran: a poison message) or a Settings-ID profile with
+ * auth_results = no.  Runs just before the verdict is final, so what the
+ * postfilters added is in, and after a deadline with what there is. */
+static void authres_finish(struct as_task *t)
+{
+    const struct as_authres_conf *c = as_engine_authres(t->e);
+    if (t->skip || (t->settings && t->settings->authres_off)) return;
+    if (!c->add && !c->remove_forged) return;
+    const char *id = authserv_id(t, c);
+    if (c->remove_forged) authres_remove_forged(t, id);
+    if (!c->add) return;
+    if (t->nauth > 1) qsort(t->auth, t->nauth, sizeof *t->auth, auth_entry_cmp);
+    const char **parts = as_pool_alloc(t->pool, (t->nauth + 1) * sizeof *parts);
+    for (size_t i = 0; i < t->nauth; i++) parts[i] = t->auth[i].text;
+    if (as_task_add_header(t, "Authentication-Results",
+                           as_authres_field(t->pool, id, parts, t->nauth), 0) < 0)
+        as_task_log(t, AS_LOG_ERR, "could not add the Authentication-Results field");
+}
+
 /* ---- async operations ---------------------------------------------------- */
 
 struct as_async *as_task_async_begin(struct as_task *t, as_cancel_fn cancel, void *arg)
@@ -652,6 +799,7 @@ static void finalize(struct as_task *t)
 {
     if (t->finished) return;
     event_del(t->deadline_ev);
+    authres_finish(t);
     compute_verdict(t);
     t->finished = 1;
     t->stage = STAGE_FINAL;

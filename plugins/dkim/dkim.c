@@ -615,6 +615,17 @@ static void publish(struct dmsg *m)
         if (o->b_prefix)
             e = as_pool_printf(p, "%s header.b=%s", e, pvalue(p, o->b_prefix));
         ar[i] = e;
+        /* the same entry for the core's Authentication-Results field */
+        struct as_auth_prop props[3];
+        size_t np = 0;
+        if (o->domain)
+            props[np++] = (struct as_auth_prop){ "header.d", o->domain };
+        if (o->selector)
+            props[np++] = (struct as_auth_prop){ "header.s", o->selector };
+        if (o->b_prefix)
+            props[np++] = (struct as_auth_prop){ "header.b", o->b_prefix };
+        struct as_auth_result entry = { "dkim", res, NULL, o->reason, props, np };
+        as_task_add_auth_resultv(t, &entry);
         int k = o->result == AS_DKIM_PASS ? 0 : o->result == AS_DKIM_FAIL ? 1
               : o->result == AS_DKIM_TEMPERROR ? 2 : 3;
         if (o->domain)
@@ -631,6 +642,7 @@ static void publish(struct dmsg *m)
     if (m->nsigs == 0) {
         ar[0] = "dkim=none";
         r->nauth_results = 1;
+        as_task_add_auth_result(t, "dkim", "none", NULL, NULL);
     } else {
         r->nauth_results = m->nsigs;
     }

@@ -1,8 +1,9 @@
 /*
  * dmarc.c - the "dmarc" plugin: DMARC (RFC 9989, with an RFC 7489 mode)
  * on top of the typed results of the spf and dkim plugins, with rspamd's
- * symbols, enforcement by forced action, one Authentication-Results field,
- * and From rewriting for mailing lists.  Decisions: docs/dmarc.md.
+ * symbols, enforcement by forced action, the dmarc= entry of the
+ * Authentication-Results field the core writes, and From rewriting for
+ * mailing lists.  Decisions: docs/dmarc.md.
  *
  * Asynchrony: dmarc_evaluate() only reads answers the scan already has
  * (as_dns_pinned).  Each round queries what the last evaluation missed and
@@ -11,9 +12,8 @@
  *
  * Trust: SPF and DKIM come only from the typed results of our own
  * plugins; Authentication-Results fields already in the message are never
- * read for their results (OpenDMARC's CVE-2019-20790 / CVE-2020-12272
- * came from that seam), only for their authserv-id, to remove forgeries
- * of ours.
+ * read (OpenDMARC's CVE-2019-20790 / CVE-2020-12272 came from that
+ * seam); the core removes the ones that forge our authserv-id.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,11 +53,6 @@ static const struct as_option_def dmarc_options[] = {
       "tree: RFC 9989 DNS Tree Walk; psl: RFC 7489 Public Suffix List (pct= honoured)" },
     { "public_suffix_list", AS_OPT_STRING, "",
       "PSL file for discovery = psl (default: libpsl's newest, the Debian publicsuffix list)" },
-    { "authserv_id", AS_OPT_STRING, NULL,
-      "authserv-id of Authentication-Results (default: MTA-Name, else the host name)" },
-    { "add_auth_results", AS_OPT_BOOL, "yes", "add one Authentication-Results field" },
-    { "remove_own_auth_results", AS_OPT_BOOL, "yes",
-      "remove Authentication-Results fields that claim our authserv-id" },
     { "reject_action", AS_OPT_STRING, "reject",
       "action forced (at least) for disposition reject; \"none\" disables" },
     { "quarantine_action", AS_OPT_STRING, "quarantine",
@@ -82,9 +77,7 @@ struct dmarc_state {
     enum as_dmarc_discovery discovery;
     psl_ctx_t *psl;
     int psl_owned;
-    const char *authserv_id;   /* NULL: MTA-Name or host */
-    char hostname[256];
-    int add_ar, remove_ar, list_downgrade, skip_auth, munge_pass_only;
+    int list_downgrade, skip_auth, munge_pass_only;
     enum as_action reject_action, quarantine_action, too_many_action;
     int reject_on, quarantine_on, too_many_on;
     int max_authors, max_rounds;
@@ -171,12 +164,6 @@ static int dmarc_init(struct as_plugin_ctx *ctx, void **state)
             return -1;
         }
     }
-    const char *id = as_plugin_opt_string(ctx, "authserv_id");
-    st->authserv_id = id && *id ? id : NULL;
-    if (gethostname(st->hostname, sizeof st->hostname - 1) != 0 || !st->hostname[0])
-        snprintf(st->hostname, sizeof st->hostname, "localhost");
-    st->add_ar = as_plugin_opt_bool(ctx, "add_auth_results");
-    st->remove_ar = as_plugin_opt_bool(ctx, "remove_own_auth_results");
     st->list_downgrade = as_plugin_opt_bool(ctx, "mailing_list_downgrade");
     st->skip_auth = as_plugin_opt_bool(ctx, "skip_authenticated");
     st->munge_pass_only = as_plugin_opt_bool(ctx, "munge_pass_only");
@@ -352,58 +339,21 @@ static void munge(struct dmarc_scan *s, const struct as_dmarc_result *r)
     as_task_add_symbol(t, "DMARC_MUNGED", 1.0, list, NULL);
 }
 
-static const char *authserv_id(const struct dmarc_scan *s)
+/* The dmarc= entry of the core's Authentication-Results field: the same
+ * text as r->auth_results (dmarc_ar_resinfo). */
+static void auth_result(struct dmarc_scan *s, const struct as_dmarc_result *r)
 {
-    const struct as_envelope *env = as_task_envelope(s->t);
-    if (s->st->authserv_id)
-        return s->st->authserv_id;
-    if (env && env->mta_name && *env->mta_name)
-        return env->mta_name;
-    return s->st->hostname;
-}
-
-static void auth_results(struct dmarc_scan *s, const struct as_dmarc_result *r)
-{
-    struct as_task *t = s->t;
-    struct as_pool *p = as_task_pool(t);
-    const char *id = authserv_id(s);
-    if (s->st->remove_ar) {
-        /* Fields forged (or left by a relay of ours) with our authserv-id.
-         * rspamd semantics: 0 = every instance, N = the N-th; removals
-         * are listed from the last so that sequential deletion by index
-         * stays right. */
-        const struct as_message *m = as_task_message(t);
-        size_t n = m ? as_msg_header_count(m, "Authentication-Results") : 0;
-        size_t nmatch = 0;
-        int match[64];
-        for (size_t i = 0; i < n && i < 64; i++) {
-            const struct as_header *h = as_msg_header_get(m, "Authentication-Results", (int)i);
-            const char *v = h ? as_header_unfold(t, h, NULL) : NULL;
-            const char *aid = dmarc_ar_authserv_id(p, v);
-            match[i] = aid && strcasecmp(aid, id) == 0;
-            nmatch += (size_t)match[i];
-        }
-        if (nmatch && nmatch == n)
-            as_task_remove_header(t, "Authentication-Results", 0);
-        else
-            for (size_t i = n < 64 ? n : 64; i-- > 0;)
-                if (match[i])
-                    as_task_remove_header(t, "Authentication-Results", (int)i + 1);
-    }
-    if (!s->st->add_ar)
-        return;
-    const char *parts[66];
-    size_t np = 0;
-    const struct as_spf_result *spf = as_task_get_result(t, AS_SPF_RESULT_KEY);
-    if (spf && spf->version >= 1 && spf->auth_results)
-        parts[np++] = spf->auth_results;
-    const struct as_dkim_result *dk = as_task_get_result(t, AS_DKIM_RESULT_KEY);
-    if (dk && dk->version >= 1)
-        for (size_t i = 0; i < dk->nauth_results && np < 64; i++)
-            parts[np++] = dk->auth_results[i];
-    parts[np++] = r->auth_results;
-    as_task_add_header(t, "Authentication-Results",
-                       dmarc_ar_value(p, dmarc_ar_quote_id(p, id), parts, np), 0);
+    struct as_pool *p = as_task_pool(s->t);
+    struct as_auth_prop props[2];
+    size_t n = 0;
+    if (r->author_domain)
+        props[n++] = (struct as_auth_prop){ "header.from", r->author_domain };
+    const char *pol = dmarc_ar_policy(r);
+    if (pol)
+        props[n++] = (struct as_auth_prop){ "policy.dmarc", pol };
+    struct as_auth_result ar = { "dmarc", as_dmarc_res_name(r->result), dmarc_ar_comment(p, r),
+                                 NULL, props, n };
+    as_task_add_auth_resultv(s->t, &ar);
 }
 
 static void publish(struct dmarc_scan *s)
@@ -515,7 +465,7 @@ static void publish(struct dmarc_scan *s)
                                                "check DMARC (limit %d)", st->max_authors),
                              "dmarc");
 
-    auth_results(s, r);
+    auth_result(s, r);
     if (st->nlists)
         munge(s, r);
     as_task_log(t, AS_LOG_DEBUG, "dmarc: %s %s (%d rounds)", r->auth_results,
@@ -703,7 +653,7 @@ const struct as_plugin authscan_plugin = {
     .name = "dmarc",
     .version = "1.0",
     .description = "DMARC (RFC 9989 / RFC 7489): policy, alignment, enforcement, "
-                   "Authentication-Results, mailing-list From rewriting",
+                   "Authentication-Results entry, mailing-list From rewriting",
     .depends = dmarc_depends,
     .symbols = dmarc_symbols,
     .nsymbols = sizeof dmarc_symbols / sizeof dmarc_symbols[0],

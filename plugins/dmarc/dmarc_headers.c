@@ -10,79 +10,6 @@
 
 /* ---- Authentication-Results ------------------------------------------- */
 
-/* Skips blanks and (nested) comments; bounded by the string. */
-static const char *skip_cfws(const char *s)
-{
-    for (;;) {
-        while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')
-            s++;
-        if (*s != '(')
-            return s;
-        int depth = 0;
-        do {
-            if (*s == '\\' && s[1])
-                s++;
-            else if (*s == '(')
-                depth++;
-            else if (*s == ')')
-                depth--;
-            s++;
-        } while (*s && depth > 0);
-    }
-}
-
-const char *dmarc_ar_authserv_id(struct as_pool *pool, const char *value)
-{
-    if (!value)
-        return NULL;
-    const char *s = skip_cfws(value);
-    if (*s == '"') {
-        char buf[256];
-        size_t n = 0;
-        for (s++; *s && *s != '"'; s++) {
-            if (*s == '\\' && s[1])
-                s++;
-            if (n + 1 < sizeof buf)
-                buf[n++] = *s;
-        }
-        buf[n] = 0;
-        return n ? as_pool_strdup(pool, buf) : NULL;
-    }
-    /* token: RFC 2045 token characters */
-    size_t n = 0;
-    while (s[n] && (unsigned char)s[n] > ' ' && (unsigned char)s[n] < 0x7f &&
-           !strchr("()<>@,;:\\\"/[]?=", s[n]))
-        n++;
-    /* an authserv-id is usually a host name: let '@' and '/' through is not
-     * needed; a dot-atom is all token characters */
-    return n ? as_pool_strndup(pool, s, n) : NULL;
-}
-
-const char *dmarc_ar_quote_id(struct as_pool *pool, const char *id)
-{
-    int token = *id != 0;
-    for (const char *p = id; *p; p++)
-        if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f ||
-            strchr("()<>@,;:\\\"/[]?=", *p))
-            token = 0;
-    if (token)
-        return id;
-    size_t n = strlen(id);
-    char *o = as_pool_alloc(pool, 2 * n + 3);
-    size_t k = 0;
-    o[k++] = '"';
-    for (const char *p = id; *p; p++) {
-        if ((unsigned char)*p < ' ' || *p == 0x7f)
-            continue;
-        if (*p == '"' || *p == '\\')
-            o[k++] = '\\';
-        o[k++] = *p;
-    }
-    o[k++] = '"';
-    o[k] = 0;
-    return o;
-}
-
 const char *dmarc_reason_names(struct as_pool *pool, unsigned reasons)
 {
     static const struct { unsigned bit; const char *name; } names[] = {
@@ -113,56 +40,42 @@ static enum as_dmarc_policy evaluated_policy(const struct as_dmarc_result *r)
     return r->disposition;
 }
 
-const char *dmarc_ar_resinfo(struct as_pool *pool, const struct as_dmarc_result *r)
+const char *dmarc_ar_comment(struct as_pool *pool, const struct as_dmarc_result *r)
 {
-    char comment[200] = "";
-    if (r->record && r->policy) {
-        const struct as_dmarc_record *rec = r->record;
-        size_t k = (size_t)snprintf(comment, sizeof comment, " (p=%s",
-                                    as_dmarc_policy_name(rec->p ? rec->p : AS_DMARC_POLICY_NONE));
-        if (rec->sp)
-            k += (size_t)snprintf(comment + k, sizeof comment - k, " sp=%s",
-                                  as_dmarc_policy_name(rec->sp));
-        if (r->result == AS_DMARC_FAIL || r->result == AS_DMARC_PASS)
-            k += (size_t)snprintf(comment + k, sizeof comment - k, " dis=%s",
-                                  as_dmarc_policy_name(r->disposition));
-        const char *why = dmarc_reason_names(pool, r->reasons & (AS_DMARC_REASON_TESTING |
-                                                                 AS_DMARC_REASON_SAMPLED_OUT |
-                                                                 AS_DMARC_REASON_MAILING_LIST));
-        if (*why)
-            k += (size_t)snprintf(comment + k, sizeof comment - k, " %s", why);
-        if (k < sizeof comment - 1)
-            snprintf(comment + k, sizeof comment - k, ")");
-        else
-            comment[0] = 0;
-    }
-    const char *from = r->author_domain ? as_pool_printf(pool, " header.from=%s", r->author_domain)
-                                        : "";
-    const char *pol = "";
-    if (r->record && r->policy)
-        pol = as_pool_printf(pool, " policy.dmarc=%s", as_dmarc_policy_name(evaluated_policy(r)));
-    return as_pool_printf(pool, "dmarc=%s%s%s%s", as_dmarc_res_name(r->result), comment, from, pol);
+    if (!r->record || !r->policy)
+        return NULL;
+    const struct as_dmarc_record *rec = r->record;
+    char comment[200];
+    size_t k = (size_t)snprintf(comment, sizeof comment, "p=%s",
+                                as_dmarc_policy_name(rec->p ? rec->p : AS_DMARC_POLICY_NONE));
+    if (rec->sp)
+        k += (size_t)snprintf(comment + k, sizeof comment - k, " sp=%s",
+                              as_dmarc_policy_name(rec->sp));
+    if (r->result == AS_DMARC_FAIL || r->result == AS_DMARC_PASS)
+        k += (size_t)snprintf(comment + k, sizeof comment - k, " dis=%s",
+                              as_dmarc_policy_name(r->disposition));
+    const char *why = dmarc_reason_names(pool, r->reasons & (AS_DMARC_REASON_TESTING |
+                                                             AS_DMARC_REASON_SAMPLED_OUT |
+                                                             AS_DMARC_REASON_MAILING_LIST));
+    if (*why && k < sizeof comment)
+        snprintf(comment + k, sizeof comment - k, " %s", why);
+    return as_pool_strdup(pool, comment);
 }
 
-const char *dmarc_ar_value(struct as_pool *pool, const char *authserv_id,
-                           const char *const *resinfo, size_t n)
+const char *dmarc_ar_policy(const struct as_dmarc_result *r)
 {
-    size_t len = strlen(authserv_id) + 16;
-    for (size_t i = 0; i < n; i++)
-        if (resinfo[i])
-            len += strlen(resinfo[i]) + 2;
-    char *o = as_pool_alloc(pool, len);
-    size_t k = (size_t)snprintf(o, len, "%s", authserv_id);
-    int any = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!resinfo[i] || !*resinfo[i])
-            continue;
-        k += (size_t)snprintf(o + k, len - k, "; %s", resinfo[i]);
-        any = 1;
-    }
-    if (!any)
-        snprintf(o + k, len - k, "; none");
-    return o;
+    return r->record && r->policy ? as_dmarc_policy_name(evaluated_policy(r)) : NULL;
+}
+
+const char *dmarc_ar_resinfo(struct as_pool *pool, const struct as_dmarc_result *r)
+{
+    const char *comment = dmarc_ar_comment(pool, r);
+    const char *pol = dmarc_ar_policy(r);
+    return as_pool_printf(pool, "dmarc=%s%s%s%s%s%s%s", as_dmarc_res_name(r->result),
+                          comment ? " (" : "", comment ? comment : "", comment ? ")" : "",
+                          r->author_domain ? " header.from=" : "",
+                          r->author_domain ? r->author_domain : "",
+                          pol ? as_pool_printf(pool, " policy.dmarc=%s", pol) : "");
 }
 
 /* ---- From munging ------------------------------------------------------ */

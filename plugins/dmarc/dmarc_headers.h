@@ -1,7 +1,8 @@
 /*
- * dmarc_headers.h - header text the dmarc plugin produces or inspects:
- * Authentication-Results (RFC 8601) and the From rewriting ("munging") for
- * mailing lists (RFC 7960 4.1.3.1).  Pure string functions, no task.
+ * dmarc_headers.h - header text the dmarc plugin produces: its
+ * Authentication-Results entry (RFC 8601; the core writes the field) and
+ * the From rewriting ("munging") for mailing lists (RFC 7960 4.1.3.1).
+ * Pure string functions, no task.
  */
 #ifndef DMARC_HEADERS_H
 #define DMARC_HEADERS_H
@@ -11,24 +12,16 @@
 #include "authscan/dmarc.h"
 #include "authscan/plugin.h"
 
-/* The authserv-id of an Authentication-Results value: the first token or
- * quoted-string after optional CFWS (RFC 8601 2.2).  Returns a pool string
- * or NULL when the value does not start with one. */
-const char *dmarc_ar_authserv_id(struct as_pool *pool, const char *value);
-
-/* authserv-id as a "value" (token, or quoted-string when needed). */
-const char *dmarc_ar_quote_id(struct as_pool *pool, const char *id);
-
 /* The dmarc= resinfo for a result, e.g.
  *   dmarc=fail (p=reject dis=quarantine mailing_list) header.from=example.com policy.dmarc=reject
  * policy.dmarc is the policy after t=/pct= (RFC 9989 9.1); our local
  * downgrades are only in the comment. */
 const char *dmarc_ar_resinfo(struct as_pool *pool, const struct as_dmarc_result *r);
-
-/* The whole field value: "<id>; spf=...; dkim=...; dmarc=..." (or
- * "<id>; none" when there is nothing to say).  NULL entries are skipped. */
-const char *dmarc_ar_value(struct as_pool *pool, const char *authserv_id,
-                           const char *const *resinfo, size_t n);
+/* Its parts for as_task_add_auth_resultv(): the comment without the
+ * parentheses ("p=reject sp=none dis=quarantine mailing_list"), NULL when
+ * there is no record; the policy.dmarc value, NULL when there is none. */
+const char *dmarc_ar_comment(struct as_pool *pool, const struct as_dmarc_result *r);
+const char *dmarc_ar_policy(const struct as_dmarc_result *r);
 
 /* Reason names for symbol options and reports ("testing", "sampled_out",
  * "mailing_list", ...), space-separated; "" when none. */

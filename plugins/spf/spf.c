@@ -380,6 +380,13 @@ static void publish(struct spf_scan *s)
                                          as_authres_value(p, c->domain ? c->domain : s->sender));
     r->received_spf = received_spf(p, s, c, helo_id);
     as_task_set_result(t, AS_SPF_RESULT_KEY, r);
+    /* the same entry for the core's Authentication-Results field (it
+     * quotes the value: HELO and MAIL FROM are the client's words) */
+    as_task_add_auth_result(t, "spf", as_spf_res_name(c->result), NULL,
+                            helo_id ? "smtp.helo" : "smtp.mailfrom",
+                            helo_id ? (s->helo ? s->helo : "")
+                                    : (c->domain ? c->domain : s->sender),
+                            NULL);
 
     /* Symbols: rspamd's options - the matching mechanism with its
      * qualifier when there is one, else the domain (and the error). */

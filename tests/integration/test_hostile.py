@@ -19,7 +19,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
 CORPUS = os.path.join(harness.DATA, "hostile")
-KEYS = ("why", "ip", "helo", "from", "zone", "set", "action", "symbols", "absent", "rcpt")
+KEYS = ("why", "ip", "helo", "from", "zone", "set", "action", "symbols", "absent", "rcpt",
+        "remove_headers", "add_headers")
 
 
 def load_cases(t):
@@ -53,9 +54,18 @@ def acceptable(c):
     return a if isinstance(a, list) else [a]
 
 
-def judge(t, where, c, action, symbols):
+def judge(t, where, c, reply):
+    action = reply.get("action")
+    symbols = set(reply.get("symbols", {}))
     t.check("%s %s: action" % (where, c["name"]), action in acceptable(c),
             "got %r, want %r (%s)" % (action, c["action"], c["why"]))
+    milter = reply.get("milter", {})
+    for name, want in sorted(c.get("remove_headers", {}).items()):
+        t.eq("%s %s: remove_headers %s" % (where, c["name"], name),
+             milter.get("remove_headers", {}).get(name), want)
+    for name in c.get("add_headers", []):
+        t.check("%s %s: add_headers %s" % (where, c["name"], name),
+                name in milter.get("add_headers", {}), "got %r" % milter.get("add_headers"))
     for s in c.get("symbols", []):
         t.check("%s %s: symbol %s" % (where, c["name"], s), s in symbols,
                 "got %s" % sorted(symbols))
@@ -102,12 +112,12 @@ def run_group(t, zone_name, overrides, cases):
                 t.check("daemon %s: answered" % c["name"], False, repr(e))
                 continue
             t.eq("daemon %s: status" % c["name"], st, 200)
-            judge(t, "daemon", c, reply.get("action"), set(reply.get("symbols", {})))
+            judge(t, "daemon", c, reply)
             t.eq("daemon %s: worker pids" % c["name"], sorted(d.worker_pids()), before)
 
             rc, out, err = harness.run_check(c["msg"], cli_args(c), zone=zone)
             if t.eq("cli %s: exit status" % c["name"], rc, 0) and isinstance(out, dict):
-                judge(t, "cli", c, out.get("action"), set(out.get("symbols", {})))
+                judge(t, "cli", c, out)
             else:
                 t.check("cli %s: output" % c["name"], False, err[-2000:])
         st, reply = d.checkv2(harness.SIMPLE_MSG, headers={"IP": "192.0.2.10", "From": "alice@example.com"})

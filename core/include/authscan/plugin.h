@@ -80,7 +80,8 @@
  * New members of struct as_plugin go at its end and are read only from
  * plugins whose abi_minor has them.  1.1: as_authres_value().  1.2: the
  * postfilter and finish stages, the verdict and symbol readers,
- * as_action_parse().
+ * as_action_parse(), as_task_add_auth_result[v]() (the host writes
+ * Authentication-Results).
  *
  * Typed results of the shipped plugins are installed beside this file:
  * authscan/spf.h, authscan/dkim.h, authscan/dmarc.h.
@@ -231,6 +232,51 @@ AS_API const char *as_domain_normalize(struct as_pool *pool, const char *s, size
  * session or the message (HELO, MAIL FROM): unquoted, a HELO such as
  * "x; dkim=pass" would add a result to our header.  Since ABI 1.1. */
 AS_API const char *as_authres_value(struct as_pool *pool, const char *value);
+
+/* Authentication-Results (RFC 8601), since ABI 1.2.  The host writes one
+ * field per scan when the postfilters are done (or the scan deadline
+ * passed), with one resinfo per call below made by any plugin during the
+ * scan and postfilter stages: a plugin reports what it checked and never
+ * formats or adds the field itself.  In the same step the host removes
+ * every field already in the message that carries our authserv-id.  Both
+ * happen for every scan that a Settings-ID profile does not exempt
+ * (settings.NAME.auth_results = no), whichever plugins ran.  Order in the
+ * field: spf, then dkim, then dmarc, then any other method; results of one
+ * method in plugin order, then in the order they were added.  See
+ * docs/architecture.md and docs/security.md.
+ *
+ * A resinfo is "method=result", an optional comment, an optional
+ * reason="...", and ptype.property=value pairs:
+ *     dkim=fail reason="body hash mismatch" header.d=example.com header.s=sel
+ * method, result and each property name ("smtp.mailfrom", "header.d",
+ * "policy.dmarc": ptype "." property) must be RFC 8601 keywords (letters,
+ * digits and inner '-').  Values are quoted by the
+ * host with as_authres_value(), the reason as a token or quoted-string,
+ * and the comment has '(', ')' and '\' escaped, so text from the message
+ * or the SMTP session cannot add a result.  Strings are copied.  Returns
+ * 0, or -1 (logged) for a malformed method, result or property name, a
+ * property without a value, or after the verdict is final. */
+struct as_auth_prop {
+    const char *name;              /* "ptype.property", e.g. "smtp.mailfrom" */
+    const char *value;
+};
+
+struct as_auth_result {
+    const char *method;            /* "spf", "dkim", "dmarc", "iprev" ... */
+    const char *result;            /* "pass", "fail", "none" ... */
+    const char *comment;           /* NULL, or a comment put after the result */
+    const char *reason;            /* NULL, or why (reason="...") */
+    const struct as_auth_prop *props;
+    size_t nprops;
+};
+
+AS_API int as_task_add_auth_resultv(struct as_task *t, const struct as_auth_result *r);
+/* The same with the properties as name, value pairs ending in NULL (at
+ * most 16 pairs):
+ *     as_task_add_auth_result(t, "spf", "pass", NULL,
+ *                             "smtp.mailfrom", domain, NULL); */
+AS_API int as_task_add_auth_result(struct as_task *t, const char *method, const char *result,
+                                   const char *reason, ...) AS_SENTINEL;
 
 /* The RFC5322.From of the message, parsed once per task.  The states are
  * distinct because DMARC treats them differently (see docs/dmarc.md). */

@@ -1,7 +1,8 @@
 /*
  * dkim_fixture.c - TEST FIXTURE ONLY, never installed: a plugin named
- * "dkim" that publishes a struct as_dkim_result (authscan/dkim.h) taken
- * from X-Test-DKIM: header fields instead of verifying signatures, so the
+ * "dkim" that publishes a struct as_dkim_result (authscan/dkim.h) and its
+ * Authentication-Results entries, taken from X-Test-DKIM: header fields
+ * instead of verifying signatures, so the
  * DMARC integration tests can put chosen DKIM outcomes in front of the
  * dmarc plugin end to end:
  *
@@ -48,10 +49,14 @@ static void scan(struct as_task *t, void *state)
         sigs[k].algorithm = "rsa-sha256";
         sigs[k].key_bits = 2048;
         ar[k] = as_pool_printf(p, "dkim=%s header.d=%s header.s=%s", res, dom, sel);
+        as_task_add_auth_result(t, "dkim", as_dkim_res_name(sigs[k].result), NULL,
+                                "header.d", sigs[k].domain, "header.s", sigs[k].selector, NULL);
         k++;
     }
-    if (k == 0)
+    if (k == 0) {
         ar[0] = "dkim=none";
+        as_task_add_auth_result(t, "dkim", "none", NULL, NULL);
+    }
     r->version = AS_DKIM_RESULT_VERSION;
     r->nsigs = k;
     r->sigs = sigs;
