@@ -892,6 +892,26 @@ size_t as_config_list(const struct as_config *cfg, const char *key,
     return l->n;
 }
 
+const struct as_config_entry *as_config_find_item(const struct as_config *cfg, const char *key,
+                                                  const char *item)
+{
+    /* The live entries of a key are the tail of its chain; the first in
+     * load order that holds the item is the line that brought it. */
+    const struct cfg_entry *found = NULL;
+    for (struct cfg_entry *en = cfg_last(cfg, key); en && !en->overridden;
+         en = en->prev ? cfg->e[en->prev - 1] : NULL) {
+        char **items = NULL;
+        size_t n = 0, cap = 0;
+        list_split(en->pub.value, en->pub.quoted, &items, &n, &cap);
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(items[i], item) == 0) found = en;
+            free(items[i]);
+        }
+        free(items);
+    }
+    return found ? &found->pub : as_config_find(cfg, key);
+}
+
 int as_config_bool(const struct as_config *cfg, const char *key, int def)
 {
     const struct as_config_entry *en = as_config_find(cfg, key);

@@ -139,6 +139,13 @@ unsigned long long as_config_size(const struct as_config *cfg, const char *key,
 size_t as_config_list(const struct as_config *cfg, const char *key,
                       const char *const **items);
 
+/* The entry of list key whose value holds item (the first such line in
+ * load order), so that a message about one item names the line that
+ * brought it.  Falls back to as_config_find(cfg, key) when no line holds
+ * it exactly; NULL if the key is unset. */
+const struct as_config_entry *as_config_find_item(const struct as_config *cfg, const char *key,
+                                                  const char *item);
+
 /* Formats "file:line: message" (or "command line: message") for an error
  * about entry e (NULL: no location) into err; returns -1 for convenience. */
 int as_config_error(char *err, size_t errlen, const struct as_config_entry *e,

@@ -28,6 +28,7 @@
 struct as_engine {
     struct event_base *base;
     struct as_config *cfg;
+    int cfg_borrowed;                   /* the check's engine: cfg is the caller's */
     struct as_symtab *symtab;
     struct as_actions actions;
     struct as_limits limits;
@@ -364,43 +365,40 @@ static int check_plugin_set(const struct as_config *cfg, const struct as_engine_
     return rc;
 }
 
-/* as_engine_check() in this process: loads the plugins here. */
+static struct as_engine *engine_alloc(struct event_base *base);
+static int engine_build(struct as_engine *e, struct as_config *cfg, int checking, char *err,
+                        size_t errlen);
+
+/* In the checking child: where engine_build() writes the name of the
+ * plugin whose init() runs, so that a crash or hang there is reported
+ * against that plugin. */
+static char *check_init_buf;
+static size_t check_init_len;
+
+/* as_engine_check() in this process: builds the whole engine a worker
+ * would build, plugins initialized and services started, and tears it
+ * down, so that what only a plugin's init() or a service's start() can
+ * judge fails the check and not the workers after it. */
 static int check_here(struct as_config *cfg, char *err, size_t errlen)
 {
-    struct as_engine_plugin *pl = NULL;
-    struct as_plugins_off off;
-    size_t np = 0;
-    if (as_plugins_load(as_engine_plugins_dir(cfg), cfg, &pl, &np, &off, err, errlen) < 0)
+    struct event_base *base = event_base_new();
+    if (!base) {
+        snprintf(err, errlen, "cannot check the configuration: no event base");
         return -1;
-    int rc = as_plugins_apply_defaults(pl, np, cfg, err, errlen);
-    if (rc == 0) rc = check_all_keys(cfg, pl, np, err, errlen);
-    if (rc == 0) rc = check_semantics(cfg, err, errlen);
-    if (rc == 0) rc = check_plugin_set(cfg, pl, np, &off, err, errlen);
-    if (rc == 0) {
-        struct as_symtab *st = as_symtab_new();
-        rc = build_symbols(st, pl, np, &off, cfg, err, errlen);
-        if (rc == 0) {
-            /* settings profiles name plugins and symbols: check them too */
-            struct as_actions acts;
-            struct as_settings_table *tab = NULL;
-            as_actions_from_config(&acts, cfg);
-            rc = as_settings_build(&tab, cfg, st, pl, np, &off, &acts, err, errlen);
-            as_settings_free(tab);
-        }
-        as_symtab_free(st);
     }
-    for (size_t i = 0; rc == 0 && i < as_service_count(); i++) {
-        const struct as_service *svc = as_service_at(i);
-        if (svc->check) rc = svc->check(cfg, err, errlen);
-    }
-    as_plugins_unload(pl, np);
-    as_plugins_off_free(&off);
+    struct as_engine *e = engine_alloc(base);
+    e->cfg = cfg;
+    e->cfg_borrowed = 1;
+    int rc = engine_build(e, cfg, 1, err, errlen);
+    as_engine_free(e);
+    event_base_free(base);
     return rc;
 }
 
 /* What the checking child leaves in a shared page for its parent. */
 struct check_report {
     char loading[1024];   /* the plugin file being mapped, "" between files */
+    char initializing[1024];  /* the plugin whose init() runs, "" otherwise */
     char err[1024];
     int done;             /* the child finished the check (rc is valid) */
     int rc;
@@ -441,6 +439,8 @@ int as_engine_check(struct as_config *cfg, char *err, size_t errlen)
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         as_plugins_track(r->loading, sizeof r->loading);
+        check_init_buf = r->initializing;
+        check_init_len = sizeof r->initializing;
         r->rc = check_here(cfg, r->err, sizeof r->err);
         r->done = 1;
         _exit(0);
@@ -474,10 +474,14 @@ int as_engine_check(struct as_config *cfg, char *err, size_t errlen)
     else snprintf(how, sizeof how, "exited with status %d before finishing",
                   WEXITSTATUS(status));
     r->loading[sizeof r->loading - 1] = '\0';
+    r->initializing[sizeof r->initializing - 1] = '\0';
     r->err[sizeof r->err - 1] = '\0';
     if (r->done && !timed_out) {
         rc = r->rc < 0 ? -1 : 0;
         if (rc < 0) as_strlcpy(err, r->err, errlen);
+    } else if (r->initializing[0]) {
+        snprintf(err, errlen, "plugin %s: the process checking the configuration %s in the "
+                 "plugin's init() (a worker would do the same at start)", r->initializing, how);
     } else if (r->loading[0]) {
         snprintf(err, errlen, "plugin %s: the process checking it %s while loading it (its "
                  "initialisation code crashes, exits or hangs, or the file changed while it "
@@ -535,30 +539,39 @@ static void read_stages(struct as_engine_plugin *p)
     }
 }
 
-struct as_engine *as_engine_new(struct event_base *base, struct as_config *cfg, char *err,
-                                size_t errlen)
+/* Loads, checks and starts everything of e from cfg, in the order of
+ * engine.h.  With `checking` (as_engine_check), also the checks a worker
+ * can skip because the master made them: every key against its schema,
+ * what the schemas cannot express, each service's check().  0 or -1. */
+static int engine_build(struct as_engine *e, struct as_config *cfg, int checking, char *err,
+                        size_t errlen)
 {
-    struct as_engine *e = engine_alloc(base);
-    e->cfg = cfg;
     e->symtab = as_symtab_new();
-
     if (as_plugins_load(as_engine_plugins_dir(cfg), cfg, &e->plugins, &e->nplugins, &e->off,
                         err, errlen) < 0 ||
-        as_plugins_apply_defaults(e->plugins, e->nplugins, cfg, err, errlen) < 0 ||
-        check_plugin_set(cfg, e->plugins, e->nplugins, &e->off, err, errlen) < 0 ||
+        as_plugins_apply_defaults(e->plugins, e->nplugins, cfg, err, errlen) < 0)
+        return -1;
+    if (checking && (check_all_keys(cfg, e->plugins, e->nplugins, err, errlen) < 0 ||
+                     check_semantics(cfg, err, errlen) < 0))
+        return -1;
+    if (check_plugin_set(cfg, e->plugins, e->nplugins, &e->off, err, errlen) < 0 ||
         build_symbols(e->symtab, e->plugins, e->nplugins, &e->off, cfg, err, errlen) < 0)
-        goto fail;
+        return -1;
     as_actions_from_config(&e->actions, cfg);
     read_limits(&e->limits, cfg);
-    if (as_settings_build(&e->settings, cfg, e->symtab, e->plugins, e->nplugins, &e->off, &e->actions,
-                          err, errlen) < 0)
-        goto fail;
+    if (as_settings_build(&e->settings, cfg, e->symtab, e->plugins, e->nplugins, &e->off,
+                          &e->actions, err, errlen) < 0)
+        return -1;
+    for (size_t i = 0; checking && i < as_service_count(); i++) {
+        const struct as_service *svc = as_service_at(i);
+        if (svc->check && svc->check(cfg, err, errlen) < 0) return -1;
+    }
 
     for (size_t i = 0; i < as_service_count(); i++) {
         const struct as_service *svc = as_service_at(i);
         if (!svc->start) continue;
-        e->services[i] = svc->start(base, cfg, err, errlen);
-        if (!e->services[i]) goto fail;
+        e->services[i] = svc->start(e->base, cfg, err, errlen);
+        if (!e->services[i]) return -1;
         e->service_owned[i] = 1;
     }
 
@@ -567,17 +580,34 @@ struct as_engine *as_engine_new(struct event_base *base, struct as_config *cfg, 
         read_stages(p);
         p->ctx.engine = e;
         p->ctx.def = p->def;
-        if (p->def->init && p->def->init(&p->ctx, &p->state) < 0) {
-            snprintf(err, errlen, "plugin %s: init failed: %s", p->def->name,
-                     p->ctx.error[0] ? p->ctx.error : "no reason given");
-            goto fail;
+        if (check_init_buf) snprintf(check_init_buf, check_init_len, "%s", p->path);
+        int rc = p->def->init ? p->def->init(&p->ctx, &p->state) : 0;
+        if (check_init_buf) check_init_buf[0] = '\0';
+        if (rc < 0) {
+            /* an option error names its file:line first, like every
+             * other config error; anything else names the plugin */
+            if (p->ctx.error_located)
+                as_strlcpy(err, p->ctx.error, errlen);
+            else
+                snprintf(err, errlen, "plugin %s: init failed: %s", p->def->name,
+                         p->ctx.error[0] ? p->ctx.error : "no reason given");
+            return -1;
         }
         p->initialized = 1;
     }
+    return 0;
+}
+
+struct as_engine *as_engine_new(struct event_base *base, struct as_config *cfg, char *err,
+                                size_t errlen)
+{
+    struct as_engine *e = engine_alloc(base);
+    e->cfg = cfg;
+    if (engine_build(e, cfg, 0, err, errlen) < 0) {
+        as_engine_free(e);
+        return NULL;
+    }
     return e;
-fail:
-    as_engine_free(e);
-    return NULL;
 }
 
 struct as_engine *as_engine_new_bare(struct event_base *base, struct as_symtab *st)
@@ -627,7 +657,7 @@ void as_engine_free(struct as_engine *e)
     free(e->service_owned);
     as_stats_free(e->stats);
     as_symtab_free(e->symtab);
-    as_config_free(e->cfg);
+    if (!e->cfg_borrowed) as_config_free(e->cfg);
     free(e);
 }
 

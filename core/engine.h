@@ -49,6 +49,7 @@ struct as_plugin_ctx {
     const struct as_plugin *def;
     unsigned dns_reserve;         /* as_plugin_dns_reserve() */
     char error[512];
+    int error_located;            /* error starts with "file:line: " */
 };
 
 struct as_engine_plugin {
