@@ -113,6 +113,14 @@ int as_config_error(char *err, size_t errlen, const struct as_config_entry *e,
     return -1;
 }
 
+const char *as_config_where(const struct as_config_entry *e, char *buf, size_t len)
+{
+    if (!e) snprintf(buf, len, "configuration");
+    else if (e->line > 0) snprintf(buf, len, "%s:%d", e->file, e->line);
+    else snprintf(buf, len, "%s", e->file);
+    return buf;
+}
+
 /* A value as shown in a message: long ones are cut so the key and the
  * expectation after them still fit. */
 static const char *cfg_show(const char *v, char *buf, size_t size)

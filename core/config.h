@@ -151,6 +151,10 @@ const struct as_config_entry *as_config_find_item(const struct as_config *cfg, c
 int as_config_error(char *err, size_t errlen, const struct as_config_entry *e,
                     const char *fmt, ...) AS_PRINTF(4, 5);
 
+/* Where e comes from, as messages name it: "file:line", or the origin
+ * alone for line 0 ("command line").  Writes into buf, returns it. */
+const char *as_config_where(const struct as_config_entry *e, char *buf, size_t len);
+
 /* Value parsers shared with the plugin option code: return 0 or -1. */
 int as_parse_bool(const char *s, int *out);
 int as_parse_int(const char *s, long long *out);

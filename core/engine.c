@@ -233,6 +233,60 @@ static int check_all_keys(struct as_config *cfg, struct as_engine_plugin *pl, si
     return rc;
 }
 
+/* Bounds of the core's numeric keys, checked on the value as written:
+ * each is narrowed (size_t, int, time_t) or multiplied after it is read,
+ * and a value past the type's range would wrap into a small, valid
+ * looking one (4294967297 into an int holding 1) or be undefined.  A
+ * duration is bounded in seconds, a size in bytes. */
+static const struct core_range {
+    const char *key;
+    enum as_opt_type type;
+    long long min, max;
+    const char *shown;            /* the range as the message gives it */
+} core_ranges[] = {
+    { "workers", AS_OPT_INT, 0, 256, "0 to 256" },
+    { "limits.max_headers", AS_OPT_INT, 0, 1000000, "0 (no limit) to 1000000" },
+    { "limits.max_connections", AS_OPT_INT, 0, 1000000, "0 (no limit) to 1000000" },
+    { "limits.max_connections_per_ip", AS_OPT_INT, 0, 1000000, "0 (no limit) to 1000000" },
+    { "limits.max_message_size", AS_OPT_SIZE, 1, 2LL << 30, "1 to 2G" },
+    { "limits.max_header_size", AS_OPT_SIZE, 0, 2LL << 30, "0 (no limit) to 2G" },
+    { "shutdown_timeout", AS_OPT_DURATION, 0, 86400, "0 to 1d" },
+    { "limits.scan_timeout", AS_OPT_DURATION, 0, 86400, "0 to 1d" },
+    { "limits.header_timeout", AS_OPT_DURATION, 0, 86400, "0 to 1d" },
+    { "limits.read_timeout", AS_OPT_DURATION, 0, 86400, "0 to 1d" },
+    { "limits.idle_timeout", AS_OPT_DURATION, 0, 86400, "0 to 1d" },
+};
+
+static int check_range(const struct as_config_entry *e, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < AS_ARRAY_LEN(core_ranges); i++) {
+        const struct core_range *r = &core_ranges[i];
+        if (strcmp(e->key, r->key) != 0) continue;
+        long long ll;
+        unsigned long long ull;
+        double d;
+        int ok;
+        switch (r->type) {
+        case AS_OPT_INT:
+            ok = as_parse_int(e->value, &ll) == 0 && ll >= r->min && ll <= r->max;
+            break;
+        case AS_OPT_SIZE:
+            ok = as_parse_size(e->value, &ull) == 0 && ull >= (unsigned long long)r->min &&
+                 ull <= (unsigned long long)r->max;
+            break;
+        default:
+            ok = as_parse_duration(e->value, &d) == 0 && d >= (double)r->min &&
+                 d <= (double)r->max;
+            break;
+        }
+        if (!ok)
+            return as_config_error(err, errlen, e, "bad value '%s' for '%s': expected %s",
+                                   e->value, e->key, r->shown);
+        return 0;
+    }
+    return 0;
+}
+
 /* Checks that the type system of as_config_check cannot express. */
 static int check_semantics(const struct as_config *cfg, char *err, size_t errlen)
 {
@@ -267,15 +321,22 @@ static int check_semantics(const struct as_config *cfg, char *err, size_t errlen
                    (as_parse_duration(e->value, &d) < 0 || d < 1 || d > 7 * 86400)) {
             return as_config_error(err, errlen, e, "bad value '%s' for 'poison.ttl': expected "
                                    "1s to 7d", e->value);
-        } else if (strcmp(e->key, "workers") == 0 &&
-                   (atoll(e->value) < 0 || atoll(e->value) > 256)) {
-            return as_config_error(err, errlen, e, "bad value '%s' for 'workers': expected 0 "
-                                   "to 256", e->value);
-        } else if ((strcmp(e->key, "limits.max_connections") == 0 ||
-                    strcmp(e->key, "limits.max_connections_per_ip") == 0) &&
-                   atoll(e->value) < 0) {
-            return as_config_error(err, errlen, e, "bad value '%s' for '%s': expected 0 (no "
-                                   "limit) or more", e->value, e->key);
+        } else if (check_range(e, err, errlen) < 0) {
+            return -1;
+        }
+    }
+    /* With poison.enable = no nothing is remembered or answered unscanned:
+     * the other poison keys would be accepted and do nothing. */
+    const struct as_config_entry *pe = as_config_find(cfg, "poison.enable");
+    if (pe && !as_config_bool(cfg, "poison.enable", 1)) {
+        static const char *const poison_keys[] = { "poison.action", "poison.ttl" };
+        for (size_t i = 0; i < AS_ARRAY_LEN(poison_keys); i++) {
+            const struct as_config_entry *e = as_config_find(cfg, poison_keys[i]);
+            char at[512];
+            if (e)
+                return as_config_error(err, errlen, e, "'%s' has no effect with poison.enable "
+                                       "= no (%s): remove one of them", poison_keys[i],
+                                       as_config_where(pe, at, sizeof at));
         }
     }
     const char *const *items;
