@@ -27,6 +27,7 @@
 struct as_engine {
     struct event_base *base;
     struct as_config *cfg;
+    int cfg_borrowed;                   /* the check's engine: cfg is the caller's */
     struct as_symtab *symtab;
     struct as_actions actions;
     struct as_limits limits;
@@ -334,6 +335,60 @@ static int check_all_keys(struct as_config *cfg, struct as_engine_plugin *pl, si
     return rc;
 }
 
+/* Bounds of the core's numeric keys, checked on the value as written:
+ * each is narrowed (size_t, int, time_t) or multiplied after it is read,
+ * and a value past the type's range would wrap into a small, valid
+ * looking one (4294967297 into an int holding 1) or be undefined.  A
+ * duration is bounded in seconds, a size in bytes. */
+static const struct core_range {
+    const char *key;
+    enum as_opt_type type;
+    long long min, max;
+    const char *shown;            /* the range as the message gives it */
+} core_ranges[] = {
+    { "workers", AS_OPT_INT, 0, 256, "0 to 256" },
+    { "limits.max_headers", AS_OPT_INT, 0, 1000000, "0 (no limit) to 1000000" },
+    { "limits.max_connections", AS_OPT_INT, 0, 1000000, "0 (no limit) to 1000000" },
+    { "limits.max_connections_per_ip", AS_OPT_INT, 0, 1000000, "0 (no limit) to 1000000" },
+    { "limits.max_message_size", AS_OPT_SIZE, 1, 2LL << 30, "1 to 2G" },
+    { "limits.max_header_size", AS_OPT_SIZE, 0, 2LL << 30, "0 (no limit) to 2G" },
+    { "shutdown_timeout", AS_OPT_DURATION, 0, 86400, "0 to 1d" },
+    { "limits.scan_timeout", AS_OPT_DURATION, 0, 86400, "0 to 1d" },
+    { "limits.header_timeout", AS_OPT_DURATION, 0, 86400, "0 to 1d" },
+    { "limits.read_timeout", AS_OPT_DURATION, 0, 86400, "0 to 1d" },
+    { "limits.idle_timeout", AS_OPT_DURATION, 0, 86400, "0 to 1d" },
+};
+
+static int check_range(const struct as_config_entry *e, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < AS_ARRAY_LEN(core_ranges); i++) {
+        const struct core_range *r = &core_ranges[i];
+        if (strcmp(e->key, r->key) != 0) continue;
+        long long ll;
+        unsigned long long ull;
+        double d;
+        int ok;
+        switch (r->type) {
+        case AS_OPT_INT:
+            ok = as_parse_int(e->value, &ll) == 0 && ll >= r->min && ll <= r->max;
+            break;
+        case AS_OPT_SIZE:
+            ok = as_parse_size(e->value, &ull) == 0 && ull >= (unsigned long long)r->min &&
+                 ull <= (unsigned long long)r->max;
+            break;
+        default:
+            ok = as_parse_duration(e->value, &d) == 0 && d >= (double)r->min &&
+                 d <= (double)r->max;
+            break;
+        }
+        if (!ok)
+            return as_config_error(err, errlen, e, "bad value '%s' for '%s': expected %s",
+                                   e->value, e->key, r->shown);
+        return 0;
+    }
+    return 0;
+}
+
 /* Checks that the type system of as_config_check cannot express. */
 static int check_semantics(const struct as_config *cfg, char *err, size_t errlen)
 {
@@ -368,15 +423,24 @@ static int check_semantics(const struct as_config *cfg, char *err, size_t errlen
                    (as_parse_duration(e->value, &d) < 0 || d < 1 || d > 7 * 86400)) {
             return as_config_error(err, errlen, e, "bad value '%s' for 'poison.ttl': expected "
                                    "1s to 7d", e->value);
-        } else if (strcmp(e->key, "workers") == 0 &&
-                   (atoll(e->value) < 0 || atoll(e->value) > 256)) {
-            return as_config_error(err, errlen, e, "bad value '%s' for 'workers': expected 0 "
-                                   "to 256", e->value);
-        } else if ((strcmp(e->key, "limits.max_connections") == 0 ||
-                    strcmp(e->key, "limits.max_connections_per_ip") == 0) &&
-                   atoll(e->value) < 0) {
-            return as_config_error(err, errlen, e, "bad value '%s' for '%s': expected 0 (no "
-                                   "limit) or more", e->value, e->key);
+        } else if (check_range(e, err, errlen) < 0) {
+            return -1;
+        }
+    }
+    /* With poison.enable = no nothing is remembered or answered unscanned:
+     * the other poison keys would be accepted and do nothing. */
+    const struct as_config_entry *pe = as_config_find(cfg, "poison.enable");
+    if (pe && !as_config_bool(cfg, "poison.enable", 1)) {
+        static const char *const poison_keys[] = { "poison.action", "poison.ttl" };
+        for (size_t i = 0; i < AS_ARRAY_LEN(poison_keys); i++) {
+            const struct as_config_entry *e = as_config_find(cfg, poison_keys[i]);
+            char at[512];
+            /* as_engine_apply_defaults() fills unset keys: only a value a
+             * site wrote is one that would be ignored. */
+            if (e && strcmp(e->file, "default") != 0)
+                return as_config_error(err, errlen, e, "'%s' has no effect with poison.enable "
+                                       "= no (%s): remove one of them", poison_keys[i],
+                                       as_config_where(pe, at, sizeof at));
         }
     }
     if (check_authres(cfg, err, errlen) < 0) return -1;
@@ -459,44 +523,40 @@ static int check_plugin_set(const struct as_config *cfg, const struct as_engine_
     return rc;
 }
 
-/* as_engine_check() in this process: loads the plugins here. */
+static struct as_engine *engine_alloc(struct event_base *base);
+static int engine_build(struct as_engine *e, struct as_config *cfg, int checking, char *err,
+                        size_t errlen);
+
+/* In the checking child: where engine_build() writes the name of the
+ * plugin whose init() runs, so that a crash or hang there is reported
+ * against that plugin. */
+static char *check_init_buf;
+static size_t check_init_len;
+
+/* as_engine_check() in this process: builds the whole engine a worker
+ * would build, plugins initialized and services started, and tears it
+ * down, so that what only a plugin's init() or a service's start() can
+ * judge fails the check and not the workers after it. */
 static int check_here(struct as_config *cfg, char *err, size_t errlen)
 {
-    struct as_engine_plugin *pl = NULL;
-    struct as_plugins_off off;
-    size_t np = 0;
-    if (as_plugins_load(as_engine_plugins_dir(cfg), cfg, &pl, &np, &off, err, errlen) < 0)
+    struct event_base *base = event_base_new();
+    if (!base) {
+        snprintf(err, errlen, "cannot check the configuration: no event base");
         return -1;
-    int rc = as_plugins_apply_defaults(pl, np, cfg, err, errlen);
-    if (rc == 0) rc = check_all_keys(cfg, pl, np, err, errlen);
-    if (rc == 0) rc = check_semantics(cfg, err, errlen);
-    if (rc == 0) warn_authres_aliases(cfg);
-    if (rc == 0) rc = check_plugin_set(cfg, pl, np, &off, err, errlen);
-    if (rc == 0) {
-        struct as_symtab *st = as_symtab_new();
-        rc = build_symbols(st, pl, np, &off, cfg, err, errlen);
-        if (rc == 0) {
-            /* settings profiles name plugins and symbols: check them too */
-            struct as_actions acts;
-            struct as_settings_table *tab = NULL;
-            as_actions_from_config(&acts, cfg);
-            rc = as_settings_build(&tab, cfg, st, pl, np, &off, &acts, err, errlen);
-            as_settings_free(tab);
-        }
-        as_symtab_free(st);
     }
-    for (size_t i = 0; rc == 0 && i < as_service_count(); i++) {
-        const struct as_service *svc = as_service_at(i);
-        if (svc->check) rc = svc->check(cfg, err, errlen);
-    }
-    as_plugins_unload(pl, np);
-    as_plugins_off_free(&off);
+    struct as_engine *e = engine_alloc(base);
+    e->cfg = cfg;
+    e->cfg_borrowed = 1;
+    int rc = engine_build(e, cfg, 1, err, errlen);
+    as_engine_free(e);
+    event_base_free(base);
     return rc;
 }
 
 /* What the checking child leaves in a shared page for its parent. */
 struct check_report {
     char loading[1024];   /* the plugin file being mapped, "" between files */
+    char initializing[1024];  /* the plugin whose init() runs, "" otherwise */
     char err[1024];
     int done;             /* the child finished the check (rc is valid) */
     int rc;
@@ -537,6 +597,8 @@ int as_engine_check(struct as_config *cfg, char *err, size_t errlen)
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         as_plugins_track(r->loading, sizeof r->loading);
+        check_init_buf = r->initializing;
+        check_init_len = sizeof r->initializing;
         r->rc = check_here(cfg, r->err, sizeof r->err);
         r->done = 1;
         _exit(0);
@@ -570,10 +632,14 @@ int as_engine_check(struct as_config *cfg, char *err, size_t errlen)
     else snprintf(how, sizeof how, "exited with status %d before finishing",
                   WEXITSTATUS(status));
     r->loading[sizeof r->loading - 1] = '\0';
+    r->initializing[sizeof r->initializing - 1] = '\0';
     r->err[sizeof r->err - 1] = '\0';
     if (r->done && !timed_out) {
         rc = r->rc < 0 ? -1 : 0;
         if (rc < 0) as_strlcpy(err, r->err, errlen);
+    } else if (r->initializing[0]) {
+        snprintf(err, errlen, "plugin %s: the process checking the configuration %s in the "
+                 "plugin's init() (a worker would do the same at start)", r->initializing, how);
     } else if (r->loading[0]) {
         snprintf(err, errlen, "plugin %s: the process checking it %s while loading it (its "
                  "initialisation code crashes, exits or hangs, or the file changed while it "
@@ -631,31 +697,41 @@ static void read_stages(struct as_engine_plugin *p)
     }
 }
 
-struct as_engine *as_engine_new(struct event_base *base, struct as_config *cfg, char *err,
-                                size_t errlen)
+/* Loads, checks and starts everything of e from cfg, in the order of
+ * engine.h.  With `checking` (as_engine_check), also the checks a worker
+ * can skip because the master made them: every key against its schema,
+ * what the schemas cannot express, each service's check().  0 or -1. */
+static int engine_build(struct as_engine *e, struct as_config *cfg, int checking, char *err,
+                        size_t errlen)
 {
-    struct as_engine *e = engine_alloc(base);
-    e->cfg = cfg;
     e->symtab = as_symtab_new();
-
     if (as_plugins_load(as_engine_plugins_dir(cfg), cfg, &e->plugins, &e->nplugins, &e->off,
                         err, errlen) < 0 ||
-        as_plugins_apply_defaults(e->plugins, e->nplugins, cfg, err, errlen) < 0 ||
-        check_plugin_set(cfg, e->plugins, e->nplugins, &e->off, err, errlen) < 0 ||
+        as_plugins_apply_defaults(e->plugins, e->nplugins, cfg, err, errlen) < 0)
+        return -1;
+    if (checking && (check_all_keys(cfg, e->plugins, e->nplugins, err, errlen) < 0 ||
+                     check_semantics(cfg, err, errlen) < 0))
+        return -1;
+    if (checking) warn_authres_aliases(cfg);
+    if (check_plugin_set(cfg, e->plugins, e->nplugins, &e->off, err, errlen) < 0 ||
         build_symbols(e->symtab, e->plugins, e->nplugins, &e->off, cfg, err, errlen) < 0)
-        goto fail;
+        return -1;
     as_actions_from_config(&e->actions, cfg);
     read_limits(&e->limits, cfg);
     read_authres(&e->authres, cfg);
-    if (as_settings_build(&e->settings, cfg, e->symtab, e->plugins, e->nplugins, &e->off, &e->actions,
-                          err, errlen) < 0)
-        goto fail;
+    if (as_settings_build(&e->settings, cfg, e->symtab, e->plugins, e->nplugins, &e->off,
+                          &e->actions, err, errlen) < 0)
+        return -1;
+    for (size_t i = 0; checking && i < as_service_count(); i++) {
+        const struct as_service *svc = as_service_at(i);
+        if (svc->check && svc->check(cfg, err, errlen) < 0) return -1;
+    }
 
     for (size_t i = 0; i < as_service_count(); i++) {
         const struct as_service *svc = as_service_at(i);
         if (!svc->start) continue;
-        e->services[i] = svc->start(base, cfg, err, errlen);
-        if (!e->services[i]) goto fail;
+        e->services[i] = svc->start(e->base, cfg, err, errlen);
+        if (!e->services[i]) return -1;
         e->service_owned[i] = 1;
     }
 
@@ -664,17 +740,34 @@ struct as_engine *as_engine_new(struct event_base *base, struct as_config *cfg, 
         read_stages(p);
         p->ctx.engine = e;
         p->ctx.def = p->def;
-        if (p->def->init && p->def->init(&p->ctx, &p->state) < 0) {
-            snprintf(err, errlen, "plugin %s: init failed: %s", p->def->name,
-                     p->ctx.error[0] ? p->ctx.error : "no reason given");
-            goto fail;
+        if (check_init_buf) snprintf(check_init_buf, check_init_len, "%s", p->path);
+        int rc = p->def->init ? p->def->init(&p->ctx, &p->state) : 0;
+        if (check_init_buf) check_init_buf[0] = '\0';
+        if (rc < 0) {
+            /* an option error names its file:line first, like every
+             * other config error; anything else names the plugin */
+            if (p->ctx.error_located)
+                as_strlcpy(err, p->ctx.error, errlen);
+            else
+                snprintf(err, errlen, "plugin %s: init failed: %s", p->def->name,
+                         p->ctx.error[0] ? p->ctx.error : "no reason given");
+            return -1;
         }
         p->initialized = 1;
     }
+    return 0;
+}
+
+struct as_engine *as_engine_new(struct event_base *base, struct as_config *cfg, char *err,
+                                size_t errlen)
+{
+    struct as_engine *e = engine_alloc(base);
+    e->cfg = cfg;
+    if (engine_build(e, cfg, 0, err, errlen) < 0) {
+        as_engine_free(e);
+        return NULL;
+    }
     return e;
-fail:
-    as_engine_free(e);
-    return NULL;
 }
 
 struct as_engine *as_engine_new_bare(struct event_base *base, struct as_symtab *st)
@@ -725,7 +818,7 @@ void as_engine_free(struct as_engine *e)
     free(e->service_owned);
     as_stats_free(e->stats);
     as_symtab_free(e->symtab);
-    as_config_free(e->cfg);
+    if (!e->cfg_borrowed) as_config_free(e->cfg);
     free(e);
 }
 

@@ -58,6 +58,7 @@ struct as_plugin_ctx {
     const struct as_plugin *def;
     unsigned dns_reserve;         /* as_plugin_dns_reserve() */
     char error[512];
+    int error_located;            /* error starts with "file:line: " */
 };
 
 struct as_engine_plugin {
@@ -105,14 +106,18 @@ struct as_config *as_engine_load_config(const char *path, char *err, size_t errl
  * the command line and before as_engine_check(). */
 void as_engine_apply_defaults(struct as_config *cfg);
 
-/* Validates cfg completely, loading the plugins' shared objects to learn
- * their options and symbols, in a child process: a plugin file that
- * crashes, exits or hangs while loaded fails the check (naming the file)
- * instead of killing the caller.  Refuses a plugin set without spf, dkim
- * or dmarc (unless plugins.allow_no_auth) and rules for undeclared
- * symbols (see symbols.h).  Used by the master (start, reload), by
- * --check-config and by the CLI.  cfg is not changed (plugin defaults are
- * applied in the child).  Returns 0 or -1 with "file:line: message". */
+/* Validates cfg completely, in a child process: every key against its
+ * schema and range, then the whole engine a worker would build (plugins
+ * loaded and initialized, services started, no network traffic), torn
+ * down again, so that whatever a plugin's init() or a service's start()
+ * refuses fails here and not in the workers.  A plugin file that
+ * crashes, exits or hangs while loaded or in init() fails the check
+ * (naming the file) instead of killing the caller, which never maps
+ * plugin code.  Refuses a plugin set without spf, dkim or dmarc (unless
+ * plugins.allow_no_auth) and rules for undeclared symbols (see
+ * symbols.h).  Used by the master (start, reload), by --check-config and
+ * by the CLI.  cfg is not changed (plugin defaults are applied in the
+ * child).  Returns 0 or -1 with "file:line: message". */
 int as_engine_check(struct as_config *cfg, char *err, size_t errlen);
 
 /* Builds an engine on base: plugins loaded, services started (service.h),

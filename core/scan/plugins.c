@@ -447,7 +447,7 @@ int as_plugins_apply_defaults(struct as_engine_plugin *p, size_t n, struct as_co
             snprintf(key, sizeof key, "%s.%s", def->name, o->name);
             const char *const *items;
             if (!as_config_find(cfg, key) && as_config_list(cfg, key, &items) == 0)
-                as_config_set(cfg, key, o->default_value, "default", 0);
+                as_config_set(cfg, key, o->default_value, AS_PLUGINS_DEFAULT_ORIGIN, 0);
         }
     }
     return 0;
@@ -518,6 +518,84 @@ void as_plugin_set_error(struct as_plugin_ctx *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(c->error, sizeof c->error, fmt, ap);
     va_end(ap);
+    c->error_located = 0;
+}
+
+static int is_default(const struct as_config_entry *e)
+{
+    return e->line == 0 && strcmp(e->file, AS_PLUGINS_DEFAULT_ORIGIN) == 0;
+}
+
+/* "where: key<what>: " then the plugin's message.  where is the entry's
+ * file:line, or the plugin itself when the value is its declared default
+ * (a bug of the plugin, not of the site's config). */
+static int opt_verror(struct as_plugin_ctx *c, const struct as_config_entry *e,
+                      const char *key, const char *what, const char *fmt, va_list ap)
+{
+    int n;
+    if (e && !is_default(e))
+        n = e->line > 0 ? snprintf(c->error, sizeof c->error, "%s:%d: %s%s: ", e->file,
+                                   e->line, key, what)
+                        : snprintf(c->error, sizeof c->error, "%s: %s%s: ", e->file, key, what);
+    else
+        n = snprintf(c->error, sizeof c->error, "plugin %s: %s %s%s: ", c->def->name,
+                     e ? "declared default" : "unset option", key, what);
+    if (n >= 0 && (size_t)n < sizeof c->error)
+        vsnprintf(c->error + n, sizeof c->error - (size_t)n, fmt, ap);
+    c->error_located = e && !is_default(e);
+    return -1;
+}
+
+int as_plugin_opt_error(struct as_plugin_ctx *c, const char *name, const char *fmt, ...)
+{
+    char k[256], what[128];
+    const struct as_config_entry *e =
+        as_config_find(as_engine_config(c->engine), opt_key(c, name, k, sizeof k));
+    /* long values are cut: the key and the reason must fit */
+    snprintf(what, sizeof what, " = %.80s%s", e ? e->value : "",
+             e && strlen(e->value) > 80 ? "..." : "");
+    va_list ap;
+    va_start(ap, fmt);
+    opt_verror(c, e, k, e ? what : "", fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int as_plugin_opt_item_error(struct as_plugin_ctx *c, const char *name, const char *item,
+                             const char *fmt, ...)
+{
+    char k[256], what[128];
+    const struct as_config_entry *e =
+        as_config_find_item(as_engine_config(c->engine), opt_key(c, name, k, sizeof k), item);
+    snprintf(what, sizeof what, " item '%.80s%s'", item, strlen(item) > 80 ? "..." : "");
+    va_list ap;
+    va_start(ap, fmt);
+    opt_verror(c, e, k, what, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int as_plugin_opt_int_range(struct as_plugin_ctx *c, const char *name, long long min,
+                            long long max, long long *out)
+{
+    char k[256];
+    const struct as_config_entry *e =
+        as_config_find(as_engine_config(c->engine), opt_key(c, name, k, sizeof k));
+    long long v;
+    if (!e || as_parse_int(e->value, &v) < 0)
+        return as_plugin_opt_error(c, name, "expected an integer from %lld to %lld", min, max);
+    if (v < min || v > max)
+        return as_plugin_opt_error(c, name, "out of range: expected %lld to %lld", min, max);
+    *out = v;
+    return 0;
+}
+
+int as_plugin_opt_is_set(const struct as_plugin_ctx *c, const char *name)
+{
+    char k[256];
+    const struct as_config_entry *e =
+        as_config_find(as_engine_config(c->engine), opt_key(c, name, k, sizeof k));
+    return e && !is_default(e);
 }
 
 struct event_base *as_plugin_event_base(const struct as_plugin_ctx *c) { return as_engine_base(c->engine); }

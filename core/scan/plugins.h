@@ -29,7 +29,9 @@ int as_plugins_load(const char *dir, const struct as_config *cfg,
 /* Calls fini (if initialized) and dlclose for each, then frees the array. */
 void as_plugins_unload(struct as_engine_plugin *p, size_t n);
 /* Checks each plugin's declared option defaults and sets them in cfg for
- * keys the configuration leaves unset (origin "default"). */
+ * keys the configuration leaves unset (origin AS_PLUGINS_DEFAULT_ORIGIN,
+ * line 0: as_plugin_opt_is_set() tells them from the site's values). */
+#define AS_PLUGINS_DEFAULT_ORIGIN "<plugin default>"
 int as_plugins_apply_defaults(struct as_engine_plugin *p, size_t n, struct as_config *cfg,
                               char *err, size_t errlen);
 void as_plugins_off_free(struct as_plugins_off *off);

@@ -784,6 +784,47 @@ static int resolver_setup_unbound(struct as_resolver *r, const struct as_resolve
 /* Per-query deadline bounds, shared by the config check and the resolver. */
 static int timeout_ok(double t) { return t > 0 && t <= 3600; }
 
+/* Keys that only one way of resolving reads are refused in the others, so
+ * that none is accepted and silently ignored: servers and resolv_conf are
+ * the forwarders (servers wins), recursive drops the forwarders, and a
+ * zone file answers everything from memory, with no forwarder and no
+ * cache.  --dns-zone (a zone file from the command line) is exempt: it
+ * deliberately takes a production config offline for one run. */
+static int check_modes(const struct as_config *cfg, char *err, size_t errlen)
+{
+    const struct as_config_entry *zone = as_config_find(cfg, "dns.zone_file");
+    const struct as_config_entry *servers = as_config_find(cfg, "dns.servers");
+    const struct as_config_entry *resolv = as_config_find(cfg, "dns.resolv_conf");
+    const struct as_config_entry *recursive = as_config_find(cfg, "dns.recursive");
+    if (servers && as_config_list(cfg, "dns.servers", NULL) == 0) servers = NULL;
+    if (recursive && !as_config_bool(cfg, "dns.recursive", 0)) recursive = NULL;
+    char at[512];
+    if (zone && *zone->value && zone->line > 0) {
+        const struct as_config_entry *unused[] = {
+            servers, resolv, recursive, as_config_find(cfg, "dns.cache_size"),
+            as_config_find(cfg, "dns.max_ttl"), as_config_find(cfg, "dns.negative_ttl"),
+        };
+        for (size_t i = 0; i < AS_ARRAY_LEN(unused); i++)
+            if (unused[i])
+                return as_config_error(err, errlen, unused[i], "'%s' has no effect with "
+                                       "dns.zone_file (%s), which answers every query from "
+                                       "the file, with no forwarder and no cache: remove "
+                                       "one of them", unused[i]->key,
+                                       as_config_where(zone, at, sizeof at));
+    }
+    if (recursive && (servers || resolv)) {
+        const struct as_config_entry *e = servers ? servers : resolv;
+        return as_config_error(err, errlen, e, "'%s' has no effect with dns.recursive = yes "
+                               "(%s), which uses no forwarders: remove one of them", e->key,
+                               as_config_where(recursive, at, sizeof at));
+    }
+    if (servers && resolv)
+        return as_config_error(err, errlen, resolv, "'dns.resolv_conf' has no effect when "
+                               "dns.servers is set (%s): remove one of them",
+                               as_config_where(servers, at, sizeof at));
+    return 0;
+}
+
 int as_dns_config_check(const struct as_config *cfg, char *err, size_t errlen)
 {
     const struct as_config_entry *e = as_config_find(cfg, "dns.timeout");
@@ -794,6 +835,7 @@ int as_dns_config_check(const struct as_config *cfg, char *err, size_t errlen)
     static const struct { const char *key; long long max; } counts[] = {
         { "dns.max_queries", AS_DNS_MAX_QUERIES_MAX },
         { "dns.plugin_reserve", AS_DNS_RESERVE_MAX },
+        { "dns.cache_size", AS_DNS_CACHE_SIZE_MAX },
     };
     for (size_t i = 0; i < AS_ARRAY_LEN(counts); i++) {
         long long v;
@@ -802,6 +844,7 @@ int as_dns_config_check(const struct as_config *cfg, char *err, size_t errlen)
             return as_config_error(err, errlen, e, "bad value '%s' for '%s': expected "
                                    "0 to %lld", e->value, counts[i].key, counts[i].max);
     }
+    if (check_modes(cfg, err, errlen) < 0) return -1;
     const char *const *servers;
     size_t n = as_config_list(cfg, "dns.servers", &servers);
     for (size_t i = 0; i < n; i++) {

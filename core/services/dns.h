@@ -46,6 +46,8 @@ struct as_dns_req;
  * plugin asks for. */
 #define AS_DNS_RESERVE_MAX 100000u
 #define AS_DNS_MAX_QUERIES_MAX 1000000u
+/* Upper bound of dns.cache_size. */
+#define AS_DNS_CACHE_SIZE_MAX 10000000u
 
 struct as_resolver_config {
     const char *const *servers;   /* "host:port" or "host" (port 53); may be empty */

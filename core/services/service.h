@@ -11,8 +11,8 @@
  *            prefix) and checked with every other key; check() then looks
  *            at what a schema cannot (ranges, syntax, files that must
  *            exist) and names file:line.  The master and --check-config
- *            run check(), so a worker never fails on a config the master
- *            accepted;
+ *            run check(), then start() and stop() in the checking child,
+ *            so a worker never fails on a config the master accepted;
  *   start    each engine (one per worker process, one in the CLI) calls
  *            start() after the plugins are loaded and before their init();
  *            the returned state lives until stop(), after every task of

@@ -113,6 +113,14 @@ int as_config_error(char *err, size_t errlen, const struct as_config_entry *e,
     return -1;
 }
 
+const char *as_config_where(const struct as_config_entry *e, char *buf, size_t len)
+{
+    if (!e) snprintf(buf, len, "configuration");
+    else if (e->line > 0) snprintf(buf, len, "%s:%d", e->file, e->line);
+    else snprintf(buf, len, "%s", e->file);
+    return buf;
+}
+
 /* A value as shown in a message: long ones are cut so the key and the
  * expectation after them still fit. */
 static const char *cfg_show(const char *v, char *buf, size_t size)
@@ -890,6 +898,26 @@ size_t as_config_list(const struct as_config *cfg, const char *key,
     c->lists = l;
     if (items) *items = (const char *const *)l->items;
     return l->n;
+}
+
+const struct as_config_entry *as_config_find_item(const struct as_config *cfg, const char *key,
+                                                  const char *item)
+{
+    /* The live entries of a key are the tail of its chain; the first in
+     * load order that holds the item is the line that brought it. */
+    const struct cfg_entry *found = NULL;
+    for (struct cfg_entry *en = cfg_last(cfg, key); en && !en->overridden;
+         en = en->prev ? cfg->e[en->prev - 1] : NULL) {
+        char **items = NULL;
+        size_t n = 0, cap = 0;
+        list_split(en->pub.value, en->pub.quoted, &items, &n, &cap);
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(items[i], item) == 0) found = en;
+            free(items[i]);
+        }
+        free(items);
+    }
+    return found ? &found->pub : as_config_find(cfg, key);
 }
 
 int as_config_bool(const struct as_config *cfg, const char *key, int def)

@@ -139,10 +139,21 @@ unsigned long long as_config_size(const struct as_config *cfg, const char *key,
 size_t as_config_list(const struct as_config *cfg, const char *key,
                       const char *const **items);
 
+/* The entry of list key whose value holds item (the first such line in
+ * load order), so that a message about one item names the line that
+ * brought it.  Falls back to as_config_find(cfg, key) when no line holds
+ * it exactly; NULL if the key is unset. */
+const struct as_config_entry *as_config_find_item(const struct as_config *cfg, const char *key,
+                                                  const char *item);
+
 /* Formats "file:line: message" (or "command line: message") for an error
  * about entry e (NULL: no location) into err; returns -1 for convenience. */
 int as_config_error(char *err, size_t errlen, const struct as_config_entry *e,
                     const char *fmt, ...) AS_PRINTF(4, 5);
+
+/* Where e comes from, as messages name it: "file:line", or the origin
+ * alone for line 0 ("command line").  Writes into buf, returns it. */
+const char *as_config_where(const struct as_config_entry *e, char *buf, size_t len);
 
 /* Value parsers shared with the plugin option code: return 0 or -1. */
 int as_parse_bool(const char *s, int *out);

@@ -930,11 +930,18 @@ static int plugin_init(struct as_plugin_ctx *ctx, void **state)
         return -1;
     }
     st->allow_sha1 = as_plugin_opt_bool(ctx, "allow_sha1");
-    st->min_bits = as_plugin_opt_int(ctx, "min_rsa_bits");
-    st->max_bits = as_plugin_opt_int(ctx, "max_rsa_bits");
-    st->max_sigs = as_plugin_opt_int(ctx, "max_signatures");
-    st->max_hlist = as_plugin_opt_int(ctx, "max_header_list");
-    long long cache_size = as_plugin_opt_int(ctx, "key_cache_size");
+    long long cache_size;
+    if (as_plugin_opt_int_range(ctx, "min_rsa_bits", 0, 16384, &st->min_bits) < 0 ||
+        as_plugin_opt_int_range(ctx, "max_rsa_bits", 0, 16384, &st->max_bits) < 0 ||
+        as_plugin_opt_int_range(ctx, "max_signatures", 1, 100, &st->max_sigs) < 0 ||
+        as_plugin_opt_int_range(ctx, "max_header_list", 1, 100000, &st->max_hlist) < 0 ||
+        as_plugin_opt_int_range(ctx, "key_cache_size", 0, 1000000, &cache_size) < 0)
+        goto fail;
+    if (st->max_bits < st->min_bits) {
+        as_plugin_opt_error(ctx, "max_rsa_bits", "smaller than dkim.min_rsa_bits (%lld)",
+                            st->min_bits);
+        goto fail;
+    }
     const char *bl = as_plugin_opt_string(ctx, "body_length");
     const char *vm = as_plugin_opt_string(ctx, "verify");
     if (!bl || strcmp(bl, "complete") == 0) {
@@ -944,7 +951,7 @@ static int plugin_init(struct as_plugin_ctx *ctx, void **state)
     } else if (strcmp(bl, "never") == 0) {
         st->body_length = BL_NEVER;
     } else {
-        as_plugin_set_error(ctx, "dkim.body_length: want accept, complete or never");
+        as_plugin_opt_error(ctx, "body_length", "expected accept, complete or never");
         goto fail;
     }
     if (!vm || strcmp(vm, "cached") == 0) {
@@ -952,14 +959,15 @@ static int plugin_init(struct as_plugin_ctx *ctx, void **state)
     } else if (strcmp(vm, "library") == 0) {
         st->library_mode = 1;
     } else {
-        as_plugin_set_error(ctx, "dkim.verify: want cached or library");
+        as_plugin_opt_error(ctx, "verify", "expected cached or library");
         goto fail;
     }
-    if (st->min_bits < 0 || st->max_bits < st->min_bits || st->max_bits > 16384 ||
-        st->max_sigs < 1 || st->max_sigs > 100 || st->max_hlist < 1 ||
-        cache_size < 0 || cache_size > 1000000) {
-        as_plugin_set_error(ctx, "dkim: a limit is out of range (max_rsa_bits <= 16384, "
-                                 "max_signatures 1-100, key_cache_size 0-1000000)");
+    /* libopendkim fetches and decodes the keys itself in library mode:
+     * a cache size there would be accepted and do nothing. */
+    if (st->library_mode && as_plugin_opt_is_set(ctx, "key_cache_size")) {
+        as_plugin_opt_error(ctx, "key_cache_size", "has no effect with dkim.verify = library "
+                            "(libopendkim keeps no key cache): remove it, or use verify = "
+                            "cached");
         goto fail;
     }
     /* One key query per signature we verify: SPF's work (the sender's

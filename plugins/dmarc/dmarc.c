@@ -51,8 +51,9 @@ static const struct as_symbol_def dmarc_symbols[] = {
 static const struct as_option_def dmarc_options[] = {
     { "discovery", AS_OPT_STRING, "tree",
       "tree: RFC 9989 DNS Tree Walk; psl: RFC 7489 Public Suffix List (pct= honoured)" },
-    { "public_suffix_list", AS_OPT_STRING, "",
-      "PSL file for discovery = psl (default: libpsl's newest, the Debian publicsuffix list)" },
+    { "public_suffix_list", AS_OPT_STRING, NULL,
+      "PSL file for discovery = psl (default: libpsl's newest, the Debian publicsuffix list); "
+      "an error with discovery = tree, which uses no PSL" },
     { "reject_action", AS_OPT_STRING, "reject",
       "action forced (at least) for disposition reject; \"none\" disables" },
     { "quarantine_action", AS_OPT_STRING, "quarantine",
@@ -67,9 +68,11 @@ static const struct as_option_def dmarc_options[] = {
       "\"none\" disables" },
     { "munge_lists", AS_OPT_LIST, "",
       "list addresses (envelope recipients) whose mail gets its From rewritten" },
-    { "munge_style", AS_OPT_STRING, "via", "via: \"Author via List\" <list>; invalid: author@domain.INVALID" },
+    { "munge_style", AS_OPT_STRING, "via",
+      "via: \"Author via List\" <list>; invalid: author@domain.INVALID (needs munge_lists)" },
     { "munge_pass_only", AS_OPT_BOOL, "yes",
-      "rewrite only mail that passed DMARC (never launder a spoof through the list)" },
+      "rewrite only mail that passed DMARC (never launder a spoof through the list; needs "
+      "munge_lists)" },
     { "max_rounds", AS_OPT_INT, "20", "DNS round trips before temperror" },
 };
 
@@ -130,6 +133,18 @@ static void dmarc_fini(void *state)
     free(st);
 }
 
+/* local@domain, one '@', both parts non-empty, no blanks or controls. */
+static int list_address_valid(const char *s)
+{
+    const char *at = strchr(s, '@');
+    if (!at || at == s || !at[1] || strchr(at + 1, '@'))
+        return 0;
+    for (; *s; s++)
+        if ((unsigned char)*s <= ' ' || *s == 0x7f)
+            return 0;
+    return 1;
+}
+
 static int dmarc_init(struct as_plugin_ctx *ctx, void **state)
 {
     struct dmarc_state *st = calloc(1, sizeof *st);
@@ -143,12 +158,22 @@ static int dmarc_init(struct as_plugin_ctx *ctx, void **state)
     else if (strcasecmp(disc, "psl") == 0)
         st->discovery = AS_DMARC_DISCOVERY_PSL;
     else {
-        as_plugin_set_error(ctx, "dmarc.discovery: '%s' is neither tree nor psl", disc);
+        as_plugin_opt_error(ctx, "discovery", "expected tree or psl");
+        free(st);
+        return -1;
+    }
+    const char *f = as_plugin_opt_string(ctx, "public_suffix_list");
+    if (st->discovery == AS_DMARC_DISCOVERY_TREE && f) {
+        /* The Tree Walk (RFC 9989) finds the Organizational Domain in DNS
+         * and never reads a PSL: a site that names one expects it used,
+         * so the combination is refused rather than ignored. */
+        as_plugin_opt_error(ctx, "public_suffix_list", "has no effect with dmarc.discovery = "
+                            "tree (the RFC 9989 DNS Tree Walk uses no Public Suffix List): "
+                            "remove it, or set dmarc.discovery = psl to use it");
         free(st);
         return -1;
     }
     if (st->discovery == AS_DMARC_DISCOVERY_PSL) {
-        const char *f = as_plugin_opt_string(ctx, "public_suffix_list");
         if (f && *f) {
             st->psl = psl_load_file(f);
             st->psl_owned = st->psl != NULL;
@@ -159,7 +184,12 @@ static int dmarc_init(struct as_plugin_ctx *ctx, void **state)
                 st->psl = (psl_ctx_t *)psl_builtin();
         }
         if (!st->psl) {
-            as_plugin_set_error(ctx, "dmarc.public_suffix_list: cannot load '%s'", f ? f : "");
+            if (f && *f)
+                as_plugin_opt_error(ctx, "public_suffix_list", "cannot load it as a Public "
+                                    "Suffix List (missing, unreadable or not in PSL format)");
+            else
+                as_plugin_set_error(ctx, "dmarc: no Public Suffix List available (libpsl has "
+                                    "none built in): set dmarc.public_suffix_list");
             free(st);
             return -1;
         }
@@ -167,8 +197,15 @@ static int dmarc_init(struct as_plugin_ctx *ctx, void **state)
     st->list_downgrade = as_plugin_opt_bool(ctx, "mailing_list_downgrade");
     st->skip_auth = as_plugin_opt_bool(ctx, "skip_authenticated");
     st->munge_pass_only = as_plugin_opt_bool(ctx, "munge_pass_only");
-    st->max_authors = (int)as_plugin_opt_int(ctx, "max_author_domains");
-    st->max_rounds = (int)as_plugin_opt_int(ctx, "max_rounds");
+    long long authors, rounds;
+    if (as_plugin_opt_int_range(ctx, "max_author_domains", 1, DMARC_MAX_AUTHORS_LIMIT,
+                                &authors) < 0 ||
+        as_plugin_opt_int_range(ctx, "max_rounds", 1, 100, &rounds) < 0) {
+        dmarc_fini(st);
+        return -1;
+    }
+    st->max_authors = (int)authors;
+    st->max_rounds = (int)rounds;
     st->nlists = as_plugin_opt_list(ctx, "munge_lists", &st->lists);
     const char *style = as_plugin_opt_string(ctx, "munge_style");
     if (!style || strcasecmp(style, "via") == 0)
@@ -176,9 +213,28 @@ static int dmarc_init(struct as_plugin_ctx *ctx, void **state)
     else if (strcasecmp(style, "invalid") == 0)
         st->munge_style = DMARC_MUNGE_INVALID;
     else {
-        as_plugin_set_error(ctx, "dmarc.munge_style: '%s' is neither via nor invalid", style);
+        as_plugin_opt_error(ctx, "munge_style", "expected via or invalid");
         dmarc_fini(st);
         return -1;
+    }
+    for (size_t i = 0; i < st->nlists; i++) {
+        if (!list_address_valid(st->lists[i])) {
+            as_plugin_opt_item_error(ctx, "munge_lists", st->lists[i], "expected a list "
+                                     "address like list@example.org (it is compared with "
+                                     "the envelope recipients)");
+            dmarc_fini(st);
+            return -1;
+        }
+    }
+    /* The munging options shape a rewrite that only munge_lists turns on. */
+    static const char *const munge_opts[] = { "munge_style", "munge_pass_only" };
+    for (size_t i = 0; !st->nlists && i < sizeof munge_opts / sizeof munge_opts[0]; i++) {
+        if (as_plugin_opt_is_set(ctx, munge_opts[i])) {
+            as_plugin_opt_error(ctx, munge_opts[i], "has no effect without dmarc.munge_lists "
+                                "(no From is rewritten): remove it, or name the lists");
+            dmarc_fini(st);
+            return -1;
+        }
     }
     static const char *const action_opts[] = { "reject_action", "quarantine_action",
                                                "too_many_authors_action" };
@@ -187,19 +243,12 @@ static int dmarc_init(struct as_plugin_ctx *ctx, void **state)
     for (int i = 0; i < 3; i++) {
         const char *v = as_plugin_opt_string(ctx, action_opts[i]);
         if (parse_action(v, acts[i], ons[i]) < 0) {
-            as_plugin_set_error(ctx, "dmarc.%s: unknown action '%s' (want none, no action, "
+            as_plugin_opt_error(ctx, action_opts[i], "unknown action (want none, no action, "
                                 "greylist, add header, rewrite subject, quarantine, "
-                                "soft reject or reject)", action_opts[i], v);
+                                "soft reject or reject)");
             dmarc_fini(st);
             return -1;
         }
-    }
-    if (st->max_authors < 1 || st->max_authors > DMARC_MAX_AUTHORS_LIMIT ||
-        st->max_rounds < 1 || st->max_rounds > 100) {
-        as_plugin_set_error(ctx, "dmarc: max_author_domains must be 1-%d, max_rounds 1-100",
-                            DMARC_MAX_AUTHORS_LIMIT);
-        dmarc_fini(st);
-        return -1;
     }
     /* Policy discovery of every Author Domain always gets its queries: at
      * most DMARC_WALK_MAX for the Tree Walk (RFC 9989 4.10) and one for the

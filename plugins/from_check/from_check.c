@@ -59,7 +59,9 @@ static int fc_init(struct as_plugin_ctx *ctx, void **state)
     if (a && *a && strcasecmp(a, "none") != 0) {
         int v = as_action_parse(a);
         if (v < 0) {
-            as_plugin_set_error(ctx, "from_check.unusable_from_action: unknown action '%s'", a);
+            as_plugin_opt_error(ctx, "unusable_from_action", "unknown action (want none, "
+                                "greylist, add header, rewrite subject, quarantine, soft "
+                                "reject or reject)");
             free(fc);
             return -1;
         }

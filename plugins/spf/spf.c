@@ -75,10 +75,12 @@ static int load_nets(struct as_plugin_ctx *ctx, const char *opt, struct spf_netl
     const char *const *items;
     size_t n = as_plugin_opt_list(ctx, opt, &items);
     for (size_t i = 0; i < n; i++) {
-        if (spf_netlist_add(nl, items[i]) < 0) {
-            as_plugin_set_error(ctx, "spf.%s: bad network '%s'", opt, items[i]);
-            return -1;
-        }
+        if (nl->n >= SPF_NET_MAX)
+            return as_plugin_opt_item_error(ctx, opt, items[i], "more than %d networks",
+                                            SPF_NET_MAX);
+        if (spf_netlist_add(nl, items[i]) < 0)
+            return as_plugin_opt_item_error(ctx, opt, items[i], "expected an IPv4 or IPv6 "
+                                            "network like 192.0.2.0/24 or 2001:db8::/32");
     }
     return 0;
 }
@@ -92,23 +94,30 @@ static int spf_init(struct as_plugin_ctx *ctx, void **state)
     }
     struct spf_limits lim = SPF_LIMITS_DEFAULT;
     st->lim = lim;
-    st->lim.max_terms = (int)as_plugin_opt_int(ctx, "max_dns_terms");
-    st->lim.max_void = (int)as_plugin_opt_int(ctx, "max_void_lookups");
-    st->lim.max_record_len = (size_t)as_plugin_opt_size(ctx, "max_record_size");
-    st->max_rounds = (int)as_plugin_opt_int(ctx, "max_rounds");
-    st->skip_auth = as_plugin_opt_bool(ctx, "skip_authenticated");
-    st->check_helo = as_plugin_opt_bool(ctx, "check_helo");
-    st->use_return_path = as_plugin_opt_bool(ctx, "use_return_path");
     /* libspf2 1.2.10 silently stops compiling a record after its tenth DNS
-     * mechanism, so the RFC value is also the largest one that works. */
-    if (st->lim.max_terms < 1 || st->lim.max_terms > 10 || st->lim.max_void < 0 ||
-        st->lim.max_record_len < 64 || st->lim.max_record_len > SPF_RECORD_MAX_LEN ||
-        st->max_rounds < 1 || st->max_rounds > 100) {
-        as_plugin_set_error(ctx, "spf: a limit is out of range (max_dns_terms 1-10, "
-                                 "max_record_size 64-4096, max_rounds 1-100)");
+     * mechanism, so the RFC value is also the largest one that works.
+     * Every limit is checked as written, before it is narrowed to int. */
+    long long terms, voids, rounds;
+    if (as_plugin_opt_int_range(ctx, "max_dns_terms", 1, 10, &terms) < 0 ||
+        as_plugin_opt_int_range(ctx, "max_void_lookups", 0, 10, &voids) < 0 ||
+        as_plugin_opt_int_range(ctx, "max_rounds", 1, 100, &rounds) < 0) {
         free(st);
         return -1;
     }
+    unsigned long long rlen = as_plugin_opt_size(ctx, "max_record_size");
+    if (rlen < 64 || rlen > SPF_RECORD_MAX_LEN) {
+        as_plugin_opt_error(ctx, "max_record_size", "out of range: expected 64 to %d bytes",
+                            (int)SPF_RECORD_MAX_LEN);
+        free(st);
+        return -1;
+    }
+    st->lim.max_terms = (int)terms;
+    st->lim.max_void = (int)voids;
+    st->lim.max_record_len = (size_t)rlen;
+    st->max_rounds = (int)rounds;
+    st->skip_auth = as_plugin_opt_bool(ctx, "skip_authenticated");
+    st->check_helo = as_plugin_opt_bool(ctx, "check_helo");
+    st->use_return_path = as_plugin_opt_bool(ctx, "use_return_path");
     if (load_nets(ctx, "trusted_relays", &st->trusted) < 0 ||
         load_nets(ctx, "local_networks", &st->local) < 0) {
         free(st);
@@ -121,7 +130,7 @@ static int spf_init(struct as_plugin_ctx *ctx, void **state)
         snprintf(st->receiver, sizeof st->receiver, "localhost");
     const char *dexp = as_plugin_opt_string(ctx, "default_explanation");
     if (dexp && *dexp && !spf_macro_string_valid(dexp, strlen(dexp), 1)) {
-        as_plugin_set_error(ctx, "spf.default_explanation: not a valid macro-string");
+        as_plugin_opt_error(ctx, "default_explanation", "not a valid RFC 7208 macro-string");
         free(st);
         return -1;
     }

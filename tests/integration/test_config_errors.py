@@ -15,6 +15,7 @@ Prints "N passed, N failed"; exits non-zero on failure."""
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -112,6 +113,121 @@ BROKEN = [
 ]
 
 
+# Errors only a plugin's init() can find: --check-config must run it (the
+# check builds the whole engine) and the message must name file:line.
+PLUGIN_INIT = [
+    ("dmarc max_rounds 0", "workers = 1\n\ndmarc.max_rounds = 0\n", 3,
+     ["dmarc.max_rounds = 0", "expected 1 to 100"]),
+    ("spf bad network on a += line", "[spf]\ntrusted_relays = 10.0.0.0/8\n"
+     "trusted_relays += 192.0.2.0/24, 1.2.3.4/99\n", 3,
+     ["spf.trusted_relays", "1.2.3.4/99"]),
+    ("spf bad local network", "spf.local_networks = 127.0.0.0/8, not-a-net\n", 1,
+     ["spf.local_networks", "not-a-net"]),
+    ("dmarc munge_lists item without @", "[dmarc]\nmunge_lists = talk@lists.example\n"
+     "munge_lists += talk\n", 3, ["dmarc.munge_lists", "'talk'"]),
+    ("dkim body_length", "\ndkim.body_length = sometimes\n", 2,
+     ["dkim.body_length = sometimes", "accept, complete or never"]),
+    ("dkim verify", "dkim.verify = magic\n", 1, ["dkim.verify = magic"]),
+    ("dkim max below min", "dkim.min_rsa_bits = 2048\ndkim.max_rsa_bits = 1024\n", 2,
+     ["dkim.max_rsa_bits", "dkim.min_rsa_bits"]),
+    ("dmarc discovery", "# x\ndmarc.discovery = guess\n", 2, ["dmarc.discovery = guess"]),
+    ("dmarc PSL file missing", "dmarc.discovery = psl\n"
+     "dmarc.public_suffix_list = /nonexistent/psl.dat\n", 2,
+     ["dmarc.public_suffix_list", "/nonexistent/psl.dat"]),
+    ("dmarc action", "dmarc.reject_action = explode\n", 1, ["dmarc.reject_action = explode"]),
+    ("spf default_explanation", "spf.default_explanation = \"bad %{z} macro\"\n", 1,
+     ["spf.default_explanation", "macro-string"]),
+    ("from_check action", "\n\nfrom_check.unusable_from_action = destroy\n", 3,
+     ["from_check.unusable_from_action = destroy"]),
+]
+
+# Integer, size and duration values past the range of the type they end
+# up in: refused with the bounds instead of wrapping into a valid-looking
+# value (4294967297 into an int is 1).  One row per key that is narrowed.
+INT_WRAP = [
+    ("spf.max_rounds wraps to 1", "spf.max_rounds = 4294967297\n", 1,
+     ["spf.max_rounds", "1 to 100"]),
+    ("spf.max_dns_terms wraps to 1", "spf.max_dns_terms = 4294967297\n", 1,
+     ["spf.max_dns_terms", "1 to 10"]),
+    ("spf.max_void_lookups wraps to 2", "\nspf.max_void_lookups = 4294967298\n", 2,
+     ["spf.max_void_lookups", "0 to 10"]),
+    ("spf.max_record_size", "spf.max_record_size = 4294967297\n", 1,
+     ["spf.max_record_size", "64 to 4096"]),
+    ("dmarc.max_rounds wraps to 1", "[dmarc]\nmax_rounds = 4294967297\n", 2,
+     ["dmarc.max_rounds", "1 to 100"]),
+    ("dmarc.max_author_domains wraps to 1", "dmarc.max_author_domains = 4294967297\n", 1,
+     ["dmarc.max_author_domains", "1 to 16"]),
+    ("dkim.max_signatures", "dkim.max_signatures = 4294967297\n", 1,
+     ["dkim.max_signatures", "1 to 100"]),
+    ("dkim.key_cache_size", "dkim.key_cache_size = -1\n", 1, ["dkim.key_cache_size", "0 to"]),
+    ("dkim.max_header_list", "dkim.max_header_list = 99999999999\n", 1,
+     ["dkim.max_header_list", "1 to 100000"]),
+    ("workers", "workers = 4294967297\n", 1, ["workers", "0 to 256"]),
+    ("int past long long", "workers = 99999999999999999999\n", 1, ["workers", "integer"]),
+    ("limits.max_headers negative", "limits.max_headers = -1\n", 1,
+     ["limits.max_headers", "0 (no limit) to 1000000"]),
+    ("limits.max_connections", "limits.max_connections = 18446744073709551\n", 1,
+     ["limits.max_connections", "to 1000000"]),
+    ("limits.max_connections_per_ip", "limits.max_connections_per_ip = 4294967296\n", 1,
+     ["limits.max_connections_per_ip", "to 1000000"]),
+    ("dns.cache_size", "[dns]\ncache_size = 4294967297\n", 2, ["dns.cache_size", "0 to"]),
+    ("dns.max_queries", "dns.max_queries = 4294967297\n", 1, ["dns.max_queries", "0 to"]),
+    ("dns.plugin_reserve", "dns.plugin_reserve = 4294967297\n", 1,
+     ["dns.plugin_reserve", "0 to"]),
+    ("size", "limits.max_message_size = 4096G\n", 1, ["limits.max_message_size", "1 to 2G"]),
+    ("size past 64 bits", "limits.max_header_size = 99999999999999999999k\n", 1,
+     ["limits.max_header_size", "size"]),
+    ("duration past time_t", "limits.scan_timeout = 99999999999999999999999s\n", 1,
+     ["limits.scan_timeout", "0 to 1d"]),
+    ("shutdown_timeout", "shutdown_timeout = 400d\n", 1, ["shutdown_timeout", "0 to 1d"]),
+    ("idle_timeout", "limits.idle_timeout = 10000000000h\n", 1, ["limits.idle_timeout"]),
+]
+
+# Keys that only one mode reads: set in another mode they would be accepted
+# and do nothing, so they are refused naming their own line.
+MODE_ONLY = [
+    ("public_suffix_list in tree mode", "workers = 1\ndmarc.public_suffix_list = %s\n", 2,
+     ["dmarc.public_suffix_list", "discovery = tree", "discovery = psl"]),
+    ("key_cache_size in library mode", "dkim.verify = library\n\ndkim.key_cache_size = 10\n", 3,
+     ["dkim.key_cache_size", "verify = library"]),
+    ("munge_style without munge_lists", "dmarc.munge_style = invalid\n", 1,
+     ["dmarc.munge_style", "munge_lists"]),
+    ("munge_pass_only without munge_lists", "# x\ndmarc.munge_pass_only = no\n", 2,
+     ["dmarc.munge_pass_only", "munge_lists"]),
+    ("dns.servers with dns.zone_file", "dns.zone_file = %s\ndns.servers = 127.0.0.1\n", 2,
+     ["dns.servers", "dns.zone_file"]),
+    ("dns.cache_size with dns.zone_file", "dns.cache_size = 10\ndns.zone_file = %s\n", 1,
+     ["dns.cache_size", "dns.zone_file"]),
+    ("dns.servers with dns.recursive", "dns.recursive = yes\n\ndns.servers = 127.0.0.1\n", 3,
+     ["dns.servers", "dns.recursive"]),
+    ("dns.resolv_conf with dns.servers", "dns.servers = 127.0.0.1\n"
+     "dns.resolv_conf = /etc/resolv.conf\n", 2, ["dns.resolv_conf", "dns.servers"]),
+    ("poison.ttl with poison.enable = no", "poison.enable = no\npoison.ttl = 2h\n", 2,
+     ["poison.ttl", "poison.enable = no"]),
+    ("poison.action with poison.enable = no", "poison.action = reject\npoison.enable = off\n",
+     1, ["poison.action", "poison.enable = no"]),
+]
+
+# ... and the same keys where their mode uses them are fine.
+MODE_OK = [
+    ("public_suffix_list with discovery = psl", "dmarc.discovery = psl\n"
+     "dmarc.public_suffix_list = %s\n"),
+    ("key_cache_size with verify = cached", "dkim.verify = cached\ndkim.key_cache_size = 10\n"),
+    ("munge_style with munge_lists", "dmarc.munge_lists = talk@lists.example\n"
+     "dmarc.munge_style = invalid\ndmarc.munge_pass_only = no\n"),
+    ("authserv_id with add_auth_results", "dmarc.add_auth_results = no\n"
+     "dmarc.authserv_id = mx.example\n"),
+    ("poison.ttl with poison enabled", "poison.enable = yes\npoison.ttl = 2h\n"),
+    ("dns.recursive = no with servers", "dns.recursive = no\ndns.servers = 127.0.0.1\n"),
+    ("dns.zone_file alone", "dns.zone_file = %s\ndns.timeout = 1s\n"),
+    ("integers at their bounds", "spf.max_rounds = 100\ndmarc.max_rounds = 1\n"
+     "spf.max_void_lookups = 0\nworkers = 256\nlimits.max_message_size = 2G\n"
+     "limits.scan_timeout = 1d\ndns.cache_size = 0\n"),
+]
+
+PSL = os.path.join(harness.SRC, "tests", "data", "dmarc", "public_suffix_list.dat")
+
+
 def authscand(args, timeout=60):
     p = subprocess.run([harness.AUTHSCAND] + args, capture_output=True, timeout=timeout,
                        stdin=subprocess.DEVNULL)
@@ -140,17 +256,64 @@ def test_valid():
     T.check("CRLF lines and an empty section are valid", rc == 0, err)
 
 
-def test_broken_table():
-    for name, text, line, words in BROKEN:
+def run_broken(table, fill=""):
+    """Each (name, text, line, words) row fails --check-config with its
+    first line naming file:line and holding the words.  '%s' in the text
+    is replaced by fill."""
+    for name, text, line, words in table:
+        if "%s" in text:
+            text = text % fill
         fname = "broken-%s.conf" % re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
         rc, out, err = check_config(text, name=fname)
-        T.check("%s: exit non-zero" % name, rc != 0, "rc=%d out=%r err=%r" % (rc, out, err))
+        T.check("%s: exit non-zero" % name, rc != 0,
+                "got rc=%d (out=%r err=%r), want non-zero" % (rc, out, err))
         want = "%s:%d:" % (fname, line)
-        T.check("%s: message names %s" % (name, want), want in err, err)
+        first = (err.strip().splitlines() or [""])[0]
+        T.check("%s: message names %s" % (name, want), want in err,
+                "got %r, want %r in it" % (err, want))
         for w in words:
-            T.check("%s: message contains %r" % (name, w), w in err, err)
-        T.check("%s: the message is the first line" % name,
-                want in (err.strip().splitlines() or [""])[0], err)
+            T.check("%s: message contains %r" % (name, w), w in err,
+                    "got %r, want %r in it" % (err, w))
+        T.check("%s: the message is the first line" % name, want in first,
+                "got first line %r, want %r in it" % (first, want))
+
+
+def test_broken_table():
+    run_broken(BROKEN)
+
+
+def test_plugin_init_errors():
+    """--check-config runs every plugin's init(): what only the plugin can
+    judge is refused with file:line (before, it passed the check and the
+    workers failed at start)."""
+    run_broken(PLUGIN_INIT)
+    # a --set value an init() refuses names the command line
+    rc, out, err = check_config("", ["--set", "dmarc.max_rounds=0"])
+    T.check("--set refused by init: names the command line",
+            rc != 0 and err.startswith("authscand: command line: dmarc.max_rounds = 0"),
+            "got rc=%d %r, want 'command line: dmarc.max_rounds = 0'" % (rc, err))
+
+
+def test_int_wrap():
+    run_broken(INT_WRAP)
+
+
+def test_mode_only_keys():
+    zone = os.path.join(TMP, "mode.zone")
+    with open(zone, "w") as f:
+        f.write("$ORIGIN example.\n$TTL 300\n@ IN TXT \"v=spf1 -all\"\n")
+    run_broken(MODE_ONLY[:1], PSL)
+    run_broken(MODE_ONLY[1:], zone)
+    for name, text in MODE_OK:
+        if "%s" in text:
+            text = text % (PSL if "public_suffix" in text else zone)
+        rc, out, err = check_config(text)
+        T.check("%s: accepted" % name, rc == 0, "got rc=%d %r, want 0" % (rc, err))
+    # --dns-zone takes a production config offline for one run on purpose
+    rc, out, err = check_config("dns.servers = 127.0.0.1\ndns.cache_size = 10\n",
+                                ["--dns-zone", zone])
+    T.check("--dns-zone over a config with dns.servers: accepted", rc == 0,
+            "got rc=%d %r, want 0" % (rc, err))
 
 
 def test_overrides():
@@ -403,6 +566,140 @@ def test_bad_plugins():
             out["symbols"].get("HELLO_WORLD", {}).get("options") == ["hi"], (rc, out, err))
 
 
+PROBE_PLUGIN = r"""
+#include <authscan/plugin.h>
+#include <signal.h>
+#include <stdio.h>
+#include <unistd.h>
+static const struct as_option_def opts[] = {
+    { "marker", AS_OPT_STRING, NULL, "file that init and fini append to" },
+    { "level", AS_OPT_INT, "3", "1 to 5" },
+    { "words", AS_OPT_LIST, "", "no item may start with x" },
+    { "crash", AS_OPT_BOOL, "no", "die in init" },
+    { "extra", AS_OPT_STRING, NULL, "only with level 5" },
+};
+static void mark(const char *path, const char *what) {
+    FILE *f = path ? fopen(path, "a") : NULL;
+    if (f) { fprintf(f, "%s %d\n", what, (int)getpid()); fclose(f); }
+}
+static int init(struct as_plugin_ctx *c, void **state) {
+    const char *m = as_plugin_opt_string(c, "marker");
+    mark(m, "init");
+    if (as_plugin_opt_bool(c, "crash")) kill(getpid(), SIGKILL);
+    long long level;
+    if (as_plugin_opt_int_range(c, "level", 1, 5, &level) < 0) return -1;
+    const char *const *w;
+    size_t n = as_plugin_opt_list(c, "words", &w);
+    for (size_t i = 0; i < n; i++)
+        if (w[i][0] == 'x') return as_plugin_opt_item_error(c, "words", w[i], "starts with x");
+    if (level != 5 && as_plugin_opt_is_set(c, "extra"))
+        return as_plugin_opt_error(c, "extra", "has no effect below level 5");
+    *state = (void *)m;
+    return 0;
+}
+static void fini(void *state) { mark(state, "fini"); }
+const struct as_plugin authscan_plugin = {
+    AS_PLUGIN_HEADER, .name = "probe", .version = "1",
+    .options = opts, .noptions = sizeof opts / sizeof opts[0],
+    .init = init, .fini = fini,
+};
+"""
+
+
+def test_probe_plugin():
+    """A third-party plugin uses the ABI 1.2 option errors; the check runs
+    its init() and fini() in a child that is gone afterwards, and a plugin
+    that dies in init() fails the check naming it."""
+    if not shutil.which("gcc"):
+        T.check("gcc is installed", False)
+        return
+    d = make_plugin_dir("probe")
+    gcc(PROBE_PLUGIN, os.path.join(d, "probe.so"))
+    marker = os.path.join(TMP, "probe.marker")
+    rc, out, err = check_config("probe.marker = %s\n" % marker, plugins_dir=d)
+    T.eq("probe: config OK", (rc, err), (0, ""))
+    lines = open(marker).read().split() if os.path.exists(marker) else []
+    T.eq("probe: the check ran init then fini", lines[0::2], ["init", "fini"])
+    T.check("probe: in a child, not in the checking process",
+            len(lines) == 4 and lines[1] == lines[3] and int(lines[1]) != os.getpid(),
+            "got %r" % lines)
+    rows = [
+        ("probe level wraps", "probe.level = 4294967298\n", 1,
+         ["probe.level = 4294967298", "expected 1 to 5"]),
+        ("probe list item", "[probe]\nwords = a, b\nwords += c\nwords += d, xylophone\n", 4,
+         ["probe.words item 'xylophone'", "starts with x"]),
+        ("probe key without effect", "probe.level = 4\n\nprobe.extra = 1\n", 3,
+         ["probe.extra = 1", "level 5"]),
+    ]
+    for name, text, line, words in rows:
+        rc, out, err = check_config(text, plugins_dir=d, name="probe.conf")
+        want = "%s:%d:" % (os.path.join(TMP, "probe.conf"), line)
+        T.check("%s: refused naming %s" % (name, want), rc != 0 and
+                err.startswith("authscand: " + want),
+                "got rc=%d %r, want an error starting with %r" % (rc, err, want))
+        for w in words:
+            T.check("%s: message contains %r" % (name, w), w in err,
+                    "got %r, want %r in it" % (err, w))
+    rc, out, err = check_config("probe.crash = yes\n", plugins_dir=d)
+    T.check("plugin killed in init(): refused naming the plugin and init()",
+            rc != 0 and "probe.so" in err and "init()" in err and "signal 9" in err,
+            "got rc=%d %r" % (rc, err))
+
+
+def test_daemon_start_runs_init():
+    """The daemon refuses a config a plugin's init() refuses before it
+    starts any worker, with file:line."""
+    path = os.path.join(TMP, "init.conf")
+    with open(path, "w") as f:
+        f.write("workers = 1\n\ndmarc.max_rounds = 4294967297\n")
+    port = harness.free_port()
+    try:
+        p = subprocess.run([harness.AUTHSCAND, "--foreground", "-c", path, "--listen",
+                            "127.0.0.1:%d" % port, "--plugins-dir", harness.PLUGINS,
+                            "--log-level", "info"],
+                           capture_output=True, timeout=60, stdin=subprocess.DEVNULL,
+                           start_new_session=True)
+        err = p.stderr.decode("utf-8", "replace")
+        T.check("daemon: exits non-zero", p.returncode != 0,
+                "got rc=%d, want non-zero" % p.returncode)
+        T.check("daemon: names init.conf:3 and the key",
+                "init.conf:3: dmarc.max_rounds = 4294967297" in err, "got %r" % err)
+        T.check("daemon: no worker started", "started worker" not in err, "got %r" % err)
+    except subprocess.TimeoutExpired:
+        T.check("daemon with a value init() refuses exits at once", False)
+
+
+def test_reload_runs_init():
+    """A reload whose new config a plugin's init() refuses is aborted before
+    any worker is replaced, naming file:line."""
+    good = "workers = 1\n[symbols.MULTIPLE_FROM]\nscore = 8\n"
+    with harness.Daemon(workers=None, config=good, expect_workers=1) as d:
+        before = d.worker_pids()
+        for name, text, words in [
+                ("value init() refuses", "workers = 1\n\ndmarc.max_rounds = 0\n",
+                 "%s:3: dmarc.max_rounds = 0" % d.config_path),
+                ("integer that wraps", "workers = 1\nspf.max_rounds = 4294967297\n",
+                 "%s:2: spf.max_rounds = 4294967297" % d.config_path),
+                ("key without effect", "workers = 1\ndmarc.public_suffix_list = %s\n" % PSL,
+                 "%s:2: dmarc.public_suffix_list" % d.config_path)]:
+            d.write_config(text)
+            mark = d.log_mark()
+            d.signal(signal.SIGHUP)
+            try:
+                m = d.wait_log(r"reload (aborted|failed)[^\n]*", since=mark)
+                got = m.group(0)
+            except Exception:
+                got = d.log()[mark:]
+            T.check("reload, %s: aborted naming file:line" % name,
+                    got.startswith("reload aborted") and words in got,
+                    "got %r, want 'reload aborted ... %s'" % (got, words))
+            T.eq("reload, %s: same workers" % name, d.worker_pids(), before)
+            T.check("reload, %s: no new generation" % name,
+                    "started worker" not in d.log()[mark:], d.log()[mark:])
+        st, j = d.checkv2(harness.MULTI_FROM_MSG)
+        T.eq("old config still serves", (st, j["symbols"]["MULTIPLE_FROM"]["score"]), (200, 8))
+
+
 def test_daemon_refuses_to_start():
     path = os.path.join(TMP, "start.conf")
     with open(path, "w") as f:
@@ -442,8 +739,11 @@ def test_daemon_refuses_to_start():
 
 def main():
     try:
-        for fn in (test_valid, test_broken_table, test_overrides, test_plugins_enable,
-                   test_plugin_set, test_bad_plugins, test_daemon_refuses_to_start):
+        for fn in (test_valid, test_broken_table, test_plugin_init_errors, test_int_wrap,
+                   test_mode_only_keys, test_overrides, test_plugins_enable,
+                   test_plugin_set, test_bad_plugins, test_probe_plugin,
+                   test_daemon_start_runs_init, test_reload_runs_init,
+                   test_daemon_refuses_to_start):
             T.run(fn)
     finally:
         shutil.rmtree(TMP, ignore_errors=True)

@@ -802,6 +802,35 @@ static void test_garbage(void)
     CHECK_INT(located, errors);
 }
 
+/* as_config_find_item: the line that brought one item of a list, across
+ * "+=" lines and files, and the effective entry for an item nobody wrote. */
+static void test_find_item(void)
+{
+    struct as_config *cfg = as_config_new();
+    char err[256];
+    CHECK_INT(as_config_load_string(cfg, "a.conf", "l = one, two\nx = 1\nl += \"th,ree\"\n",
+                                    err, sizeof err), 0);
+    CHECK_INT(as_config_load_string(cfg, "b.conf", "l += four\n", err, sizeof err), 0);
+    const struct as_config_entry *e = as_config_find_item(cfg, "l", "two");
+    CHECK(e && strcmp(e->file, "a.conf") == 0 && e->line == 1);
+    e = as_config_find_item(cfg, "l", "th,ree");
+    CHECK(e && strcmp(e->file, "a.conf") == 0 && e->line == 3);
+    e = as_config_find_item(cfg, "l", "four");
+    CHECK(e && strcmp(e->file, "b.conf") == 0 && e->line == 1);
+    e = as_config_find_item(cfg, "l", "five");           /* falls back to the last line */
+    CHECK(e && strcmp(e->file, "b.conf") == 0);
+    CHECK(as_config_find_item(cfg, "nokey", "one") == NULL);
+    /* a later plain "=" replaces the list: the old line is not blamed */
+    CHECK_INT(as_config_load_string(cfg, "c.conf", "\nl = two\n", err, sizeof err), 0);
+    e = as_config_find_item(cfg, "l", "two");
+    CHECK(e && strcmp(e->file, "c.conf") == 0 && e->line == 2);
+    char at[64];
+    CHECK_STR(as_config_where(e, at, sizeof at), "c.conf:2");
+    CHECK_INT(as_config_set(cfg, "y", "1", NULL, 0), 0);
+    CHECK_STR(as_config_where(as_config_find(cfg, "y"), at, sizeof at), "command line");
+    as_config_free(cfg);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/authscan-test-config-XXXXXX");
@@ -817,6 +846,7 @@ int main(void)
     test_includes();
     test_load_dir();
     test_getters();
+    test_find_item();
     test_parsers();
     test_garbage();
 

@@ -28,7 +28,11 @@
  *         abi_minor <= host's, and checks `depends`;
  *   init  called once per worker with the plugin's configuration; may keep
  *         private state (returned through *state, handed back to every
- *         other hook; keep per-worker state there, not in statics);
+ *         other hook; keep per-worker state there, not in statics).  Also
+ *         called, then fini, by the configuration check (--check-config,
+ *         start, reload) in a short-lived process, so that every option
+ *         init refuses stops the check, not a worker: init must judge
+ *         every option, and must not send or expect network traffic;
  *   fini  called when the worker exits, with that state.
  *
  * Life of a message: three stages, like rspamd's filters, postfilters and
@@ -81,7 +85,7 @@
  * plugins whose abi_minor has them.  1.1: as_authres_value().  1.2: the
  * postfilter and finish stages, the verdict and symbol readers,
  * as_action_parse(), as_task_add_auth_result[v]() (the host writes
- * Authentication-Results).
+ * Authentication-Results), as_plugin_opt_error() and its companions.
  *
  * Typed results of the shipped plugins are installed beside this file:
  * authscan/spf.h, authscan/dkim.h, authscan/dmarc.h.
@@ -506,9 +510,36 @@ AS_API size_t as_plugin_opt_list(const struct as_plugin_ctx *c, const char *name
 AS_API double as_plugin_opt_duration(const struct as_plugin_ctx *c, const char *name);
 AS_API unsigned long long as_plugin_opt_size(const struct as_plugin_ctx *c,
                                              const char *name);
-/* For init(): say why it failed (copied); init then returns -1. */
+/* For init(): say why it failed (copied); init then returns -1.  For a
+ * problem with an option's value use as_plugin_opt_error() instead, which
+ * names the line of the config that set it. */
 AS_API void as_plugin_set_error(struct as_plugin_ctx *c, const char *fmt, ...)
     AS_PRINTF(2, 3);
+/* For init(), since ABI 1.2: the error of an option whose value the plugin
+ * refuses.  The message names where the value came from, like every other
+ * config error:
+ *     "FILE:LINE: PLUGIN.NAME = VALUE: <fmt>"
+ * ("command line: ..." for --set; a declared default that init refuses is
+ * reported as the plugin's own bug).  as_plugin_opt_item_error() is the
+ * same for one item of a list option, and names the line that brought
+ * that item: "FILE:LINE: PLUGIN.NAME item 'ITEM': <fmt>".  Both replace
+ * any earlier error and return -1, for `return as_plugin_opt_error(...)`. */
+AS_API int as_plugin_opt_error(struct as_plugin_ctx *c, const char *name, const char *fmt, ...)
+    AS_PRINTF(3, 4);
+AS_API int as_plugin_opt_item_error(struct as_plugin_ctx *c, const char *name, const char *item,
+                                    const char *fmt, ...) AS_PRINTF(4, 5);
+/* Since ABI 1.2: an integer option, refused unless min <= value <= max.
+ * Use it instead of as_plugin_opt_int() for every integer that is stored
+ * in a narrower type or multiplied: the value is checked as written, so
+ * 4294967297 is an error instead of an int holding 1.  Returns 0 with
+ * *out set, or -1 after as_plugin_opt_error() ("expected MIN to MAX"). */
+AS_API int as_plugin_opt_int_range(struct as_plugin_ctx *c, const char *name, long long min,
+                                   long long max, long long *out);
+/* Since ABI 1.2: 1 if the configuration (a file or the command line) sets
+ * the option, 0 if it is unset or has its declared default.  For options
+ * that only one mode of the plugin uses: a value the mode ignores must be
+ * an error (as_plugin_opt_error), never accepted and silently dropped. */
+AS_API int as_plugin_opt_is_set(const struct as_plugin_ctx *c, const char *name);
 AS_API struct event_base *as_plugin_event_base(const struct as_plugin_ctx *c);
 /* For init(): DNS queries of every scan that only this plugin may make.
  * A plugin spends its reserve first, then the queries all plugins share
