@@ -204,12 +204,16 @@ static const struct as_symbol_def core_symbols[] = {
 
 const char *as_engine_default_config_path(void) { return DEFAULT_CONFIG; }
 
+/* The origin as_engine_apply_defaults() gives the entries it adds, so a
+ * check can tell a value the site wrote from one filled in for it. */
+static const char default_origin[] = "default";
+
 void as_engine_apply_defaults(struct as_config *cfg)
 {
     for (size_t i = 0; i < AS_ARRAY_LEN(core_keys); i++) {
         const struct as_config_key *k = &core_keys[i];
         if (!k->default_value || strchr(k->key, '*') || as_config_find(cfg, k->key)) continue;
-        as_config_set(cfg, k->key, k->default_value, "default", 0);
+        as_config_set(cfg, k->key, k->default_value, default_origin, 0);
     }
 }
 
@@ -437,7 +441,7 @@ static int check_semantics(const struct as_config *cfg, char *err, size_t errlen
             char at[512];
             /* as_engine_apply_defaults() fills unset keys: only a value a
              * site wrote is one that would be ignored. */
-            if (e && strcmp(e->file, "default") != 0)
+            if (e && strcmp(e->file, default_origin) != 0)
                 return as_config_error(err, errlen, e, "'%s' has no effect with poison.enable "
                                        "= no (%s): remove one of them", poison_keys[i],
                                        as_config_where(pe, at, sizeof at));
