@@ -226,6 +226,7 @@ struct as_redis {
     struct as_redis_req *qhead, *qtail;
     size_t qlen;
     int was_up;                   /* logged state: 1 up, 0 down, -1 not yet */
+    int dropping_stuck;           /* conn_watch_cb is dropping a silent connection */
     char last_err[128];
     struct as_redis_stats st;
 };
@@ -392,7 +393,9 @@ static void conn_watch_cb(evutil_socket_t fd, short what, void *arg)
     char why[128];
     snprintf(why, sizeof why, c->state == CONN_READY ? "no reply within %.3gs" :
              "no connection within %.3gs", as_redis_timeout(c->r));
+    c->r->dropping_stuck = 1;
     conn_drop(c, why);
+    c->r->dropping_stuck = 0;
 }
 
 static void conn_ready(struct redis_conn *c)
@@ -522,6 +525,12 @@ static void reply_cb(redisAsyncContext *ac, void *reply, void *arg)
     }
     if (!h) {
         r->st.errors++;
+        /* A connection dropped for its silence went without a reply for
+         * the whole timeout: for what waited on it that is a timeout. */
+        if (q->cb && r->dropping_stuck) {
+            r->st.timeouts++;
+            req_answer(q, AS_REDIS_TIMEOUT, NULL);
+        }
         if (q->cb) req_answer(q, AS_REDIS_UNAVAILABLE, NULL);
         else if (!q->timer) r->st.dropped_writes++;
     } else {
@@ -626,10 +635,12 @@ struct as_redis_req *as_redis_submit(struct as_redis *r, size_t argc, const char
     if (!r || !r->nconns || !argc || argc > REDIS_ARGC_MAX || !argv) return NULL;
     for (size_t i = 0; i < argc; i++)
         if (!argv[i]) return NULL;
-    /* Reads may ride on a connection still connecting (just after start):
-     * their deadline bounds the wait.  Writes wait in the queue instead,
-     * which survives a connect that fails. */
-    struct redis_conn *c = pick_conn(r, cb != NULL);
+    /* Just after start, reads may ride on a connection still connecting:
+     * their deadline bounds the wait.  Once the service was down they wait
+     * for a ready one (a black-holed server would hold each read for the
+     * whole timeout).  Writes wait in the queue instead, which survives a
+     * connect that fails. */
+    struct redis_conn *c = pick_conn(r, cb != NULL && r->was_up == -1);
     if (!c) {
         if (cb) {
             r->st.refused++;
