@@ -25,8 +25,9 @@
  * finish      after the reply, records this message from the final
  *             verdict: one EVAL (decay, add, refresh the TTL) on both keys,
  *             fire-and-forget.  Mail we refused (reject, soft reject) is not
- *             recorded, so a spoofer cannot wear down a domain's pass ratio
- *             with mail that never got in.
+ *             recorded, and a DMARC failure counts against the domain only
+ *             from a source the domain passed from, so a spoofer cannot
+ *             wear down a domain's pass ratio.
  */
 #include <math.h>
 #include <stdio.h>
@@ -249,8 +250,18 @@ static void hist_finish(struct as_task *t, void *state)
         inc[6] = !pass;
     }
 
+    /* A DMARC failure counts against the domain only from a source it has
+     * passed from (a broken forwarder, a misconfigured host of its own).
+     * From anywhere else it is recorded for that source alone: else every
+     * spoof a p=none domain lets in would wear down its pass ratio until
+     * HISTORY_SPOOF_NEW_SOURCE no longer fires. */
+    int dom_inc[7];
+    memcpy(dom_inc, inc, sizeof dom_inc);
+    const struct hist_task *ht = as_task_get_result(t, HIST_TASK_KEY);
+    if (d == HIST_FAIL && !(ht && ht->src_ok && ht->src.dp > 0)) dom_inc[2] = 0;
+
     struct as_pool *pool = as_task_pool(t);
-    const char *argv[3 + 2 + 3 + 7];
+    const char *argv[3 + 2 + 3 + 7 + 7];
     size_t argc = 0;
     argv[argc++] = "EVAL";
     argv[argc++] = hist_update_script;
@@ -266,7 +277,8 @@ static void hist_finish(struct as_task *t, void *state)
     argv[argc++] = as_pool_printf(pool, "%lld", (long long)time(NULL));
     argv[argc++] = as_pool_printf(pool, "%.0f", h->p.half_life);
     argv[argc++] = as_pool_printf(pool, "%lld", h->ttl);
-    for (size_t i = 0; i < 7; i++) argv[argc++] = inc[i] ? "1" : "0";
+    for (size_t i = 0; i < 7; i++) argv[argc++] = dom_inc[i] ? "1" : "0";
+    for (size_t i = 0; skey && i < 7; i++) argv[argc++] = inc[i] ? "1" : "0";
     /* -1: Redis down and the queue full; /stat counts the dropped write */
     (void)as_redis_send(h->ctx, argc, argv, NULL);
 }

@@ -26,7 +26,7 @@ const char hist_update_script[] =
     "  if l and now > l then w = math.pow(0.5, (now - l) / hl) end\n"
     "  local set, del = {}, {}\n"
     "  for j = 1, 7 do\n"
-    "    local x = (tonumber(v[j]) or 0) * w + (tonumber(ARGV[3 + j]) or 0)\n"
+    "    local x = (tonumber(v[j]) or 0) * w + (tonumber(ARGV[3 + 7 * (i - 1) + j]) or 0)\n"
     "    x = math.floor(x * 100 + 0.5) / 100\n"
     "    if x > 0 then\n"
     "      set[#set + 1] = names[j]\n"
@@ -91,7 +91,9 @@ void hist_evaluate(const struct hist_params *p, const struct hist_counts *dom,
     v->source_passes = s.dp;
     /* Below the minimum the domain's history says nothing. */
     if (v->domain_results < p->min_observations) return;
-    int source_seen = s.present && s.n > 0;
+    /* "Seen with it" means seen passing: a spoof we let through (p=none)
+     * must not make its source a known one for the next spoof. */
+    int source_seen = s.present && s.dp > 0;
     if (dmarc == HIST_FAIL && !source_seen && v->domain_ratio >= p->pass_ratio)
         v->spoof_new_source = 1;
     /* Clean: enough passes from here and no more failures than a domain

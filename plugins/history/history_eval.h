@@ -36,7 +36,8 @@ struct hist_params {
 
 struct hist_verdict {
     int first_seen;         /* no message ever from this domain */
-    int spoof_new_source;   /* nearly always passes, fails now, from an unseen source */
+    int spoof_new_source;   /* nearly always passes, fails now, from a source
+                               never seen passing for it */
     int clean_source;       /* long clean history from this source, passes now */
     double domain_ratio;    /* decayed DMARC pass ratio of the domain (-1: none) */
     double domain_results;  /* decayed DMARC results of the domain */
@@ -65,7 +66,7 @@ int hist_source_net(int family, const void *addr, char *out, size_t outlen);
 
 /* The Lua script the finish stage runs with EVAL: KEYS = the domain key
  * and, when there is a source, the source key; ARGV = now, half-life (s),
- * TTL (s), then the increments of n dp df sp sf kp kf. */
+ * TTL (s), then for each key the increments of n dp df sp sf kp kf. */
 extern const char hist_update_script[];
 
 #endif

@@ -39,6 +39,8 @@ static void test_evaluate(void)
           0, 1, 0 },
         { "same from a known source: no spoof", counts(20, 0, NOW), 1, counts(3, 0, NOW),
           HIST_FAIL, 0, 0, 0 },
+        { "source seen only failing: still a spoof", counts(20, 0, NOW), 1, counts(0, 2, NOW),
+          HIST_FAIL, 0, 1, 0 },
         { "passes now: no spoof", counts(20, 0, NOW), 0, { 0 }, HIST_PASS, 0, 0, 0 },
         { "below min_observations: nothing", counts(4, 0, NOW), 0, { 0 }, HIST_FAIL, 0, 0, 0 },
         { "min_observations reached", counts(5, 0, NOW), 0, { 0 }, HIST_FAIL, 0, 1, 0 },
