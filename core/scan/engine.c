@@ -103,14 +103,13 @@ static const struct as_config_key core_keys[] = {
 };
 
 /* Sections reserved for services that are not built yet.  A key there is
- * an error, not a silent no-op: a site that sets redis.servers expects
- * history and counters, and must learn at once that it gets none. */
+ * an error, not a silent no-op: a site that sets lua.dir expects its
+ * hooks to run, and must learn at once that they do not. */
 static const struct {
     const char *prefix;
     const char *what;
 } reserved_sections[] = {
     { "lua.", "Lua hooks" },
-    { "redis.", "Redis" },
 };
 
 /* auth_results.* and the names they had as dmarc plugin options. */

@@ -667,3 +667,134 @@ def data_file(name):
 def read_data(name):
     with open(data_file(name), "rb") as f:
         return f.read()
+
+
+# ---------------------------------------------------------------------------
+# A private redis-server
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+def _resp_encode(args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        if isinstance(a, str):
+            a = a.encode()
+        elif isinstance(a, int):
+            a = b"%d" % a
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+def _resp_read(f):
+    line = f.readline()
+    if not line:
+        raise ConnectionError("redis closed the connection")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        raise RuntimeError("redis error: " + rest.decode())
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)
+        return data[:-2]
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [_resp_read(f) for _ in range(n)]
+    raise ValueError("bad RESP line %r" % line)
+
+
+class RedisServer:
+    """A private redis-server on a free 127.0.0.1 port, in its own
+    temporary directory, with no persistence (no RDB, no AOF):
+
+        with harness.RedisServer() as r:        # started, answers PING
+            config = "redis.servers = %s\\n" % r.address
+            r.cmd("HGETALL", key)               # a tiny RESP client
+            r.kill(); r.start()                 # SIGKILL; again, same port
+            r.cmd("CLIENT", "PAUSE", 1000)
+
+    stop() (and leaving the with block) terminates it and removes the
+    directory.  password sets requirepass."""
+
+    def __init__(self, password=None):
+        self.password = password
+        self.port = free_port()
+        self.tmp = tempfile.mkdtemp(prefix="authscan-redis-")
+        self.proc = None
+
+    @property
+    def address(self):
+        return "127.0.0.1:%d" % self.port
+
+    def start(self, timeout=20.0):
+        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--dir", self.tmp,
+                "--daemonize", "no", "--protected-mode", "no",
+                "--logfile", os.path.join(self.tmp, "redis.log")]
+        if self.password:
+            args += ["--requirepass", self.password]
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+
+        def up():
+            if self.proc.poll() is not None:
+                raise StartError("redis-server exited with %s: %s" % (
+                    self.proc.returncode, self.log()[-1000:]))
+            try:
+                return self.cmd("PING") == "PONG"
+            except (OSError, ConnectionError):
+                return False
+        wait_for(up, timeout, what="redis-server on port %d" % self.port)
+        return self
+
+    def log(self):
+        try:
+            with open(os.path.join(self.tmp, "redis.log"), errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def cmd(self, *args, timeout=10.0):
+        """One command on a fresh connection; the decoded reply."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+            f = s.makefile("rb")
+            if self.password:
+                s.sendall(_resp_encode(["AUTH", self.password]))
+                _resp_read(f)
+            s.sendall(_resp_encode(list(args)))
+            return _resp_read(f)
+
+    def kill(self):
+        """SIGKILL: what a crash looks like to the clients."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.proc = None
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def __exit__(self, *exc):
+        self.cleanup()

@@ -86,6 +86,8 @@
  * postfilter and finish stages, the verdict and symbol readers,
  * as_action_parse(), as_task_add_auth_result[v]() (the host writes
  * Authentication-Results), as_plugin_opt_error() and its companions.
+ * 1.3: Redis: as_redis_command(), as_redis_send(), as_redis_key(),
+ * as_plugin_redis_enabled().
  *
  * Typed results of the shipped plugins are installed beside this file:
  * authscan/spf.h, authscan/dkim.h, authscan/dmarc.h.
@@ -102,7 +104,7 @@ extern "C" {
 #endif
 
 #define AS_PLUGIN_ABI_MAJOR 1
-#define AS_PLUGIN_ABI_MINOR 2
+#define AS_PLUGIN_ABI_MINOR 3
 
 #if defined(__GNUC__)
 #define AS_API __attribute__((visibility("default")))
@@ -580,6 +582,84 @@ struct as_plugin {
 
 #define AS_PLUGIN_HEADER .abi_major = AS_PLUGIN_ABI_MAJOR, .abi_minor = AS_PLUGIN_ABI_MINOR
 #define AS_PLUGIN_SYMBOL "authscan_plugin"
+
+/* ------------------------------------------------------------------ */
+/* Redis (since ABI 1.3): commands on the worker's few long-lived,     */
+/* pipelined connections to redis.servers.  See docs/redis.md.         */
+/*
+ * Commands are argv-style: each argument is passed with its length, so a
+ * domain or a header value can never split or add an argument (there is
+ * no format string).  argvlen NULL means every argument is a C string.
+ * At most 1024 arguments.
+ *
+ * Keys: build every key with as_redis_key(), which puts redis.prefix in
+ * front, so sites can share a Redis between installations, and a hash
+ * tag {tag} after it, so that one domain's keys live in one Redis Cluster
+ * slot and a script may touch several of them.
+ *
+ * Fail open: Redis down, slow, refusing or answering errors never fails a
+ * scan; every command with a callback is answered within redis.timeout.
+ */
+
+enum as_redis_status {
+    AS_REDIS_OK = 0,        /* a reply came (it may be nil or empty) */
+    AS_REDIS_ERROR,         /* Redis answered with an error reply (reply->str) */
+    AS_REDIS_TIMEOUT,       /* no reply within redis.timeout (reply is NULL) */
+    AS_REDIS_UNAVAILABLE,   /* the connection was lost first (reply is NULL) */
+};
+
+enum as_redis_reply_type {
+    AS_REDIS_REPLY_NIL = 0,
+    AS_REDIS_REPLY_STRING,  /* bulk string: str */
+    AS_REDIS_REPLY_STATUS,  /* +OK: str */
+    AS_REDIS_REPLY_INTEGER, /* integer */
+    AS_REDIS_REPLY_ARRAY,   /* elem[0 .. nelem) */
+    AS_REDIS_REPLY_ERROR,   /* -ERR ...: str */
+};
+
+struct as_redis_reply {
+    enum as_redis_reply_type type;
+    long long integer;
+    struct as_str str;                   /* NUL-terminated; binary-safe with len */
+    size_t nelem;
+    const struct as_redis_reply *elem;
+};
+
+/* A command for the task: the task waits for it like for a DNS answer
+ * (the plugin has not finished the stage until cb has run), and it is
+ * cancelled when the scan ends first (deadline, client gone): cb does not
+ * run then.  cb runs later from the event loop, never from inside this
+ * call, with st and a reply that belong to the host and are valid only
+ * during the callback (copy what you keep, e.g. into as_task_pool()).
+ * Usable in every stage that may start asynchronous work (scan,
+ * postfilter before the deadline, finish).  Returns 0, or -1 (no
+ * callback then) when Redis is off (redis.servers unset), no connection
+ * is up, or the task may not start asynchronous work.  The arguments are
+ * copied. */
+typedef void (*as_redis_cb)(struct as_task *t, enum as_redis_status st,
+                            const struct as_redis_reply *reply, void *arg);
+AS_API int as_redis_command(struct as_task *t, as_redis_cb cb, void *arg, size_t argc,
+                            const char *const *argv, const size_t *argvlen);
+
+/* Fire and forget, bound to no task: for writes from the finish stage (or
+ * a timer) that must not hold anything up.  The reply is dropped; error
+ * replies are counted in /stat.  While no connection is up, the command
+ * waits in a queue of at most redis.queue_max commands; a command that
+ * does not fit is dropped and counted.  Returns 0 when sent or queued,
+ * -1 when dropped or Redis is off.  The arguments are copied. */
+AS_API int as_redis_send(const struct as_plugin_ctx *c, size_t argc, const char *const *argv,
+                         const size_t *argvlen);
+
+/* redis.prefix + "{" tag "}" + name, in pool (tag NULL: no hash tag).
+ * NULL if tag holds '{' or '}' (it would move the hash tag).  E.g. with
+ * prefix "as:": as_redis_key(pool, c, "example.com", "h") is
+ * "as:{example.com}h". */
+AS_API const char *as_redis_key(struct as_pool *pool, const struct as_plugin_ctx *c,
+                                const char *tag, const char *name);
+
+/* 1 if redis.servers is set.  A plugin that needs Redis says once, in
+ * init(), that it is off without it. */
+AS_API int as_plugin_redis_enabled(const struct as_plugin_ctx *c);
 
 #ifdef __cplusplus
 }
