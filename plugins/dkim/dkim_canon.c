@@ -1,0 +1,121 @@
+/*
+ * dkim_canon.c - RFC 6376 3.4 canonicalization (see dkim_canon.h).
+ */
+#include <string.h>
+
+#include "dkim_canon.h"
+
+static int is_wsp(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+static char lower(char c)
+{
+    return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+
+size_t dkimcanon_header(const char *field, size_t n, int relaxed, int last, char *out)
+{
+    size_t k = 0;
+    if (!relaxed) {
+        for (size_t i = 0; i < n; i++) {
+            if (field[i] == '\n' && (i == 0 || field[i - 1] != '\r'))
+                out[k++] = '\r';
+            out[k++] = field[i];
+        }
+    } else {
+        const char *colon = memchr(field, ':', n);
+        size_t nl = colon ? (size_t)(colon - field) : n;
+        while (nl && is_wsp(field[nl - 1]))
+            nl--;
+        for (size_t i = 0; i < nl; i++)
+            out[k++] = lower(field[i]);
+        if (colon) {
+            out[k++] = ':';
+            int pending = 0, started = 0;
+            for (size_t i = (size_t)(colon - field) + 1; i < n; i++) {
+                char c = field[i];
+                /* unfold: line breaks vanish, the WSP after them stays */
+                if (c == '\n' || (c == '\r' && i + 1 < n && field[i + 1] == '\n'))
+                    continue;
+                if (is_wsp(c)) {
+                    pending = 1;
+                    continue;
+                }
+                if (pending && started)
+                    out[k++] = ' ';
+                pending = 0;
+                started = 1;
+                out[k++] = c;
+            }
+        }
+    }
+    if (!last) {
+        out[k++] = '\r';
+        out[k++] = '\n';
+    }
+    return k;
+}
+
+size_t dkimcanon_strip_b(const char *field, size_t n, struct dkim_slice b, char *out)
+{
+    if (b.p < field || b.p + b.n > field + n) {
+        memcpy(out, field, n);
+        return n;
+    }
+    size_t head = (size_t)(b.p - field);
+    memcpy(out, field, head);
+    memcpy(out + head, b.p + b.n, n - head - b.n);
+    return n - b.n;
+}
+
+static const char crlf[] = "\r\n";
+
+void dkimcanon_body(const char *p, size_t n, int relaxed, dkimcanon_emit_fn emit, void *arg)
+{
+    size_t empty = 0;
+    int any = 0;
+    size_t i = 0;
+    while (i < n) {
+        const char *nlp = memchr(p + i, '\n', n - i);
+        size_t e = nlp ? (size_t)(nlp - p) : n;
+        size_t next = nlp ? e + 1 : n;
+        if (nlp && e > i && p[e - 1] == '\r')
+            e--;
+        const char *l = p + i;
+        size_t ln = e - i;
+        i = next;
+        if (relaxed)
+            while (ln && is_wsp(l[ln - 1]))
+                ln--;
+        if (ln == 0) {
+            empty++;
+            continue;
+        }
+        for (; empty; empty--)
+            emit(arg, crlf, 2);
+        any = 1;
+        if (!relaxed) {
+            emit(arg, l, ln);
+        } else {
+            size_t s = 0;
+            while (s < ln) {
+                size_t t = s;
+                while (t < ln && !is_wsp(l[t]))
+                    t++;
+                if (t > s)
+                    emit(arg, l + s, t - s);
+                if (t < ln) {
+                    emit(arg, " ", 1);
+                    while (t < ln && is_wsp(l[t]))
+                        t++;
+                }
+                s = t;
+            }
+        }
+        emit(arg, crlf, 2);
+    }
+    if (!any && !relaxed)
+        emit(arg, crlf, 2);
+}
