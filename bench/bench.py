@@ -177,6 +177,10 @@ class Daemon:
         self.port = free_port()
         self.cmd = [binary, "-f", "-w", str(workers), "-l", "127.0.0.1:%d" % self.port,
                     "--dns-server", dns] + list(extra)
+        if os.geteuid() == 0:
+            # authscand refuses root without `user`; the measurements were
+            # always taken as root, so keep it explicitly
+            self.cmd += ["--set", "user=root"]
         self.workers = workers
         self.logpath = logpath
         self.proc = None

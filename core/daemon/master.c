@@ -17,6 +17,7 @@
 #include "net/listen.h"
 #include "util/log.h"
 #include "daemon/master.h"
+#include "daemon/runas.h"
 #include "scan/poison.h"
 #include "net/protocol.h"
 #include "util/util.h"
@@ -87,7 +88,9 @@ struct as_config *as_master_load(const struct as_master_options *opts, char *err
         as_config_set(cfg, key, eq + 1, "command line", append);
     }
     as_engine_apply_defaults(cfg);
-    if (as_engine_check(cfg, err, errlen) < 0 || as_listen_check_config(cfg, err, errlen) < 0) {
+    struct as_runas ra;
+    if (as_runas_resolve(cfg, 0, &ra, err, errlen) < 0 || as_engine_check(cfg, err, errlen) < 0 ||
+        as_listen_check_config(cfg, err, errlen) < 0) {
         as_config_free(cfg);
         return NULL;
     }
@@ -146,7 +149,10 @@ static int open_listeners(struct master *m, const struct as_config *cfg, char *e
 static void listener_close(struct listener *l)
 {
     for (int j = 0; j < l->nfds; j++) close(l->fds[j]);
-    if (l->unix_path[0]) unlink(l->unix_path);
+    /* after a switch to `user`, only a directory the account may write
+     * (RuntimeDirectory, /run/authscan) lets it remove the file */
+    if (l->unix_path[0] && unlink(l->unix_path) < 0 && errno != ENOENT)
+        as_log(AS_LOG_WARN, "cannot remove %s: %s", l->unix_path, strerror(errno));
 }
 
 /* The daemon stops: the workers take what the kernel queued and shut the
@@ -460,6 +466,18 @@ static void reload(struct master *m)
         as_log(AS_LOG_ERR, "reload aborted, keeping the running configuration: %s", err);
         return;
     }
+    /* A master that dropped root cannot switch again (as_master_load
+     * refused any other account); one that kept root (user = root) could,
+     * but its workers would then differ from what a restart gives. */
+    struct as_runas ra;
+    if (as_runas_resolve(cfg, 1, &ra, err, sizeof err) < 0 || ra.do_switch) {
+        if (ra.do_switch)
+            snprintf(err, sizeof err, "'user' changed to '%s' while running as root: restart "
+                     "the daemon to switch accounts", ra.user);
+        as_log(AS_LOG_ERR, "reload aborted, keeping the running configuration: %s", err);
+        as_config_free(cfg);
+        return;
+    }
     if (open_listeners(m, cfg, err, sizeof err) < 0) {
         as_log(AS_LOG_ERR, "reload aborted, keeping the running configuration: %s", err);
         for (int i = 0; i < m->nlisteners; i++) m->listeners[i].keep = 1;
@@ -557,10 +575,26 @@ int as_master_run(struct as_config *cfg, const struct as_master_options *opts)
     for (size_t i = 0; i < AS_ARRAY_LEN(m->children); i++) m->children[i].sock = -1;
     as_log_set_role("master");
     char err[1024];
-    const char *pidf = as_config_str(cfg, "pid_file", NULL);
+    /* a copy: a reload frees the configuration the path came from */
+    const char *pid_file = as_config_str(cfg, "pid_file", NULL);
+    char *pidf = pid_file ? xstrdup(pid_file) : NULL;
+    struct as_runas ra;
+    if (as_runas_resolve(cfg, 1, &ra, err, sizeof err) < 0) {
+        as_log(AS_LOG_ERR, "%s", err);
+        goto fail;
+    }
     if (open_listeners(m, cfg, err, sizeof err) < 0) {
         as_log(AS_LOG_ERR, "%s", err);
         goto fail;
+    }
+    /* The account serves the unix sockets root created (their mode names
+     * who else may connect), and must be able to remove them at exit. */
+    for (int i = 0; ra.do_switch && i < m->nlisteners; i++) {
+        const char *path = m->listeners[i].unix_path;
+        if (path[0] && chown(path, ra.uid, ra.gid) < 0) {
+            as_log(AS_LOG_ERR, "cannot give %s to user '%s': %s", path, ra.user, strerror(errno));
+            goto fail;
+        }
     }
     /* before any fork: every worker inherits the same mapping and key */
     m->poison = as_poison_new(AS_ARRAY_LEN(m->children), err, sizeof err);
@@ -576,6 +610,18 @@ int as_master_run(struct as_config *cfg, const struct as_master_options *opts)
         as_log(AS_LOG_ERR, "%s", err);
         goto fail;
     }
+    /* Last step with privileges: everything after this, every fork
+     * included, runs as the account. */
+    if (as_runas_apply(&ra, err, sizeof err) < 0) {
+        as_log(AS_LOG_ERR, "%s", err);
+        if (pidf) unlink(pidf);
+        goto fail;
+    }
+    if (ra.do_switch)
+        as_log(AS_LOG_NOTICE, "running as user %s, group %s", ra.user, ra.group);
+    else if (ra.stay_root)
+        as_log(AS_LOG_WARN, "running as root (user = root): every worker parses untrusted mail "
+               "with root's rights");
     signal(SIGPIPE, SIG_IGN);
     m->base = event_base_new();
     if (!m->base) as_oom();
@@ -599,7 +645,10 @@ int as_master_run(struct as_config *cfg, const struct as_master_options *opts)
     for (int i = 0; i < m->nlisteners; i++) listener_close(&m->listeners[i]);
     int status = m->exit_status;
     event_base_free(m->base);
-    if (pidf) unlink(pidf);
+    /* after the switch, only a directory the account may write lets it go */
+    if (pidf && unlink(pidf) < 0 && errno != ENOENT)
+        as_log(AS_LOG_WARN, "cannot remove pid file %s: %s", pidf, strerror(errno));
+    free(pidf);
     as_config_free(m->cfg);
     as_config_free(m->prev_cfg);
     as_poison_free(m->poison);
@@ -608,6 +657,7 @@ int as_master_run(struct as_config *cfg, const struct as_master_options *opts)
     return status;
 
 fail:   /* nothing started yet: give back what open_listeners() got */
+    free(pidf);
     for (int i = 0; i < m->nlisteners; i++) listener_close(&m->listeners[i]);
     as_poison_free(m->poison);
     as_config_free(m->cfg);

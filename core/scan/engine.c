@@ -59,6 +59,8 @@ static const struct as_config_key core_keys[] = {
     { "workers", AS_OPT_INT, NULL, "scanning worker processes (default: CPU count)" },
     { "listen", AS_OPT_LIST, "127.0.0.1:11333", "scan protocol sockets" },
     { "pid_file", AS_OPT_STRING, NULL, "write the master's pid here" },
+    { "user", AS_OPT_STRING, NULL, "account the daemon runs as when started as root" },
+    { "group", AS_OPT_STRING, NULL, "its group (default: the user's primary group)" },
     { "shutdown_timeout", AS_OPT_DURATION, "30s", "how long draining workers may take" },
     { "log.level", AS_OPT_STRING, "notice", "error, warning, notice, info, debug" },
     { "log.target", AS_OPT_STRING, "stderr", "stderr or syslog" },

@@ -26,7 +26,11 @@ Daemon(...) runs `authscand --foreground` in its own process group with
     needs);
   - one free TCP port on 127.0.0.1 (d.port) unless `listen` is given;
   - `--workers`, `--log-level`, `--plugins-dir`, `--dns-zone` and any
-    extra `args`.
+    extra `args`;
+  - `--set user=root` when the tests run as root (CI does): authscand
+    refuses to start as root without `user`, and the tests' private files
+    are root's.  test_privileges covers the switch to another account
+    (user=None: no flag at all).
 start() waits until /ping answers (and, by default, until every worker has
 logged "ready"); stop() sends SIGTERM, waits for the master and returns its
 exit status, killing the whole process group if it does not exit in time.
@@ -333,6 +337,15 @@ def build_request(method, path, body=b"", headers=None, keep_alive=True, version
 # The daemon
 
 
+# authscand refuses root without `user`; tests as root keep root on purpose.
+DEFAULT_USER = "root" if os.geteuid() == 0 else None
+
+
+def user_args():
+    """The flag Daemon adds, for tests that run authscand themselves."""
+    return ["--set", "user=" + DEFAULT_USER] if DEFAULT_USER else []
+
+
 class StartError(Exception):
     pass
 
@@ -340,7 +353,8 @@ class StartError(Exception):
 class Daemon:
     def __init__(self, workers=2, config=None, args=(), listen=None, log_level="info",
                  zone=DEFAULT_ZONE, plugins_dir=PLUGINS, pid_file=False, ready_timeout=60.0,
-                 wait_workers=True, env=None, expect_workers=None, listen_flags=True):
+                 wait_workers=True, env=None, expect_workers=None, listen_flags=True,
+                 user=DEFAULT_USER):
         """config: text of the config file (None: no -c at all).
         listen: list of --listen specs (default: one free TCP port); the
             first http one (bare or "http@") is pinged.
@@ -364,6 +378,7 @@ class Daemon:
         self.env = env
         self.expect_workers = expect_workers
         self.listen_flags = listen_flags
+        self.user = user
         self.config_path = os.path.join(self.tmp, "authscand.conf")
         self.log_path = os.path.join(self.tmp, "authscand.log")
         self.zone_path = os.path.join(self.tmp, "test.zone")
@@ -401,6 +416,8 @@ class Daemon:
             cmd += ["--dns-zone", self.zone_path]
         if self.use_pid_file:
             cmd += ["--pid-file", self.pid_path]
+        if self.user:
+            cmd += ["--set", "user=" + self.user]
         return cmd + self.extra_args
 
     def start(self):

@@ -725,7 +725,8 @@ def test_daemon_refuses_to_start():
     busy = blocker.getsockname()[1]
     try:
         p = subprocess.run([harness.AUTHSCAND, "--foreground", "--workers", "1", "--listen",
-                            "127.0.0.1:%d" % busy, "--plugins-dir", harness.PLUGINS],
+                            "127.0.0.1:%d" % busy, "--plugins-dir", harness.PLUGINS]
+                           + harness.user_args(),
                            capture_output=True, timeout=60, stdin=subprocess.DEVNULL,
                            start_new_session=True)
         err = p.stderr.decode("utf-8", "replace")
