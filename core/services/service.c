@@ -3,6 +3,7 @@
  */
 #include <stdint.h>
 #include "services/dns.h"
+#include "services/lua.h"
 #include "services/service.h"
 #include "util/util.h"
 
@@ -10,6 +11,7 @@
  * DNS for its server names). */
 static const struct as_service *const services[] = {
     &as_dns_service,
+    &as_lua_service,
 };
 
 size_t as_service_count(void) { return AS_ARRAY_LEN(services); }
