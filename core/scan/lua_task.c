@@ -8,6 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "authscan/dkim.h"
+#include "authscan/dmarc.h"
+#include "authscan/spf.h"
 #include "mail/message.h"
 #include "scan/engine.h"
 #include "scan/lua_task.h"
@@ -532,6 +535,143 @@ static int t_set_milter_reply(lua_State *L)
     return 1;
 }
 
+/* ---- authscan's structured results (the plugins' typed results) ---- */
+
+static void set_bool(lua_State *L, const char *k, int v)
+{
+    lua_pushboolean(L, v);
+    lua_setfield(L, -2, k);
+}
+
+/* A string field, left out (nil) when v is NULL. */
+static void set_opt(lua_State *L, const char *k, const char *v)
+{
+    if (!v) return;
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, k);
+}
+
+static void push_spf_check(lua_State *L, const struct as_spf_check *c)
+{
+    lua_createtable(L, 0, 7);
+    set_bool(L, "checked", c->checked);
+    set_str(L, "result", as_spf_res_name(c->result));
+    set_opt(L, "domain", c->domain);
+    set_opt(L, "sender", c->sender);
+    set_opt(L, "mechanism", c->mechanism);
+    set_opt(L, "reason", c->reason);
+    set_opt(L, "explanation", c->explanation);
+}
+
+static int t_get_spf(lua_State *L)
+{
+    const struct as_spf_result *r = as_task_get_result(check_task(L, 1), AS_SPF_RESULT_KEY);
+    if (!r || r->version < 1) {
+        lua_pushnil(L);
+        return 1;
+    }
+    const struct as_spf_check *d = r->dmarc ? r->dmarc : &r->mailfrom;
+    lua_createtable(L, 0, 12);
+    set_str(L, "result", as_spf_res_name(d->result));
+    set_opt(L, "domain", d->domain);
+    set_str(L, "identity", r->dmarc_identity == AS_SPF_ID_HELO ? "helo" : "mailfrom");
+    push_spf_check(L, &r->mailfrom);
+    lua_setfield(L, -2, "mailfrom");
+    push_spf_check(L, &r->helo);
+    lua_setfield(L, -2, "helo");
+    set_opt(L, "client_ip", r->client_ip);
+    set_bool(L, "skipped", r->skipped);
+    set_opt(L, "skip_reason", r->skip_reason);
+    set_bool(L, "plus_all", r->plus_all);
+    set_opt(L, "auth_results", r->auth_results);
+    return 1;
+}
+
+static int t_get_dkim(lua_State *L)
+{
+    const struct as_dkim_result *r = as_task_get_result(check_task(L, 1), AS_DKIM_RESULT_KEY);
+    if (!r || r->version < 1) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_createtable(L, 0, 4);
+    /* the best result: pass if any signature passed */
+    enum as_dkim_res best = AS_DKIM_NONE;
+    for (size_t i = 0; i < r->nsigs; i++)
+        if (best == AS_DKIM_NONE || r->sigs[i].result == AS_DKIM_PASS) best = r->sigs[i].result;
+    set_str(L, "result", as_dkim_res_name(best));
+    lua_createtable(L, (int)r->nsigs, 0);
+    for (size_t i = 0; i < r->nsigs; i++) {
+        const struct as_dkim_sig *g = &r->sigs[i];
+        lua_createtable(L, 0, 8);
+        set_str(L, "result", as_dkim_res_name(g->result));
+        set_opt(L, "domain", g->domain);
+        set_opt(L, "selector", g->selector);
+        set_opt(L, "algorithm", g->algorithm);
+        lua_pushinteger(L, g->key_bits);
+        lua_setfield(L, -2, "key_bits");
+        set_opt(L, "identity", g->identity);
+        set_bool(L, "testing", g->testing);
+        set_opt(L, "reason", g->reason);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "signatures");
+    lua_pushinteger(L, (lua_Integer)r->nignored);
+    lua_setfield(L, -2, "ignored");
+    return 1;
+}
+
+static int t_get_dmarc(lua_State *L)
+{
+    const struct as_dmarc_result *r = as_task_get_result(check_task(L, 1), AS_DMARC_RESULT_KEY);
+    if (!r || r->version < 1) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_createtable(L, 0, 20);
+    set_str(L, "result", as_dmarc_res_name(r->result));
+    set_str(L, "discovery", r->discovery == AS_DMARC_DISCOVERY_PSL ? "psl" : "tree");
+    set_opt(L, "author_domain", r->author_domain);
+    set_opt(L, "policy_domain", r->policy_domain);
+    set_opt(L, "org_domain", r->org_domain);
+    set_str(L, "policy", as_dmarc_policy_name(r->policy));
+    set_opt(L, "policy_tag", r->policy_tag);
+    set_str(L, "disposition", as_dmarc_policy_name(r->disposition));
+    if (r->record) {
+        set_str(L, "p", as_dmarc_policy_name(r->record->p));
+        set_str(L, "sp", as_dmarc_policy_name(r->record->sp));
+        set_str(L, "np", as_dmarc_policy_name(r->record->np));
+        set_bool(L, "testing", r->record->testing);
+        lua_pushinteger(L, r->record->pct);
+        lua_setfield(L, -2, "pct");
+        set_opt(L, "record", r->record->text);
+    }
+    static const struct { unsigned bit; const char *name; } reasons[] = {
+        { AS_DMARC_REASON_TESTING, "testing" }, { AS_DMARC_REASON_SAMPLED_OUT, "sampled_out" },
+        { AS_DMARC_REASON_MAILING_LIST, "mailing_list" },
+        { AS_DMARC_REASON_MULTI_FROM, "multi_from" }, { AS_DMARC_REASON_INCOMPLETE, "incomplete" },
+        { AS_DMARC_REASON_BAD_POLICY, "bad_policy" }, { AS_DMARC_REASON_NO_AUTHOR, "no_author" },
+    };
+    lua_newtable(L);
+    int k = 0;
+    for (size_t i = 0; i < AS_ARRAY_LEN(reasons); i++)
+        if (r->reasons & reasons[i].bit) {
+            lua_pushstring(L, reasons[i].name);
+            lua_rawseti(L, -2, ++k);
+        }
+    lua_setfield(L, -2, "reasons");
+    set_bool(L, "spf_aligned", r->spf_aligned);
+    set_opt(L, "spf_domain", r->spf_domain);
+    set_str(L, "spf_result", as_spf_res_name(r->spf_result));
+    set_bool(L, "dkim_aligned", r->dkim_aligned);
+    set_opt(L, "dkim_domain", r->dkim_domain);
+    set_str(L, "aspf", r->aspf_strict ? "s" : "r");
+    set_str(L, "adkim", r->adkim_strict ? "s" : "r");
+    set_opt(L, "comment", r->comment);
+    set_opt(L, "auth_results", r->auth_results);
+    return 1;
+}
+
 static int t_tostring(lua_State *L)
 {
     struct as_lua_task_ud *ud = luaL_checkudata(L, 1, AS_LUA_TASK_MT);
@@ -550,6 +690,7 @@ static const luaL_Reg task_methods[] = {
     { "get_metric_score", t_get_metric_score }, { "get_metric_action", t_get_metric_action },
     { "set_pre_result", t_set_pre_result }, { "set_milter_reply", t_set_milter_reply },
     { "add_header", t_add_header }, { "remove_header", t_remove_header },
+    { "get_spf", t_get_spf }, { "get_dkim", t_get_dkim }, { "get_dmarc", t_get_dmarc },
     { NULL, NULL },
 };
 

@@ -62,11 +62,15 @@ rspamd_config:register_symbol{
   group = 'site',
   description = 'DMARC reject softened for a partner domain',
   callback = function(task)
-    local dom = from_domain(task)
-    if dom and partners[dom] and task:has_symbol('DMARC_POLICY_REJECT')
+    local dmarc = task:get_dmarc()
+    local dom = dmarc and dmarc.author_domain
+    if dom and partners[dom] and dmarc.result == 'fail' and dmarc.policy == 'reject'
         and task:get_metric_action() == 'reject' then
       task:set_pre_result('quarantine', 'partner ' .. dom .. ': reject softened', 'site_partner')
-      task:insert_result('SITE_PARTNER_SOFTENED', 1.0, dom)
+      local spf = task:get_spf()
+      task:insert_result('SITE_PARTNER_SOFTENED', 1.0, dom, 'p=' .. dmarc.p,
+                         'spf=' .. spf.result, 'aligned=' .. tostring(dmarc.spf_aligned),
+                         'dkim=' .. task:get_dkim().result)
       rspamd_logger.infox(task, 'softened reject for %s', dom)
     end
   end,
@@ -250,9 +254,9 @@ def test_site_rules():
              "site_partner")
         T.eq("partner: the reply carries the rule's reason",
              r["messages"].get("smtp_message"), "partner partner.example: reject softened")
-        T.eq("partner: the rule's symbol", r["symbols"].get("SITE_PARTNER_SOFTENED",
-                                                           {}).get("options"),
-             ["partner.example"])
+        T.eq("partner: the rule's symbol, from get_dmarc/get_spf/get_dkim",
+             r["symbols"].get("SITE_PARTNER_SOFTENED", {}).get("options"),
+             ["partner.example", "p=reject", "spf=fail", "aligned=false", "dkim=none"])
         T.check("partner: logged with the scan id",
                 re.search(r"<[0-9a-f]{12}> site_partner set the action to quarantine", d.log()),
                 d.log()[-2000:])
