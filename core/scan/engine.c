@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "scan/engine.h"
+#include "scan/lua_task.h"
 #include "util/log.h"
 #include "scan/plugins.h"
 #include "services/service.h"
@@ -102,16 +103,6 @@ static const struct as_config_key core_keys[] = {
     { "symbols.*.group", AS_OPT_STRING, NULL, "group" },
     { "symbols.*.description", AS_OPT_STRING, NULL, "description" },
     { "symbols.*.one_shot", AS_OPT_BOOL, NULL, "a second insert only adds options" },
-};
-
-/* Sections reserved for services that are not built yet.  A key there is
- * an error, not a silent no-op: a site that sets lua.dir expects its
- * hooks to run, and must learn at once that they do not. */
-static const struct {
-    const char *prefix;
-    const char *what;
-} reserved_sections[] = {
-    { "lua.", "Lua hooks" },
 };
 
 /* auth_results.* and the names they had as dmarc plugin options. */
@@ -286,25 +277,10 @@ const char *as_engine_plugins_dir(const struct as_config *cfg)
     return AUTHSCAN_PLUGIN_DIR;
 }
 
-static int check_reserved(const struct as_config *cfg, char *err, size_t errlen)
-{
-    for (size_t i = 0; i < as_config_count(cfg); i++) {
-        const struct as_config_entry *e = as_config_at(cfg, i);
-        for (size_t k = 0; k < AS_ARRAY_LEN(reserved_sections); k++)
-            if (strncmp(e->key, reserved_sections[k].prefix,
-                        strlen(reserved_sections[k].prefix)) == 0)
-                return as_config_error(err, errlen, e, "'%s': %s support is not built yet "
-                                       "in this version of authscan; remove the key",
-                                       e->key, reserved_sections[k].what);
-    }
-    return 0;
-}
-
 /* One schema for every key: core, each service's and each plugin's. */
 static int check_all_keys(struct as_config *cfg, struct as_engine_plugin *pl, size_t np,
                           char *err, size_t errlen)
 {
-    if (check_reserved(cfg, err, errlen) < 0) return -1;
     size_t n = AS_ARRAY_LEN(core_keys) + as_settings_config_nkeys;
     for (size_t i = 0; i < as_service_count(); i++) n += as_service_at(i)->nkeys;
     for (size_t i = 0; i < np; i++) n += pl[i].def->noptions;
@@ -452,17 +428,47 @@ static int check_semantics(const struct as_config *cfg, char *err, size_t errlen
     return 0;
 }
 
-static int build_symbols(struct as_symtab *st, struct as_engine_plugin *pl, size_t np,
-                         const struct as_plugins_off *off, const struct as_config *cfg,
-                         char *err, size_t errlen)
+/* Core symbols, the plugins', then those of the services' own rules (Lua),
+ * and the rules files over all of them. */
+static int build_symbols(struct as_engine *e, const struct as_config *cfg, char *err,
+                         size_t errlen)
 {
+    struct as_symtab *st = e->symtab;
     for (size_t i = 0; i < AS_ARRAY_LEN(core_symbols); i++)
         if (as_symtab_declare(st, &core_symbols[i], "core", err, errlen) < 0) return -1;
-    for (size_t i = 0; i < np; i++)
-        for (size_t j = 0; j < pl[i].def->nsymbols; j++)
-            if (as_symtab_declare(st, &pl[i].def->symbols[j], pl[i].def->name, err, errlen) < 0)
-                return -1;
-    return as_symtab_apply_rules(st, cfg, off->symbols, off->nsymbols, err, errlen);
+    for (size_t i = 0; i < e->nplugins; i++) {
+        const struct as_plugin *def = e->plugins[i].def;
+        for (size_t j = 0; j < def->nsymbols; j++)
+            if (as_symtab_declare(st, &def->symbols[j], def->name, err, errlen) < 0) return -1;
+    }
+    for (size_t i = 0; i < as_service_count(); i++) {
+        const struct as_service *svc = as_service_at(i);
+        const struct as_symbol_def *defs;
+        if (!svc->symbols || !e->services[i]) continue;
+        size_t n = svc->symbols(e->services[i], &defs);
+        for (size_t j = 0; j < n; j++)
+            if (as_symtab_declare(st, &defs[j], svc->name, err, errlen) < 0) return -1;
+    }
+    return as_symtab_apply_rules(st, cfg, e->off.symbols, e->off.nsymbols, err, errlen);
+}
+
+/* The Lua rules run as a built-in plugin after every loaded one, so that
+ * they see the plugins' symbols and verdict (docs/lua.md). */
+static void add_builtin_lua(struct as_engine *e, const struct as_config *cfg)
+{
+    const char *dir = as_config_str(cfg, "lua.dir", NULL);
+    if (!dir || !*dir) return;
+    size_t n = e->nplugins;
+    e->plugins = xrealloc(e->plugins, (n + 1) * sizeof *e->plugins);
+    struct as_engine_plugin *p = &e->plugins[n];
+    memset(p, 0, sizeof *p);
+    p->def = &as_lua_plugin;
+    p->fd = -1;
+    p->path = xstrdup("<built-in lua>");
+    p->deps = n ? xcalloc(n, sizeof *p->deps) : NULL;
+    for (size_t i = 0; i < n; i++) p->deps[i] = i;
+    p->ndeps = n;
+    e->nplugins = n + 1;
 }
 
 /* The plugins that authenticate the sender (RFC 7208, RFC 6376, RFC 7489).
@@ -718,20 +724,14 @@ static int engine_build(struct as_engine *e, struct as_config *cfg, int checking
                      check_semantics(cfg, err, errlen) < 0))
         return -1;
     if (checking) warn_authres_aliases(cfg);
-    if (check_plugin_set(cfg, e->plugins, e->nplugins, &e->off, err, errlen) < 0 ||
-        build_symbols(e->symtab, e->plugins, e->nplugins, &e->off, cfg, err, errlen) < 0)
-        return -1;
-    as_actions_from_config(&e->actions, cfg);
-    read_limits(&e->limits, cfg);
-    read_authres(&e->authres, cfg);
-    if (as_settings_build(&e->settings, cfg, e->symtab, e->plugins, e->nplugins, &e->off,
-                          &e->actions, err, errlen) < 0)
-        return -1;
+    if (check_plugin_set(cfg, e->plugins, e->nplugins, &e->off, err, errlen) < 0) return -1;
+    add_builtin_lua(e, cfg);
     for (size_t i = 0; checking && i < as_service_count(); i++) {
         const struct as_service *svc = as_service_at(i);
         if (svc->check && svc->check(cfg, err, errlen) < 0) return -1;
     }
-
+    /* Services start before the symbols are built: the Lua service's
+     * rules declare symbols the rules files may score. */
     for (size_t i = 0; i < as_service_count(); i++) {
         const struct as_service *svc = as_service_at(i);
         if (!svc->start) continue;
@@ -739,10 +739,18 @@ static int engine_build(struct as_engine *e, struct as_config *cfg, int checking
         if (!e->services[i]) return -1;
         e->service_owned[i] = 1;
     }
+    if (build_symbols(e, cfg, err, errlen) < 0) return -1;
+    as_actions_from_config(&e->actions, cfg);
+    read_limits(&e->limits, cfg);
+    read_authres(&e->authres, cfg);
+    if (as_settings_build(&e->settings, cfg, e->symtab, e->plugins, e->nplugins, &e->off,
+                          &e->actions, err, errlen) < 0)
+        return -1;
 
     for (size_t i = 0; i < e->nplugins; i++) {
         struct as_engine_plugin *p = &e->plugins[i];
         read_stages(p);
+        if (p->def == &as_lua_plugin) as_lua_plugin_trim_stages(e, p);
         p->ctx.engine = e;
         p->ctx.def = p->def;
         if (check_init_buf) snprintf(check_init_buf, check_init_len, "%s", p->path);

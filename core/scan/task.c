@@ -74,6 +74,8 @@ struct force {
     int priority;
     const char *message;
     const char *module;
+    int pre_result;               /* as_task_pre_result(): rspamd's semantics */
+    double score;                 /* its target score, NAN for none */
 };
 
 struct result {
@@ -510,6 +512,23 @@ int as_task_force_action(struct as_task *t, enum as_action action, enum as_force
     f->priority = priority;
     f->message = smtp_message ? as_pool_strdup(t->pool, smtp_message) : NULL;
     f->module = module ? as_pool_strdup(t->pool, module) : NULL;
+    f->pre_result = 0;
+    f->score = NAN;
+    return 0;
+}
+
+int as_task_pre_result(struct as_task *t, enum as_action action, int least, int priority,
+                       double score, const char *smtp_message, const char *module)
+{
+    if (as_task_force_action(t, action, least ? AS_FORCE_LEAST : AS_FORCE_EXACT, priority,
+                             smtp_message, module) < 0)
+        return -1;
+    struct force *f = &t->forces[t->nforces - 1];
+    f->pre_result = 1;
+    f->score = isfinite(score) ? score : NAN;
+    as_task_log(t, AS_LOG_NOTICE, "%s set the action to %s%s (priority %d%s%s)",
+                module ? module : "?", least ? "at least " : "", as_action_name(action),
+                priority, smtp_message ? ": " : "", smtp_message ? smtp_message : "");
     return 0;
 }
 
@@ -747,6 +766,94 @@ void as_task_async_end(struct as_task *t, struct as_async *op)
 
 /* ---- scheduling and verdict ---------------------------------------------- */
 
+/* The next force in rspamd's order (priority descending, then the order
+ * they were added) after *prio / *idx; 0 at the end.  Start with *idx =
+ * SIZE_MAX.  Few forces per task: a scan per step is fine. */
+static int next_force_desc(const struct as_task *t, int *prio, size_t *idx)
+{
+    if (*idx != SIZE_MAX)
+        for (size_t i = *idx + 1; i < t->nforces; i++)
+            if (t->forces[i].priority == *prio) {
+                *idx = i;
+                return 1;
+            }
+    int found = 0, best = 0;
+    for (size_t i = 0; i < t->nforces; i++) {
+        int p = t->forces[i].priority;
+        if ((*idx == SIZE_MAX || p < *prio) && (!found || p > best)) {
+            best = p;
+            found = 1;
+        }
+    }
+    if (!found) return 0;
+    for (size_t i = 0; i < t->nforces; i++)
+        if (t->forces[i].priority == best) {
+            *prio = best;
+            *idx = i;
+            return 1;
+        }
+    return 0;
+}
+
+/* rspamd's passthrough results (rspamd_check_action_metric() in rspamd
+ * 3.x), used as soon as a Lua rule called set_pre_result so that a rule
+ * written for rspamd gives the same action here.  Every force takes part
+ * (a plugin's LEAST is rspamd's `least` flag: the DMARC plugin's force is
+ * what rspamd's dmarc module sets), in priority order, highest first:
+ *   - the first force without `least` decides the action outright (its
+ *     target score, if given, becomes the score; no action only lowers it);
+ *   - else the first `least` force is a floor: a score-based action wins
+ *     only with a threshold above the floor's (the floor's threshold is its
+ *     target score, else the action's threshold); a floor whose action has
+ *     no threshold yields only to reject.  The score is raised to the
+ *     floor's threshold. */
+static void compute_verdict_rspamd(struct as_task *t, const struct as_actions *acts,
+                                   double score)
+{
+    struct as_verdict *v = &t->verdict;
+    const struct force *least = NULL, *by = NULL;
+    int prio = 0;
+    size_t idx = SIZE_MAX;
+    enum as_action a = AS_ACTION_NO_ACTION;
+    while (next_force_desc(t, &prio, &idx)) {
+        const struct force *f = &t->forces[idx];
+        if (f->mode == AS_FORCE_EXACT) {
+            if (!isnan(f->score))
+                score = f->action == AS_ACTION_NO_ACTION ? fmin(f->score, score) : f->score;
+            a = f->action;
+            by = f;
+            goto done;
+        }
+        if (!least) least = f;
+    }
+    double floor = least ? (!isnan(least->score) ? least->score
+                                                 : acts->threshold[least->action])
+                         : NAN;
+    double best = least && !isnan(floor) ? floor : -HUGE_VAL;
+    if (least && !isnan(floor)) {
+        a = least->action;
+        by = least;
+    }
+    for (int i = AS_ACTION__COUNT - 1; i > AS_ACTION_NO_ACTION; i--) {
+        double thr = acts->threshold[i];
+        if (!isnan(thr) && score >= thr && thr > best) {
+            a = (enum as_action)i;
+            by = NULL;
+            best = thr;
+        }
+    }
+    if (least && isnan(floor) && a != AS_ACTION_REJECT) {
+        a = least->action;
+        by = least;
+    }
+    if (least && !isnan(floor) && best > score) score = best;
+done:
+    v->score = score;
+    v->action = a;
+    v->forced_by = by ? by->module : NULL;
+    v->smtp_message = by && by->message ? by->message : acts->message[a];
+}
+
 static void compute_verdict(struct as_task *t)
 {
     struct as_verdict *v = &t->verdict;
@@ -755,6 +862,11 @@ static void compute_verdict(struct as_task *t)
     for (size_t i = 0; i < t->nsyms; i++) score += t->syms[i]->score;
     v->score = score;
     v->required_score = as_actions_required_score(acts);
+    for (size_t i = 0; i < t->nforces; i++)
+        if (t->forces[i].pre_result) {
+            compute_verdict_rspamd(t, acts, score);
+            return;
+        }
     enum as_action a = as_actions_for_score(acts, score);
     const struct force *by = NULL;
 

@@ -95,6 +95,15 @@ void as_task_set_digest(struct as_task *t, uint64_t digest);
 uint64_t as_task_enter(const struct as_task *t);
 void as_task_leave(uint64_t mark);
 
+/* rspamd's task:set_pre_result() (Lua rules): a force with rspamd's
+ * semantics.  Once a task has one, its verdict is chosen the way rspamd
+ * chooses it (compute_verdict_rspamd in task.c, docs/lua.md), over every
+ * force, the plugins' too.  priority on authscan's scale (AS_PRIO_*),
+ * score NAN for none, smtp_message the reply text (NULL: the action's).
+ * Logged with module and message.  0, or -1 after the verdict is final. */
+int as_task_pre_result(struct as_task *t, enum as_action action, int least, int priority,
+                       double score, const char *smtp_message, const char *module);
+
 const struct as_verdict *as_task_verdict(const struct as_task *t);
 size_t as_task_symbol_count(const struct as_task *t);
 const struct as_task_symbol *as_task_symbol_at(const struct as_task *t, size_t i);

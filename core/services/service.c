@@ -3,6 +3,7 @@
  */
 #include <stdint.h>
 #include "services/dns.h"
+#include "services/lua.h"
 #include "services/redis.h"
 #include "services/service.h"
 #include "util/util.h"
@@ -12,6 +13,7 @@
 static const struct as_service *const services[] = {
     &as_dns_service,
     &as_redis_service,
+    &as_lua_service,
 };
 
 size_t as_service_count(void) { return AS_ARRAY_LEN(services); }

@@ -1,6 +1,6 @@
 /*
  * service.h - per-worker services that plugins reach through the task:
- * DNS today, Redis and Lua next.
+ * DNS and Lua today, Redis next.
  *
  * A service is one `struct as_service` in the table of service.c.  Adding
  * one is: write the module (its own .c/.h), define its descriptor, add it
@@ -22,7 +22,10 @@
  *            per-task state in the task pool, and registers cleanup with
  *            as_pool_on_destroy() so nothing outlives the task;
  *   stats    write_stats() appends one JSON value (an object) that /stat
- *            publishes under the service's name.
+ *            publishes under the service's name;
+ *   symbols  a service that runs rules of its own (Lua) declares their
+ *            symbols with symbols(), read after start() and before the
+ *            rules files apply, so scores are overridable like a plugin's.
  *
  * Threading: none.  Every call happens on the engine's event loop.
  * Errors: check() and start() return -1 / NULL with a message in err.
@@ -35,6 +38,7 @@
 
 struct event_base;
 struct as_task;
+struct as_symbol_def;
 struct sbuf;
 
 struct as_service {
@@ -46,6 +50,9 @@ struct as_service {
                    char *err, size_t errlen);
     void (*stop)(void *state);
     void (*write_stats)(const void *state, struct sbuf *json);   /* may be NULL */
+    /* The symbols the service's rules add, declared under the service's
+     * name; the array belongs to the state.  May be NULL. */
+    size_t (*symbols)(const void *state, const struct as_symbol_def **defs);
 };
 
 /* The services built into this binary, in start order. */

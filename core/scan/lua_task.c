@@ -1,0 +1,1014 @@
+/*
+ * lua_task.c - the task object of the Lua API and the built-in plugin
+ * that runs the Lua rules in the stages (see lua_task.h, docs/lua.md).
+ */
+#include <arpa/inet.h>
+#include <lauxlib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "authscan/dkim.h"
+#include "authscan/dmarc.h"
+#include "authscan/spf.h"
+#include "mail/message.h"
+#include "scan/engine.h"
+#include "scan/lua_task.h"
+#include "scan/task.h"
+#include "services/lua.h"
+#include "util/pool.h"
+#include "util/util.h"
+
+#define IP_MT "rspamd{ip}"
+/* Options one callback return or insert_result call may carry; the task
+ * bounds them again (MAX_SYMBOL_OPTIONS in task.c). */
+#define MAX_OPTS 64
+
+enum lua_stage { LS_SCAN, LS_POSTFILTER, LS_FINISH, LS_COUNT };
+
+/* The plugin's state: the service and the rules of each stage in order. */
+struct lua_plugin {
+    struct as_lua *s;
+    struct as_lua_rule **stage[LS_COUNT];
+    size_t nstage[LS_COUNT];
+};
+
+/* One task's Lua side, in the task pool (the Lua service's task slot). */
+struct lua_task_ctx {
+    struct as_task *t;
+    struct as_lua *s;
+    struct as_lua_task_ud *ud;
+    int ud_ref;                   /* the task userdata, anchored */
+    struct as_lua_rule **order;   /* the stage's rules */
+    size_t n, next;
+    enum lua_stage stage;
+    struct as_lua_run run;        /* run.co != NULL: a rule is running */
+    int waiting;                  /* its coroutine waits for DNS */
+};
+
+/* ------------------------------------------------------------------ */
+/* Helpers                                                              */
+
+static struct as_task *check_task(lua_State *L, int idx)
+{
+    struct as_lua_task_ud *ud = luaL_checkudata(L, idx, AS_LUA_TASK_MT);
+    if (!ud->task) luaL_error(L, "task used after its scan ended");
+    return ud->task;
+}
+
+static struct lua_task_ctx *task_ctx(struct as_task *t)
+{
+    void **slot = as_task_service_slot(t, &as_lua_service);
+    return slot ? *slot : NULL;
+}
+
+static void set_str(lua_State *L, const char *k, const char *v)
+{
+    lua_pushstring(L, v ? v : "");
+    lua_setfield(L, -2, k);
+}
+
+/* Strings, numbers and arrays of them from index first.. into opts. */
+static size_t collect_opts(lua_State *L, int first, int last, const char **opts)
+{
+    size_t n = 0;
+    for (int i = first; i <= last && n < MAX_OPTS; i++) {
+        int ty = lua_type(L, i);
+        if (ty == LUA_TSTRING || ty == LUA_TNUMBER) {
+            opts[n++] = lua_tostring(L, i);
+        } else if (ty == LUA_TTABLE) {
+            lua_Integer len = luaL_len(L, i);
+            for (lua_Integer k = 1; k <= len && n < MAX_OPTS; k++) {
+                lua_geti(L, i, k);
+                /* the table keeps the string alive */
+                if (lua_type(L, -1) == LUA_TSTRING) opts[n++] = lua_tostring(L, -1);
+                lua_pop(L, 1);
+            }
+        }
+    }
+    return n;
+}
+
+static void push_mailbox(lua_State *L, const char *addr, const char *user, const char *domain,
+                         const char *name)
+{
+    lua_createtable(L, 0, 4);
+    set_str(L, "addr", addr);
+    set_str(L, "user", user);
+    set_str(L, "domain", domain);
+    set_str(L, "name", name);
+}
+
+/* An SMTP address "user@domain" split at its last '@'. */
+static void push_smtp_addr(lua_State *L, const char *a)
+{
+    const char *at = strrchr(a, '@');
+    lua_createtable(L, 0, 4);
+    set_str(L, "addr", a);
+    if (at) {
+        lua_pushlstring(L, a, (size_t)(at - a));
+        lua_setfield(L, -2, "user");
+        char *d = xstrdup(at + 1);
+        as_str_lower(d);
+        set_str(L, "domain", d);
+        free(d);
+    } else {
+        set_str(L, "user", a);
+        set_str(L, "domain", "");
+    }
+    set_str(L, "name", "");
+}
+
+static void push_list(lua_State *L, const struct as_address_list *l, int *k)
+{
+    for (size_t i = 0; i < l->nboxes; i++) {
+        const struct as_mailbox *m = &l->boxes[i];
+        push_mailbox(L, m->addr, m->local_part, m->domain, m->display_name);
+        lua_rawseti(L, -2, ++*k);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* task methods                                                         */
+
+static int t_insert_result(lua_State *L)
+{
+    struct as_task *t = check_task(L, 1);
+    int a = lua_type(L, 2) == LUA_TBOOLEAN ? 3 : 2;   /* rspamd's optional `enforce` */
+    const char *name = luaL_checkstring(L, a);
+    double w = luaL_optnumber(L, a + 1, 1.0);
+    const char *opts[MAX_OPTS];
+    size_t n = collect_opts(L, a + 2, lua_gettop(L), opts);
+    lua_pushboolean(L, as_task_add_symbolv(t, name, w, opts, n) == 0);
+    return 1;
+}
+
+static int t_has_symbol(lua_State *L)
+{
+    lua_pushboolean(L, as_task_has_symbol(check_task(L, 1), luaL_checkstring(L, 2)));
+    return 1;
+}
+
+static void push_symbol(lua_State *L, const struct as_symbol_result *r)
+{
+    lua_createtable(L, 0, 6);
+    set_str(L, "name", r->name);
+    lua_pushnumber(L, r->score);
+    lua_setfield(L, -2, "score");
+    lua_pushnumber(L, r->weight);
+    lua_setfield(L, -2, "weight");
+    if (r->group) {
+        set_str(L, "group", r->group);
+        lua_createtable(L, 1, 0);
+        lua_pushstring(L, r->group);
+        lua_rawseti(L, -2, 1);
+        lua_setfield(L, -2, "groups");
+    }
+    if (r->noptions) {
+        lua_createtable(L, (int)r->noptions, 0);
+        for (size_t i = 0; i < r->noptions; i++) {
+            lua_pushstring(L, r->options[i]);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        lua_setfield(L, -2, "options");
+    }
+}
+
+static int t_get_symbol(lua_State *L)
+{
+    struct as_task *t = check_task(L, 1);
+    const char *name = luaL_checkstring(L, 2);
+    for (size_t i = 0; i < as_task_symbol_total(t); i++) {
+        const struct as_symbol_result *r = as_task_symbol_get(t, i);
+        if (strcmp(r->name, name) != 0) continue;
+        lua_createtable(L, 1, 0);
+        push_symbol(L, r);
+        lua_rawseti(L, -2, 1);
+        return 1;
+    }
+    lua_pushnil(L);
+    return 1;
+}
+
+static int t_get_symbols(lua_State *L)
+{
+    struct as_task *t = check_task(L, 1);
+    size_t n = as_task_symbol_total(t);
+    lua_createtable(L, (int)n, 0);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        const struct as_symbol_result *r = as_task_symbol_get(t, i);
+        lua_pushstring(L, r->name);
+        lua_rawseti(L, -3, (lua_Integer)i + 1);
+        lua_pushnumber(L, r->score);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    return 2;
+}
+
+static int t_get_header_common(lua_State *L, int raw)
+{
+    struct as_task *t = check_task(L, 1);
+    const struct as_header *h = as_msg_header_get(as_task_message(t), luaL_checkstring(L, 2), 0);
+    if (!h) {
+        lua_pushnil(L);
+        return 1;
+    }
+    if (raw) {
+        lua_pushlstring(L, h->value.ptr, h->value.len);
+        return 1;
+    }
+    size_t len;
+    const char *v = as_header_unfold(t, h, &len);
+    lua_pushstring(L, as_decode_encoded_words(as_task_pool(t), v, len));
+    return 1;
+}
+
+static int t_get_header(lua_State *L) { return t_get_header_common(L, 0); }
+static int t_get_header_raw(lua_State *L) { return t_get_header_common(L, 1); }
+
+static int t_get_header_full(lua_State *L)
+{
+    struct as_task *t = check_task(L, 1);
+    const struct as_message *m = as_task_message(t);
+    const char *name = luaL_checkstring(L, 2);
+    size_t n = as_msg_header_count(m, name);
+    if (!n) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        const struct as_header *h = as_msg_header_get(m, name, (int)i);
+        size_t len;
+        const char *v = as_header_unfold(t, h, &len);
+        lua_createtable(L, 0, 6);
+        lua_pushlstring(L, h->name.ptr, h->name.len);
+        lua_setfield(L, -2, "name");
+        lua_pushlstring(L, v, len);
+        lua_setfield(L, -2, "value");
+        lua_pushstring(L, as_decode_encoded_words(as_task_pool(t), v, len));
+        lua_setfield(L, -2, "decoded");
+        lua_pushlstring(L, h->raw.ptr, h->raw.len);
+        lua_setfield(L, -2, "raw");
+        lua_pushinteger(L, (lua_Integer)h->index);
+        lua_setfield(L, -2, "order");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    return 1;
+}
+
+/* 'smtp'/'envelope' (1), 'mime'/'header' (2), 'any' or nil: smtp if given */
+static int addr_kind(lua_State *L, int idx)
+{
+    if (lua_isnoneornil(L, idx)) return 0;
+    if (lua_type(L, idx) == LUA_TNUMBER) return (int)lua_tointeger(L, idx) & 3;
+    static const char *const kinds[] = { "any", "smtp", "mime", "envelope", "header", NULL };
+    int k = luaL_checkoption(L, idx, NULL, kinds);
+    return k == 3 ? 1 : k == 4 ? 2 : k;
+}
+
+static int t_get_from(lua_State *L)
+{
+    struct as_task *t = check_task(L, 1);
+    int kind = addr_kind(L, 2);
+    const struct as_envelope *env = as_task_envelope(t);
+    if (kind != 2 && env->mail_from) {
+        lua_createtable(L, 1, 0);
+        push_smtp_addr(L, env->mail_from);
+        lua_rawseti(L, -2, 1);
+        return 1;
+    }
+    if (kind == 1) {
+        lua_pushnil(L);
+        return 1;
+    }
+    const struct as_from *f = as_task_from(t);
+    if (!f->list.nboxes) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_createtable(L, (int)f->list.nboxes, 0);
+    int k = 0;
+    push_list(L, &f->list, &k);
+    return 1;
+}
+
+static int t_get_recipients(lua_State *L)
+{
+    struct as_task *t = check_task(L, 1);
+    int kind = addr_kind(L, 2);
+    const struct as_envelope *env = as_task_envelope(t);
+    if (kind != 2 && env->nrcpts) {
+        lua_createtable(L, (int)env->nrcpts, 0);
+        for (size_t i = 0; i < env->nrcpts; i++) {
+            push_smtp_addr(L, env->rcpts[i]);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        return 1;
+    }
+    if (kind == 1) {
+        lua_pushnil(L);
+        return 1;
+    }
+    const struct as_message *m = as_task_message(t);
+    static const char *const fields[] = { "To", "Cc", "Bcc" };
+    lua_newtable(L);
+    int k = 0;
+    for (size_t f = 0; f < AS_ARRAY_LEN(fields); f++)
+        for (size_t i = 0; i < as_msg_header_count(m, fields[f]); i++) {
+            const struct as_header *h = as_msg_header_get(m, fields[f], (int)i);
+            size_t len;
+            const char *v = as_header_unfold(t, h, &len);
+            struct as_address_list l;
+            const char *perr;
+            if (as_address_list_parse(as_task_pool(t), v, len, &l, &perr) == 0)
+                push_list(L, &l, &k);
+        }
+    if (!k) {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+    }
+    return 1;
+}
+
+struct lua_ip {
+    char text[64];
+    int version;                  /* 4, 6, or 0: no address */
+};
+
+static int t_get_ip(lua_State *L)
+{
+    const struct as_envelope *env = as_task_envelope(check_task(L, 1));
+    struct lua_ip *ip = lua_newuserdatauv(L, sizeof *ip, 0);
+    memset(ip, 0, sizeof *ip);
+    if (env->ip && env->family != AF_UNSPEC) {
+        as_strlcpy(ip->text, env->ip, sizeof ip->text);
+        ip->version = env->family == AF_INET ? 4 : 6;
+    }
+    luaL_setmetatable(L, IP_MT);
+    return 1;
+}
+
+static int ip_to_string(lua_State *L)
+{
+    struct lua_ip *ip = luaL_checkudata(L, 1, IP_MT);
+    if (ip->version) lua_pushstring(L, ip->text);
+    else lua_pushnil(L);
+    return 1;
+}
+static int ip_tostring_mm(lua_State *L)
+{
+    struct lua_ip *ip = luaL_checkudata(L, 1, IP_MT);
+    lua_pushstring(L, ip->version ? ip->text : "(no ip)");
+    return 1;
+}
+static int ip_is_valid(lua_State *L)
+{
+    lua_pushboolean(L, ((struct lua_ip *)luaL_checkudata(L, 1, IP_MT))->version != 0);
+    return 1;
+}
+static int ip_get_version(lua_State *L)
+{
+    lua_pushinteger(L, ((struct lua_ip *)luaL_checkudata(L, 1, IP_MT))->version);
+    return 1;
+}
+static int ip_eq(lua_State *L)
+{
+    struct lua_ip *a = luaL_checkudata(L, 1, IP_MT), *b = luaL_checkudata(L, 2, IP_MT);
+    lua_pushboolean(L, a->version == b->version && strcmp(a->text, b->text) == 0);
+    return 1;
+}
+
+static int env_string(lua_State *L, const char *v)
+{
+    if (v && *v) lua_pushstring(L, v);
+    else lua_pushnil(L);
+    return 1;
+}
+
+static int t_get_helo(lua_State *L) { return env_string(L, as_task_envelope(check_task(L, 1))->helo); }
+static int t_get_hostname(lua_State *L)
+{
+    return env_string(L, as_task_envelope(check_task(L, 1))->hostname);
+}
+static int t_get_user(lua_State *L) { return env_string(L, as_task_envelope(check_task(L, 1))->user); }
+static int t_get_queue_id(lua_State *L)
+{
+    return env_string(L, as_task_envelope(check_task(L, 1))->queue_id);
+}
+
+static int t_get_metric_score(lua_State *L)
+{
+    struct as_task *t = check_task(L, 1);
+    lua_createtable(L, 2, 0);
+    lua_pushnumber(L, as_task_score(t));
+    lua_rawseti(L, -2, 1);
+    lua_pushnumber(L, as_task_required_score(t));
+    lua_rawseti(L, -2, 2);
+    return 1;
+}
+
+static int t_get_metric_action(lua_State *L)
+{
+    lua_pushstring(L, as_action_name(as_task_action(check_task(L, 1))));
+    return 1;
+}
+
+/* The running rule's name, for module defaults and log lines. */
+static const char *rule_label(struct as_task *t)
+{
+    struct lua_task_ctx *c = task_ctx(t);
+    const struct as_lua_rule *r = c && c->run.co ? c->run.rule : NULL;
+    return r && r->name ? r->name : "lua";
+}
+
+/* set_pre_result(action, message, module, score, priority, flags) or the
+ * table form {action=, message=, module=, score=, priority=, flags=}.
+ * rspamd's priorities (0 low, 1 normal, 2 high, 3 critical) map onto
+ * authscan's scale as priority * AS_PRIO_PLUGIN: rspamd's dmarc module
+ * forces at 1, the DMARC plugin here at AS_PRIO_PLUGIN. */
+static int t_set_pre_result(lua_State *L)
+{
+    struct as_task *t = check_task(L, 1);
+    const char *act, *msg = NULL, *module = NULL, *flags = NULL;
+    double score = NAN;
+    lua_Integer prio = 1;
+    if (lua_type(L, 2) == LUA_TTABLE) {
+        lua_getfield(L, 2, "action");
+        act = luaL_checkstring(L, -1);
+        if (lua_getfield(L, 2, "message") != LUA_TNIL) msg = luaL_checkstring(L, -1);
+        if (lua_getfield(L, 2, "module") != LUA_TNIL) module = luaL_checkstring(L, -1);
+        if (lua_getfield(L, 2, "score") != LUA_TNIL) score = luaL_checknumber(L, -1);
+        if (lua_getfield(L, 2, "priority") != LUA_TNIL) prio = luaL_checkinteger(L, -1);
+        if (lua_getfield(L, 2, "flags") != LUA_TNIL) flags = luaL_checkstring(L, -1);
+        if (lua_getfield(L, 2, "result") != LUA_TNIL)
+            return luaL_error(L, "set_pre_result: named results (result=) are not supported");
+    } else {
+        act = luaL_checkstring(L, 2);
+        if (lua_type(L, 3) == LUA_TSTRING) msg = lua_tostring(L, 3);
+        if (lua_type(L, 4) == LUA_TSTRING) module = lua_tostring(L, 4);
+        if (lua_type(L, 5) == LUA_TNUMBER) score = lua_tonumber(L, 5);
+        if (lua_type(L, 6) == LUA_TNUMBER) prio = lua_tointeger(L, 6);
+        if (lua_type(L, 7) == LUA_TSTRING) flags = lua_tostring(L, 7);
+    }
+    int a = as_action_parse(act);
+    if (a < 0) return luaL_error(L, "set_pre_result: unknown action %s", act);
+    if (prio < -1000 || prio > 1000)
+        return luaL_error(L, "set_pre_result: priority must be -1000 to 1000");
+    int least = flags && strstr(flags, "least") != NULL;
+    const char *mod = module ? module : rule_label(t);
+    int rc = as_task_pre_result(t, (enum as_action)a, least, (int)prio * AS_PRIO_PLUGIN, score,
+                                msg, mod);
+    lua_pushboolean(L, rc == 0);
+    return 1;
+}
+
+static int add_one_header(lua_State *L, struct as_task *t, const char *name, int v)
+{
+    const char *value;
+    int order = 0;
+    if (lua_type(L, v) == LUA_TTABLE) {
+        lua_getfield(L, v, "value");
+        value = luaL_checkstring(L, -1);
+        lua_getfield(L, v, "order");
+        order = (int)luaL_optinteger(L, -1, 0);
+        lua_pop(L, 1);   /* keep value on the stack */
+    } else {
+        value = luaL_checkstring(L, v);
+    }
+    return as_task_add_header(t, name, value, order);
+}
+
+static int t_add_header(lua_State *L)
+{
+    struct as_task *t = check_task(L, 1);
+    const char *name = luaL_checkstring(L, 2), *value = luaL_checkstring(L, 3);
+    int order = (int)luaL_optinteger(L, 4, 0);
+    lua_pushboolean(L, as_task_add_header(t, name, value, order) == 0);
+    return 1;
+}
+
+static int t_remove_header(lua_State *L)
+{
+    struct as_task *t = check_task(L, 1);
+    const char *name = luaL_checkstring(L, 2);
+    lua_pushboolean(L, as_task_remove_header(t, name, (int)luaL_optinteger(L, 3, 0)) == 0);
+    return 1;
+}
+
+/* rspamd's set_milter_reply{add_headers = {N = v | {value=, order=} | {v, ...}},
+ * remove_headers = {N = index}}; other keys are refused, not ignored. */
+static int t_set_milter_reply(lua_State *L)
+{
+    struct as_task *t = check_task(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    int ok = 1;
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+        int tbl = lua_gettop(L);
+        if (strcmp(k, "add_headers") != 0 && strcmp(k, "remove_headers") != 0)
+            return luaL_error(L, "set_milter_reply: '%s' is not supported (add_headers, "
+                              "remove_headers)", k);
+        luaL_checktype(L, tbl, LUA_TTABLE);
+        lua_pushnil(L);
+        while (lua_next(L, tbl)) {
+            const char *hn = luaL_checkstring(L, -2);
+            int v = lua_gettop(L);
+            if (k[0] == 'r') {
+                ok &= as_task_remove_header(t, hn, (int)luaL_checkinteger(L, v)) == 0;
+            } else if (lua_type(L, v) == LUA_TTABLE && lua_rawlen(L, v) > 0) {
+                for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, v); i++) {
+                    lua_rawgeti(L, v, i);
+                    ok &= add_one_header(L, t, hn, lua_gettop(L)) == 0;
+                    lua_settop(L, v);
+                }
+            } else {
+                ok &= add_one_header(L, t, hn, v) == 0;
+            }
+            lua_settop(L, v - 1);
+        }
+        lua_settop(L, tbl - 1);
+    }
+    lua_pushboolean(L, ok);
+    return 1;
+}
+
+/* ---- authscan's structured results (the plugins' typed results) ---- */
+
+static void set_bool(lua_State *L, const char *k, int v)
+{
+    lua_pushboolean(L, v);
+    lua_setfield(L, -2, k);
+}
+
+/* A string field, left out (nil) when v is NULL. */
+static void set_opt(lua_State *L, const char *k, const char *v)
+{
+    if (!v) return;
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, k);
+}
+
+static void push_spf_check(lua_State *L, const struct as_spf_check *c)
+{
+    lua_createtable(L, 0, 7);
+    set_bool(L, "checked", c->checked);
+    set_str(L, "result", as_spf_res_name(c->result));
+    set_opt(L, "domain", c->domain);
+    set_opt(L, "sender", c->sender);
+    set_opt(L, "mechanism", c->mechanism);
+    set_opt(L, "reason", c->reason);
+    set_opt(L, "explanation", c->explanation);
+}
+
+static int t_get_spf(lua_State *L)
+{
+    const struct as_spf_result *r = as_task_get_result(check_task(L, 1), AS_SPF_RESULT_KEY);
+    if (!r || r->version < 1) {
+        lua_pushnil(L);
+        return 1;
+    }
+    const struct as_spf_check *d = r->dmarc ? r->dmarc : &r->mailfrom;
+    lua_createtable(L, 0, 12);
+    set_str(L, "result", as_spf_res_name(d->result));
+    set_opt(L, "domain", d->domain);
+    set_str(L, "identity", r->dmarc_identity == AS_SPF_ID_HELO ? "helo" : "mailfrom");
+    push_spf_check(L, &r->mailfrom);
+    lua_setfield(L, -2, "mailfrom");
+    push_spf_check(L, &r->helo);
+    lua_setfield(L, -2, "helo");
+    set_opt(L, "client_ip", r->client_ip);
+    set_bool(L, "skipped", r->skipped);
+    set_opt(L, "skip_reason", r->skip_reason);
+    set_bool(L, "plus_all", r->plus_all);
+    set_opt(L, "auth_results", r->auth_results);
+    return 1;
+}
+
+static int t_get_dkim(lua_State *L)
+{
+    const struct as_dkim_result *r = as_task_get_result(check_task(L, 1), AS_DKIM_RESULT_KEY);
+    if (!r || r->version < 1) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_createtable(L, 0, 4);
+    /* the best result: pass if any signature passed */
+    enum as_dkim_res best = AS_DKIM_NONE;
+    for (size_t i = 0; i < r->nsigs; i++)
+        if (best == AS_DKIM_NONE || r->sigs[i].result == AS_DKIM_PASS) best = r->sigs[i].result;
+    set_str(L, "result", as_dkim_res_name(best));
+    lua_createtable(L, (int)r->nsigs, 0);
+    for (size_t i = 0; i < r->nsigs; i++) {
+        const struct as_dkim_sig *g = &r->sigs[i];
+        lua_createtable(L, 0, 8);
+        set_str(L, "result", as_dkim_res_name(g->result));
+        set_opt(L, "domain", g->domain);
+        set_opt(L, "selector", g->selector);
+        set_opt(L, "algorithm", g->algorithm);
+        lua_pushinteger(L, g->key_bits);
+        lua_setfield(L, -2, "key_bits");
+        set_opt(L, "identity", g->identity);
+        set_bool(L, "testing", g->testing);
+        set_opt(L, "reason", g->reason);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "signatures");
+    lua_pushinteger(L, (lua_Integer)r->nignored);
+    lua_setfield(L, -2, "ignored");
+    return 1;
+}
+
+static int t_get_dmarc(lua_State *L)
+{
+    const struct as_dmarc_result *r = as_task_get_result(check_task(L, 1), AS_DMARC_RESULT_KEY);
+    if (!r || r->version < 1) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_createtable(L, 0, 20);
+    set_str(L, "result", as_dmarc_res_name(r->result));
+    set_str(L, "discovery", r->discovery == AS_DMARC_DISCOVERY_PSL ? "psl" : "tree");
+    set_opt(L, "author_domain", r->author_domain);
+    set_opt(L, "policy_domain", r->policy_domain);
+    set_opt(L, "org_domain", r->org_domain);
+    set_str(L, "policy", as_dmarc_policy_name(r->policy));
+    set_opt(L, "policy_tag", r->policy_tag);
+    set_str(L, "disposition", as_dmarc_policy_name(r->disposition));
+    if (r->record) {
+        set_str(L, "p", as_dmarc_policy_name(r->record->p));
+        set_str(L, "sp", as_dmarc_policy_name(r->record->sp));
+        set_str(L, "np", as_dmarc_policy_name(r->record->np));
+        set_bool(L, "testing", r->record->testing);
+        lua_pushinteger(L, r->record->pct);
+        lua_setfield(L, -2, "pct");
+        set_opt(L, "record", r->record->text);
+    }
+    static const struct { unsigned bit; const char *name; } reasons[] = {
+        { AS_DMARC_REASON_TESTING, "testing" }, { AS_DMARC_REASON_SAMPLED_OUT, "sampled_out" },
+        { AS_DMARC_REASON_MAILING_LIST, "mailing_list" },
+        { AS_DMARC_REASON_MULTI_FROM, "multi_from" }, { AS_DMARC_REASON_INCOMPLETE, "incomplete" },
+        { AS_DMARC_REASON_BAD_POLICY, "bad_policy" }, { AS_DMARC_REASON_NO_AUTHOR, "no_author" },
+    };
+    lua_newtable(L);
+    int k = 0;
+    for (size_t i = 0; i < AS_ARRAY_LEN(reasons); i++)
+        if (r->reasons & reasons[i].bit) {
+            lua_pushstring(L, reasons[i].name);
+            lua_rawseti(L, -2, ++k);
+        }
+    lua_setfield(L, -2, "reasons");
+    set_bool(L, "spf_aligned", r->spf_aligned);
+    set_opt(L, "spf_domain", r->spf_domain);
+    set_str(L, "spf_result", as_spf_res_name(r->spf_result));
+    set_bool(L, "dkim_aligned", r->dkim_aligned);
+    set_opt(L, "dkim_domain", r->dkim_domain);
+    set_str(L, "aspf", r->aspf_strict ? "s" : "r");
+    set_str(L, "adkim", r->adkim_strict ? "s" : "r");
+    set_opt(L, "comment", r->comment);
+    set_opt(L, "auth_results", r->auth_results);
+    return 1;
+}
+
+static int t_tostring(lua_State *L)
+{
+    struct as_lua_task_ud *ud = luaL_checkudata(L, 1, AS_LUA_TASK_MT);
+    lua_pushfstring(L, "task<%s>", ud->id);
+    return 1;
+}
+
+static const luaL_Reg task_methods[] = {
+    { "insert_result", t_insert_result }, { "has_symbol", t_has_symbol },
+    { "get_symbol", t_get_symbol }, { "get_symbols", t_get_symbols },
+    { "get_header", t_get_header }, { "get_header_raw", t_get_header_raw },
+    { "get_header_full", t_get_header_full }, { "get_from", t_get_from },
+    { "get_recipients", t_get_recipients }, { "get_ip", t_get_ip },
+    { "get_helo", t_get_helo }, { "get_hostname", t_get_hostname },
+    { "get_user", t_get_user }, { "get_queue_id", t_get_queue_id },
+    { "get_metric_score", t_get_metric_score }, { "get_metric_action", t_get_metric_action },
+    { "set_pre_result", t_set_pre_result }, { "set_milter_reply", t_set_milter_reply },
+    { "add_header", t_add_header }, { "remove_header", t_remove_header },
+    { "get_spf", t_get_spf }, { "get_dkim", t_get_dkim }, { "get_dmarc", t_get_dmarc },
+    { NULL, NULL },
+};
+
+static const luaL_Reg ip_methods[] = {
+    { "to_string", ip_to_string }, { "is_valid", ip_is_valid },
+    { "get_version", ip_get_version }, { NULL, NULL },
+};
+
+/* ------------------------------------------------------------------ */
+/* Running the rules                                                    */
+
+static void advance(struct lua_task_ctx *c, int nargs);
+
+static void ctx_destroy(void *arg)
+{
+    struct lua_task_ctx *c = arg;
+    c->ud->task = NULL;
+    as_lua_run_end(c->s, &c->run);
+    luaL_unref(as_lua_state(c->s), LUA_REGISTRYINDEX, c->ud_ref);
+}
+
+static struct lua_task_ctx *ctx_get(struct as_task *t, struct as_lua *s)
+{
+    void **slot = as_task_service_slot(t, &as_lua_service);
+    if (*slot) return *slot;
+    lua_State *L = as_lua_state(s);
+    struct lua_task_ctx *c = as_pool_alloc(as_task_pool(t), sizeof *c);
+    c->t = t;
+    c->s = s;
+    c->ud = lua_newuserdatauv(L, sizeof *c->ud, 0);
+    c->ud->task = t;
+    as_strlcpy(c->ud->id, as_task_id(t), sizeof c->ud->id);
+    luaL_setmetatable(L, AS_LUA_TASK_MT);
+    c->ud_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    c->run.ref = LUA_NOREF;
+    if (as_pool_on_destroy(as_task_pool(t), ctx_destroy, c) < 0) {
+        ctx_destroy(c);
+        return NULL;
+    }
+    *slot = c;
+    return c;
+}
+
+/* rspamd: a callback returning true (or a non-zero number) adds its
+ * symbol; a number after it is the weight, the rest are options. */
+static void take_results(struct lua_task_ctx *c, const struct as_lua_rule *r, int nres)
+{
+    lua_State *co = c->run.co;
+    if (!r->name || nres < 1 || c->stage == LS_FINISH) return;
+    int base = lua_gettop(co) - nres + 1;
+    double w;
+    if (lua_type(co, base) == LUA_TBOOLEAN) w = lua_toboolean(co, base) ? 1.0 : 0.0;
+    else if (lua_type(co, base) == LUA_TNUMBER) w = lua_tonumber(co, base);
+    else return;
+    if (w == 0) return;
+    int first = base + 1;
+    if (nres >= 2 && lua_type(co, base + 1) == LUA_TNUMBER) {
+        w = lua_tonumber(co, base + 1);
+        first = base + 2;
+    }
+    const char *opts[MAX_OPTS];
+    size_t n = collect_opts(co, first, lua_gettop(co), opts);
+    as_task_add_symbolv(c->t, r->name, w, opts, n);
+}
+
+static void report_failure(struct lua_task_ctx *c, const struct as_lua_rule *r,
+                           enum as_lua_outcome o, const char *err)
+{
+    const char *what = o == AS_LUA_OVERRUN ? "stopped"
+                     : o == AS_LUA_NOMEM  ? "out of memory (lua.max_memory)"
+                                          : "failed";
+    as_task_log(c->t, AS_LOG_ERR, "lua: rule %s (%s) %s: %s; %s skipped%s",
+                r->name ? r->name : "(callback)", r->where, what, err,
+                r->name ? "its symbol" : "it",
+                r->disabled && o == AS_LUA_OVERRUN ? "; the rule is disabled until the next "
+                                                     "reload (lua.max_overruns)" : "");
+}
+
+static void advance(struct lua_task_ctx *c, int nargs)
+{
+    for (;;) {
+        if (!c->run.co) {
+            while (c->next < c->n && c->order[c->next]->disabled) c->next++;
+            if (c->next >= c->n) return;
+            as_lua_run_start(c->s, c->order[c->next++], &c->run);
+            lua_rawgeti(c->run.co, LUA_REGISTRYINDEX, c->ud_ref);
+            nargs = 1;
+        }
+        const struct as_lua_rule *r = c->run.rule;
+        char err[768];
+        int nres = 0;
+        enum as_lua_outcome o = as_lua_run_resume(c->s, &c->run, nargs, &nres, err, sizeof err);
+        nargs = 0;
+        if (o == AS_LUA_YIELDED) {
+            if (c->waiting) return;
+            snprintf(err, sizeof err, "the callback yielded outside an asynchronous call");
+            o = AS_LUA_FAILED;
+        }
+        if (o == AS_LUA_DONE) take_results(c, r, nres);
+        else report_failure(c, r, o, err);
+        as_lua_run_end(c->s, &c->run);
+    }
+}
+
+static void run_stage(struct as_task *t, void *state, enum lua_stage st)
+{
+    struct lua_plugin *lp = state;
+    if (!lp->nstage[st]) return;
+    struct lua_task_ctx *c = ctx_get(t, lp->s);
+    if (!c) return;
+    if (c->run.co) {
+        /* the scan deadline cancelled what it waited for */
+        as_task_log(t, AS_LOG_WARN, "lua: rule %s (%s) cut short by the scan deadline",
+                    c->run.rule->name ? c->run.rule->name : "(callback)", c->run.rule->where);
+        as_lua_run_end(c->s, &c->run);
+        c->waiting = 0;
+    }
+    c->order = lp->stage[st];
+    c->n = lp->nstage[st];
+    c->next = 0;
+    c->stage = st;
+    advance(c, 0);
+}
+
+static void lua_scan(struct as_task *t, void *state) { run_stage(t, state, LS_SCAN); }
+static void lua_postfilter(struct as_task *t, void *state) { run_stage(t, state, LS_POSTFILTER); }
+static void lua_finish(struct as_task *t, void *state) { run_stage(t, state, LS_FINISH); }
+
+/* ------------------------------------------------------------------ */
+/* rspamd_dns: coroutine-style lookups                                  */
+
+static const struct {
+    const char *name;
+    uint16_t type;
+} dns_types[] = {
+    { "a", AS_DNS_A }, { "aaaa", AS_DNS_AAAA }, { "txt", AS_DNS_TXT }, { "mx", AS_DNS_MX },
+    { "ptr", AS_DNS_PTR }, { "ns", AS_DNS_NS }, { "cname", AS_DNS_CNAME },
+};
+
+static void dns_done(struct as_task *t, const struct as_dns_answer *ans, void *arg)
+{
+    AS_UNUSED(t);
+    struct lua_task_ctx *c = arg;
+    lua_State *co = c->run.co;
+    if (!co || !c->waiting) return;
+    c->waiting = 0;
+    if (ans->status != AS_DNS_OK) {
+        lua_pushboolean(co, 0);
+        lua_pushstring(co, as_dns_status_name(ans->status));
+        advance(c, 2);
+        return;
+    }
+    lua_pushboolean(co, 1);
+    lua_createtable(co, (int)ans->nrr, 0);
+    for (size_t i = 0; i < ans->nrr; i++) {
+        const struct as_dns_rr *rr = &ans->rr[i];
+        char buf[INET6_ADDRSTRLEN];
+        switch (rr->type) {
+        case AS_DNS_A:
+            lua_pushstring(co, inet_ntop(AF_INET, &rr->d.a, buf, sizeof buf));
+            break;
+        case AS_DNS_AAAA:
+            lua_pushstring(co, inet_ntop(AF_INET6, &rr->d.aaaa, buf, sizeof buf));
+            break;
+        case AS_DNS_TXT:
+            lua_pushlstring(co, rr->d.txt.joined.ptr, rr->d.txt.joined.len);
+            break;
+        case AS_DNS_MX:
+            lua_createtable(co, 0, 2);
+            lua_pushstring(co, rr->d.mx.host);
+            lua_setfield(co, -2, "name");
+            lua_pushinteger(co, rr->d.mx.pref);
+            lua_setfield(co, -2, "priority");
+            break;
+        default:
+            lua_pushstring(co, rr->d.name);
+            break;
+        }
+        lua_rawseti(co, -2, (lua_Integer)i + 1);
+    }
+    advance(c, 2);
+}
+
+/* A PTR query for an address is for its reverse name, as in rspamd. */
+static const char *ptr_name(struct as_pool *pool, const char *name)
+{
+    unsigned char a[16];
+    if (inet_pton(AF_INET, name, a) == 1)
+        return as_pool_printf(pool, "%u.%u.%u.%u.in-addr.arpa", a[3], a[2], a[1], a[0]);
+    if (inet_pton(AF_INET6, name, a) != 1) return name;
+    char *out = as_pool_alloc(pool, 16 * 4 + sizeof "ip6.arpa");
+    char *p = out;
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 15; i >= 0; i--) {
+        *p++ = hex[a[i] & 15];
+        *p++ = '.';
+        *p++ = hex[a[i] >> 4];
+        *p++ = '.';
+    }
+    memcpy(p, "ip6.arpa", sizeof "ip6.arpa");
+    return out;
+}
+
+static int dns_request(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "task");
+    struct as_task *t = check_task(L, lua_gettop(L));
+    lua_getfield(L, 1, "name");
+    const char *name = luaL_checkstring(L, -1);
+    lua_getfield(L, 1, "type");
+    const char *tn = luaL_optstring(L, -1, "a");
+    if (lua_getfield(L, 1, "callback") != LUA_TNIL)
+        return luaL_error(L, "rspamd_dns.request: the callback form is not supported; call it "
+                          "without callback and use its results (is_ok, results)");
+    size_t i;
+    for (i = 0; i < AS_ARRAY_LEN(dns_types); i++)
+        if (as_strcaseeq(tn, dns_types[i].name)) break;
+    if (i == AS_ARRAY_LEN(dns_types))
+        return luaL_error(L, "rspamd_dns.request: unsupported type '%s'", tn);
+    struct lua_task_ctx *c = task_ctx(t);
+    if (!c || L != c->run.co || !lua_isyieldable(L))
+        return luaL_error(L, "rspamd_dns.request: call it from the rule's callback itself "
+                          "(not from a coroutine it made, a module's main chunk or a metamethod)");
+    if (dns_types[i].type == AS_DNS_PTR) name = ptr_name(as_task_pool(t), name);
+    if (as_dns_query(t, name, dns_types[i].type, dns_done, c) < 0) {
+        lua_pushboolean(L, 0);
+        lua_pushstring(L, "the query could not be started (scan deadline passed?)");
+        return 2;
+    }
+    c->waiting = 1;
+    return lua_yield(L, 0);
+}
+
+static const luaL_Reg dns_funcs[] = { { "request", dns_request }, { NULL, NULL } };
+
+/* ------------------------------------------------------------------ */
+/* The plugin                                                           */
+
+static int lua_init(struct as_plugin_ctx *ctx, void **state)
+{
+    struct as_lua *s = as_engine_service_state(ctx->engine, &as_lua_service);
+    if (!s || !as_lua_state(s)) {
+        as_plugin_set_error(ctx, "the Lua service is not running");
+        return -1;
+    }
+    lua_State *L = as_lua_state(s);
+    luaL_newmetatable(L, AS_LUA_TASK_MT);
+    luaL_newlib(L, task_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, t_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, IP_MT);
+    luaL_newlib(L, ip_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, ip_tostring_mm);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushcfunction(L, ip_eq);
+    lua_setfield(L, -2, "__eq");
+    lua_pop(L, 1);
+    luaL_newlib(L, dns_funcs);
+    as_lua_set_module(L, "rspamd_dns");
+
+    struct lua_plugin *lp = xcalloc(1, sizeof *lp);
+    lp->s = s;
+    size_t n = as_lua_rule_count(s);
+    static const enum as_lua_rule_type order[LS_COUNT][2] = {
+        { AS_LUA_PREFILTER, AS_LUA_NORMAL },
+        { AS_LUA_POSTFILTER, AS_LUA_RULE_TYPES },
+        { AS_LUA_IDEMPOTENT, AS_LUA_RULE_TYPES },
+    };
+    for (int st = 0; st < LS_COUNT; st++) {
+        lp->stage[st] = xcalloc(n + 1, sizeof *lp->stage[st]);
+        for (int k = 0; k < 2; k++) {
+            size_t from = lp->nstage[st];
+            for (size_t i = 0; i < n; i++)
+                if (as_lua_rule_at(s, i)->type == order[st][k])
+                    lp->stage[st][lp->nstage[st]++] = as_lua_rule_at(s, i);
+            /* higher priority first, registration order kept (insertion sort) */
+            for (size_t i = from + 1; i < lp->nstage[st]; i++) {
+                struct as_lua_rule *r = lp->stage[st][i];
+                size_t j = i;
+                for (; j > from && lp->stage[st][j - 1]->priority < r->priority; j--)
+                    lp->stage[st][j] = lp->stage[st][j - 1];
+                lp->stage[st][j] = r;
+            }
+        }
+    }
+    *state = lp;
+    return 0;
+}
+
+static void lua_fini(void *state)
+{
+    struct lua_plugin *lp = state;
+    if (!lp) return;
+    for (int st = 0; st < LS_COUNT; st++) free(lp->stage[st]);
+    free(lp);
+}
+
+const struct as_plugin as_lua_plugin = {
+    AS_PLUGIN_HEADER,
+    .name = "lua",
+    .version = AUTHSCAN_VERSION,
+    .description = "the site's Lua rules (lua.dir)",
+    .init = lua_init,
+    .scan = lua_scan,
+    .fini = lua_fini,
+    .postfilter = lua_postfilter,
+    .finish = lua_finish,
+};
+
+void as_lua_plugin_trim_stages(const struct as_engine *e, struct as_engine_plugin *p)
+{
+    struct as_lua *s = as_engine_service_state(e, &as_lua_service);
+    int have[AS_LUA_RULE_TYPES] = { 0 };
+    for (size_t i = 0; s && i < as_lua_rule_count(s); i++) have[as_lua_rule_at(s, i)->type] = 1;
+    if (!have[AS_LUA_POSTFILTER]) p->postfilter = NULL;
+    if (!have[AS_LUA_IDEMPOTENT]) p->finish = NULL;
+}
