@@ -246,10 +246,38 @@ static void put_add(struct milter_conn *mc, struct sbuf *b, const char *name, co
     sbuf_free(&v);
 }
 
+/* Length of an enhanced status code (RFC 3463, "5.7.1") at the start of
+ * s followed by a space, or 0. */
+static size_t enhanced_code_len(const char *s)
+{
+    const char *p = s;
+    if (*p != '2' && *p != '4' && *p != '5') return 0;
+    p++;
+    for (int part = 0; part < 2; part++) {
+        if (*p++ != '.') return 0;
+        int digits = 0;
+        while (*p >= '0' && *p <= '9') p++, digits++;
+        if (digits < 1 || digits > 3) return 0;
+    }
+    return *p == ' ' ? (size_t)(p - s) : 0;
+}
+
+/* "550 5.7.1 text".  Texts usually carry their own enhanced code ("5.7.1
+ * Rejected per DMARC policy of d", rspamd's convention): it replaces the
+ * configured one when its class matches the reply's, and is dropped when
+ * it does not (a "5.x.x" text on a tempfail). */
 static void put_reply(struct sbuf *b, const char *code, const char *text)
 {
     struct sbuf r = {0};
-    sbuf_printf(&r, "%s ", code);
+    size_t el = enhanced_code_len(text);
+    if (el && text[0] == code[0]) {
+        sbuf_add(&r, code, 4);
+        sbuf_add(&r, text, el);
+        sbuf_addc(&r, ' ');
+    } else {
+        sbuf_printf(&r, "%s ", code);
+    }
+    if (el) text += el + 1;
     as_milter_reply_text(&r, text, MILTER_MAX_REPLY_TEXT);
     sbuf_addc(&r, '\0');
     as_milter_put(b, AS_MILTER_R_REPLYCODE, r.data, r.len);
@@ -291,7 +319,8 @@ static void write_verdict(struct milter_conn *mc, const struct as_task *t)
         }
         if (what == MR_QUARANTINE) {
             struct sbuf r = {0};
-            as_milter_reply_text(&r, text, MILTER_MAX_REPLY_TEXT);
+            size_t el = enhanced_code_len(text);
+            as_milter_reply_text(&r, el ? text + el + 1 : text, MILTER_MAX_REPLY_TEXT);
             sbuf_addc(&r, '\0');
             as_milter_put(&b, AS_MILTER_R_QUARANTINE, r.data, r.len);
             sbuf_free(&r);
