@@ -130,50 +130,25 @@ static void add_str(struct sbuf *b, const char *s)
     else sbuf_adds(b, "null");
 }
 
-static int cmp_desc(const void *a, const void *b)
-{
-    int x = *(const int *)a, y = *(const int *)b;
-    return (x < y) - (x > y);
-}
-
 /* The removals of one header name (dels[0].name, every later op with the
  * same name) as one JSON value.  A JSON object cannot repeat a key: most
  * readers keep only the last one, so every removal of a name goes under
- * one key.  Positions are made absolute (-N: the N-th from the end, from
- * the message's own count), duplicates dropped and sorted from the last
- * field to the first, because an MTA renumbers the fields after each
- * removal (rspamd's proxy removes "all" from the end for the same reason).
- * Then: every instance -> 0 ("all", understood by every consumer); one ->
- * that integer; several -> an array of integers, the shape rspamd >= 3.3
- * itself emits (lua_mime.modify_headers: remove = {name = {1, 2}}).
- * Returns 0 when nothing is left to remove (a position before the first
- * field): then nothing is written, as "0" would remove every field. */
+ * one key.  Positions come from as_task_removal_positions() (absolute,
+ * deduplicated, last field first, as an MTA renumbers the fields after
+ * each removal; rspamd's proxy removes "all" from the end for the same
+ * reason).  Then: every instance -> 0 ("all", understood by every
+ * consumer); one -> that integer; several -> an array of integers, the
+ * shape rspamd >= 3.3 itself emits (lua_mime.modify_headers: remove =
+ * {name = {1, 2}}).  Returns 0 when nothing is left to remove (a position
+ * before the first field): then nothing is written, as "0" would remove
+ * every field. */
 static int write_removals(const struct as_task *t, const struct as_task_header_op *dels,
                           size_t n, struct sbuf *b)
 {
-    const char *name = dels[0].name;
-    long count = (long)as_msg_header_count(as_task_message(t), name);
-    int *idx = xcalloc(n, sizeof *idx);
-    size_t k = 0;
-    int all = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!as_strcaseeq(dels[i].name, name)) continue;
-        long v = dels[i].order_or_index;
-        if (v == 0) all = 1;
-        if (v < 0) v = count + v + 1;
-        if (v < 1) continue;            /* before the first field: nothing to remove */
-        int dup = 0;
-        for (size_t j = 0; j < k && !dup; j++) dup = idx[j] == (int)v;
-        if (!dup) idx[k++] = (int)v;
-    }
-    qsort(idx, k, sizeof *idx, cmp_desc);
-    /* all of 1..count named explicitly is "all" as well */
-    if (!all && count > 0 && k == (size_t)count && idx[0] == count && idx[k - 1] == 1) all = 1;
-    if (!all && k == 0) {
-        free(idx);
-        return 0;
-    }
-    add_key(b, name);
+    int all, *idx;
+    size_t k = as_task_removal_positions(t, dels, n, &all, &idx);
+    if (!all && k == 0) return 0;
+    add_key(b, dels[0].name);
     if (all) {
         sbuf_addc(b, '0');
     } else if (k == 1) {

@@ -348,12 +348,20 @@ int as_listen_check_config(const struct as_config *cfg, char *err, size_t errlen
     const char *const *items;
     size_t n = as_config_list(cfg, "listen", &items);
     const struct as_config_entry *e = as_config_find(cfg, "listen");
+    int *listened = xcalloc(as_protocol_count(), sizeof *listened);
     for (size_t i = 0; i < n; i++) {
         struct as_listen_addr a;
         char lerr[512];
-        if (as_listen_parse(items[i], &a, lerr, sizeof lerr) < 0)
+        if (as_listen_parse(items[i], &a, lerr, sizeof lerr) < 0) {
+            free(listened);
             return as_config_error(err, errlen, e, "%s", lerr);
+        }
+        for (size_t p = 0; p < as_protocol_count(); p++)
+            if (as_protocol_at(p) == a.proto) listened[p] = 1;
     }
+    int rc = as_protocol_check_config(cfg, listened, err, errlen);
+    free(listened);
+    if (rc < 0) return -1;
     /* a daemon that listens nowhere would look healthy and scan nothing */
     if (n == 0)
         return as_config_error(err, errlen, e, "listen: no address (an empty 'listen =' "

@@ -10,13 +10,15 @@
  * scan session (session.h: envelope + message in, verdict out) and writes
  * the reply in its own format.
  *
- * Adding an adapter (milter, spamd ...):
- *   1. write core/<name>_adapter.c defining `const struct as_protocol
+ * Adding an adapter:
+ *   1. write core/net/<name>_adapter.c defining `const struct as_protocol
  *      as_<name>_protocol` with the callbacks below;
  *   2. add it to the table in protocol.c;
  *   3. that is all: "<name>@ADDR" in `listen` now reaches it, and the
  *      master, the worker and the server need no change.
- * core/http_adapter.c is the complete example (rspamd's HTTP protocol).
+ * core/net/http_adapter.c is the complete example (rspamd's HTTP protocol);
+ * core/net/milter_adapter.c and core/net/spamd_adapter.c frame their own
+ * protocols on the raw connection.
  *
  * The life of a connection, as the adapter sees it:
  *   open      a connection was accepted on one of its sockets: allocate the
@@ -49,6 +51,7 @@
 
 #include <stddef.h>
 
+struct as_config;
 struct as_conn;
 struct as_session_ctx;
 
@@ -73,10 +76,23 @@ struct as_protocol {
      * length (0: just close).  It must fit a socket buffer: it is sent
      * once, without waiting. */
     size_t (*refusal)(char *buf, size_t len, const char *why);
+
+    /* Optional: checks the adapter's own config keys (declared in the
+     * engine's schema, engine.c) when the configuration is loaded;
+     * `listened` says whether some listen entry names this protocol (a
+     * key of an unused adapter has no effect, which is an error).
+     * Returns 0, or -1 with "file:line: ..." in err. */
+    int (*check)(const struct as_config *cfg, int listened, char *err, size_t errlen);
 };
 
 /* The adapter called name, or NULL. */
 const struct as_protocol *as_protocol_find(const char *name);
+/* Runs every adapter's check(); listened[i] for the i-th adapter of the
+ * table, in the order as_protocol_at() gives. */
+int as_protocol_check_config(const struct as_config *cfg, const int *listened, char *err,
+                             size_t errlen);
+size_t as_protocol_count(void);
+const struct as_protocol *as_protocol_at(size_t i);
 /* Names of the adapters, "http, milter, ..." into buf (for errors). */
 void as_protocol_names(char *buf, size_t len);
 

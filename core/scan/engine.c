@@ -97,6 +97,19 @@ static const struct as_config_key core_keys[] = {
     { "dmarc.add_auth_results", AS_OPT_BOOL, NULL, "deprecated: auth_results.add" },
     { "dmarc.remove_own_auth_results", AS_OPT_BOOL, NULL,
       "deprecated: auth_results.remove_forged" },
+    /* The protocol adapters' keys (net/<name>_adapter.c: the schema is one, built
+     * in this layer; each adapter checks its values and that it listens,
+     * protocol.h check()).  No defaults here: every key present is a
+     * site's, so one set for an adapter that does not listen is refused. */
+    { "milter.on.*", AS_OPT_STRING, NULL,
+      "what the MTA is told for a verdict action: accept, add_header, quarantine, tempfail, "
+      "reject, discard" },
+    { "milter.reject_code", AS_OPT_STRING, NULL, "SMTP reply of a reject (550 5.7.1)" },
+    { "milter.tempfail_code", AS_OPT_STRING, NULL, "SMTP reply of a tempfail (451 4.7.1)" },
+    { "milter.spam_header", AS_OPT_STRING, NULL, "added as \"Yes\" to spam (X-Spam; \"\": none)" },
+    { "milter.status_header", AS_OPT_STRING, NULL,
+      "score line added to spam (X-Spam-Status; \"\": none)" },
+    { "milter.timeout", AS_OPT_DURATION, NULL, "an MTA silent this long is dropped (10m)" },
     { "actions.*", AS_OPT_STRING, NULL, "score threshold, or none" },
     { "messages.*", AS_OPT_STRING, NULL, "SMTP reply text per action" },
     { "symbols.*.score", AS_OPT_DOUBLE, NULL, "weight" },

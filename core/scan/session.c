@@ -73,6 +73,14 @@ struct as_session *as_session_new(struct as_session_ctx *sc, const char *peer, c
     return ss;
 }
 
+struct as_session *as_session_new_copy(struct as_session_ctx *sc, const char *peer,
+                                       const char *msg, size_t len)
+{
+    struct as_session *ss = as_session_new(sc, peer, msg, len);
+    ss->msg = len ? as_pool_memdup(as_task_pool(ss->task), msg, len) : "";
+    return ss;
+}
+
 const struct as_task *as_session_task(const struct as_session *ss) { return ss->task; }
 
 void *as_session_alloc(struct as_session *ss, size_t size)

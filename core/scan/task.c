@@ -558,6 +558,41 @@ int as_task_remove_header(struct as_task *t, const char *name, int index)
     return 0;
 }
 
+static int cmp_desc(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x < y) - (x > y);
+}
+
+size_t as_task_removal_positions(const struct as_task *t, const struct as_task_header_op *ops,
+                                 size_t n, int *all, int **pos)
+{
+    const char *name = ops[0].name;
+    long count = (long)as_msg_header_count(as_task_message(t), name);
+    int *idx = xcalloc(n, sizeof *idx);
+    size_t k = 0;
+    *all = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!as_strcaseeq(ops[i].name, name)) continue;
+        long v = ops[i].order_or_index;
+        if (v == 0) *all = 1;
+        if (v < 0) v = count + v + 1;
+        if (v < 1) continue;            /* before the first field: nothing to remove */
+        int dup = 0;
+        for (size_t j = 0; j < k && !dup; j++) dup = idx[j] == (int)v;
+        if (!dup) idx[k++] = (int)v;
+    }
+    qsort(idx, k, sizeof *idx, cmp_desc);
+    /* all of 1..count named explicitly is "all" as well */
+    if (!*all && count > 0 && k == (size_t)count && idx[0] == count && idx[k - 1] == 1) *all = 1;
+    if (k == 0) {
+        free(idx);
+        idx = NULL;
+    }
+    *pos = idx;
+    return k;
+}
+
 size_t as_task_header_ops(const struct as_task *t, const struct as_task_header_op **ops,
                           int removals)
 {

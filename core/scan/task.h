@@ -109,6 +109,16 @@ size_t as_task_symbol_count(const struct as_task *t);
 const struct as_task_symbol *as_task_symbol_at(const struct as_task *t, size_t i);
 size_t as_task_header_ops(const struct as_task *t, const struct as_task_header_op **ops,
                           int removals);
+/* The removals among ops[0..n) of the header name ops[0].name, as
+ * positions 1..count among the message's fields of that name: negative
+ * indexes made absolute (-1: the last), duplicates and positions before
+ * the first field dropped, sorted from the last field to the first,
+ * because an MTA renumbers the fields after each removal.  *all is set
+ * when an op removes every instance (index 0) or the positions name every
+ * field.  Returns how many positions *pos holds (xmalloc'ed, the caller
+ * frees it; NULL when none).  Shared by the adapters that tell an MTA. */
+size_t as_task_removal_positions(const struct as_task *t, const struct as_task_header_op *ops,
+                                 size_t n, int *all, int **pos);
 double as_task_elapsed(const struct as_task *t);     /* seconds since as_task_new */
 struct as_engine *as_task_engine(const struct as_task *t);
 /* The thresholds in force for this task (its settings profile's, or the

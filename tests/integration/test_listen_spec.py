@@ -104,10 +104,10 @@ def test_listeners_and_reload():
 
         # reload with an unknown protocol: refused, the old sockets serve on
         mark = d.log_mark()
-        d.write_config("workers = 2\n\nlisten = milter@127.0.0.1:%d\n" % p3)
+        d.write_config("workers = 2\n\nlisten = lmtp@127.0.0.1:%d\n" % p3)
         d.signal(signal.SIGHUP)
-        d.wait_log(r"reload aborted.*authscand\.conf:3: listen \"milter@127\.0\.0\.1:%d\": "
-                   r"unknown protocol \"milter\"" % p3, since=mark)
+        d.wait_log(r"reload aborted.*authscand\.conf:3: listen \"lmtp@127\.0\.0\.1:%d\": "
+                   r"unknown protocol \"lmtp\"" % p3, since=mark)
         T.check("reload with an unknown protocol is refused with file:line", True)
         serves_tcp(p3, "after the refused reload")
         d.port = p1
@@ -121,8 +121,8 @@ def test_listeners_and_reload():
 def test_config_errors():
     tmp = tempfile.mkdtemp(prefix="authscan-listen-")
     try:
-        rc, out, err, path = check_config(tmp, "workers = 1\n\nlisten = milter@127.0.0.1:11332\n")
-        want = '%s:3: listen "milter@127.0.0.1:11332": unknown protocol "milter" (known: http)' % path
+        rc, out, err, path = check_config(tmp, "workers = 1\n\nlisten = lmtp@127.0.0.1:11332\n")
+        want = '%s:3: listen "lmtp@127.0.0.1:11332": unknown protocol "lmtp" (known: http, milter)' % path
         T.check("unknown protocol: got rc %d %r, want %r" % (rc, err.strip(), want),
                 rc != 0 and want in err, err)
         rc, out, err, path = check_config(tmp, "workers = 1\n", ["-l", "spamd@unix:/tmp/x.sock"])
@@ -140,7 +140,7 @@ def test_config_errors():
                 rc != 0 and "command line: listen: no address" in err, err)
         # the daemon itself refuses to start with them, before forking
         p = subprocess.run([harness.AUTHSCAND, "--foreground", "-c", path, "--plugins-dir",
-                            harness.PLUGINS, "--set", "listen=milter@127.0.0.1:1"],
+                            harness.PLUGINS, "--set", "listen=lmtp@127.0.0.1:1"],
                            capture_output=True, timeout=60)
         T.check("daemon with an unknown protocol exits 1 (got %d)" % p.returncode,
                 p.returncode == 1 and b"unknown protocol" in p.stderr, p.stderr[-500:])

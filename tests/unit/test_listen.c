@@ -105,7 +105,7 @@ static void test_protocol_table(void)
         { "unix:/tmp/a@b.sock", "http", "unix:/tmp/a@b.sock", "http@unix:/tmp/a@b.sock", 1, NULL },
         { "http@unix:/tmp/a@b.sock", "http", "unix:/tmp/a@b.sock", "http@unix:/tmp/a@b.sock", 1,
           NULL },
-        { "milter@127.0.0.1:11332", NULL, "", "", 0, "unknown protocol \"milter\" (known: http)" },
+        { "lmtp@127.0.0.1:11332", NULL, "", "", 0, "unknown protocol \"lmtp\" (known: http, milter)" },
         { "HTTP@127.0.0.1:1", NULL, "", "", 0, "unknown protocol \"HTTP\"" },
         { "spamd@unix:/run/s.sock", NULL, "", "", 0, "unknown protocol \"spamd\"" },
         { "@127.0.0.1:1", NULL, "", "", 0, "empty protocol before '@'" },
@@ -143,7 +143,7 @@ static void test_protocol_table(void)
         }
     }
     CHECK(as_protocol_find("http") != NULL);
-    CHECK(as_protocol_find("milter") == NULL);
+    CHECK(as_protocol_find("lmtp") == NULL);
 }
 
 /* The config's listen list: an empty one is an error at its line. */
@@ -157,8 +157,25 @@ static void test_check_config(void)
         { "listen = 127.0.0.1:1\nlisten = \"\"\n", "t.conf:2: listen: empty address" },
         { "workers = 1\nlisten = \n", "t.conf:2: listen: no address" },
         { "listen =\nlisten += http@127.0.0.1:1\n", NULL },
-        { "\nlisten = 127.0.0.1:1, milter@127.0.0.1:2\n", "t.conf:2: listen \"milter@127.0.0.1:2\": "
+        { "\nlisten = 127.0.0.1:1, lmtp@127.0.0.1:2\n", "t.conf:2: listen \"lmtp@127.0.0.1:2\": "
                                                         "unknown protocol" },
+        /* the milter adapter's keys (milter_adapter.c check()) */
+        { "listen = milter@127.0.0.1:1\nmilter.on.reject = tempfail\nmilter.timeout = 5m\n"
+          "milter.reject_code = 554 5.7.1\nmilter.spam_header = \"\"\n", NULL },
+        { "listen = 127.0.0.1:1\nmilter.timeout = 5m\n",
+          "t.conf:2: 'milter.timeout' has no effect: no 'listen' entry speaks milter" },
+        { "listen = milter@127.0.0.1:1\nmilter.on.reject = bounce\n",
+          "t.conf:2: bad value 'bounce' for 'milter.on.reject': expected accept, add_header" },
+        { "listen = milter@127.0.0.1:1\nmilter.on.spam = reject\n",
+          "t.conf:2: unknown action 'spam' in 'milter.on.spam'" },
+        { "listen = milter@127.0.0.1:1\nmilter.reject_code = 451 4.7.1\n",
+          "t.conf:2: bad value '451 4.7.1' for 'milter.reject_code': expected a 5xx" },
+        { "listen = milter@127.0.0.1:1\nmilter.tempfail_code = 451 5.7.1\n",
+          "t.conf:2: bad value '451 5.7.1' for 'milter.tempfail_code'" },
+        { "listen = milter@127.0.0.1:1\nmilter.status_header = X Spam\n",
+          "t.conf:2: bad value 'X Spam' for 'milter.status_header'" },
+        { "listen = milter@127.0.0.1:1\nmilter.timeout = 0\n",
+          "t.conf:2: bad value '0' for 'milter.timeout': expected 1s to 1d" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char err[512] = "";
