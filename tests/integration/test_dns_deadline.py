@@ -12,6 +12,9 @@ import os
 import socket
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import user_args  # noqa: E402
 import time
 import urllib.request
 
@@ -78,7 +81,7 @@ check(took < 4.0, "scan deadline: took %.2fs with limits.scan_timeout=1s" % took
 # The daemon answers every request at the deadline, and keeps serving.
 port = free_port()
 log = open(os.path.join(os.environ.get("TMPDIR", "/tmp"), "dns_deadline_%d.log" % port), "w+")
-d = subprocess.Popen([os.path.join(BIN, "authscand"), "-f", "-w", "1", "-l", "127.0.0.1:%d" % port,
+d = subprocess.Popen([os.path.join(BIN, "authscand"), *user_args(), "-f", "-w", "1", "-l", "127.0.0.1:%d" % port,
                       "--dns-server", silent_addr, "--set", "dns.timeout=1s"],
                      stdout=log, stderr=subprocess.STDOUT)
 try:

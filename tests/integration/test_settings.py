@@ -6,6 +6,9 @@ import os
 import socket
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import user_args  # noqa: E402
 import tempfile
 import time
 import urllib.request
@@ -89,7 +92,7 @@ s = socket.socket()
 s.bind(("127.0.0.1", 0))
 port = s.getsockname()[1]
 s.close()
-d = subprocess.Popen([os.path.join(BIN, "authscand"), "-f", "-w", "1", "-c", conf.name,
+d = subprocess.Popen([os.path.join(BIN, "authscand"), *user_args(), "-f", "-w", "1", "-c", conf.name,
                       "-l", "127.0.0.1:%d" % port, "--dns-zone", ZONE],
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 try:
