@@ -221,7 +221,7 @@ struct as_redis {
     struct timeval timeout;
     struct redis_conn *conns;
     unsigned nconns;
-    unsigned next;                /* round robin start */
+    unsigned next;                /* the connection used last */
     struct event *start_ev;       /* first connect, from the event loop */
     struct as_redis_req *qhead, *qtail;
     size_t qlen;
@@ -279,7 +279,7 @@ static void reply_convert(const redisReply *h, struct as_redis_reply *out)
 
 static void req_free(struct as_redis_req *q)
 {
-    if (q->timer) event_free(q->timer);
+    if (q->timer) event_del(q->timer);   /* it lives in q's block */
     for (size_t i = 0; i < q->argc && q->argv; i++) free(q->argv[i]);
     free(q->argv);
     free(q->argvlen);
@@ -550,19 +550,26 @@ static void reply_cb(redisAsyncContext *ac, void *reply, void *arg)
     req_free(q);
 }
 
+/* The ready connection used last, else the first ready one; with
+ * connecting_ok a connecting one if none is ready.  Staying on one
+ * connection is what pipelining is for: the commands of one loop
+ * iteration (the reads of every scan that started in it, the writes of
+ * every scan that finished) leave in one write() and their replies come
+ * back in one read().  Redis runs commands on one thread, so spreading
+ * them over connections gains nothing; the others stand by for when this
+ * one breaks or stalls. */
 static struct redis_conn *pick_conn(struct as_redis *r, int connecting_ok)
 {
-    struct redis_conn *best = NULL;
+    struct redis_conn *connecting = NULL;
     for (unsigned k = 0; k < r->nconns; k++) {
         struct redis_conn *c = &r->conns[(r->next + k) % r->nconns];
-        if (c->state == CONN_READY && (!best || best->state != CONN_READY ||
-                                       c->inflight < best->inflight))
-            best = c;
-        else if (!best && connecting_ok && c->state == CONN_CONNECTING)
-            best = c;
+        if (c->state == CONN_READY) {
+            r->next = c->idx;
+            return c;
+        }
+        if (!connecting && c->state == CONN_CONNECTING) connecting = c;
     }
-    r->next++;
-    return best;
+    return connecting_ok ? connecting : NULL;
 }
 
 static int conn_send(struct redis_conn *c, struct as_redis_req *q, size_t argc,
@@ -648,13 +655,14 @@ struct as_redis_req *as_redis_submit(struct as_redis *r, size_t argc, const char
         }
         return queue_write(r, argc, argv, argvlen) == 0 ? &write_marker : NULL;
     }
-    struct as_redis_req *q = xcalloc(1, sizeof *q);
+    /* A read's deadline timer shares its allocation. */
+    struct as_redis_req *q = xcalloc(1, sizeof *q + (cb ? event_get_struct_event_size() : 0));
     q->r = r;
     q->cb = cb;
     q->arg = arg;
     if (cb) {
-        q->timer = evtimer_new(r->base, req_timeout_cb, q);
-        if (!q->timer) as_oom();
+        q->timer = (struct event *)(q + 1);
+        if (event_assign(q->timer, r->base, -1, 0, req_timeout_cb, q) < 0) as_oom();
     }
     if (conn_send(c, q, argc, argv, argvlen) < 0) {
         req_free(q);
