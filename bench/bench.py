@@ -1047,7 +1047,7 @@ def main():
     ap.add_argument("--peer-duration", type=int, default=15)
     ap.add_argument("--only", default="", help="comma list of steps: crypto,inproc,check,load,soak,history,profile,peers")
     ap.add_argument("--history-senders", type=int, default=10000,
-                    help="senders for the Redis memory figure of the history step")
+                    help="senders for the Redis memory figure of the history step (0: skip it)")
     ap.add_argument("--command", default="bench/run")
     ap.add_argument("--tag", default="", help="suffix for the results file (bench/results/<date>-<tag>.md)")
     ap.add_argument("--rerender", metavar="JSON", help="only rewrite the report from a saved results JSON")
@@ -1164,8 +1164,9 @@ def main():
                 log("history: CPU per message with history off and on (Redis), concurrency 8")
                 R["history"] = history_cpu(authscand, dns, dns_pid, manifest, a.work, 8, a.duration,
                                            a.warmup)
-                log("history: Redis memory for %d senders" % a.history_senders)
-                R["history"]["memory"] = redis_memory(authscand, dns, a.work, a.history_senders)
+                if a.history_senders > 0:
+                    log("history: Redis memory for %d senders" % a.history_senders)
+                    R["history"]["memory"] = redis_memory(authscand, dns, a.work, a.history_senders)
         finally:
             server.stop()
     if "profile" in steps:

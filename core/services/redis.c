@@ -27,6 +27,7 @@
 #include "util/util.h"
 
 #define REDIS_ARGC_MAX 1024
+#define REDIS_WRITE_DELAY 0.002   /* seconds a write may wait for company */
 
 /* ------------------------------------------------------------------ */
 /* Configuration                                                       */
@@ -208,10 +209,9 @@ struct as_redis_req {
     int delivering;               /* cb is running */
     struct event *timer;          /* reads: the command deadline */
     struct as_redis_req *qnext;   /* the write queue */
-    /* queued writes keep their arguments until sent */
-    size_t argc;
-    char **argv;
-    size_t *argvlen;
+    /* a queued write keeps its command, in the protocol, until sent */
+    char *cmd;
+    size_t cmdlen;
 };
 
 struct as_redis {
@@ -223,6 +223,7 @@ struct as_redis {
     unsigned nconns;
     unsigned next;                /* the connection used last */
     struct event *start_ev;       /* first connect, from the event loop */
+    struct event *flush_ev;       /* sends the queued writes */
     struct as_redis_req *qhead, *qtail;
     size_t qlen;
     int was_up;                   /* logged state: 1 up, 0 down, -1 not yet */
@@ -280,9 +281,7 @@ static void reply_convert(const redisReply *h, struct as_redis_reply *out)
 static void req_free(struct as_redis_req *q)
 {
     if (q->timer) event_del(q->timer);   /* it lives in q's block */
-    for (size_t i = 0; i < q->argc && q->argv; i++) free(q->argv[i]);
-    free(q->argv);
-    free(q->argvlen);
+    free(q->cmd);
     free(q);
 }
 
@@ -495,6 +494,13 @@ static void conn_retry_cb(evutil_socket_t fd, short what, void *arg)
     if (c->state == CONN_DOWN) conn_connect(c);
 }
 
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    AS_UNUSED(fd);
+    AS_UNUSED(what);
+    queue_flush(arg);
+}
+
 static void start_cb(evutil_socket_t fd, short what, void *arg)
 {
     AS_UNUSED(fd);
@@ -572,11 +578,14 @@ static struct redis_conn *pick_conn(struct as_redis *r, int connecting_ok)
     return connecting_ok ? connecting : NULL;
 }
 
+/* Hands q to hiredis on c: argv, or q->cmd when argv is NULL. */
 static int conn_send(struct redis_conn *c, struct as_redis_req *q, size_t argc,
                      const char *const *argv, const size_t *argvlen)
 {
-    if (redisAsyncCommandArgv(c->ac, reply_cb, q, (int)argc, (const char **)argv, argvlen) != REDIS_OK)
-        return -1;
+    int rc = argv ? redisAsyncCommandArgv(c->ac, reply_cb, q, (int)argc, (const char **)argv,
+                                          argvlen)
+                  : redisAsyncFormattedCommand(c->ac, reply_cb, q, q->cmd, q->cmdlen);
+    if (rc != REDIS_OK) return -1;
     q->ac = c->ac;
     q->c = c;
     c->r->st.commands++;
@@ -595,17 +604,13 @@ static void queue_flush(struct as_redis *r)
         r->qlen--;
         r->st.queued = r->qlen;
         q->qnext = NULL;
-        if (conn_send(c, q, q->argc, (const char *const *)q->argv, q->argvlen) < 0) {
+        if (conn_send(c, q, 0, NULL, NULL) < 0) {
             r->st.dropped_writes++;
             req_free(q);
             continue;
         }
-        for (size_t i = 0; i < q->argc; i++) free(q->argv[i]);
-        free(q->argv);
-        free(q->argvlen);
-        q->argv = NULL;
-        q->argvlen = NULL;
-        q->argc = 0;
+        free(q->cmd);   /* hiredis has its own copy */
+        q->cmd = NULL;
     }
 }
 
@@ -618,16 +623,9 @@ static int queue_write(struct as_redis *r, size_t argc, const char *const *argv,
     }
     struct as_redis_req *q = xcalloc(1, sizeof *q);
     q->r = r;
-    q->argc = argc;
-    q->argv = xcalloc(argc, sizeof *q->argv);
-    q->argvlen = xcalloc(argc, sizeof *q->argvlen);
-    for (size_t i = 0; i < argc; i++) {
-        size_t l = argvlen ? argvlen[i] : strlen(argv[i]);
-        q->argv[i] = xmalloc(l + 1);
-        memcpy(q->argv[i], argv[i], l);
-        q->argv[i][l] = '\0';
-        q->argvlen[i] = l;
-    }
+    int len = redisFormatCommandArgv(&q->cmd, (int)argc, (const char **)argv, argvlen);
+    if (len < 0) as_oom();
+    q->cmdlen = (size_t)len;
     if (r->qtail) r->qtail->qnext = q;
     else r->qhead = q;
     r->qtail = q;
@@ -645,16 +643,28 @@ struct as_redis_req *as_redis_submit(struct as_redis *r, size_t argc, const char
     /* Just after start, reads may ride on a connection still connecting:
      * their deadline bounds the wait.  Once the service was down they wait
      * for a ready one (a black-holed server would hold each read for the
-     * whole timeout).  Writes wait in the queue instead, which survives a
-     * connect that fails. */
+     * whole timeout). */
     struct redis_conn *c = pick_conn(r, cb != NULL && r->was_up == -1);
-    if (!c) {
-        if (cb) {
-            r->st.refused++;
-            return NULL;
+    if (!cb && (!c || r->rc.queue_max > 0)) {
+        /* Writes wait in the queue: while no connection is up, for one;
+         * else up to REDIS_WRITE_DELAY or the next read, so that under
+         * load many leave in one write() (on loopback TCP the syscalls
+         * and wake-ups, not Redis, are what a write costs). */
+        if (c && r->qlen >= r->rc.queue_max) queue_flush(r);
+        if (queue_write(r, argc, argv, argvlen) < 0) return NULL;
+        if (c && !evtimer_pending(r->flush_ev, NULL)) {
+            struct timeval tv;
+            as_timeval(REDIS_WRITE_DELAY, &tv);
+            evtimer_add(r->flush_ev, &tv);
         }
-        return queue_write(r, argc, argv, argvlen) == 0 ? &write_marker : NULL;
+        return &write_marker;
     }
+    if (!c) {
+        r->st.refused++;
+        return NULL;
+    }
+    /* the writes queued before this read go first, in the same write() */
+    if (r->qhead && c->state == CONN_READY) queue_flush(r);
     /* A read's deadline timer shares its allocation. */
     struct as_redis_req *q = xcalloc(1, sizeof *q + (cb ? event_get_struct_event_size() : 0));
     q->r = r;
@@ -723,7 +733,8 @@ struct as_redis *as_redis_new(struct event_base *base, const struct as_redis_con
     /* Connect from the loop: a process that only checks the
      * configuration never runs it, and sends nothing. */
     r->start_ev = evtimer_new(base, start_cb, r);
-    if (!r->start_ev) as_oom();
+    r->flush_ev = evtimer_new(base, flush_cb, r);
+    if (!r->start_ev || !r->flush_ev) as_oom();
     static const struct timeval zero = { 0, 0 };
     evtimer_add(r->start_ev, &zero);
     return r;
@@ -747,6 +758,7 @@ void as_redis_free(struct as_redis *r)
         req_free(q);
     }
     if (r->start_ev) event_free(r->start_ev);
+    if (r->flush_ev) event_free(r->flush_ev);
     free(r->conns);
     free(r->server);
     free(r->unix_path);
