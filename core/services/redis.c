@@ -21,6 +21,7 @@
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
 #include <hiredis/adapters/libevent.h>
+#include <openssl/evp.h>
 #include "services/redis.h"
 #include "services/service.h"
 #include "util/log.h"
@@ -224,6 +225,11 @@ struct as_redis {
     unsigned next;                /* the connection used last */
     struct event *start_ev;       /* first connect, from the event loop */
     struct event *flush_ev;       /* sends the queued writes */
+    struct redis_script {
+        char *body;
+        char sha[41];
+    } *scripts;
+    size_t nscripts;
     struct as_redis_req *qhead, *qtail;
     size_t qlen;
     int was_up;                   /* logged state: 1 up, 0 down, -1 not yet */
@@ -439,7 +445,8 @@ static void handshake_cb(redisAsyncContext *ac, void *reply, void *arg)
     }
     if (h->type == REDIS_REPLY_ERROR) {
         char why[160];
-        snprintf(why, sizeof why, "AUTH/SELECT refused: %.100s", h->str ? h->str : "");
+        snprintf(why, sizeof why, "AUTH, SELECT or SCRIPT LOAD refused: %.100s",
+                 h->str ? h->str : "");
         conn_drop(c, why);   /* inside a callback: hiredis frees it afterwards */
         return;
     }
@@ -481,6 +488,11 @@ static void conn_connect(struct redis_conn *c)
         snprintf(db, sizeof db, "%d", r->rc.db);
         const char *argv[] = { "SELECT", db };
         if (redisAsyncCommandArgv(ac, handshake_cb, c, 2, argv, NULL) == REDIS_OK)
+            c->handshake++;
+    }
+    for (size_t i = 0; i < r->nscripts; i++) {
+        const char *argv[] = { "SCRIPT", "LOAD", r->scripts[i].body };
+        if (redisAsyncCommandArgv(ac, handshake_cb, c, 3, argv, NULL) == REDIS_OK)
             c->handshake++;
     }
     conn_watch_arm(c);
@@ -694,6 +706,41 @@ void as_redis_cancel(struct as_redis_req *q)
     q->cb = NULL;   /* freed when hiredis hands back its reply */
 }
 
+/* A script registered while connections exist (not the normal case:
+ * plugins register theirs in init(), before the loop runs) is loaded on
+ * them now, ahead of anything sent after this. */
+static void script_loaded_cb(redisAsyncContext *ac, void *reply, void *arg)
+{
+    AS_UNUSED(ac);
+    AS_UNUSED(arg);
+    const redisReply *h = reply;
+    if (h && h->type == REDIS_REPLY_ERROR)
+        as_log(AS_LOG_WARN, "redis: SCRIPT LOAD refused: %s", h->str ? h->str : "");
+}
+
+const char *as_redis_script(struct as_redis *r, const char *body)
+{
+    if (!as_redis_enabled(r) || !body) return NULL;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    if (EVP_Digest(body, strlen(body), md, &mdlen, EVP_sha1(), NULL) != 1 || mdlen != 20)
+        return NULL;
+    char sha[41];
+    for (unsigned i = 0; i < 20; i++) snprintf(sha + 2 * i, 3, "%02x", md[i]);
+    for (size_t i = 0; i < r->nscripts; i++)
+        if (strcmp(r->scripts[i].sha, sha) == 0) return r->scripts[i].sha;
+    r->scripts = xrealloc(r->scripts, (r->nscripts + 1) * sizeof *r->scripts);
+    struct redis_script *sc = &r->scripts[r->nscripts++];
+    sc->body = xstrdup(body);
+    memcpy(sc->sha, sha, sizeof sc->sha);
+    for (unsigned i = 0; i < r->nconns; i++) {
+        const char *argv[] = { "SCRIPT", "LOAD", sc->body };
+        if (r->conns[i].ac)
+            redisAsyncCommandArgv(r->conns[i].ac, script_loaded_cb, NULL, 3, argv, NULL);
+    }
+    return sc->sha;
+}
+
 /* ------------------------------------------------------------------ */
 /* Setup                                                               */
 
@@ -759,6 +806,8 @@ void as_redis_free(struct as_redis *r)
     }
     if (r->start_ev) event_free(r->start_ev);
     if (r->flush_ev) event_free(r->flush_ev);
+    for (size_t i = 0; i < r->nscripts; i++) free(r->scripts[i].body);
+    free(r->scripts);
     free(r->conns);
     free(r->server);
     free(r->unix_path);
