@@ -4,7 +4,10 @@
  *
  * One as_redis per engine (worker process).  It keeps redis.connections
  * long-lived connections to the one server of redis.servers and pipelines
- * every command on them: never a connection per message.  Plugins never
+ * every command on them: never a connection per message.  Commands go to
+ * the ready connection used last (the others stand by), so the commands of
+ * one loop iteration leave in one write(); writes wait up to 2 ms, or until
+ * the next read, to share one too.  Plugins never
  * see this header: they call as_redis_command() (task-bound) and
  * as_redis_send() (fire-and-forget) from authscan/plugin.h, which
  * scan/task_redis.c builds on the functions below.
