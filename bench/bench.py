@@ -43,6 +43,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import nsd as nsd_mod  # noqa: E402  (the project's private-nsd helper)
+import harness as test_harness  # noqa: E402  (RedisServer: a private redis-server)
 
 TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -300,6 +301,96 @@ def inproc(authscan, manifest, zone, work, passes, runs):
     best = sorted(res, key=lambda x: x["cpu_us_per_msg"])[len(res) // 2]
     best["runs_cpu_us"] = [round(x["cpu_us_per_msg"], 1) for x in res]
     return best
+
+
+# ------------------------------------------------------------------ history (Redis)
+def redis_memory(authscand, dns, work, n_senders=10000, conc=16):
+    """Redis memory per tracked sender: n_senders scans through the daemon,
+    each from its own From domain and source network (the worst case: one
+    source per domain, so every pair also carries its domain's hash), into
+    a fresh private redis-server; then MEMORY USAGE of every key."""
+    with test_harness.RedisServer() as r:
+        d = Daemon(authscand, dns, 2, os.path.join(work, "authscand-history-mem.log"),
+                   ["-s", "redis.servers=%s" % r.address]).start()
+        used0 = int(re.search(r"used_memory:(\d+)", r.cmd("INFO", "memory").decode()).group(1))
+
+        def one(i):
+            frm = "user@s%d.example" % i
+            msg = ("From: %s\r\nTo: rcpt@receiver.test\r\nSubject: m %d\r\n"
+                   "Message-ID: <m%d@bench>\r\n\r\nhello\r\n" % (frm, i, i)).encode()
+            ip = "10.%d.%d.9" % (i // 256 % 256, i % 256)
+            c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
+            c.request("POST", "/checkv2", msg, {"IP": ip, "From": frm, "Helo": "h.test"})
+            c.getresponse().read()
+            c.close()
+        try:
+            with concurrent.futures.ThreadPoolExecutor(conc) as ex:
+                list(ex.map(one, range(n_senders)))
+            want = 2 * n_senders
+            t_end = time.time() + 60
+            while r.cmd("DBSIZE") < want and time.time() < t_end:
+                time.sleep(0.2)
+        finally:
+            d.stop()
+        nkeys = r.cmd("DBSIZE")
+        total = dom = src = 0
+        encodings = {}
+        cursor = b"0"
+        while True:
+            cursor, keys = r.cmd("SCAN", cursor, "COUNT", "1000")
+            for k in keys:
+                m = r.cmd("MEMORY", "USAGE", k, "SAMPLES", "0") or 0
+                total += m
+                if k.endswith(b"}d"):
+                    dom += m
+                else:
+                    src += m
+                e = r.cmd("OBJECT", "ENCODING", k).decode()
+                encodings[e] = encodings.get(e, 0) + 1
+            if cursor == b"0":
+                break
+        used1 = int(re.search(r"used_memory:(\d+)", r.cmd("INFO", "memory").decode()).group(1))
+    res = {"senders": n_senders, "keys": nkeys, "memory_usage_total": total,
+           "per_pair": total / max(1, n_senders), "per_source_key": src / max(1, n_senders),
+           "per_domain_key": dom / max(1, n_senders), "used_memory_delta_per_pair":
+           (used1 - used0) / max(1, n_senders), "encodings": encodings}
+    log("  redis memory: %d keys, %.0f B per (domain, source) pair with its domain hash "
+        "(source hash alone %.0f B), used_memory +%.0f B per pair, encodings %s" %
+        (nkeys, res["per_pair"], res["per_source_key"], res["used_memory_delta_per_pair"],
+         encodings))
+    return res
+
+
+def history_cpu(authscand, dns, dns_pid, manifest, work, conc, duration, warmup, rounds=2):
+    """CPU per message with history off and on, the same corpus and load,
+    alternating (off, on, off, on) so drift hits both alike; the Redis
+    server's own CPU is reported apart."""
+    out = {"off": [], "on": [], "redis_cpu_ms_per_msg": []}
+    with test_harness.RedisServer() as r:
+        for rnd in range(rounds):
+            for mode in ("off", "on"):
+                extra = ["-s", "redis.servers=%s" % r.address] if mode == "on" else []
+                d = Daemon(authscand, dns, 2, os.path.join(work, "authscand-history.log"),
+                           extra).start()
+                try:
+                    r0 = cpu_s(tree(r.proc.pid))
+                    x = load_level(d, dns_pid, manifest, conc, duration, warmup)
+                    r1 = cpu_s(tree(r.proc.pid))
+                finally:
+                    d.stop()
+                out[mode].append(x)
+                if mode == "on":
+                    out["redis_cpu_ms_per_msg"].append(1000 * (r1 - r0) / max(1, x["requests"]))
+                log("  history %s: %.0f msgs/s, %.3f ms CPU/msg, p99 %.2f ms, errors %d" %
+                    (mode, x["msgs_per_s"], x["cpu_ms_per_msg"], x["p99_ms"], x["errors"]))
+        keys = r.cmd("DBSIZE")
+    off = statistics.median(x["cpu_ms_per_msg"] for x in out["off"])
+    on = statistics.median(x["cpu_ms_per_msg"] for x in out["on"])
+    out.update({"conc": conc, "cpu_off_ms": off, "cpu_on_ms": on, "ratio": on / off if off else None,
+                "redis_cpu_ms": statistics.median(out["redis_cpu_ms_per_msg"]), "keys": keys})
+    log("  history on/off CPU per message: %.3f / %.3f ms = %.3f; redis-server %.3f ms/msg" %
+        (on, off, out["ratio"] or 0, out["redis_cpu_ms"]))
+    return out
 
 
 # ------------------------------------------------------------------ correctness
@@ -790,6 +881,28 @@ def report(R):
                 ", ".join("%.1f" % w["rss_mb"] for w in p["workers"]),
                 ", ".join("%.1f" % w["pss_mb"] for w in p["workers"]), p["master_rss_mb"]))
         a("")
+    if "history" in R:
+        h = R["history"]
+        a("## History on versus off (Redis, same run, c=%d, alternating off/on)" % h["conc"])
+        a("")
+        a("| history | msgs/s | CPU ms/msg | p99 ms | errors |")
+        a("|---|---|---|---|---|")
+        for mode in ("off", "on"):
+            for x in h[mode]:
+                a("| %s | %.0f | %.3f | %.2f | %d |" % (mode, x["msgs_per_s"], x["cpu_ms_per_msg"],
+                                                     x["p99_ms"], x["errors"]))
+        a("")
+        a("Median CPU per message: %.3f ms on, %.3f ms off (×%.3f); redis-server itself %.3f ms/msg." % (
+            h["cpu_on_ms"], h["cpu_off_ms"], h["ratio"] or 0, h["redis_cpu_ms"]))
+        m = h.get("memory")
+        if m:
+            a("")
+            a("Redis memory for %d senders (one source each, so every pair carries its domain's hash; "
+              "MEMORY USAGE summed over %d keys): **%.0f bytes per (domain, source) pair**, of which "
+              "the source hash %.0f and the domain hash %.0f; used_memory grew %.0f bytes per pair; "
+              "encodings %s." % (m["senders"], m["keys"], m["per_pair"], m["per_source_key"],
+                                 m["per_domain_key"], m["used_memory_delta_per_pair"], m["encodings"]))
+        a("")
     if R.get("perf"):
         per = R.get("inproc", {}).get("cpu_us_per_msg")
         a("## Where the in-process CPU time goes (perf, cpu-clock samples, self time by library)")
@@ -883,6 +996,14 @@ def compute_targets(R):
         T.append(("RSS ≤ 32 MB/worker after 100k", "%.1f MB" % m1, "yes" if m1 <= 32 else "no"))
         T.append(("no growth 100k → 200k", "%+.1f MB (%.1f → %.1f)" % (m2 - m1, m1, m2),
                   "yes" if m2 - m1 <= 0.5 else "no"))
+    if "history" in R and R["history"].get("ratio"):
+        h = R["history"]
+        T.append(("history costs ≤ 15 % more CPU per message", "×%.3f (%.3f vs %.3f ms)" % (
+            h["ratio"], h["cpu_on_ms"], h["cpu_off_ms"]), "yes" if h["ratio"] <= 1.15 else "no"))
+        m = h.get("memory")
+        if m:
+            T.append(("Redis ≤ 512 bytes per tracked (domain, source) pair", "%.0f bytes" % m["per_pair"],
+                      "yes" if m["per_pair"] <= 512 else "no"))
     R["targets"] = T
 
 
@@ -928,7 +1049,9 @@ def main():
     ap.add_argument("--no-crypto", action="store_true")
     ap.add_argument("--peers", action="store_true", help="also run the shared testbed (rspamd, spamd)")
     ap.add_argument("--peer-duration", type=int, default=15)
-    ap.add_argument("--only", default="", help="comma list of steps: crypto,inproc,check,load,soak,profile,peers")
+    ap.add_argument("--only", default="", help="comma list of steps: crypto,inproc,check,load,soak,history,profile,peers")
+    ap.add_argument("--history-senders", type=int, default=10000,
+                    help="senders for the Redis memory figure of the history step (0: skip it)")
     ap.add_argument("--command", default="bench/run")
     ap.add_argument("--tag", default="", help="suffix for the results file (bench/results/<date>-<tag>.md)")
     ap.add_argument("--rerender", metavar="JSON", help="only rewrite the report from a saved results JSON")
@@ -944,7 +1067,8 @@ def main():
             f.write(md)
         print(md)
         return
-    steps = set(a.only.split(",")) if a.only else {"crypto", "inproc", "check", "load", "soak", "profile"}
+    steps = set(a.only.split(",")) if a.only else {"crypto", "inproc", "check", "load", "soak", "history",
+                                                   "profile"}
     if a.peers:
         steps.add("peers")
     if a.no_profile:
@@ -981,7 +1105,7 @@ def main():
     if "inproc" in steps:
         log("in-process: authscan bench, offline zone, %d passes x %d messages, 3 runs" % (a.passes, len(rows)))
         R["inproc"] = inproc(authscan, manifest, zone, a.work, a.passes, 3)
-    need_daemon = steps & {"check", "load", "soak"}
+    need_daemon = steps & {"check", "load", "soak", "history"}
     if need_daemon:
         server = nsd_mod.NSD({".": zone}).start()
         dns = server.address
@@ -1040,6 +1164,13 @@ def main():
                     d.stop()
             if "soak" in steps:
                 R["soak"] = soak(authscand, dns, manifest, a.work, a.soak)
+            if "history" in steps:
+                log("history: CPU per message with history off and on (Redis), concurrency 8")
+                R["history"] = history_cpu(authscand, dns, dns_pid, manifest, a.work, 8, a.duration,
+                                           a.warmup)
+                if a.history_senders > 0:
+                    log("history: Redis memory for %d senders" % a.history_senders)
+                    R["history"]["memory"] = redis_memory(authscand, dns, a.work, a.history_senders)
         finally:
             server.stop()
     if "profile" in steps:

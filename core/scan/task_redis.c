@@ -1,6 +1,7 @@
 /*
  * task_redis.c - the Redis plugin API of authscan/plugin.h (as_redis_command,
- * as_redis_send, as_redis_key, as_plugin_redis_enabled) on top of the
+ * as_redis_send, as_redis_key, as_plugin_redis_enabled,
+ * as_plugin_redis_script) on top of the
  * worker's Redis service (services/redis.h).
  *
  * The scan side of Redis, as task_dns.c is for DNS: a task-bound command
@@ -141,4 +142,9 @@ const char *as_redis_key(struct as_pool *pool, const struct as_plugin_ctx *c, co
 int as_plugin_redis_enabled(const struct as_plugin_ctx *c)
 {
     return as_redis_enabled(ctx_redis(c));
+}
+
+const char *as_plugin_redis_script(struct as_plugin_ctx *c, const char *body)
+{
+    return as_redis_script(ctx_redis(c), body);
 }

@@ -21,12 +21,14 @@
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
 #include <hiredis/adapters/libevent.h>
+#include <openssl/evp.h>
 #include "services/redis.h"
 #include "services/service.h"
 #include "util/log.h"
 #include "util/util.h"
 
 #define REDIS_ARGC_MAX 1024
+#define REDIS_WRITE_DELAY 0.002   /* seconds a write may wait for company */
 
 /* ------------------------------------------------------------------ */
 /* Configuration                                                       */
@@ -208,10 +210,9 @@ struct as_redis_req {
     int delivering;               /* cb is running */
     struct event *timer;          /* reads: the command deadline */
     struct as_redis_req *qnext;   /* the write queue */
-    /* queued writes keep their arguments until sent */
-    size_t argc;
-    char **argv;
-    size_t *argvlen;
+    /* a queued write keeps its command, in the protocol, until sent */
+    char *cmd;
+    size_t cmdlen;
 };
 
 struct as_redis {
@@ -221,8 +222,14 @@ struct as_redis {
     struct timeval timeout;
     struct redis_conn *conns;
     unsigned nconns;
-    unsigned next;                /* round robin start */
+    unsigned next;                /* the connection used last */
     struct event *start_ev;       /* first connect, from the event loop */
+    struct event *flush_ev;       /* sends the queued writes */
+    struct redis_script {
+        char *body;
+        char sha[41];
+    } *scripts;
+    size_t nscripts;
     struct as_redis_req *qhead, *qtail;
     size_t qlen;
     int was_up;                   /* logged state: 1 up, 0 down, -1 not yet */
@@ -279,10 +286,8 @@ static void reply_convert(const redisReply *h, struct as_redis_reply *out)
 
 static void req_free(struct as_redis_req *q)
 {
-    if (q->timer) event_free(q->timer);
-    for (size_t i = 0; i < q->argc && q->argv; i++) free(q->argv[i]);
-    free(q->argv);
-    free(q->argvlen);
+    if (q->timer) event_del(q->timer);   /* it lives in q's block */
+    free(q->cmd);
     free(q);
 }
 
@@ -440,7 +445,8 @@ static void handshake_cb(redisAsyncContext *ac, void *reply, void *arg)
     }
     if (h->type == REDIS_REPLY_ERROR) {
         char why[160];
-        snprintf(why, sizeof why, "AUTH/SELECT refused: %.100s", h->str ? h->str : "");
+        snprintf(why, sizeof why, "AUTH, SELECT or SCRIPT LOAD refused: %.100s",
+                 h->str ? h->str : "");
         conn_drop(c, why);   /* inside a callback: hiredis frees it afterwards */
         return;
     }
@@ -484,6 +490,11 @@ static void conn_connect(struct redis_conn *c)
         if (redisAsyncCommandArgv(ac, handshake_cb, c, 2, argv, NULL) == REDIS_OK)
             c->handshake++;
     }
+    for (size_t i = 0; i < r->nscripts; i++) {
+        const char *argv[] = { "SCRIPT", "LOAD", r->scripts[i].body };
+        if (redisAsyncCommandArgv(ac, handshake_cb, c, 3, argv, NULL) == REDIS_OK)
+            c->handshake++;
+    }
     conn_watch_arm(c);
 }
 
@@ -493,6 +504,13 @@ static void conn_retry_cb(evutil_socket_t fd, short what, void *arg)
     AS_UNUSED(what);
     struct redis_conn *c = arg;
     if (c->state == CONN_DOWN) conn_connect(c);
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    AS_UNUSED(fd);
+    AS_UNUSED(what);
+    queue_flush(arg);
 }
 
 static void start_cb(evutil_socket_t fd, short what, void *arg)
@@ -550,26 +568,36 @@ static void reply_cb(redisAsyncContext *ac, void *reply, void *arg)
     req_free(q);
 }
 
+/* The ready connection used last, else the first ready one; with
+ * connecting_ok a connecting one if none is ready.  Staying on one
+ * connection is what pipelining is for: the commands of one loop
+ * iteration (the reads of every scan that started in it, the writes of
+ * every scan that finished) leave in one write() and their replies come
+ * back in one read().  Redis runs commands on one thread, so spreading
+ * them over connections gains nothing; the others stand by for when this
+ * one breaks or stalls. */
 static struct redis_conn *pick_conn(struct as_redis *r, int connecting_ok)
 {
-    struct redis_conn *best = NULL;
+    struct redis_conn *connecting = NULL;
     for (unsigned k = 0; k < r->nconns; k++) {
         struct redis_conn *c = &r->conns[(r->next + k) % r->nconns];
-        if (c->state == CONN_READY && (!best || best->state != CONN_READY ||
-                                       c->inflight < best->inflight))
-            best = c;
-        else if (!best && connecting_ok && c->state == CONN_CONNECTING)
-            best = c;
+        if (c->state == CONN_READY) {
+            r->next = c->idx;
+            return c;
+        }
+        if (!connecting && c->state == CONN_CONNECTING) connecting = c;
     }
-    r->next++;
-    return best;
+    return connecting_ok ? connecting : NULL;
 }
 
+/* Hands q to hiredis on c: argv, or q->cmd when argv is NULL. */
 static int conn_send(struct redis_conn *c, struct as_redis_req *q, size_t argc,
                      const char *const *argv, const size_t *argvlen)
 {
-    if (redisAsyncCommandArgv(c->ac, reply_cb, q, (int)argc, (const char **)argv, argvlen) != REDIS_OK)
-        return -1;
+    int rc = argv ? redisAsyncCommandArgv(c->ac, reply_cb, q, (int)argc, (const char **)argv,
+                                          argvlen)
+                  : redisAsyncFormattedCommand(c->ac, reply_cb, q, q->cmd, q->cmdlen);
+    if (rc != REDIS_OK) return -1;
     q->ac = c->ac;
     q->c = c;
     c->r->st.commands++;
@@ -588,17 +616,13 @@ static void queue_flush(struct as_redis *r)
         r->qlen--;
         r->st.queued = r->qlen;
         q->qnext = NULL;
-        if (conn_send(c, q, q->argc, (const char *const *)q->argv, q->argvlen) < 0) {
+        if (conn_send(c, q, 0, NULL, NULL) < 0) {
             r->st.dropped_writes++;
             req_free(q);
             continue;
         }
-        for (size_t i = 0; i < q->argc; i++) free(q->argv[i]);
-        free(q->argv);
-        free(q->argvlen);
-        q->argv = NULL;
-        q->argvlen = NULL;
-        q->argc = 0;
+        free(q->cmd);   /* hiredis has its own copy */
+        q->cmd = NULL;
     }
 }
 
@@ -611,16 +635,9 @@ static int queue_write(struct as_redis *r, size_t argc, const char *const *argv,
     }
     struct as_redis_req *q = xcalloc(1, sizeof *q);
     q->r = r;
-    q->argc = argc;
-    q->argv = xcalloc(argc, sizeof *q->argv);
-    q->argvlen = xcalloc(argc, sizeof *q->argvlen);
-    for (size_t i = 0; i < argc; i++) {
-        size_t l = argvlen ? argvlen[i] : strlen(argv[i]);
-        q->argv[i] = xmalloc(l + 1);
-        memcpy(q->argv[i], argv[i], l);
-        q->argv[i][l] = '\0';
-        q->argvlen[i] = l;
-    }
+    int len = redisFormatCommandArgv(&q->cmd, (int)argc, (const char **)argv, argvlen);
+    if (len < 0) as_oom();
+    q->cmdlen = (size_t)len;
     if (r->qtail) r->qtail->qnext = q;
     else r->qhead = q;
     r->qtail = q;
@@ -638,23 +655,36 @@ struct as_redis_req *as_redis_submit(struct as_redis *r, size_t argc, const char
     /* Just after start, reads may ride on a connection still connecting:
      * their deadline bounds the wait.  Once the service was down they wait
      * for a ready one (a black-holed server would hold each read for the
-     * whole timeout).  Writes wait in the queue instead, which survives a
-     * connect that fails. */
+     * whole timeout). */
     struct redis_conn *c = pick_conn(r, cb != NULL && r->was_up == -1);
-    if (!c) {
-        if (cb) {
-            r->st.refused++;
-            return NULL;
+    if (!cb && (!c || r->rc.queue_max > 0)) {
+        /* Writes wait in the queue: while no connection is up, for one;
+         * else up to REDIS_WRITE_DELAY or the next read, so that under
+         * load many leave in one write() (on loopback TCP the syscalls
+         * and wake-ups, not Redis, are what a write costs). */
+        if (c && r->qlen >= r->rc.queue_max) queue_flush(r);
+        if (queue_write(r, argc, argv, argvlen) < 0) return NULL;
+        if (c && !evtimer_pending(r->flush_ev, NULL)) {
+            struct timeval tv;
+            as_timeval(REDIS_WRITE_DELAY, &tv);
+            evtimer_add(r->flush_ev, &tv);
         }
-        return queue_write(r, argc, argv, argvlen) == 0 ? &write_marker : NULL;
+        return &write_marker;
     }
-    struct as_redis_req *q = xcalloc(1, sizeof *q);
+    if (!c) {
+        r->st.refused++;
+        return NULL;
+    }
+    /* the writes queued before this read go first, in the same write() */
+    if (r->qhead && c->state == CONN_READY) queue_flush(r);
+    /* A read's deadline timer shares its allocation. */
+    struct as_redis_req *q = xcalloc(1, sizeof *q + (cb ? event_get_struct_event_size() : 0));
     q->r = r;
     q->cb = cb;
     q->arg = arg;
     if (cb) {
-        q->timer = evtimer_new(r->base, req_timeout_cb, q);
-        if (!q->timer) as_oom();
+        q->timer = (struct event *)(q + 1);
+        if (event_assign(q->timer, r->base, -1, 0, req_timeout_cb, q) < 0) as_oom();
     }
     if (conn_send(c, q, argc, argv, argvlen) < 0) {
         req_free(q);
@@ -674,6 +704,41 @@ void as_redis_cancel(struct as_redis_req *q)
     if (!q || q == &write_marker || q->delivering) return;
     if (q->timer) event_del(q->timer);
     q->cb = NULL;   /* freed when hiredis hands back its reply */
+}
+
+/* A script registered while connections exist (not the normal case:
+ * plugins register theirs in init(), before the loop runs) is loaded on
+ * them now, ahead of anything sent after this. */
+static void script_loaded_cb(redisAsyncContext *ac, void *reply, void *arg)
+{
+    AS_UNUSED(ac);
+    AS_UNUSED(arg);
+    const redisReply *h = reply;
+    if (h && h->type == REDIS_REPLY_ERROR)
+        as_log(AS_LOG_WARN, "redis: SCRIPT LOAD refused: %s", h->str ? h->str : "");
+}
+
+const char *as_redis_script(struct as_redis *r, const char *body)
+{
+    if (!as_redis_enabled(r) || !body) return NULL;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    if (EVP_Digest(body, strlen(body), md, &mdlen, EVP_sha1(), NULL) != 1 || mdlen != 20)
+        return NULL;
+    char sha[41];
+    for (unsigned i = 0; i < 20; i++) snprintf(sha + 2 * i, 3, "%02x", md[i]);
+    for (size_t i = 0; i < r->nscripts; i++)
+        if (strcmp(r->scripts[i].sha, sha) == 0) return r->scripts[i].sha;
+    r->scripts = xrealloc(r->scripts, (r->nscripts + 1) * sizeof *r->scripts);
+    struct redis_script *sc = &r->scripts[r->nscripts++];
+    sc->body = xstrdup(body);
+    memcpy(sc->sha, sha, sizeof sc->sha);
+    for (unsigned i = 0; i < r->nconns; i++) {
+        const char *argv[] = { "SCRIPT", "LOAD", sc->body };
+        if (r->conns[i].ac)
+            redisAsyncCommandArgv(r->conns[i].ac, script_loaded_cb, NULL, 3, argv, NULL);
+    }
+    return sc->sha;
 }
 
 /* ------------------------------------------------------------------ */
@@ -715,7 +780,8 @@ struct as_redis *as_redis_new(struct event_base *base, const struct as_redis_con
     /* Connect from the loop: a process that only checks the
      * configuration never runs it, and sends nothing. */
     r->start_ev = evtimer_new(base, start_cb, r);
-    if (!r->start_ev) as_oom();
+    r->flush_ev = evtimer_new(base, flush_cb, r);
+    if (!r->start_ev || !r->flush_ev) as_oom();
     static const struct timeval zero = { 0, 0 };
     evtimer_add(r->start_ev, &zero);
     return r;
@@ -739,6 +805,9 @@ void as_redis_free(struct as_redis *r)
         req_free(q);
     }
     if (r->start_ev) event_free(r->start_ev);
+    if (r->flush_ev) event_free(r->flush_ev);
+    for (size_t i = 0; i < r->nscripts; i++) free(r->scripts[i].body);
+    free(r->scripts);
     free(r->conns);
     free(r->server);
     free(r->unix_path);

@@ -4,7 +4,10 @@
  *
  * One as_redis per engine (worker process).  It keeps redis.connections
  * long-lived connections to the one server of redis.servers and pipelines
- * every command on them: never a connection per message.  Plugins never
+ * every command on them: never a connection per message.  Commands go to
+ * the ready connection used last (the others stand by), so the commands of
+ * one loop iteration leave in one write(); writes wait up to 2 ms, or until
+ * the next read, to share one too.  Plugins never
  * see this header: they call as_redis_command() (task-bound) and
  * as_redis_send() (fire-and-forget) from authscan/plugin.h, which
  * scan/task_redis.c builds on the functions below.
@@ -25,8 +28,9 @@
  *     while no connection is up or connecting; writes without one wait
  *     in a queue of at most redis.queue_max commands, flushed when a
  *     connection is ready; what does not fit is dropped and counted.
- * AUTH (redis.password) and SELECT (redis.db) are the first commands on
- * every connection; a connection is ready when they succeed.
+ * AUTH (redis.password), SELECT (redis.db) and SCRIPT LOAD of every
+ * registered script are the first commands on every connection; a
+ * connection is ready when they succeed.
  *
  * Nothing connects before the event loop runs, so starting the service
  * (in --check-config, say) sends nothing.
@@ -106,6 +110,12 @@ struct as_redis_req *as_redis_submit(struct as_redis *r, size_t argc, const char
                                      const size_t *argvlen, as_redis_done_fn cb, void *arg);
 /* cb will not run after this; a late reply is dropped. */
 void as_redis_cancel(struct as_redis_req *req);
+
+/* Registers a Lua script: every connection loads it (SCRIPT LOAD) right
+ * after AUTH/SELECT, before anything else is sent on it, so EVALSHA with
+ * the returned SHA1 finds it, after a Redis restart too.  Returns the
+ * SHA1 in hex (owned by r), or NULL when the service is off. */
+const char *as_redis_script(struct as_redis *r, const char *body);
 
 struct as_redis_stats {
     uint64_t commands;        /* sent to Redis (handshake excluded) */

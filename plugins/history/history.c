@@ -10,7 +10,7 @@
  * domain would cost a lookup per message, and a PTR is the sender's to
  * choose).
  *
- * scan        reads both hashes (HMGET), in parallel with the DNS work of
+ * scan        reads both hashes (HMGET of the fields it judges by), in parallel with the DNS work of
  *             the other filters: this plugin depends on none of them;
  * postfilter  with the DMARC result known, adds
  *               HISTORY_FIRST_SEEN        no message ever from this domain
@@ -23,8 +23,9 @@
  *             history.min_observations DMARC results; nothing at all when
  *             Redis did not answer (fail open);
  * finish      after the reply, records this message from the final
- *             verdict: one EVAL (decay, add, refresh the TTL) on both keys,
- *             fire-and-forget.  Mail we refused (reject, soft reject) is not
+ *             verdict: one EVALSHA (decay, add, refresh the TTL) on both
+ *             keys, fire-and-forget; the service loads the script on every
+ *             connection.  Mail we refused (reject, soft reject) is not
  *             recorded, and a DMARC failure counts against the domain only
  *             from a source the domain passed from, so a spoofer cannot
  *             wear down a domain's pass ratio.
@@ -67,6 +68,7 @@ static const struct as_option_def options[] = {
 struct history {
     const struct as_plugin_ctx *ctx;
     int enabled;
+    const char *update_sha;       /* EVALSHA of hist_update_script */
     struct hist_params p;
     long long ttl;
 };
@@ -114,6 +116,10 @@ static int hist_init(struct as_plugin_ctx *ctx, void **state)
     h->p.min_observations = (double)min_obs;
     h->p.clean_min = (double)clean_min;
     h->enabled = as_plugin_redis_enabled(ctx);
+    if (h->enabled && !(h->update_sha = as_plugin_redis_script(ctx, hist_update_script))) {
+        as_plugin_set_error(ctx, "cannot register the update script with Redis");
+        return -1;
+    }
     /* Said once per worker when its loop starts: the configuration check
      * runs init() too, but never the loop, and must print only errors. */
     static const struct timeval now = { 0, 0 };
@@ -129,10 +135,11 @@ static void hist_fini(void *state) { free(state); }
 static int read_counts(enum as_redis_status st, const struct as_redis_reply *r,
                        struct hist_counts *c)
 {
-    if (st != AS_REDIS_OK || !r || r->type != AS_REDIS_REPLY_ARRAY || r->nelem != HIST_NFIELDS)
+    if (st != AS_REDIS_OK || !r || r->type != AS_REDIS_REPLY_ARRAY ||
+        r->nelem != HIST_READ_NFIELDS)
         return -1;
-    const char *values[HIST_NFIELDS];
-    for (size_t i = 0; i < HIST_NFIELDS; i++)
+    const char *values[HIST_READ_NFIELDS];
+    for (size_t i = 0; i < HIST_READ_NFIELDS; i++)
         values[i] = r->elem[i].type == AS_REDIS_REPLY_STRING ? r->elem[i].str.ptr : NULL;
     hist_parse(c, values);
     return 0;
@@ -159,9 +166,9 @@ static void src_cb(struct as_task *t, enum as_redis_status st, const struct as_r
 
 static int hmget(struct as_task *t, const char *key, as_redis_cb cb, struct hist_task *ht)
 {
-    const char *argv[1 + 1 + HIST_NFIELDS] = { "HMGET", key };
-    for (size_t i = 0; i < HIST_NFIELDS; i++) argv[2 + i] = hist_fields[i];
-    return as_redis_command(t, cb, ht, 2 + HIST_NFIELDS, argv, NULL);
+    const char *argv[1 + 1 + HIST_READ_NFIELDS] = { "HMGET", key };
+    for (size_t i = 0; i < HIST_READ_NFIELDS; i++) argv[2 + i] = hist_read_fields[i];
+    return as_redis_command(t, cb, ht, 2 + HIST_READ_NFIELDS, argv, NULL);
 }
 
 static const char *source_key(struct as_task *t, const struct history *h,
@@ -263,8 +270,8 @@ static void hist_finish(struct as_task *t, void *state)
     struct as_pool *pool = as_task_pool(t);
     const char *argv[3 + 2 + 3 + 7 + 7];
     size_t argc = 0;
-    argv[argc++] = "EVAL";
-    argv[argc++] = hist_update_script;
+    argv[argc++] = "EVALSHA";   /* every connection has loaded it */
+    argv[argc++] = h->update_sha;
     const struct as_envelope *env = as_task_envelope(t);
     struct hist_task tmp = { .domain = from->domain };
     tmp.have_net = hist_source_net(env->family, &env->addr, tmp.net, sizeof tmp.net) == 0;

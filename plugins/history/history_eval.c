@@ -8,7 +8,7 @@
 #include <sys/socket.h>
 #include "history_eval.h"
 
-const char *const hist_fields[] = { "n", "dp", "df", "sp", "sf", "kp", "kf", "f", "l" };
+const char *const hist_read_fields[] = { "n", "dp", "df", "l" };
 
 /* Counts are stored rounded to 1/100 and zero counts not at all: a clean
  * sender's hash then holds a handful of short fields, which keeps it in
@@ -59,10 +59,9 @@ void hist_decay(struct hist_counts *c, double now, double half_life)
 
 void hist_parse(struct hist_counts *c, const char *const *values)
 {
-    double *dst[HIST_NFIELDS] = { &c->n, &c->dp, &c->df, &c->sp, &c->sf, &c->kp, &c->kf,
-                                  &c->first, &c->last };
+    double *dst[HIST_READ_NFIELDS] = { &c->n, &c->dp, &c->df, &c->last };
     memset(c, 0, sizeof *c);
-    for (size_t i = 0; i < HIST_NFIELDS; i++) {
+    for (size_t i = 0; i < HIST_READ_NFIELDS; i++) {
         if (!values[i]) continue;
         c->present = 1;
         char *end;

@@ -47,10 +47,12 @@ struct hist_verdict {
 /* Scales every count of c by the decay from c->last to now. */
 void hist_decay(struct hist_counts *c, double now, double half_life);
 
-/* Parses HMGET's values for the fields of hist_fields (NULL: nil) into c;
- * values that do not parse count as 0.  present is set when any is. */
-extern const char *const hist_fields[];   /* n dp df sp sf kp kf f l */
-#define HIST_NFIELDS 9
+/* The fields the scan stage reads (what hist_evaluate() looks at: the
+ * other fields are for reports and people).  hist_parse() takes HMGET's
+ * values for them (NULL: nil); a value that does not parse counts as 0.
+ * present is set when any is there. */
+extern const char *const hist_read_fields[];   /* n dp df l */
+#define HIST_READ_NFIELDS 4
 void hist_parse(struct hist_counts *c, const char *const *values);
 
 /* The symbols for this message: dom and src as read (src NULL or not

@@ -49,11 +49,35 @@ score = 9
 description = "Two authors"
 [ ]
 from_check.allow_multiple_authors = no
+# checked, never connected to: --check-config sends nothing
+[redis]
+servers = 127.0.0.1:1
+password = "p w"
+db = 2
+prefix = site1:
+timeout = 250ms
+connections = 3
+queue_max = 0
+[history]
+half_life = 14d
+min_observations = 3
 """
 
 # (name, file text, line the error must name, words the message must contain)
 BROKEN = [
     ("unknown key", "# comment\nworkers = 2\nworkres = 2\n", 3, ["workres"]),
+    ("redis server host name", "[redis]\nservers = redis.example:6379\n", 2,
+     ["redis.servers", "redis.example:6379", "host names"]),
+    ("redis two servers", "redis.servers = 127.0.0.1:6379\nredis.servers += 127.0.0.2\n", 2,
+     ["one server"]),
+    ("redis timeout zero", "redis.servers = 127.0.0.1\n\nredis.timeout = 0\n", 3,
+     ["redis.timeout"]),
+    ("redis db out of range", "redis.servers = 127.0.0.1\nredis.db = 70000\n", 2, ["redis.db"]),
+    ("redis prefix with a brace", "redis.servers = 127.0.0.1\nredis.prefix = \"a{\"\n", 2,
+     ["redis.prefix", "hash tag"]),
+    ("redis key without servers", "# x\nredis.password = secret\n", 2,
+     ["redis.password", "has no effect without redis.servers"]),
+    ("history option out of range", "history.pass_ratio = 1.5\n", 1, ["history.pass_ratio"]),
     ("unknown key in a section", "[limits]\nmax_message_size = 1M\nmax_mesage_size = 2M\n", 3,
      ["limits.max_mesage_size"]),
     ("bad value for workers", "\nworkers = abc\n", 2, ["workers", "abc"]),

@@ -79,24 +79,24 @@ static void test_evaluate(void)
 
 static void test_parse(void)
 {
-    const char *vals[HIST_NFIELDS] = { "12.5", "10", NULL, "x", "-3", "inf", "1", "100", "200" };
+    const char *vals[HIST_READ_NFIELDS] = { "12.5", "10", "x", "200" };
     struct hist_counts c;
     hist_parse(&c, vals);
     CHECK_INT(c.present, 1);
     CHECK_DBL(c.n, 12.5);
     CHECK_DBL(c.dp, 10);
-    CHECK_DBL(c.df, 0);
-    CHECK_DBL(c.sp, 0);       /* not a number */
-    CHECK_DBL(c.sf, 0);       /* negative */
-    CHECK_DBL(c.kp, 0);       /* not finite */
-    CHECK_DBL(c.kf, 1);
-    CHECK_DBL(c.first, 100);
+    CHECK_DBL(c.df, 0);       /* not a number */
     CHECK_DBL(c.last, 200);
-    const char *none[HIST_NFIELDS] = { 0 };
+    const char *bad[HIST_READ_NFIELDS] = { "-3", "inf", NULL, NULL };
+    hist_parse(&c, bad);
+    CHECK_INT(c.present, 1);
+    CHECK_DBL(c.n, 0);        /* negative */
+    CHECK_DBL(c.dp, 0);       /* not finite */
+    const char *none[HIST_READ_NFIELDS] = { 0 };
     hist_parse(&c, none);
     CHECK_INT(c.present, 0);
-    CHECK_STR(hist_fields[0], "n");
-    CHECK_STR(hist_fields[HIST_NFIELDS - 1], "l");
+    CHECK_STR(hist_read_fields[0], "n");
+    CHECK_STR(hist_read_fields[HIST_READ_NFIELDS - 1], "l");
 
     struct hist_counts d = counts(8, 4, NOW - 86400);
     hist_decay(&d, NOW, 86400);

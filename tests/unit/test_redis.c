@@ -289,7 +289,15 @@ static void test_pause(struct server *s)
 static void test_killed(struct server *s)
 {
     struct as_redis *r = service(s->port, "redis.timeout = 300ms\nredis.queue_max = 5\n");
+    /* a registered script is loaded on every connection, again after a
+     * restart: EVALSHA finds it */
+    const char *sha = as_redis_script(r, "return ARGV[1] .. '!'");
+    CHECK(sha && strlen(sha) == 40);
     CHECK(wait_up(r, 2, 5));
+    const char *eva[] = { "EVALSHA", sha, "0", "hi" };
+    struct result er = cmd(r, 4, eva, NULL);
+    CHECK_INT(er.st, AS_REDIS_OK);
+    CHECK_STR(er.str, "hi!");
     CHECK_INT(server_do(s, "kill"), 0);
     loop_for(0.1);
     struct as_redis_stats st;
@@ -321,6 +329,9 @@ static void test_killed(struct server *s)
     CHECK_INT(res.integer, 5);
     res = cmd1(r, "LINDEX", "as:test:queued", "4");
     CHECK_STR(res.str, "4");   /* in order */
+    er = cmd(r, 4, eva, NULL);
+    CHECK_INT(er.st, AS_REDIS_OK);
+    CHECK_STR(er.str, "hi!");
     as_redis_free(r);
 }
 

@@ -87,7 +87,7 @@
  * as_action_parse(), as_task_add_auth_result[v]() (the host writes
  * Authentication-Results), as_plugin_opt_error() and its companions.
  * 1.3: Redis: as_redis_command(), as_redis_send(), as_redis_key(),
- * as_plugin_redis_enabled().
+ * as_plugin_redis_enabled(), as_plugin_redis_script().
  *
  * Typed results of the shipped plugins are installed beside this file:
  * authscan/spf.h, authscan/dkim.h, authscan/dmarc.h.
@@ -657,9 +657,18 @@ AS_API int as_redis_send(const struct as_plugin_ctx *c, size_t argc, const char 
 AS_API const char *as_redis_key(struct as_pool *pool, const struct as_plugin_ctx *c,
                                 const char *tag, const char *name);
 
-/* 1 if redis.servers is set.  A plugin that needs Redis says once, in
- * init(), that it is off without it. */
+/* 1 if redis.servers is set.  A plugin that needs Redis says once per
+ * worker that it is off without it. */
 AS_API int as_plugin_redis_enabled(const struct as_plugin_ctx *c);
+
+/* For init(): a Lua script that every Redis connection of the worker
+ * loads (SCRIPT LOAD) right after connecting, before anything else is
+ * sent on it, so that EVALSHA with the returned SHA1 always finds it,
+ * after a Redis restart too (a SCRIPT FLUSH by hand makes EVALSHA fail
+ * with NOSCRIPT until the next reconnect; /stat counts the errors).
+ * Saves sending the script's text with every EVAL.  Returns the SHA1 in
+ * hex, valid for the worker's life, or NULL when Redis is off. */
+AS_API const char *as_plugin_redis_script(struct as_plugin_ctx *c, const char *body);
 
 #ifdef __cplusplus
 }
