@@ -9,10 +9,8 @@ seal with the body, a signed header, an AAR, a seal's cv=; keys missing,
 timing out, too small (RFC 8301) or of the wrong type.  The zone serves
 the keys; dkimpy reads the same records.  "N passed, N failed" at the end.
 """
-import base64
 import os
 import re
-import subprocess
 import sys
 import tempfile
 
@@ -24,51 +22,10 @@ import harness as H  # noqa: E402
 import dkim_util as U  # noqa: E402
 
 T = H.Tests("arc_dkimpy")
-SIGN_HEADERS = [b"from", b"to", b"subject", b"date", b"message-id"]
-
-
-def rsa_key(bits):
-    pem = subprocess.run(["openssl", "genrsa", str(bits)], capture_output=True, check=True).stdout
-    der = subprocess.run(["openssl", "rsa", "-pubout", "-outform", "DER"], input=pem,
-                         capture_output=True, check=True).stdout
-    return pem, "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode()
-
-
-KEYS = {}
-
-
-def key(name, bits=2048):
-    if name not in KEYS:
-        KEYS[name] = rsa_key(bits)
-    return KEYS[name]
-
-
-BASE = (b"From: Author <author@d1.example>\r\n"
-        b"To: list@lists.example.org\r\n"
-        b"Subject: ARC test\r\n"
-        b"Date: Thu, 14 Jan 2015 15:00:01 -0800\r\n"
-        b"Message-ID: <arc-test@d1.example>\r\n"
-        b"\r\n"
-        b"Hello,\r\n  this is  a test.\r\n\r\n")
-
-
-def seal(msg, domain, selector, srv_id, cv=None):
-    """One hop: an Authentication-Results of the hop, then dkimpy's set."""
-    ar = b"Authentication-Results: " + srv_id + b"; spf=pass smtp.mailfrom=d1.example"
-    ar += b"; dkim=pass header.d=d1.example"
-    if cv:
-        ar += b"; arc=" + cv
-    m = ar + b"\r\n" + msg
-    hdrs = dkim.arc_sign(m, selector, domain, key(selector.decode())[0], srv_id,
-                         include_headers=SIGN_HEADERS, timestamp=1700000000)
-    if not hdrs:
-        raise RuntimeError("dkimpy produced no ARC set")
-    # the hop's own Authentication-Results stays behind (as a real hop's would)
-    return b"".join(hdrs) + m
 
 
 def records(extra=None):
-    recs = {"%s._domainkey.%s" % (s, d): key(s)[1]
+    recs = {"%s._domainkey.%s" % (s, d): A.key(s)[1]
             for s, d in (("hop1", "lists.example.org"), ("hop2", "fwd.example.net"))}
     recs.update(extra or {})
     return recs
@@ -120,14 +77,14 @@ def case(name, msg, want, recs=None, want_dkimpy=None, timeouts=(), oldest=None,
 
 
 def test_chains():
-    one = seal(BASE, b"lists.example.org", b"hop1", b"lists.example.org")
-    two = seal(one, b"fwd.example.net", b"hop2", b"fwd.example.net", cv=b"pass")
+    one = A.seal(A.BASE, b"lists.example.org", b"hop1", b"lists.example.org")
+    two = A.seal(one, b"fwd.example.net", b"hop2", b"fwd.example.net", cv=b"pass")
     case("one hop", one, "pass", oldest=0)
     case("two hops", two, "pass", oldest=0)
     # hop 2 changes the body (a list footer) before sealing: the chain
     # still passes, but only set 2's AMS verifies
     footer = one + b"-- \r\nlist footer\r\n"
-    two_mod = seal(footer, b"fwd.example.net", b"hop2", b"fwd.example.net", cv=b"pass")
+    two_mod = A.seal(footer, b"fwd.example.net", b"hop2", b"fwd.example.net", cv=b"pass")
     case("two hops, body changed between them", two_mod, "pass", oldest=2)
     # ... and a change after the last seal fails the newest AMS
     case("body changed after the seal", two + b"tampered\r\n", "fail",
@@ -148,22 +105,22 @@ def test_chains():
     case("key query times out", one, "temperror", want_dkimpy="skip",
          timeouts=["hop1._domainkey.lists.example.org"], reason="key query")
     small = dict(records())
-    KEYS["hop1"], saved = rsa_key(512), KEYS["hop1"]
+    A.KEYS["hop1"], saved = A.rsa_key(512), A.KEYS["hop1"]
     try:
-        small_msg = seal(BASE, b"lists.example.org", b"hop1", b"lists.example.org")
+        small_msg = A.seal(A.BASE, b"lists.example.org", b"hop1", b"lists.example.org")
         small = records()
         case("RSA-512 sealer (RFC 8301)", small_msg, "fail", recs=small,
              reason="RSA key too small")
         case("RSA-512 sealer with arc.min_rsa_bits=512", small_msg, "pass", recs=small,
              want_dkimpy="skip", settings=["arc.min_rsa_bits=512"])
     finally:
-        KEYS["hop1"] = saved
+        A.KEYS["hop1"] = saved
     wrong = records({"hop1._domainkey.lists.example.org":
                      "v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="})
     # (dkimpy raises on this one: nacl refuses the RSA signature's length)
     case("key of the wrong type", one, "fail", recs=wrong, want_dkimpy="skip",
          reason="key type does not match a=")
-    case("unsigned message", BASE, "none")
+    case("unsigned message", A.BASE, "none")
 
 
 def main():
