@@ -130,6 +130,15 @@ def test_trusted_but_not_enough():
     T.eq("only untrusted sealers: DMARC symbol", dmarc_symbol(r), "DMARC_POLICY_REJECT")
 
 
+def test_without_arc_plugin():
+    # DMARC runs after arc only when it is loaded (struct as_plugin.after):
+    # switched off, DMARC still runs and enforces the policy
+    msg = through_list(signed_original())
+    r = scan(msg, ["plugins.disable=arc"])
+    T.eq("arc disabled: no ARC symbol", A.arc_symbol(r), None)
+    T.eq("arc disabled: DMARC symbol", dmarc_symbol(r), "DMARC_POLICY_REJECT")
+
+
 def test_config():
     rc_ok = U.run_check
     with tempfile.NamedTemporaryFile("wb", suffix=".eml", delete=False) as f:
@@ -151,7 +160,7 @@ def test_config():
 
 def main():
     for fn in (test_untrusted_rejected, test_trusted_delivered, test_trusted_but_not_enough,
-               test_config):
+               test_without_arc_plugin, test_config):
         T.run(fn)
     return T.finish()
 
