@@ -243,6 +243,21 @@ static int load_one(const char *path, struct as_engine_plugin *p, char *err, siz
     return 0;
 }
 
+/* The plugins `def` runs after when they are loaded (ABI 1.3 member, read
+ * only from plugins built with it). */
+static const char *const *soft_deps(const struct as_plugin *def)
+{
+    return def->abi_minor >= 3 ? def->after : NULL;
+}
+
+static size_t find_plugin(const struct as_engine_plugin *in, size_t n, const char *name)
+{
+    size_t j;
+    for (j = 0; j < n; j++)
+        if (strcmp(in[j].def->name, name) == 0) break;
+    return j;
+}
+
 /* Depth-first topological sort; state 1 = on stack (cycle), 2 = placed. */
 static int visit(struct as_engine_plugin *in, size_t n, size_t i, int *state, size_t *order,
                  size_t *no, char *err, size_t errlen)
@@ -264,6 +279,10 @@ static int visit(struct as_engine_plugin *in, size_t n, size_t i, int *state, si
             return -1;
         }
         if (visit(in, n, j, state, order, no, err, errlen) < 0) return -1;
+    }
+    for (d = soft_deps(in[i].def); d && *d; d++) {
+        size_t j = find_plugin(in, n, *d);
+        if (j < n && visit(in, n, j, state, order, no, err, errlen) < 0) return -1;
     }
     state[i] = 2;
     order[(*no)++] = i;
@@ -387,12 +406,18 @@ int as_plugins_load(const char *dir, const struct as_config *cfg,
             /* dependency names -> indexes in the sorted array */
             for (size_t i = 0; i < nl; i++) {
                 const char *const *dp = sorted[i].def->depends;
-                size_t nd = 0;
+                const char *const *sp = soft_deps(sorted[i].def);
+                size_t nd = 0, ns = 0;
                 for (const char *const *q = dp; q && *q; q++) nd++;
-                sorted[i].deps = xcalloc(nd + 1, sizeof *sorted[i].deps);
+                for (const char *const *q = sp; q && *q; q++) ns++;
+                sorted[i].deps = xcalloc(nd + ns + 1, sizeof *sorted[i].deps);
                 for (size_t k = 0; k < nd; k++)
                     for (size_t j = 0; j < nl; j++)
                         if (strcmp(sorted[j].def->name, dp[k]) == 0) sorted[i].deps[sorted[i].ndeps++] = j;
+                for (size_t k = 0; k < ns; k++) {
+                    size_t j = find_plugin(sorted, nl, sp[k]);
+                    if (j < nl) sorted[i].deps[sorted[i].ndeps++] = j;
+                }
             }
             free(loaded);
             loaded = sorted;

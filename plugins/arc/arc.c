@@ -15,9 +15,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 
 #include "arc_crypto.h"
 #include "arc_parse.h"
+#include "arc_seal.h"
+#include "authscan/dkim.h"
+#include "authscan/dmarc.h"
+#include "authscan/spf.h"
 #include "authscan/arc.h"
 #include "authscan/plugin.h"
 #include "dkim_keys.h"
@@ -43,6 +51,17 @@ static const struct as_option_def plugin_options[] = {
     { "trusted_action", AS_OPT_STRING, "deliver",
       "what DMARC does with a failing message a trusted sealer vouches for: deliver "
       "(disposition none) or quarantine (at most); needs trusted_sealers" },
+    { "sign_domain", AS_OPT_STRING, NULL,
+      "seal mail with an ARC set as this domain (d=); needs selector and key" },
+    { "selector", AS_OPT_STRING, NULL, "selector (s=) of the sealing key" },
+    { "key", AS_OPT_STRING, NULL, "PEM private key file for sealing (RSA >= 1024 bits or Ed25519)" },
+    { "sign_headers", AS_OPT_LIST,
+      "from,to,cc,subject,date,message-id,reply-to,in-reply-to,references,mime-version,"
+      "content-type,content-transfer-encoding,list-id,dkim-signature",
+      "header fields the ARC-Message-Signature signs (those present)" },
+    { "authserv_id", AS_OPT_STRING, NULL,
+      "authserv-id of the ARC-Authentication-Results we seal (default: the MTA-Name of the "
+      "scan, else sign_domain)" },
 };
 
 struct arc_trusted {
@@ -56,6 +75,11 @@ struct arc_state {
     struct arc_trusted *trusted;
     size_t ntrusted;
     enum as_arc_trust_action trust_action;
+    /* sealing: all set, or none */
+    char *sign_domain, *selector, *authserv_id;
+    EVP_PKEY *sign_key;
+    const char *const *sign_headers;
+    size_t nsign_headers;
 };
 
 /* ---- per-scan state ------------------------------------------------- */
@@ -597,6 +621,125 @@ static void plugin_scan(struct as_task *t, void *state)
         evaluate(sc);       /* nothing to fetch: every signature failed to parse */
 }
 
+/* ---- sealing ------------------------------------------------------------ */
+
+/* Our verdict as the resinfo of the AAR: what the spf, dkim, dmarc and
+ * arc results say, the same entries as our Authentication-Results. */
+static const char *aar_results(struct as_task *t, const struct as_arc_result *r)
+{
+    struct as_pool *p = as_task_pool(t);
+    const char *o = "";
+    const struct as_spf_result *spf = as_task_get_result(t, AS_SPF_RESULT_KEY);
+    if (spf && spf->version >= 1 && !spf->skipped && spf->auth_results)
+        o = as_pool_printf(p, "%s; %s", o, spf->auth_results);
+    const struct as_dkim_result *dk = as_task_get_result(t, AS_DKIM_RESULT_KEY);
+    for (size_t i = 0; dk && dk->version >= 1 && i < dk->nauth_results; i++)
+        o = as_pool_printf(p, "%s; %s", o, dk->auth_results[i]);
+    const struct as_dmarc_result *dm = as_task_get_result(t, AS_DMARC_RESULT_KEY);
+    if (dm && dm->version >= 1 && dm->auth_results)
+        o = as_pool_printf(p, "%s; %s", o, dm->auth_results);
+    const struct as_envelope *env = as_task_envelope(t);
+    o = as_pool_printf(p, "%s; arc=%s", o, as_arc_cv_name(r->cv));
+    if (r->cv == AS_ARC_PASS)
+        o = as_pool_printf(p, "%s header.oldest-pass=%u", o, r->oldest_pass);
+    if (env && env->ip)
+        o = as_pool_printf(p, "%s smtp.remote-ip=%s", o, as_authres_value(p, env->ip));
+    return o;
+}
+
+/* RFC 8617 5.1: after the verdict, a set for the message as we pass it on.
+ * Not for mail we reject, nor when the chain's status is unknown
+ * (temperror), its sets cannot be numbered (malformed, 50 sets) or an
+ * earlier sealer already ended it with cv=fail.  A chain we find failing
+ * is sealed with cv=fail over our set alone (RFC 8617 5.1.2). */
+static void plugin_postfilter(struct as_task *t, void *state)
+{
+    struct arc_state *st = state;
+    if (!st->sign_key)
+        return;
+    const struct as_arc_result *r = as_task_get_result(t, AS_ARC_RESULT_KEY);
+    if (!r || r->version < 1)
+        return;
+    if (as_task_action(t) == AS_ACTION_REJECT) {
+        as_task_log(t, AS_LOG_DEBUG, "arc: not sealing: rejected");
+        return;
+    }
+    if (r->cv == AS_ARC_TEMPERROR || (r->cv == AS_ARC_FAIL && r->nsets == 0)) {
+        as_task_log(t, AS_LOG_INFO, "arc: not sealing: chain %s%s%s", as_arc_cv_name(r->cv),
+                    r->reason ? " - " : "", r->reason ? r->reason : "");
+        return;
+    }
+    /* a newest seal saying cv=fail ended the chain: nothing to add to it */
+    if (r->cv == AS_ARC_FAIL && r->sets[r->nsets - 1].cv == AS_ARC_FAIL) {
+        as_task_log(t, AS_LOG_INFO, "arc: not sealing: the chain was ended by cv=fail");
+        return;
+    }
+    if (r->nsets >= AS_ARC_MAX_SETS) {
+        as_task_log(t, AS_LOG_INFO, "arc: not sealing: the chain has 50 sets");
+        return;
+    }
+    struct as_pool *p = as_task_pool(t);
+    const struct as_message *msg = as_task_message(t);
+    size_t nh = as_msg_header_total(msg), narc = 0;
+    struct arc_hfield *hf = as_pool_alloc(p, (nh ? nh : 1) * sizeof *hf);
+    struct arc_field *fields = as_pool_alloc(p, (nh ? nh : 1) * sizeof *fields);
+    int *kinds = as_pool_alloc(p, (nh ? nh : 1) * sizeof *kinds);
+    struct arc_chain *chain = as_pool_alloc(p, sizeof *chain);
+    if (!hf || !fields || !kinds || !chain)
+        return;
+    size_t nf = 0;
+    for (size_t i = 0; i < nh; i++) {
+        const struct as_header *h = as_msg_header_at(msg, i);
+        if (!h)
+            continue;
+        hf[nf++] = (struct arc_hfield){ h->raw.ptr, h->raw.len, h->name.ptr, h->name.len };
+        int kind = arc_field_kind(h->name.ptr, h->name.len);
+        if (kind >= 0 && narc < (size_t)AS_ARC_MAX_SETS * ARC_NKINDS) {
+            fields[narc] = (struct arc_field){ h->raw.ptr, h->raw.len, h->value.ptr, h->value.len };
+            kinds[narc++] = kind;
+        }
+    }
+    const char *err = NULL;
+    (void)arc_chain_build(fields, kinds, narc, chain, &err);
+    const struct as_envelope *env = as_task_envelope(t);
+    const char *aid = st->authserv_id ? st->authserv_id
+                    : env && env->mta_name && *env->mta_name ? env->mta_name : st->sign_domain;
+    struct as_str body = as_msg_body(msg);
+    struct arc_seal_in in = {
+        .instance = (unsigned)r->nsets + 1,
+        .cv = r->cv,
+        .chain = chain,
+        .domain = st->sign_domain,
+        .selector = st->selector,
+        .timestamp = (long long)time(NULL),
+        .pkey = st->sign_key,
+        .aar = as_pool_printf(p, "%s%s", as_authres_value(p, aid), aar_results(t, r)),
+        .hf = hf,
+        .nh = nf,
+        .sign_headers = st->sign_headers,
+        .nsign = st->nsign_headers,
+        .body = body.ptr,
+        .body_len = body.len,
+    };
+    struct arc_seal_out out;
+    if (arc_seal_make(&in, &out, &err) < 0) {
+        as_task_log(t, AS_LOG_WARN, "arc: not sealing: %s", err);
+        return;
+    }
+    /* top of the message, newest set first: ARC-Seal, AMS, AAR */
+    if (strlen(out.aar) > 990) {
+        as_task_log(t, AS_LOG_WARN, "arc: not sealing: ARC-Authentication-Results over 990 bytes");
+    } else if (as_task_add_header(t, "ARC-Seal", out.as, 0) < 0 ||
+               as_task_add_header(t, "ARC-Message-Signature", out.ams, 0) < 0 ||
+               as_task_add_header(t, "ARC-Authentication-Results", out.aar, 0) < 0) {
+        as_task_log(t, AS_LOG_WARN, "arc: sealing: header change refused");
+    } else {
+        as_task_log(t, AS_LOG_INFO, "arc: sealed i=%u cv=%s d=%s s=%s", in.instance,
+                    as_arc_cv_name(r->cv), st->sign_domain, st->selector);
+    }
+    arc_seal_free(&out);
+}
+
 /* ---- plugin life ---------------------------------------------------- */
 
 static void plugin_fini(void *state)
@@ -605,6 +748,10 @@ static void plugin_fini(void *state)
     if (!st)
         return;
     dkimkey_cache_free(st->cache);
+    EVP_PKEY_free(st->sign_key);
+    free(st->sign_domain);
+    free(st->selector);
+    free(st->authserv_id);
     for (size_t i = 0; i < st->ntrusted; i++) {
         free(st->trusted[i].domain);
         free(st->trusted[i].selector);
@@ -622,6 +769,67 @@ static char *lower_dup(const char *s, size_t n)
         o[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] - 'A' + 'a') : s[i];
     o[n] = 0;
     return o;
+}
+
+/* Sealing options: all three of sign_domain, selector and key, or none;
+ * the key is loaded now so that a bad one stops the configuration check. */
+static int sealing_init(struct as_plugin_ctx *ctx, struct arc_state *st)
+{
+    const char *dom = as_plugin_opt_string(ctx, "sign_domain");
+    const char *sel = as_plugin_opt_string(ctx, "selector");
+    const char *key = as_plugin_opt_string(ctx, "key");
+    const char *aid = as_plugin_opt_string(ctx, "authserv_id");
+    int ndef = (dom && *dom) + (sel && *sel) + (key && *key);
+    if (ndef == 0) {
+        static const char *const only[] = { "sign_headers", "authserv_id" };
+        for (size_t i = 0; i < 2; i++)
+            if (as_plugin_opt_is_set(ctx, only[i]))
+                return as_plugin_opt_error(ctx, only[i], "has no effect without "
+                                           "arc.sign_domain, arc.selector and arc.key");
+        return 0;
+    }
+    if (ndef != 3) {
+        const char *miss = !(dom && *dom) ? "sign_domain" : !(sel && *sel) ? "selector" : "key";
+        as_plugin_set_error(ctx, "arc: sealing needs arc.sign_domain, arc.selector and arc.key "
+                                 "(arc.%s is missing)", miss);
+        return -1;
+    }
+    if (!dkimtag_name_valid(dom, strlen(dom), 0))
+        return as_plugin_opt_error(ctx, "sign_domain", "not a domain name");
+    if (!dkimtag_name_valid(sel, strlen(sel), 1))
+        return as_plugin_opt_error(ctx, "selector", "not a selector");
+    if (aid && (!*aid || strpbrk(aid, " \t;()\"\\")))
+        return as_plugin_opt_error(ctx, "authserv_id", "expected a token (no blanks, ';', "
+                                   "quotes or parentheses)");
+    FILE *f = fopen(key, "r");
+    if (!f)
+        return as_plugin_opt_error(ctx, "key", "cannot open: %m");
+    st->sign_key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+    fclose(f);
+    if (!st->sign_key)
+        return as_plugin_opt_error(ctx, "key", "not a PEM private key");
+    int id = EVP_PKEY_get_base_id(st->sign_key);
+    if (id != EVP_PKEY_RSA && id != EVP_PKEY_ED25519)
+        return as_plugin_opt_error(ctx, "key", "expected an RSA or Ed25519 key");
+    if (id == EVP_PKEY_RSA && EVP_PKEY_get_bits(st->sign_key) < 1024)
+        return as_plugin_opt_error(ctx, "key", "RSA key of %d bits: RFC 8301 needs 1024 or more",
+                                   EVP_PKEY_get_bits(st->sign_key));
+    if (id == EVP_PKEY_RSA && EVP_PKEY_get_bits(st->sign_key) > 8192)
+        return as_plugin_opt_error(ctx, "key", "RSA key over 8192 bits");
+    st->sign_domain = lower_dup(dom, strlen(dom));
+    st->selector = strdup(sel);
+    st->authserv_id = aid ? strdup(aid) : NULL;
+    st->nsign_headers = as_plugin_opt_list(ctx, "sign_headers", &st->sign_headers);
+    if (!st->sign_domain || !st->selector || (aid && !st->authserv_id)) {
+        as_plugin_set_error(ctx, "out of memory");
+        return -1;
+    }
+    int has_from = 0;
+    for (size_t i = 0; i < st->nsign_headers; i++)
+        has_from |= strcasecmp(st->sign_headers[i], "from") == 0;
+    if (!has_from)
+        return as_plugin_opt_error(ctx, "sign_headers", "must include From (RFC 6376 5.4)");
+    return 0;
 }
 
 static int plugin_init(struct as_plugin_ctx *ctx, void **state)
@@ -679,6 +887,8 @@ static int plugin_init(struct as_plugin_ctx *ctx, void **state)
         as_plugin_opt_error(ctx, "trusted_action", "has no effect without arc.trusted_sealers");
         goto fail;
     }
+    if (sealing_init(ctx, st) < 0)
+        goto fail;
     /* The usual chain has one or two sealers, each with one key for seal
      * and signature: keep those few queries from being spent by SPF. */
     if (as_plugin_dns_reserve(ctx, 2) < 0) {
@@ -701,7 +911,8 @@ const struct as_plugin authscan_plugin = {
     AS_PLUGIN_HEADER,
     .name = "arc",
     .version = "1.0",
-    .description = "ARC (RFC 8617) chain validation over the scan's asynchronous DNS",
+    .description = "ARC (RFC 8617) chain validation over the scan's asynchronous DNS, "
+                   "trusted sealers for DMARC, sealing",
     .symbols = plugin_symbols,
     .nsymbols = sizeof plugin_symbols / sizeof plugin_symbols[0],
     .options = plugin_options,
@@ -709,4 +920,5 @@ const struct as_plugin authscan_plugin = {
     .init = plugin_init,
     .scan = plugin_scan,
     .fini = plugin_fini,
+    .postfilter = plugin_postfilter,
 };

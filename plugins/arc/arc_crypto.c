@@ -121,7 +121,7 @@ int arc_seal_hash(const struct arc_chain *c, unsigned i, const struct arc_field 
     int rc = -1;
     if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
         goto out;
-    for (unsigned j = 1; j < i; j++)
+    for (unsigned j = 1; c && j < i; j++)
         for (int k = 0; k < ARC_NKINDS; k++)
             if (hash_field(md, c->set[j - 1][k]->raw, c->set[j - 1][k]->rawlen, 1, 0, &scratch,
                            &cap) < 0)

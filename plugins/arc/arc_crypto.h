@@ -37,8 +37,9 @@ int arc_ams_hash(const struct arc_hfield *hf, size_t nh, struct dkim_slice hlist
 
 /* The hash an ARC-Seal i signs: for j = 1..i the AAR, AMS and AS of set j,
  * relaxed, the last one (AS i) with b= emptied and without its CRLF.  The
- * fields of AS i come from `as_i` (so a seal being made can be hashed
- * before it is in the chain).  Returns 0 or -1 (out of memory). */
+ * fields of set i come from the arguments (so a seal being made can be
+ * hashed before it is in the chain).  c == NULL hashes set i alone (a
+ * cv=fail seal, RFC 8617 5.1.2).  Returns 0 or -1 (out of memory). */
 int arc_seal_hash(const struct arc_chain *c, unsigned i, const struct arc_field *aar_i,
                   const struct arc_field *ams_i, const struct arc_field *as_i,
                   struct dkim_slice as_b, unsigned char out[ARC_DIGEST_LEN]);

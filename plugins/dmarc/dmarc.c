@@ -25,6 +25,7 @@
 
 #include <libpsl.h>
 
+#include "authscan/arc.h"
 #include "authscan/dkim.h"
 #include "authscan/dmarc.h"
 #include "authscan/plugin.h"
@@ -405,6 +406,104 @@ static void auth_result(struct dmarc_scan *s, const struct as_dmarc_result *r)
     as_task_add_auth_resultv(s->t, &ar);
 }
 
+/* ---- trusted ARC sealers ---------------------------------------------- */
+
+/* The domain of an identifier a sealer recorded: "user@d", "@d" or "d". */
+static const char *id_domain(struct as_pool *p, const char *v)
+{
+    const char *at = v ? strrchr(v, '@') : NULL;
+    const char *d = at ? at + 1 : v;
+    return d && *d ? as_domain_normalize(p, d, strlen(d)) : NULL;
+}
+
+/* Identifier Alignment of a domain the sealer recorded, judged with what
+ * this evaluation found: strict is equality with the Author Domain,
+ * relaxed is being the Organizational Domain or below it (that domain's
+ * own Tree Walk is not run: a sealer's record never costs a query). */
+static int id_aligned(const char *id, const struct as_dmarc_result *r, int strict)
+{
+    if (!id || !r->author_domain)
+        return 0;
+    if (strcmp(id, r->author_domain) == 0)
+        return 1;
+    const char *org = r->org_domain;
+    if (strict || !org)
+        return 0;
+    size_t li = strlen(id), lo = strlen(org);
+    return strcmp(id, org) == 0 || (li > lo && id[li - lo - 1] == '.' && strcmp(id + li - lo, org) == 0);
+}
+
+static const char *prop(const struct as_arc_resinfo *ri, const char *a, const char *b)
+{
+    for (size_t i = 0; i < ri->nprops; i++)
+        if (strcmp(ri->props[i].name, a) == 0 || (b && strcmp(ri->props[i].name, b) == 0))
+            return ri->props[i].value;
+    return NULL;
+}
+
+/* The first resinfo of the set's ARC-Authentication-Results that records
+ * an aligned pass: spf=pass for smtp.mailfrom, dkim=pass for header.d (or
+ * header.i), or dmarc=pass for header.from = the Author Domain.  Its
+ * description, or NULL. */
+static const char *aligned_pass(struct as_pool *p, const struct as_arc_set *set,
+                                const struct as_dmarc_result *r)
+{
+    for (size_t i = 0; i < set->nresults; i++) {
+        const struct as_arc_resinfo *ri = &set->results[i];
+        if (strcmp(ri->result, "pass") != 0)
+            continue;
+        const char *v = NULL, *d = NULL;
+        int ok = 0;
+        if (strcmp(ri->method, "spf") == 0) {
+            v = prop(ri, "smtp.mailfrom", "smtp.mfrom");
+            ok = id_aligned(d = id_domain(p, v), r, r->aspf_strict);
+        } else if (strcmp(ri->method, "dkim") == 0) {
+            v = prop(ri, "header.d", "header.i");
+            ok = id_aligned(d = id_domain(p, v), r, r->adkim_strict);
+        } else if (strcmp(ri->method, "dmarc") == 0) {
+            v = prop(ri, "header.from", NULL);
+            d = id_domain(p, v);
+            ok = d && r->author_domain && strcmp(d, r->author_domain) == 0;
+        }
+        if (ok)
+            return as_pool_printf(p, "%s=pass %s", ri->method, d);
+    }
+    return NULL;
+}
+
+/* Local policy (RFC 8617 leaves the use of a chain to the receiver): a
+ * failing message whose chain validates and whose trusted sealer recorded
+ * an aligned pass gets the site's disposition (arc.trusted_action)
+ * instead of the policy's.  The newest such set counts. */
+static void arc_override(struct dmarc_scan *s, struct as_dmarc_result *r)
+{
+    if (r->result != AS_DMARC_FAIL || r->disposition == AS_DMARC_POLICY_NONE)
+        return;
+    const struct as_arc_result *arc = as_task_get_result(s->t, AS_ARC_RESULT_KEY);
+    if (!arc || arc->version < 1 || arc->cv != AS_ARC_PASS || !arc->trust_configured)
+        return;
+    struct as_pool *p = as_task_pool(s->t);
+    for (size_t i = arc->nsets; i-- > 0;) {
+        const struct as_arc_set *set = &arc->sets[i];
+        if (!set->trusted)
+            continue;
+        const char *why = aligned_pass(p, set, r);
+        if (!why)
+            continue;
+        enum as_dmarc_policy to = arc->trust_action == AS_ARC_TRUST_QUARANTINE
+                                      ? AS_DMARC_POLICY_QUARANTINE : AS_DMARC_POLICY_NONE;
+        if (to >= r->disposition)
+            return;       /* nothing to lower */
+        r->override_from = r->disposition;
+        r->disposition = to;
+        r->reasons |= AS_DMARC_REASON_ARC_TRUSTED;
+        r->override_type = "trusted_forwarder";
+        r->override_comment = as_pool_printf(p, "arc=pass sealer=%s i=%u recorded %s",
+                                             set->seal_domain, set->instance, why);
+        return;
+    }
+}
+
 static void publish(struct dmarc_scan *s)
 {
     struct as_task *t = s->t;
@@ -453,12 +552,14 @@ static void publish(struct dmarc_scan *s)
             r->comment = as_pool_printf(p, "From names more than %d domains", st->max_authors);
         }
     }
+    r->version = AS_DMARC_RESULT_VERSION;
+    arc_override(s, r);
     r->auth_results = dmarc_ar_resinfo(p, r);
     as_task_set_result(t, AS_DMARC_RESULT_KEY, r);
 
     /* symbols: options [domain, policy, reasons...] */
     const char *dom = r->policy_domain ? r->policy_domain : r->author_domain;
-    const char *opts[4];
+    const char *opts[5];
     size_t no = 0;
     if (dom)
         opts[no++] = dom;
@@ -476,9 +577,12 @@ static void publish(struct dmarc_scan *s)
         {
             const char *why = dmarc_reason_names(p, r->reasons & (AS_DMARC_REASON_TESTING |
                                                                   AS_DMARC_REASON_SAMPLED_OUT |
-                                                                  AS_DMARC_REASON_MAILING_LIST));
+                                                                  AS_DMARC_REASON_MAILING_LIST |
+                                                                  AS_DMARC_REASON_ARC_TRUSTED));
             if (*why)
                 opts[no++] = why;
+            if (r->override_comment)
+                opts[no++] = r->override_comment;
         }
         break;
     case AS_DMARC_TEMPERROR:
@@ -696,6 +800,8 @@ static void dmarc_scan(struct as_task *t, void *state)
 }
 
 static const char *const dmarc_depends[] = { "spf", "dkim", NULL };
+/* the ARC result, when the arc plugin is loaded (trusted sealers) */
+static const char *const dmarc_after[] = { "arc", NULL };
 
 const struct as_plugin authscan_plugin = {
     AS_PLUGIN_HEADER,
@@ -704,6 +810,7 @@ const struct as_plugin authscan_plugin = {
     .description = "DMARC (RFC 9989 / RFC 7489): policy, alignment, enforcement, "
                    "Authentication-Results entry, mailing-list From rewriting",
     .depends = dmarc_depends,
+    .after = dmarc_after,
     .symbols = dmarc_symbols,
     .nsymbols = sizeof dmarc_symbols / sizeof dmarc_symbols[0],
     .options = dmarc_options,

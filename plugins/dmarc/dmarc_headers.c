@@ -20,6 +20,7 @@ const char *dmarc_reason_names(struct as_pool *pool, unsigned reasons)
         { AS_DMARC_REASON_INCOMPLETE, "incomplete" },
         { AS_DMARC_REASON_BAD_POLICY, "bad_policy" },
         { AS_DMARC_REASON_NO_AUTHOR, "no_author_domain" },
+        { AS_DMARC_REASON_ARC_TRUSTED, "trusted_forwarder" },
     };
     char buf[160];
     size_t k = 0;
@@ -37,6 +38,9 @@ static enum as_dmarc_policy evaluated_policy(const struct as_dmarc_result *r)
     /* the mailing-list downgrade is ours, not a policy option */
     if (r->reasons & AS_DMARC_REASON_MAILING_LIST)
         return AS_DMARC_POLICY_REJECT;
+    /* and so is a trusted ARC sealer's override */
+    if ((r->reasons & AS_DMARC_REASON_ARC_TRUSTED) && r->version >= 2)
+        return r->override_from;
     return r->disposition;
 }
 
@@ -45,7 +49,7 @@ const char *dmarc_ar_comment(struct as_pool *pool, const struct as_dmarc_result 
     if (!r->record || !r->policy)
         return NULL;
     const struct as_dmarc_record *rec = r->record;
-    char comment[200];
+    char comment[640];
     size_t k = (size_t)snprintf(comment, sizeof comment, "p=%s",
                                 as_dmarc_policy_name(rec->p ? rec->p : AS_DMARC_POLICY_NONE));
     if (rec->sp)
@@ -56,9 +60,13 @@ const char *dmarc_ar_comment(struct as_pool *pool, const struct as_dmarc_result 
                               as_dmarc_policy_name(r->disposition));
     const char *why = dmarc_reason_names(pool, r->reasons & (AS_DMARC_REASON_TESTING |
                                                              AS_DMARC_REASON_SAMPLED_OUT |
-                                                             AS_DMARC_REASON_MAILING_LIST));
+                                                             AS_DMARC_REASON_MAILING_LIST |
+                                                             AS_DMARC_REASON_ARC_TRUSTED));
     if (*why && k < sizeof comment)
-        snprintf(comment + k, sizeof comment - k, " %s", why);
+        k += (size_t)snprintf(comment + k, sizeof comment - k, " %s", why);
+    if ((r->reasons & AS_DMARC_REASON_ARC_TRUSTED) && r->version >= 2 && r->override_comment &&
+        k < sizeof comment)
+        snprintf(comment + k, sizeof comment - k, " %s", r->override_comment);
     return as_pool_strdup(pool, comment);
 }
 

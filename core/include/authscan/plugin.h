@@ -87,10 +87,11 @@
  * as_action_parse(), as_task_add_auth_result[v]() (the host writes
  * Authentication-Results), as_plugin_opt_error() and its companions.
  * 1.3: Redis: as_redis_command(), as_redis_send(), as_redis_key(),
- * as_plugin_redis_enabled(), as_plugin_redis_script().
+ * as_plugin_redis_enabled(), as_plugin_redis_script(); struct as_plugin
+ * member `after` (soft ordering; ARC).
  *
  * Typed results of the shipped plugins are installed beside this file:
- * authscan/spf.h, authscan/dkim.h, authscan/dmarc.h.
+ * authscan/spf.h, authscan/dkim.h, authscan/dmarc.h, authscan/arc.h.
  */
 #ifndef AUTHSCAN_PLUGIN_H
 #define AUTHSCAN_PLUGIN_H
@@ -578,6 +579,13 @@ struct as_plugin {
      * at the top of this file. */
     void (*postfilter)(struct as_task *t, void *state);
     void (*finish)(struct as_task *t, void *state);
+
+    /* ---- ARC (issue 20), since ABI 1.3 ---- */
+    /* NULL-terminated plugin names this plugin runs after in every stage
+     * when they are loaded, like `depends`, but a missing or disabled one
+     * is no error (DMARC reads the arc result when there is one).  Read
+     * only from plugins built with abi_minor >= 3. */
+    const char *const *after;
 };
 
 #define AS_PLUGIN_HEADER .abi_major = AS_PLUGIN_ABI_MAJOR, .abi_minor = AS_PLUGIN_ABI_MINOR

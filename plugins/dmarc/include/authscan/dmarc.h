@@ -26,7 +26,7 @@
 #include "authscan/spf.h"
 
 #define AS_DMARC_RESULT_KEY "dmarc"
-#define AS_DMARC_RESULT_VERSION 1
+#define AS_DMARC_RESULT_VERSION 2
 
 /* RFC 8601 / RFC 9989 9.2 result values of the "dmarc" method. */
 enum as_dmarc_res {
@@ -96,6 +96,8 @@ struct as_dmarc_record {
 #define AS_DMARC_REASON_INCOMPLETE   0x0010u /* more Author Domains than we evaluate */
 #define AS_DMARC_REASON_BAD_POLICY   0x0020u /* record found but unusable (none) */
 #define AS_DMARC_REASON_NO_AUTHOR    0x0040u /* no usable RFC5322.From domain (none) */
+#define AS_DMARC_REASON_ARC_TRUSTED  0x0080u /* lowered: a trusted ARC sealer recorded an
+                                              * aligned pass (version 2, see override_*) */
 
 struct as_dmarc_result {
     int version;                  /* AS_DMARC_RESULT_VERSION */
@@ -126,6 +128,15 @@ struct as_dmarc_result {
      * dis=quarantine) header.from=example.com policy.dmarc=reject". */
     const char *auth_results;
     size_t nauthors;              /* distinct Author Domains seen in From */
+    /* Version 2.  A local override of the disposition, for the aggregate
+     * report's PolicyOverrideReason (RFC 7489 C): type "trusted_forwarder"
+     * when a sealer in arc.trusted_sealers vouched for the message
+     * (AS_DMARC_REASON_ARC_TRUSTED), NULL when nothing was overridden; the
+     * comment names the sealer, its instance and the result it recorded;
+     * override_from is the disposition before the override. */
+    const char *override_type;
+    const char *override_comment;
+    enum as_dmarc_policy override_from;
 };
 
 static inline const char *as_dmarc_res_name(enum as_dmarc_res r)
