@@ -99,9 +99,6 @@ static int run(struct as_cli *cli, int check)
         as_config_free(cfg);
         return 0;
     }
-    enum as_log_level lv = AS_LOG_NOTICE;
-    as_log_parse_level(as_config_str(cfg, "log.level", "notice"), &lv);
-    const char *target = as_config_str(cfg, "log.target", "stderr");
-    as_log_init("authscand", strcmp(target, "syslog") == 0 ? AS_LOG_SYSLOG : AS_LOG_STDERR, lv);
+    as_log_configure(cfg);
     return as_master_run(cfg, &cli->opts);
 }

@@ -15,6 +15,9 @@ import time
 import urllib.error
 import urllib.request
 
+# authscand refuses root without `user`; as root (CI) keep root explicitly
+AS_ROOT = ["--set", "user=root"] if os.geteuid() == 0 else []
+
 BIN = os.environ.get("AUTHSCAN_BIN", "build/bin")
 SRC = os.environ.get("AUTHSCAN_SRC", ".")
 BODY = open(os.path.join(SRC, "tests/data/clean.eml"), "rb").read()
@@ -52,7 +55,7 @@ port = s.getsockname()[1]
 s.close()
 log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
 d = subprocess.Popen([os.path.join(BIN, "authscand"), "-f", "-w", "1", "--log-level", "info",
-                      "-l", "127.0.0.1:%d" % port], stdout=log, stderr=subprocess.STDOUT)
+                      "-l", "127.0.0.1:%d" % port] + AS_ROOT, stdout=log, stderr=subprocess.STDOUT)
 try:
     base = "http://127.0.0.1:%d" % port
     for _ in range(100):
