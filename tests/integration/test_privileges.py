@@ -63,6 +63,12 @@ def test_check_config(tmp):
         rc, out, err = run(["--check-config", "-c", path, "--plugins-dir", harness.PLUGINS])
         T.check("%s: refused with file:line" % name, rc == 1 and want in err,
                 "got rc=%d %r, want rc=1 and %r" % (rc, err, want))
+    if ROOT:
+        path = write(tmp, "u.conf", "user = root\ngroup = %s\n" % NOGROUP.gr_name)
+        rc, out, err = run(["--check-config", "-c", path, "--plugins-dir", harness.PLUGINS])
+        want = "u.conf:2: 'group' with user = root"
+        T.check("user = root with a group: refused", rc == 1 and want in err,
+                "got rc=%d %r, want %r" % (rc, err, want))
     path = write(tmp, "u.conf", "user = nobody\ngroup = %s\n" % NOGROUP.gr_name)
     rc, out, err = run(["--check-config", "-c", path, "--plugins-dir", harness.PLUGINS])
     if ROOT:
