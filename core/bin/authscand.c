@@ -11,6 +11,7 @@
 #include "util/log.h"
 #include "bin/cli.h"
 #include "daemon/master.h"
+#include "daemon/runas.h"
 #include "util/util.h"
 
 static void usage(FILE *f)
@@ -98,6 +99,14 @@ static int run(struct as_cli *cli, int check)
         }
         as_config_free(cfg);
         return 0;
+    }
+    /* Refused here, before the log may move to syslog: whoever started
+     * the daemon by hand sees why it did not start. */
+    struct as_runas ra;
+    if (as_runas_resolve(cfg, 1, &ra, err, sizeof err) < 0) {
+        fprintf(stderr, "authscand: %s\n", err);
+        as_config_free(cfg);
+        return 1;
     }
     as_log_configure(cfg);
     return as_master_run(cfg, &cli->opts);

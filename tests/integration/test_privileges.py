@@ -86,6 +86,13 @@ def test_root_without_user(tmp):
     T.check("root without user: exits 1 naming the key",
             rc == 1 and "started as root without 'user'" in err, "got rc=%d %r" % (rc, err))
     T.check("root without user: no worker started", "started worker" not in err, err)
+    # with the log on syslog (the packaged config), still said on stderr
+    rc, out, err = run(["--foreground", "--workers", "1", "--listen",
+                        "127.0.0.1:%d" % harness.free_port(), "--plugins-dir", harness.PLUGINS,
+                        "--set", "log.target=syslog"])
+    T.check("root without user, log.target = syslog: the reason on stderr",
+            rc == 1 and "authscand: configuration: started as root without 'user'" in err,
+            "got rc=%d %r" % (rc, err))
     # --check-config judges the files, not who runs it (systemd starts the
     # shipped config as _authscan): OK as root
     rc, out, err = run(["--check-config", "--plugins-dir", harness.PLUGINS, "-c", "/dev/null"])
