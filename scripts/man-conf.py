@@ -1,13 +1,12 @@
 #!/usr/bin/env python3
-"""man-conf.py - writes docs/man/authscand.conf.5 from docs/config.md.
+"""man-conf.py - writes authscand.conf(5) from docs/config.md.
 
 The key tables of docs/config.md ("Core keys", poison, Authentication-
-Results, DNS) are the reference; the man page repeats them.  Run after
-changing a table:
+Results, DNS) are the reference; the page repeats them inside the text of
+docs/man/authscand.conf.5.in.  The build runs it (CMakeLists.txt: the page
+lands in <build>/man/authscand.conf.5), so the page never falls behind:
 
-    scripts/man-conf.py > docs/man/authscand.conf.5
-
-tests/integration/test_manpages.py fails while the two differ.
+    scripts/man-conf.py [OUTPUT]        # default: stdout
 """
 import os
 import re
@@ -56,7 +55,14 @@ def keys_body():
 
 def main():
     tmpl = open(os.path.join(SRC, "docs", "man", "authscand.conf.5.in")).read()
-    sys.stdout.write(tmpl.replace("@KEYS@\n", keys_body() + "\n"))
+    page = tmpl.replace("@KEYS@\n", keys_body() + "\n")
+    if len(sys.argv) > 1:
+        os.makedirs(os.path.dirname(os.path.abspath(sys.argv[1])), exist_ok=True)
+        with open(sys.argv[1] + ".tmp", "w") as f:
+            f.write(page)
+        os.replace(sys.argv[1] + ".tmp", sys.argv[1])
+    else:
+        sys.stdout.write(page)
 
 
 if __name__ == "__main__":

@@ -12,11 +12,11 @@ import os
 import socket
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import user_args  # noqa: E402
 import time
 import urllib.request
-
-# authscand refuses root without `user`; as root (CI) keep root explicitly
-AS_ROOT = ["--set", "user=root"] if os.geteuid() == 0 else []
 
 BIN = os.environ.get("AUTHSCAN_BIN", "build/bin")
 SRC = os.environ.get("AUTHSCAN_SRC", ".")
@@ -81,8 +81,8 @@ check(took < 4.0, "scan deadline: took %.2fs with limits.scan_timeout=1s" % took
 # The daemon answers every request at the deadline, and keeps serving.
 port = free_port()
 log = open(os.path.join(os.environ.get("TMPDIR", "/tmp"), "dns_deadline_%d.log" % port), "w+")
-d = subprocess.Popen([os.path.join(BIN, "authscand"), "-f", "-w", "1", "-l", "127.0.0.1:%d" % port,
-                      "--dns-server", silent_addr, "--set", "dns.timeout=1s"] + AS_ROOT,
+d = subprocess.Popen([os.path.join(BIN, "authscand"), *user_args(), "-f", "-w", "1", "-l", "127.0.0.1:%d" % port,
+                      "--dns-server", silent_addr, "--set", "dns.timeout=1s"],
                      stdout=log, stderr=subprocess.STDOUT)
 try:
     base = "http://127.0.0.1:%d" % port

@@ -4,9 +4,8 @@
   - every long option that `authscand --help` / `authscan --help` prints is
     in authscand(8) / authscan(1), and the pages describe no option the
     programs lack; the same for short options;
-  - authscand.conf(5) is what scripts/man-conf.py generates from the key
-    tables of docs/config.md (so every key documented there is in the
-    page), and every core key appears in it;
+  - authscand.conf(5), which the build generates from the key tables of
+    docs/config.md (scripts/man-conf.py), has every core key;
   - the pages render without a warning from man(1) (groff -ww).
 """
 import os
@@ -34,9 +33,15 @@ def options(text):
     return longs, shorts
 
 
+def page_path(name):
+    """Written pages are in docs/man, generated ones in <build>/man."""
+    built = os.path.join(harness.BUILD, "man", name)
+    return built if os.path.exists(built) else os.path.join(MAN, name)
+
+
 def page_text(name):
     """The page's source with roff escapes for '-' undone and fonts dropped."""
-    src = open(os.path.join(MAN, name)).read()
+    src = open(page_path(name)).read()
     src = re.sub(r"\\f[BIRP]", "", src)
     return src.replace("\\-", "-").replace("\\e", "\\")
 
@@ -73,13 +78,8 @@ def test_options():
 
 
 def test_conf_page():
-    gen = subprocess.run([sys.executable, os.path.join(harness.SRC, "scripts", "man-conf.py")],
-                         capture_output=True, timeout=30)
-    T.eq("scripts/man-conf.py runs", gen.returncode, 0)
-    have = open(os.path.join(MAN, "authscand.conf.5")).read()
-    T.check("authscand.conf.5 is up to date with docs/config.md "
-            "(run scripts/man-conf.py > docs/man/authscand.conf.5)",
-            gen.stdout.decode() == have, "")
+    T.check("the build generated authscand.conf.5",
+            os.path.exists(os.path.join(harness.BUILD, "man", "authscand.conf.5")), harness.BUILD)
     text = page_text("authscand.conf.5")
     # every key of the Core keys table of the docs
     md = open(os.path.join(harness.SRC, "docs", "config.md")).read()
@@ -100,7 +100,7 @@ def test_render():
     for page in ("authscand.8", "authscan.1", "authscand.conf.5"):
         env = dict(os.environ, MANWIDTH="80", LC_ALL="C.UTF-8")
         env.pop("MAN_KEEP_FORMATTING", None)
-        p = subprocess.run(["man", "--warnings", "-l", os.path.join(MAN, page)], env=env,
+        p = subprocess.run(["man", "--warnings", "-l", page_path(page)], env=env,
                            capture_output=True, timeout=60)
         T.check("%s renders" % page, p.returncode == 0 and b"NAME" in p.stdout, p.stderr[-500:])
         T.eq("%s: no warnings" % page, p.stderr.decode(), "")

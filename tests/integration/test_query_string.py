@@ -10,13 +10,13 @@ import re
 import socket
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import user_args  # noqa: E402
 import tempfile
 import time
 import urllib.error
 import urllib.request
-
-# authscand refuses root without `user`; as root (CI) keep root explicitly
-AS_ROOT = ["--set", "user=root"] if os.geteuid() == 0 else []
 
 BIN = os.environ.get("AUTHSCAN_BIN", "build/bin")
 SRC = os.environ.get("AUTHSCAN_SRC", ".")
@@ -54,8 +54,8 @@ s.bind(("127.0.0.1", 0))
 port = s.getsockname()[1]
 s.close()
 log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
-d = subprocess.Popen([os.path.join(BIN, "authscand"), "-f", "-w", "1", "--log-level", "info",
-                      "-l", "127.0.0.1:%d" % port] + AS_ROOT, stdout=log, stderr=subprocess.STDOUT)
+d = subprocess.Popen([os.path.join(BIN, "authscand"), *user_args(), "-f", "-w", "1", "--log-level", "info",
+                      "-l", "127.0.0.1:%d" % port], stdout=log, stderr=subprocess.STDOUT)
 try:
     base = "http://127.0.0.1:%d" % port
     for _ in range(100):

@@ -6,12 +6,12 @@ import os
 import socket
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import user_args  # noqa: E402
 import tempfile
 import time
 import urllib.request
-
-# authscand refuses root without `user`; as root (CI) keep root explicitly
-AS_ROOT = ["--set", "user=root"] if os.geteuid() == 0 else []
 
 BIN = os.environ.get("AUTHSCAN_BIN", "build/bin")
 SRC = os.environ.get("AUTHSCAN_SRC", ".")
@@ -92,8 +92,8 @@ s = socket.socket()
 s.bind(("127.0.0.1", 0))
 port = s.getsockname()[1]
 s.close()
-d = subprocess.Popen([os.path.join(BIN, "authscand"), "-f", "-w", "1", "-c", conf.name,
-                      "-l", "127.0.0.1:%d" % port, "--dns-zone", ZONE] + AS_ROOT,
+d = subprocess.Popen([os.path.join(BIN, "authscand"), *user_args(), "-f", "-w", "1", "-c", conf.name,
+                      "-l", "127.0.0.1:%d" % port, "--dns-zone", ZONE],
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 try:
     base = "http://127.0.0.1:%d" % port
