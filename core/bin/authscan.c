@@ -47,7 +47,8 @@ static void usage(FILE *f)
 "      --json               print the /checkv2 JSON reply instead of text\n"
 "configuration (as for authscand):\n"
 "  -c, --config FILE, --dns-zone FILE, --dns-server H:P, --plugins-dir DIR,\n"
-"  --log-level LEVEL, -s/--set KEY=VALUE\n");
+"  --log-level LEVEL, -s/--set KEY=VALUE\n"
+"  -h, --help               print this text\n");
 }
 
 struct check_run {

@@ -11,6 +11,7 @@
 #include "util/log.h"
 #include "bin/cli.h"
 #include "daemon/master.h"
+#include "daemon/runas.h"
 #include "util/util.h"
 
 static void usage(FILE *f)
@@ -99,9 +100,14 @@ static int run(struct as_cli *cli, int check)
         as_config_free(cfg);
         return 0;
     }
-    enum as_log_level lv = AS_LOG_NOTICE;
-    as_log_parse_level(as_config_str(cfg, "log.level", "notice"), &lv);
-    const char *target = as_config_str(cfg, "log.target", "stderr");
-    as_log_init("authscand", strcmp(target, "syslog") == 0 ? AS_LOG_SYSLOG : AS_LOG_STDERR, lv);
+    /* Refused here, before the log may move to syslog: whoever started
+     * the daemon by hand sees why it did not start. */
+    struct as_runas ra;
+    if (as_runas_resolve(cfg, 1, &ra, err, sizeof err) < 0) {
+        fprintf(stderr, "authscand: %s\n", err);
+        as_config_free(cfg);
+        return 1;
+    }
+    as_log_configure(cfg);
     return as_master_run(cfg, &cli->opts);
 }

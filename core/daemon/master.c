@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <event2/event.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,12 +12,14 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include "util/config.h"
 #include "scan/engine.h"
 #include "net/listen.h"
 #include "util/log.h"
 #include "daemon/master.h"
+#include "daemon/notify.h"
 #include "daemon/runas.h"
 #include "scan/poison.h"
 #include "net/protocol.h"
@@ -64,8 +67,30 @@ struct master {
     struct event *respawn_ev;
     struct event *stop_timer;
     int exit_status;
+    int announced;       /* READY=1 sent to the service manager */
     struct as_poison *poison;     /* shared with the workers: one slot per children[] */
 };
+
+/* One sd_notify(3) state message (notify.h); a manager we cannot reach is
+ * worth a line, not a failure. */
+static void tell_manager(const char *fmt, ...) AS_PRINTF(1, 2);
+static void tell_manager(const char *fmt, ...)
+{
+    char state[512], err[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(state, sizeof state, fmt, ap);
+    va_end(ap);
+    if (as_notify(state, err, sizeof err) < 0) as_log(AS_LOG_WARN, "%s", err);
+}
+
+/* The state a manager shows while we serve (READY=1 after start and after
+ * every reload, whether the reload went through or not). */
+static void tell_ready(struct master *m)
+{
+    m->announced = 1;
+    tell_manager("READY=1\nSTATUS=serving with %d worker(s), generation %d", m->nworkers, m->gen);
+}
 
 struct as_config *as_master_load(const struct as_master_options *opts, char *err, size_t errlen)
 {
@@ -307,6 +332,7 @@ static void promote_generation(struct master *m)
     m->prev_cfg = NULL;
     signal_gen(m, m->gen, SIGTERM, 1);
     close_unwanted_listeners(m);
+    tell_ready(m);
 }
 
 static void child_sock_cb(evutil_socket_t fd, short what, void *arg)
@@ -322,6 +348,8 @@ static void child_sock_cb(evutil_socket_t fd, short what, void *arg)
             if (m->pending_reload && c->gen == m->gen &&
                 gen_count(m, m->gen, 1) == m->nworkers)
                 promote_generation(m);
+            else if (!m->announced && c->gen == m->gen && gen_count(m, m->gen, 1) == m->nworkers)
+                tell_ready(m);
         }
         return;
     }
@@ -419,6 +447,7 @@ static void reap(struct master *m)
             for (int i = 0; i < m->nlisteners; i++) m->listeners[i].keep = 1;
             /* the old generation's worker count is whatever is still alive */
             m->nworkers = gen_count(m, m->gen, 0);
+            tell_ready(m);
             continue;
         }
         if (gen != m->gen) continue;
@@ -453,40 +482,29 @@ static void reap(struct master *m)
     }
 }
 
-static void reload(struct master *m)
+/* Checks the configuration again and starts its generation; -1 with err
+ * leaves the running one untouched. */
+static int begin_reload(struct master *m, char *err, size_t errlen)
 {
-    if (m->pending_reload) {
-        as_log(AS_LOG_WARN, "SIGHUP ignored: a reload is still starting its workers");
-        return;
-    }
-    as_log(AS_LOG_NOTICE, "SIGHUP: reloading configuration");
-    char err[1024];
-    struct as_config *cfg = as_master_load(m->opts, err, sizeof err);
-    if (!cfg) {
-        as_log(AS_LOG_ERR, "reload aborted, keeping the running configuration: %s", err);
-        return;
-    }
+    struct as_config *cfg = as_master_load(m->opts, err, errlen);
+    if (!cfg) return -1;
     /* A master that dropped root cannot switch again (as_master_load
      * refused any other account); one that kept root (user = root) could,
      * but its workers would then differ from what a restart gives. */
     struct as_runas ra;
-    if (as_runas_resolve(cfg, 1, &ra, err, sizeof err) < 0 || ra.do_switch) {
+    if (as_runas_resolve(cfg, 1, &ra, err, errlen) < 0 || ra.do_switch) {
         if (ra.do_switch)
-            snprintf(err, sizeof err, "'user' changed to '%s' while running as root: restart "
+            snprintf(err, errlen, "'user' changed to '%s' while running as root: restart "
                      "the daemon to switch accounts", ra.user);
-        as_log(AS_LOG_ERR, "reload aborted, keeping the running configuration: %s", err);
         as_config_free(cfg);
-        return;
+        return -1;
     }
-    if (open_listeners(m, cfg, err, sizeof err) < 0) {
-        as_log(AS_LOG_ERR, "reload aborted, keeping the running configuration: %s", err);
+    if (open_listeners(m, cfg, err, errlen) < 0) {
         for (int i = 0; i < m->nlisteners; i++) m->listeners[i].keep = 1;
         as_config_free(cfg);
-        return;
+        return -1;
     }
-    enum as_log_level lv;
-    if (as_log_parse_level(as_config_str(cfg, "log.level", "notice"), &lv) == 0)
-        as_log_set_level(lv);
+    as_log_configure(cfg);
     m->prev_cfg = m->cfg;
     m->cfg = cfg;
     m->gen++;
@@ -494,6 +512,29 @@ static void reload(struct master *m)
     m->pending_reload = 1;
     m->exit_status = 0;
     for (int i = 0; i < m->nworkers; i++) spawn(m, m->gen, i);
+    return 0;
+}
+
+static void reload(struct master *m)
+{
+    if (m->pending_reload) {
+        as_log(AS_LOG_WARN, "SIGHUP ignored: a reload is still starting its workers");
+        return;
+    }
+    as_log(AS_LOG_NOTICE, "SIGHUP: reloading configuration");
+    /* MONOTONIC_USEC: systemd 253's Type=notify-reload matches it to the
+     * signal it sent; older managers ignore it */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    tell_manager("RELOADING=1\nSTATUS=reloading\nMONOTONIC_USEC=%llu",
+                 (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000);
+    char err[1024];
+    if (begin_reload(m, err, sizeof err) < 0) {
+        as_log(AS_LOG_ERR, "reload aborted, keeping the running configuration: %s", err);
+        tell_ready(m);
+    }
+    /* else READY=1 when the new generation is up (promote_generation) or
+     * has failed to start (reap) */
 }
 
 static void stop_timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -522,6 +563,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     case SIGQUIT:
         if (m->stopping) break;
         as_log(AS_LOG_NOTICE, "%s: draining workers and exiting", strsignal((int)sig));
+        tell_manager("STOPPING=1\nSTATUS=draining workers");
         m->stopping = 1;
         for (size_t i = 0; i < AS_ARRAY_LEN(m->children); i++)
             if (m->children[i].pid) {
@@ -606,6 +648,7 @@ int as_master_run(struct as_config *cfg, const struct as_master_options *opts)
         as_log(AS_LOG_ERR, "cannot daemonize: %s", strerror(errno));
         goto fail;
     }
+    if (!opts->foreground) tell_manager("MAINPID=%d", (int)getpid());
     if (pidf && write_pid_file(pidf, err, sizeof err) < 0) {
         as_log(AS_LOG_ERR, "%s", err);
         goto fail;

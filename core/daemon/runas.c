@@ -64,6 +64,11 @@ int as_runas_resolve(const struct as_config *cfg, int starting, struct as_runas 
     if (euid == 0) {
         r->stay_root = r->uid == 0;
         r->do_switch = !r->stay_root;
+        /* root keeps every group it has: a group would be ignored */
+        if (r->stay_root && ge && r->gid != 0)
+            return as_config_error(err, errlen, ge, "'group' with user = root: root keeps its "
+                                   "groups, so '%s' would be ignored; remove one of them",
+                                   r->group);
         return 0;
     }
     /* Not root: nothing can be switched, so the key must describe us. */

@@ -1,6 +1,7 @@
 /*
  * engine.c - see engine.h.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <limits.h>
@@ -65,6 +66,8 @@ static const struct as_config_key core_keys[] = {
     { "shutdown_timeout", AS_OPT_DURATION, "30s", "how long draining workers may take" },
     { "log.level", AS_OPT_STRING, "notice", "error, warning, notice, info, debug" },
     { "log.target", AS_OPT_STRING, "stderr", "stderr or syslog" },
+    { "log.ident", AS_OPT_STRING, NULL, "name in every line (default: the program's)" },
+    { "log.facility", AS_OPT_STRING, "mail", "syslog facility: mail, daemon, user, local0-7" },
     { "plugins.dir", AS_OPT_STRING, NULL, "directory of plugin shared objects" },
     { "plugins.enable", AS_OPT_LIST, NULL, "load only these plugins" },
     { "plugins.disable", AS_OPT_LIST, NULL, "never load these plugins" },
@@ -383,12 +386,24 @@ static int check_range(const struct as_config_entry *e, char *err, size_t errlen
     return 0;
 }
 
+/* A syslog tag, shown in every line (and journald's SYSLOG_IDENTIFIER):
+ * it must survive as one word, and log.c keeps 31 bytes of it. */
+static int valid_ident(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 31) return 0;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && *s != '.' && *s != '_' && *s != '-') return 0;
+    return 1;
+}
+
 /* Checks that the type system of as_config_check cannot express. */
 static int check_semantics(const struct as_config *cfg, char *err, size_t errlen)
 {
     for (size_t i = 0; i < as_config_count(cfg); i++) {
         const struct as_config_entry *e = as_config_at(cfg, i);
         double d;
+        int fac;
         if (strncmp(e->key, "actions.", 8) == 0) {
             if (as_action_parse(e->key + 8) < 0)
                 return as_config_error(err, errlen, e, "unknown action '%s' (actions are "
@@ -409,6 +424,12 @@ static int check_semantics(const struct as_config *cfg, char *err, size_t errlen
                    strcmp(e->value, "syslog") != 0) {
             return as_config_error(err, errlen, e, "bad value '%s' for 'log.target': expected "
                                    "stderr or syslog", e->value);
+        } else if (strcmp(e->key, "log.facility") == 0 && as_log_parse_facility(e->value, &fac) < 0) {
+            return as_config_error(err, errlen, e, "bad value '%s' for 'log.facility': expected "
+                                   "mail, daemon, user or local0 to local7", e->value);
+        } else if (strcmp(e->key, "log.ident") == 0 && !valid_ident(e->value)) {
+            return as_config_error(err, errlen, e, "bad value '%s' for 'log.ident': expected 1 to "
+                                   "31 letters, digits, '.', '_' or '-'", e->value);
         } else if (strcmp(e->key, "poison.action") == 0 && as_action_parse(e->value) < 0) {
             return as_config_error(err, errlen, e, "bad value '%s' for 'poison.action': expected "
                                    "an action (soft_reject, reject, greylist, no_action ...)",

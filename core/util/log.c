@@ -7,24 +7,61 @@
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
+#include "util/config.h"
 #include "util/log.h"
 #include "util/util.h"
 
 static struct {
     char ident[32];
+    char prog[32];       /* as_log_init's ident, the default of log.ident */
     char role[32];
     enum as_log_target target;
     enum as_log_level level;
-} L = { "authscan", "", AS_LOG_STDERR, AS_LOG_NOTICE };
+    int facility;
+} L = { "authscan", "authscan", "", AS_LOG_STDERR, AS_LOG_NOTICE, LOG_MAIL };
 
 static const char *level_names[] = { "error", "warning", "notice", "info", "debug" };
 
 void as_log_init(const char *ident, enum as_log_target target, enum as_log_level level)
 {
     as_strlcpy(L.ident, ident, sizeof L.ident);
+    as_strlcpy(L.prog, ident, sizeof L.prog);
     L.target = target;
     L.level = level;
-    if (target == AS_LOG_SYSLOG) openlog(L.ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
+    if (target == AS_LOG_SYSLOG) openlog(L.ident, LOG_PID | LOG_NDELAY, L.facility);
+}
+
+int as_log_parse_facility(const char *s, int *out)
+{
+    static const struct { const char *name; int fac; } map[] = {
+        {"mail", LOG_MAIL}, {"daemon", LOG_DAEMON}, {"user", LOG_USER},
+        {"local0", LOG_LOCAL0}, {"local1", LOG_LOCAL1}, {"local2", LOG_LOCAL2},
+        {"local3", LOG_LOCAL3}, {"local4", LOG_LOCAL4}, {"local5", LOG_LOCAL5},
+        {"local6", LOG_LOCAL6}, {"local7", LOG_LOCAL7},
+    };
+    for (size_t i = 0; i < AS_ARRAY_LEN(map); i++)
+        if (as_strcaseeq(s, map[i].name)) {
+            *out = map[i].fac;
+            return 0;
+        }
+    return -1;
+}
+
+void as_log_configure(const struct as_config *cfg)
+{
+    enum as_log_level lv = AS_LOG_NOTICE;
+    int facility = LOG_MAIL;
+    /* the values were checked with the configuration: a failed parse
+     * leaves the default only for a value that was never set */
+    as_log_parse_level(as_config_str(cfg, "log.level", "notice"), &lv);
+    as_log_parse_facility(as_config_str(cfg, "log.facility", "mail"), &facility);
+    const char *target = as_config_str(cfg, "log.target", "stderr");
+    if (L.target == AS_LOG_SYSLOG) closelog();   /* openlog keeps our ident buffer */
+    as_strlcpy(L.ident, as_config_str(cfg, "log.ident", L.prog), sizeof L.ident);
+    L.level = lv;
+    L.facility = facility;
+    L.target = strcmp(target, "syslog") == 0 ? AS_LOG_SYSLOG : AS_LOG_STDERR;
+    if (L.target == AS_LOG_SYSLOG) openlog(L.ident, LOG_PID | LOG_NDELAY, L.facility);
 }
 
 void as_log_set_level(enum as_log_level level) { L.level = level; }

@@ -84,7 +84,8 @@ def main():
                     os.path.exists(os.path.join(prefix, "include", "authscan", h)))
         plugins = os.path.join(tmp, "plugins")
         os.makedirs(plugins)
-        shipped = os.path.join(prefix, "lib", "authscan", "plugins")
+        # the install tree mirrors the build tree (lib/authscan/plugins-abiN)
+        shipped = os.path.join(prefix, os.path.relpath(harness.PLUGINS, harness.BUILD))
         for so in sorted(os.listdir(shipped)):
             os.symlink(os.path.join(shipped, so), os.path.join(plugins, so))
         src = os.path.join(harness.DATA, "plugins")
@@ -170,7 +171,7 @@ def main():
              .get("Authentication-Results"), [3, 1])
 
         # 5. finish work does not delay the reply (installed authscand)
-        harness.AUTHSCAND = os.path.join(prefix, "bin", "authscand")
+        harness.AUTHSCAND = os.path.join(prefix, "sbin", "authscand")
         os.unlink(log) if os.path.exists(log) else None
         cfg = "[probe]\nlog = %s\nfinish_delay = 1500ms\n" % log
         with harness.Daemon(workers=1, config=cfg, plugins_dir=plugins,
@@ -238,7 +239,7 @@ def main():
             sect, k = key.split(".", 1)
             with open(conf, "w") as f:
                 f.write("# site config\n[%s]\n%s = %s\n" % (sect, k, val))
-            p = subprocess.run([os.path.join(prefix, "bin", "authscand"), "--check-config",
+            p = subprocess.run([os.path.join(prefix, "sbin", "authscand"), "--check-config",
                                 "-c", conf], capture_output=True, timeout=60)
             e = p.stderr.decode()
             T.check("%s refused" % key, p.returncode != 0 and "%s:3:" % conf in e and

@@ -63,6 +63,12 @@ def test_check_config(tmp):
         rc, out, err = run(["--check-config", "-c", path, "--plugins-dir", harness.PLUGINS])
         T.check("%s: refused with file:line" % name, rc == 1 and want in err,
                 "got rc=%d %r, want rc=1 and %r" % (rc, err, want))
+    if ROOT:
+        path = write(tmp, "u.conf", "user = root\ngroup = %s\n" % NOGROUP.gr_name)
+        rc, out, err = run(["--check-config", "-c", path, "--plugins-dir", harness.PLUGINS])
+        want = "u.conf:2: 'group' with user = root"
+        T.check("user = root with a group: refused", rc == 1 and want in err,
+                "got rc=%d %r, want %r" % (rc, err, want))
     path = write(tmp, "u.conf", "user = nobody\ngroup = %s\n" % NOGROUP.gr_name)
     rc, out, err = run(["--check-config", "-c", path, "--plugins-dir", harness.PLUGINS])
     if ROOT:
@@ -80,6 +86,13 @@ def test_root_without_user(tmp):
     T.check("root without user: exits 1 naming the key",
             rc == 1 and "started as root without 'user'" in err, "got rc=%d %r" % (rc, err))
     T.check("root without user: no worker started", "started worker" not in err, err)
+    # with the log on syslog (the packaged config), still said on stderr
+    rc, out, err = run(["--foreground", "--workers", "1", "--listen",
+                        "127.0.0.1:%d" % harness.free_port(), "--plugins-dir", harness.PLUGINS,
+                        "--set", "log.target=syslog"])
+    T.check("root without user, log.target = syslog: the reason on stderr",
+            rc == 1 and "authscand: configuration: started as root without 'user'" in err,
+            "got rc=%d %r" % (rc, err))
     # --check-config judges the files, not who runs it (systemd starts the
     # shipped config as _authscan): OK as root
     rc, out, err = run(["--check-config", "--plugins-dir", harness.PLUGINS, "-c", "/dev/null"])
