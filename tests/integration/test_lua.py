@@ -16,6 +16,7 @@
  - the sandbox: no io, os.execute, loadfile, dofile, bytecode, require of
    paths outside the library folders;
  - async DNS from a rule (rspamd_dns.request yields, the loop goes on);
+ - the shipped example lua/examples/mailing_list_quarantine.lua;
  - a syntax error: --check-config names file:line; on SIGHUP the reload is
    refused and the previous rules keep working.
 """
@@ -436,6 +437,35 @@ def test_hostile_rules():
                 "runtime error" not in d.log(), d.log()[-2000:])
 
 
+def test_example_mailing_list():
+    """lua/examples/mailing_list_quarantine.lua, as shipped."""
+    d = harness.Daemon(workers=1, zone=ZONE)
+    luadir = d.path("lua")
+    os.mkdir(luadir)
+    shutil.copy(os.path.join(harness.SRC, "lua", "examples", "mailing_list_quarantine.lua"),
+                luadir)
+    d.config_text = "workers = 1\nlua.dir = %s\n" % luadir
+    list_msg = (b"From: Alice <alice@example.com>\r\nTo: dev@lists.example.org\r\n"
+                b"List-Id: Developers <dev.lists.example.org>\r\n"
+                b"Subject: [dev] patch\r\nMessage-ID: <m1@example.com>\r\n\r\nhi\r\n")
+    hdrs = {"IP": "198.51.100.9", "From": "dev-bounces@lists.example.org"}
+    with d:
+        st, r = d.checkv2(list_msg, headers=hdrs)
+        T.eq("example: DMARC fails for p=reject example.com",
+             "DMARC_POLICY_REJECT" in r["symbols"], True)
+        T.eq("example: trusted list softened to quarantine", r["action"], "quarantine")
+        T.eq("example: module", r.get("passthrough_module"), "site_mailing_list")
+        T.eq("example: symbol with the list id",
+             r["symbols"].get("SITE_LIST_QUARANTINE", {}).get("options"),
+             ["dev.lists.example.org"])
+        st, r = d.checkv2(list_msg.replace(b"lists.example.org>", b"lists.example.net>"),
+                          headers=hdrs)
+        T.eq("example: an unknown list stays rejected", r["action"], "reject")
+        st, r = d.checkv2(list_msg.replace(b"List-Id: Developers <dev.lists.example.org>\r\n",
+                                           b""), headers=hdrs)
+        T.eq("example: no List-Id stays rejected", r["action"], "reject")
+
+
 def test_broken_file_and_reload():
     d = harness.Daemon(workers=1, zone=ZONE)
     luadir = d.path("lua")
@@ -482,6 +512,7 @@ def main():
     T.run(test_site_rules)
     T.run(test_pre_result_semantics)
     T.run(test_hostile_rules)
+    T.run(test_example_mailing_list)
     T.run(test_broken_file_and_reload)
 
 
