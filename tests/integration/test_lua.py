@@ -258,6 +258,9 @@ def test_site_rules():
         T.eq("partner: the rule's symbol, from get_dmarc/get_spf/get_dkim",
              r["symbols"].get("SITE_PARTNER_SOFTENED", {}).get("options"),
              ["partner.example", "p=reject", "spf=fail", "aligned=false", "dkim=none"])
+        T.check("partner: the scan's log line names who forced the action",
+                re.search(r'action="quarantine" forced_by=site_partner ', d.log()),
+                d.log()[-2000:])
         T.check("partner: logged with the scan id",
                 re.search(r"<[0-9a-f]{12}> site_partner set the action to quarantine", d.log()),
                 d.log()[-2000:])
