@@ -7,6 +7,8 @@ Runs, in this order, on an already generated corpus (bench/gen_corpus.py):
              cost of the corpus' signatures, for the "<= 3x raw crypto" target
   inproc     `authscan bench` over the corpus with the offline zone (no network):
              msgs/s and CPU us per message on one core
+  lua        the same with no Lua, one empty Lua hook and the ten-rule site file
+             (bench/lua/), interleaved: the CPU cost of Lua rules (issue 14)
   check      authscand (2 workers) against a private nsd: every message is
              scanned once over HTTP and its SPF / DKIM / DMARC verdicts are
              compared with the corpus expectations (agreement rate, disagreements)
@@ -296,6 +298,29 @@ def inproc(authscan, manifest, zone, work, passes, runs):
     best = sorted(res, key=lambda x: x["cpu_us_per_msg"])[len(res) // 2]
     best["runs_cpu_us"] = [round(x["cpu_us_per_msg"], 1) for x in res]
     return best
+
+
+def lua_cost(authscan, manifest, zone, passes, runs=5):
+    """CPU per message with no Lua, with one empty hook and with the ten-rule
+    site file (bench/lua/), the three interleaved in one run so that they see
+    the same machine load."""
+    variants = [("none", []),
+                ("empty hook", ["-s", "lua.dir=" + os.path.join(HERE, "lua", "empty")]),
+                ("ten rules", ["-s", "lua.dir=" + os.path.join(HERE, "lua", "ten")])]
+    res = {name: [] for name, _ in variants}
+    for i in range(runs):
+        for name, extra in variants:
+            cmd = [authscan, "bench", "--dns-zone", zone] + extra + \
+                ["--warmup", "1", "--repeat", str(passes), manifest]
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode != 0:
+                raise RuntimeError("authscan bench (%s) failed: %s" % (name, r.stderr[-2000:]))
+            res[name].append(json.loads(r.stdout.strip().splitlines()[-1])["cpu_us_per_msg"])
+        log("  lua run %d: %s" % (i + 1, ", ".join("%s %.1f us" % (k, v[-1]) for k, v in res.items())))
+    med = {k: sorted(v)[len(v) // 2] for k, v in res.items()}
+    return {"runs": {k: [round(x, 1) for x in v] for k, v in res.items()}, "median": med,
+            "ten_overhead_pct": 100.0 * (med["ten rules"] / med["none"] - 1),
+            "empty_hook_us": med["empty hook"] - med["none"]}
 
 
 # ------------------------------------------------------------------ correctness
@@ -786,6 +811,18 @@ def report(R):
                 ", ".join("%.1f" % w["rss_mb"] for w in p["workers"]),
                 ", ".join("%.1f" % w["pss_mb"] for w in p["workers"]), p["master_rss_mb"]))
         a("")
+    if R.get("lua"):
+        lu = R["lua"]
+        a("## Lua rules (CPU per message, in-process, medians of 5 interleaved runs)")
+        a("")
+        a("| Lua loaded | µs/msg | runs |")
+        a("|---|---|---|")
+        for k in ("none", "empty hook", "ten rules"):
+            a("| %s | %.1f | %s |" % (k, lu["median"][k], ", ".join("%.1f" % x for x in lu["runs"][k])))
+        a("")
+        a("Ten rules cost %+.1f %% CPU per message (target: at most +10 %%); one empty hook "
+          "costs %.2f µs per message." % (lu["ten_overhead_pct"], lu["empty_hook_us"]))
+        a("")
     if R.get("perf"):
         per = R.get("inproc", {}).get("cpu_us_per_msg")
         a("## Where the in-process CPU time goes (perf, cpu-clock samples, self time by library)")
@@ -924,7 +961,7 @@ def main():
     ap.add_argument("--no-crypto", action="store_true")
     ap.add_argument("--peers", action="store_true", help="also run the shared testbed (rspamd, spamd)")
     ap.add_argument("--peer-duration", type=int, default=15)
-    ap.add_argument("--only", default="", help="comma list of steps: crypto,inproc,check,load,soak,profile,peers")
+    ap.add_argument("--only", default="", help="comma list of steps: crypto,inproc,lua,check,load,soak,profile,peers")
     ap.add_argument("--command", default="bench/run")
     ap.add_argument("--tag", default="", help="suffix for the results file (bench/results/<date>-<tag>.md)")
     ap.add_argument("--rerender", metavar="JSON", help="only rewrite the report from a saved results JSON")
@@ -940,7 +977,8 @@ def main():
             f.write(md)
         print(md)
         return
-    steps = set(a.only.split(",")) if a.only else {"crypto", "inproc", "check", "load", "soak", "profile"}
+    steps = set(a.only.split(",")) if a.only else {"crypto", "inproc", "lua", "check", "load", "soak",
+                                                     "profile"}
     if a.peers:
         steps.add("peers")
     if a.no_profile:
@@ -977,6 +1015,9 @@ def main():
     if "inproc" in steps:
         log("in-process: authscan bench, offline zone, %d passes x %d messages, 3 runs" % (a.passes, len(rows)))
         R["inproc"] = inproc(authscan, manifest, zone, a.work, a.passes, 3)
+    if "lua" in steps:
+        log("Lua rules: authscan bench with none, one empty hook, ten rules; 5 interleaved runs")
+        R["lua"] = lua_cost(authscan, manifest, zone, a.passes)
     need_daemon = steps & {"check", "load", "soak"}
     if need_daemon:
         server = nsd_mod.NSD({".": zone}).start()
