@@ -708,6 +708,10 @@ static void ctx_destroy(void *arg)
 {
     struct lua_task_ctx *c = arg;
     c->ud->task = NULL;
+    if (c->run.co && c->run.rule)   /* the deadline or the client cut it short */
+        as_log(AS_LOG_WARN, "<%s> lua: rule %s (%s) did not finish: the scan ended while it "
+               "waited", c->ud->id, c->run.rule->name ? c->run.rule->name : "(callback)",
+               c->run.rule->where);
     as_lua_run_end(c->s, &c->run);
     luaL_unref(as_lua_state(c->s), LUA_REGISTRYINDEX, c->ud_ref);
 }

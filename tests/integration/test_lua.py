@@ -192,6 +192,12 @@ rspamd_config.LUA_SANDBOX = function(task)
   return true, out
 end
 
+rspamd_config.LUA_SLOW_DNS = function(task)
+  if not task:get_header('X-Slow-Dns') then return false end
+  local ok = require('rspamd_dns').request({task = task, type = 'txt', name = 'slow.example'})
+  return true
+end
+
 rspamd_config:register_symbol{
   name = 'LUA_DNS',
   callback = function(task)
@@ -389,7 +395,8 @@ def test_hostile_rules():
     luadir = d.path("lua")
     os.mkdir(luadir)
     write(os.path.join(luadir, "10-hostile.lua"), HOSTILE)
-    d.config_text = CONFIG.split("[symbols.")[0] % luadir
+    d.config_text = ("limits.scan_timeout = 1s\ndns.timeout = 5s\n" +
+                     CONFIG.split("[symbols.")[0] % luadir)
     src = os.path.join(luadir, "10-hostile.lua")
     with d:
         for hdr, sym, what, snippet in ((b"X-Loop", "LUA_LOOP", "stopped", "while true do end"),
@@ -436,6 +443,16 @@ def test_hostile_rules():
         opts = r["symbols"].get("LUA_DNS", {}).get("options", [])
         for want in ("ok=true", "txt=hello from dns", "ok2=false", "err2=nxdomain"):
             T.check("async DNS: %s" % want, want in opts, opts)
+        # the scan deadline passes while a rule waits for DNS
+        mark = d.log_mark()
+        st, r = d.checkv2(msg_with(b"X-Slow-Dns"), timeout=60)
+        T.eq("deadline: the scan answers", st, 200)
+        T.check("deadline: AUTHSCAN_TIMEOUT names the lua plugin",
+                "lua" in r["symbols"].get("AUTHSCAN_TIMEOUT", {}).get("options", []),
+                r["symbols"])
+        T.check("deadline: the waiting rule's symbol is skipped",
+                "LUA_SLOW_DNS" not in r["symbols"], r["symbols"])
+        d.wait_log(r"lua: rule LUA_SLOW_DNS \(\S+\) did not finish", since=mark)
         T.check("no sanitizer report", "Sanitizer" not in d.log() and
                 "runtime error" not in d.log(), d.log()[-2000:])
 
