@@ -25,6 +25,7 @@
 #define MAX_OPTS 64
 
 enum lua_stage { LS_SCAN, LS_POSTFILTER, LS_FINISH, LS_COUNT };
+enum lua_result { LR_SPF, LR_DKIM, LR_DMARC, LR_COUNT };
 
 /* The plugin's state: the service and the rules of each stage in order. */
 struct lua_plugin {
@@ -44,6 +45,7 @@ struct lua_task_ctx {
     enum lua_stage stage;
     struct as_lua_run run;        /* run.co != NULL: a rule is running */
     int waiting;                  /* its coroutine waits for DNS */
+    int result_ref[LR_COUNT];     /* get_spf()... tables, 0 until built */
 };
 
 /* ------------------------------------------------------------------ */
@@ -563,12 +565,12 @@ static void push_spf_check(lua_State *L, const struct as_spf_check *c)
     set_opt(L, "explanation", c->explanation);
 }
 
-static int t_get_spf(lua_State *L)
+static void build_spf(lua_State *L, struct as_task *t)
 {
-    const struct as_spf_result *r = as_task_get_result(check_task(L, 1), AS_SPF_RESULT_KEY);
+    const struct as_spf_result *r = as_task_get_result(t, AS_SPF_RESULT_KEY);
     if (!r || r->version < 1) {
         lua_pushnil(L);
-        return 1;
+        return;
     }
     const struct as_spf_check *d = r->dmarc ? r->dmarc : &r->mailfrom;
     lua_createtable(L, 0, 12);
@@ -584,15 +586,14 @@ static int t_get_spf(lua_State *L)
     set_opt(L, "skip_reason", r->skip_reason);
     set_bool(L, "plus_all", r->plus_all);
     set_opt(L, "auth_results", r->auth_results);
-    return 1;
 }
 
-static int t_get_dkim(lua_State *L)
+static void build_dkim(lua_State *L, struct as_task *t)
 {
-    const struct as_dkim_result *r = as_task_get_result(check_task(L, 1), AS_DKIM_RESULT_KEY);
+    const struct as_dkim_result *r = as_task_get_result(t, AS_DKIM_RESULT_KEY);
     if (!r || r->version < 1) {
         lua_pushnil(L);
-        return 1;
+        return;
     }
     lua_createtable(L, 0, 4);
     /* the best result: pass if any signature passed */
@@ -618,15 +619,14 @@ static int t_get_dkim(lua_State *L)
     lua_setfield(L, -2, "signatures");
     lua_pushinteger(L, (lua_Integer)r->nignored);
     lua_setfield(L, -2, "ignored");
-    return 1;
 }
 
-static int t_get_dmarc(lua_State *L)
+static void build_dmarc(lua_State *L, struct as_task *t)
 {
-    const struct as_dmarc_result *r = as_task_get_result(check_task(L, 1), AS_DMARC_RESULT_KEY);
+    const struct as_dmarc_result *r = as_task_get_result(t, AS_DMARC_RESULT_KEY);
     if (!r || r->version < 1) {
         lua_pushnil(L);
-        return 1;
+        return;
     }
     lua_createtable(L, 0, 20);
     set_str(L, "result", as_dmarc_res_name(r->result));
@@ -669,8 +669,30 @@ static int t_get_dmarc(lua_State *L)
     set_str(L, "adkim", r->adkim_strict ? "s" : "r");
     set_opt(L, "comment", r->comment);
     set_opt(L, "auth_results", r->auth_results);
+}
+
+/* One table per scan for each: rules that all ask pay for it once (the
+ * same table each time; docs/lua.md says to treat it as read-only). */
+static int cached_result(lua_State *L, enum lua_result which,
+                         void (*build)(lua_State *, struct as_task *))
+{
+    struct as_task *t = check_task(L, 1);
+    struct lua_task_ctx *c = task_ctx(t);
+    if (c && c->result_ref[which] > 0) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, c->result_ref[which]);
+        return 1;
+    }
+    build(L, t);
+    if (c && lua_istable(L, -1)) {
+        lua_pushvalue(L, -1);
+        c->result_ref[which] = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
     return 1;
 }
+
+static int t_get_spf(lua_State *L) { return cached_result(L, LR_SPF, build_spf); }
+static int t_get_dkim(lua_State *L) { return cached_result(L, LR_DKIM, build_dkim); }
+static int t_get_dmarc(lua_State *L) { return cached_result(L, LR_DMARC, build_dmarc); }
 
 static int t_tostring(lua_State *L)
 {
@@ -713,7 +735,10 @@ static void ctx_destroy(void *arg)
                "waited", c->ud->id, c->run.rule->name ? c->run.rule->name : "(callback)",
                c->run.rule->where);
     as_lua_run_end(c->s, &c->run);
-    luaL_unref(as_lua_state(c->s), LUA_REGISTRYINDEX, c->ud_ref);
+    lua_State *L = as_lua_state(c->s);
+    for (int i = 0; i < LR_COUNT; i++)
+        if (c->result_ref[i] > 0) luaL_unref(L, LUA_REGISTRYINDEX, c->result_ref[i]);
+    luaL_unref(L, LUA_REGISTRYINDEX, c->ud_ref);
 }
 
 static struct lua_task_ctx *ctx_get(struct as_task *t, struct as_lua *s)
