@@ -212,6 +212,7 @@ rspamd_config:register_symbol{
 """
 
 CONFIG = """workers = 1
+settings.nolua.plugins_disabled = lua
 [lua]
 dir = %s
 max_memory = 32M
@@ -290,6 +291,12 @@ def test_site_rules():
         T.check("look-alike: description from Lua",
                 r["symbols"].get("SITE_LOOKALIKE", {}).get("description") ==
                 "From domain looks like example.com", r)
+
+        # a Settings-ID profile switches the Lua rules off like a plugin
+        st, r = d.checkv2(LOOKALIKE_MSG, headers={"IP": "198.51.100.9", "Settings-ID": "nolua",
+                                                  "From": "ceo@examp1e.com"})
+        T.check("settings: plugins_disabled = lua skips the rules",
+                "SITE_LOOKALIKE" not in r["symbols"] and r["action"] != "reject", r)
 
         # the reading API
         st, r = d.checkv2(PROBE_MSG, headers={
