@@ -102,6 +102,26 @@ rspamd_config:register_symbol{
   end,
 }
 
+local function npairs(t)
+  local n = 0
+  for _ in pairs(t) do n = n + 1 end
+  return n
+end
+
+-- the structured results (nil when the plugins skip an authenticated user)
+local function structured(task)
+  local dm = task:get_dmarc()
+  if not dm then return {'dmarc=nil'} end
+  return {
+    'dmarc_pairs=' .. tostring(npairs(dm) >= 15),
+    'dmarc_ro=' .. tostring(not pcall(function() dm.result = 'fail' end)),
+    'dmarc_same=' .. tostring(task:get_dmarc() == dm),
+    'dmarc=' .. dm.result .. '/' .. dm.policy .. '/' .. tostring(dm.spf_aligned),
+    'dkim_sigs=' .. #task:get_dkim().signatures,
+    'spf_mailfrom=' .. task:get_spf().mailfrom.result,
+  }
+end
+
 -- reading API: everything a rule sees, in one symbol's options
 rspamd_config:register_symbol{
   name = 'SITE_SEEN',
@@ -128,7 +148,8 @@ rspamd_config:register_symbol{
       'has_bogus=' .. tostring(task:has_symbol('NO_SUCH_SYMBOL')),
       'get_symbol=' .. tostring(task:get_symbol(syms[1])[1].name == syms[1]),
       'nsyms_gt0=' .. tostring(#syms > 0),
-      'required=' .. sc[2]
+      'required=' .. sc[2],
+      structured(task)
   end,
 }
 
@@ -196,6 +217,20 @@ rspamd_config.LUA_SLOW_DNS = function(task)
   if not task:get_header('X-Slow-Dns') then return false end
   local ok = require('rspamd_dns').request({task = task, type = 'txt', name = 'slow.example'})
   return true
+end
+
+-- objects kept from an earlier scan err instead of reading freed memory
+rspamd_config.LUA_KEPT = function(task)
+  if not task:get_header('X-Kept') then return false end
+  local out = {}
+  if KEPT_TASK then
+    local ok, err = pcall(function() return KEPT_TASK:get_header('From') end)
+    out[#out + 1] = 'task=' .. tostring(not ok and err:find('after its scan ended') ~= nil)
+    ok, err = pcall(function() return KEPT_DMARC.result end)
+    out[#out + 1] = 'dmarc=' .. tostring(not ok and err:find('after its scan ended') ~= nil)
+  end
+  KEPT_TASK, KEPT_DMARC = task, task:get_dmarc()
+  return true, out
 end
 
 rspamd_config:register_symbol{
@@ -299,17 +334,21 @@ def test_site_rules():
                 "SITE_LOOKALIKE" not in r["symbols"] and r["action"] != "reject", r)
 
         # the reading API
-        st, r = d.checkv2(PROBE_MSG, headers={
-            "IP": "192.0.2.7", "Helo": "mx.example.com", "Hostname": "mx.example.com",
-            "User": "alice", "Queue-Id": "Q123", "From": "alice@example.com",
-            "Rcpt": "Bob@Example.ORG"})
+        probe_hdrs = {"IP": "192.0.2.7", "Helo": "mx.example.com", "Hostname": "mx.example.com",
+                      "Queue-Id": "Q123", "From": "alice@example.com", "Rcpt": "Bob@Example.ORG"}
+        st, r = d.checkv2(PROBE_MSG, headers=dict(probe_hdrs, User="alice"))
+        opts = r["symbols"].get("SITE_SEEN", {}).get("options", [])
+        T.check("reading API: user=alice", "user=alice" in opts, opts)
+        st, r = d.checkv2(PROBE_MSG, headers=probe_hdrs)
         opts = r["symbols"].get("SITE_SEEN", {}).get("options", [])
         for want in ("ip=192.0.2.7", "v4", "helo=mx.example.com", "hostname=mx.example.com",
-                     "user=alice", "qid=Q123", "smtp_from=alice@example.com",
+                     "user=nil", "qid=Q123", "smtp_from=alice@example.com",
                      "mime_from=alice@example.com", "rcpt=Bob@Example.ORG/example.org",
                      "mime_rcpt=bob@example.org", "probe=one/2/two  folded", "has_first=true",
                      "has_bogus=false", "get_symbol=true",
-                     "nsyms_gt0=true", "required=15.0"):
+                     "nsyms_gt0=true", "required=15.0", "dmarc_pairs=true", "dmarc_ro=true",
+                     "dmarc_same=true", "dmarc=pass/reject/true", "dkim_sigs=0",
+                     "spf_mailfrom=pass"):
             T.check("reading API: %s" % want, want in opts, opts)
         milter = r.get("milter", {})
         T.eq("set_milter_reply: header added", milter.get("add_headers", {}).get("X-Site", {})
@@ -445,6 +484,11 @@ def test_hostile_rules():
                      "dofile=nil", "debug=nil", "string.dump=nil", "package=nil",
                      "require_path=false", "require_os=true", "bytecode=true", "text_load=2"):
             T.check("sandbox: %s" % want, want in opts, opts)
+
+        d.checkv2(msg_with(b"X-Kept"))
+        st, r = d.checkv2(msg_with(b"X-Kept"))
+        T.eq("a task kept past its scan errs", r["symbols"].get("LUA_KEPT", {}).get("options"),
+             ["task=true", "dmarc=true"])
 
         st, r = d.checkv2(msg_with(b"X-Dns"))
         opts = r["symbols"].get("LUA_DNS", {}).get("options", [])
