@@ -219,6 +219,37 @@ rspamd_config.LUA_SLOW_DNS = function(task)
   return true
 end
 
+-- binding corners, each one option
+rspamd_config.LUA_CORNERS = function(task)
+  if not task:get_header('X-Corners') then return false end
+  local out = {}
+  local function add(k, v) out[#out + 1] = k .. '=' .. tostring(v) end
+  local f = task:get_from('smtp')
+  add('null_sender', f and f[1].addr == '' and f[1].domain == '')
+  add('no_header_full', task:get_header_full('X-None') == nil)
+  add('no_header', task:get_header('X-None') == nil)
+  add('enforce_form', task:insert_result(true, 'LUA_STILL_RUNS', 1.0, 'enforced'))
+  add('unknown_symbol', task:insert_result('NO_SUCH_SYMBOL', 1.0))
+  local ok, err = pcall(task.set_milter_reply, task, {bogus = {}})
+  add('milter_bogus', not ok and err:find("'bogus' is not supported") ~= nil)
+  ok, err = pcall(task.set_pre_result, task, 'bogus')
+  add('bad_action', not ok and err:find('unknown action bogus') ~= nil)
+  ok, err = pcall(task.set_pre_result, task, {action = 'reject', result = 'x'})
+  add('named_result', not ok and err:find('named results') ~= nil)
+  add('get_all_opt', rspamd_config:get_all_opt('dmarc') == nil)
+  add('no_ip', task:get_ip():is_valid())
+  add('ip_tostring', tostring(task:get_ip()))
+  add('task_tostring', tostring(task):find('^task<') ~= nil)
+  add('no_rcpt', task:get_recipients('smtp') == nil)
+  add('mime_rcpt', #task:get_recipients('mime'))
+  add('any_from', task:get_from()[1].addr == '')
+  local names, scores = task:get_symbols()
+  add('symbols_pair', #names == #scores)
+  local ok2, err2 = pcall(task.get_from, task, 'bogus')
+  add('bad_kind', not ok2 and err2:find('invalid option') ~= nil)
+  return true, out
+end
+
 -- objects kept from an earlier scan err instead of reading freed memory
 rspamd_config.LUA_KEPT = function(task)
   if not task:get_header('X-Kept') then return false end
@@ -484,6 +515,18 @@ def test_hostile_rules():
                      "dofile=nil", "debug=nil", "string.dump=nil", "package=nil",
                      "require_path=false", "require_os=true", "bytecode=true", "text_load=2"):
             T.check("sandbox: %s" % want, want in opts, opts)
+
+        st, r = d.checkv2(msg_with(b"X-Corners"), headers={"From": "<>"})
+        opts = r["symbols"].get("LUA_CORNERS", {}).get("options", [])
+        for want in ("null_sender=true", "no_header_full=true", "no_header=true",
+                     "enforce_form=true", "unknown_symbol=false", "milter_bogus=true",
+                     "bad_action=true", "named_result=true", "get_all_opt=true", "no_ip=false",
+                     "ip_tostring=(no ip)", "task_tostring=true", "no_rcpt=true", "mime_rcpt=1",
+                     "any_from=true", "symbols_pair=true", "bad_kind=true"):
+            T.check("binding corner: %s" % want, want in opts, opts)
+        T.check("binding corner: the enforce form added its option",
+                "enforced" in r["symbols"].get("LUA_STILL_RUNS", {}).get("options", []),
+                r["symbols"])
 
         d.checkv2(msg_with(b"X-Kept"))
         st, r = d.checkv2(msg_with(b"X-Kept"))
