@@ -7,6 +7,8 @@ Runs, in this order, on an already generated corpus (bench/gen_corpus.py):
              cost of the corpus' signatures, for the "<= 3x raw crypto" target
   inproc     `authscan bench` over the corpus with the offline zone (no network):
              msgs/s and CPU us per message on one core
+  lua        the same with no Lua, one empty Lua hook and the ten-rule site file
+             (bench/lua/), interleaved: the CPU cost of Lua rules (issue 14)
   check      authscand (2 workers) against a private nsd: every message is
              scanned once over HTTP and its SPF / DKIM / DMARC verdicts are
              compared with the corpus expectations (agreement rate, disagreements)
@@ -391,6 +393,29 @@ def history_cpu(authscand, dns, dns_pid, manifest, work, conc, duration, warmup,
     log("  history on/off CPU per message: %.3f / %.3f ms = %.3f; redis-server %.3f ms/msg" %
         (on, off, out["ratio"] or 0, out["redis_cpu_ms"]))
     return out
+
+
+def lua_cost(authscan, manifest, zone, passes, runs=5):
+    """CPU per message with no Lua, with one empty hook and with the ten-rule
+    site file (bench/lua/), the three interleaved in one run so that they see
+    the same machine load."""
+    variants = [("none", []),
+                ("empty hook", ["-s", "lua.dir=" + os.path.join(HERE, "lua", "empty")]),
+                ("ten rules", ["-s", "lua.dir=" + os.path.join(HERE, "lua", "ten")])]
+    res = {name: [] for name, _ in variants}
+    for i in range(runs):
+        for name, extra in variants:
+            cmd = [authscan, "bench", "--dns-zone", zone] + extra + \
+                ["--warmup", "1", "--repeat", str(passes), manifest]
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode != 0:
+                raise RuntimeError("authscan bench (%s) failed: %s" % (name, r.stderr[-2000:]))
+            res[name].append(json.loads(r.stdout.strip().splitlines()[-1])["cpu_us_per_msg"])
+        log("  lua run %d: %s" % (i + 1, ", ".join("%s %.1f us" % (k, v[-1]) for k, v in res.items())))
+    med = {k: sorted(v)[len(v) // 2] for k, v in res.items()}
+    return {"runs": {k: [round(x, 1) for x in v] for k, v in res.items()}, "median": med,
+            "ten_overhead_pct": 100.0 * (med["ten rules"] / med["none"] - 1),
+            "empty_hook_us": med["empty hook"] - med["none"]}
 
 
 # ------------------------------------------------------------------ correctness
@@ -902,6 +927,17 @@ def report(R):
               "the source hash %.0f and the domain hash %.0f; used_memory grew %.0f bytes per pair; "
               "encodings %s." % (m["senders"], m["keys"], m["per_pair"], m["per_source_key"],
                                  m["per_domain_key"], m["used_memory_delta_per_pair"], m["encodings"]))
+    if R.get("lua"):
+        lu = R["lua"]
+        a("## Lua rules (CPU per message, in-process, medians of 5 interleaved runs)")
+        a("")
+        a("| Lua loaded | µs/msg | runs |")
+        a("|---|---|---|")
+        for k in ("none", "empty hook", "ten rules"):
+            a("| %s | %.1f | %s |" % (k, lu["median"][k], ", ".join("%.1f" % x for x in lu["runs"][k])))
+        a("")
+        a("Ten rules cost %+.1f %% CPU per message (target: at most +10 %%); one empty hook "
+          "costs %.2f µs per message." % (lu["ten_overhead_pct"], lu["empty_hook_us"]))
         a("")
     if R.get("perf"):
         per = R.get("inproc", {}).get("cpu_us_per_msg")
@@ -1049,7 +1085,7 @@ def main():
     ap.add_argument("--no-crypto", action="store_true")
     ap.add_argument("--peers", action="store_true", help="also run the shared testbed (rspamd, spamd)")
     ap.add_argument("--peer-duration", type=int, default=15)
-    ap.add_argument("--only", default="", help="comma list of steps: crypto,inproc,check,load,soak,history,profile,peers")
+    ap.add_argument("--only", default="", help="comma list of steps: crypto,inproc,lua,check,load,soak,history,profile,peers")
     ap.add_argument("--history-senders", type=int, default=10000,
                     help="senders for the Redis memory figure of the history step (0: skip it)")
     ap.add_argument("--command", default="bench/run")
@@ -1067,8 +1103,8 @@ def main():
             f.write(md)
         print(md)
         return
-    steps = set(a.only.split(",")) if a.only else {"crypto", "inproc", "check", "load", "soak", "history",
-                                                   "profile"}
+    steps = set(a.only.split(",")) if a.only else {"crypto", "inproc", "lua", "check", "load", "soak",
+                                                   "history", "profile"}
     if a.peers:
         steps.add("peers")
     if a.no_profile:
@@ -1105,6 +1141,9 @@ def main():
     if "inproc" in steps:
         log("in-process: authscan bench, offline zone, %d passes x %d messages, 3 runs" % (a.passes, len(rows)))
         R["inproc"] = inproc(authscan, manifest, zone, a.work, a.passes, 3)
+    if "lua" in steps:
+        log("Lua rules: authscan bench with none, one empty hook, ten rules; 5 interleaved runs")
+        R["lua"] = lua_cost(authscan, manifest, zone, a.passes)
     need_daemon = steps & {"check", "load", "soak", "history"}
     if need_daemon:
         server = nsd_mod.NSD({".": zone}).start()

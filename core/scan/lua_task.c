@@ -25,6 +25,7 @@
 #define MAX_OPTS 64
 
 enum lua_stage { LS_SCAN, LS_POSTFILTER, LS_FINISH, LS_COUNT };
+enum lua_result { LR_SPF, LR_DKIM, LR_DMARC, LR_COUNT };
 
 /* The plugin's state: the service and the rules of each stage in order. */
 struct lua_plugin {
@@ -44,6 +45,7 @@ struct lua_task_ctx {
     enum lua_stage stage;
     struct as_lua_run run;        /* run.co != NULL: a rule is running */
     int waiting;                  /* its coroutine waits for DNS */
+    int result_ref[LR_COUNT];     /* get_spf()... proxies, 0 until made */
 };
 
 /* ------------------------------------------------------------------ */
@@ -536,141 +538,252 @@ static int t_set_milter_reply(lua_State *L)
 }
 
 /* ---- authscan's structured results (the plugins' typed results) ---- */
+/* Each is a read-only proxy: a field is computed when a rule reads it
+ * (rules read a few of twenty; building whole tables for every scan was a
+ * third of the cost of a ten-rule file), and pairs() lists them all.  One
+ * proxy per result and scan; it holds the task userdata, so that a proxy
+ * kept past its scan errs instead of reading freed memory. */
 
-static void set_bool(lua_State *L, const char *k, int v)
-{
-    lua_pushboolean(L, v);
-    lua_setfield(L, -2, k);
-}
+#define RESULT_MT "authscan{result}"
 
-/* A string field, left out (nil) when v is NULL. */
-static void set_opt(lua_State *L, const char *k, const char *v)
+struct result_proxy {
+    const void *r;                /* the plugin's typed result */
+    enum lua_result kind;
+};
+
+static void push_opt(lua_State *L, const char *v)
 {
-    if (!v) return;
-    lua_pushstring(L, v);
-    lua_setfield(L, -2, k);
+    if (v) lua_pushstring(L, v);
+    else lua_pushnil(L);
 }
 
 static void push_spf_check(lua_State *L, const struct as_spf_check *c)
 {
     lua_createtable(L, 0, 7);
-    set_bool(L, "checked", c->checked);
+    lua_pushboolean(L, c->checked);
+    lua_setfield(L, -2, "checked");
     set_str(L, "result", as_spf_res_name(c->result));
-    set_opt(L, "domain", c->domain);
-    set_opt(L, "sender", c->sender);
-    set_opt(L, "mechanism", c->mechanism);
-    set_opt(L, "reason", c->reason);
-    set_opt(L, "explanation", c->explanation);
+    static const char *const keys[] = { "domain", "sender", "mechanism", "reason",
+                                        "explanation" };
+    const char *vals[] = { c->domain, c->sender, c->mechanism, c->reason, c->explanation };
+    for (size_t i = 0; i < AS_ARRAY_LEN(keys); i++)
+        if (vals[i]) set_str(L, keys[i], vals[i]);
 }
 
-static int t_get_spf(lua_State *L)
+static const char *const spf_fields[] = {
+    "result", "domain", "identity", "mailfrom", "helo", "client_ip", "skipped",
+    "skip_reason", "plus_all", "auth_results", NULL,
+};
+
+static void spf_field(lua_State *L, const void *p, int f)
 {
-    const struct as_spf_result *r = as_task_get_result(check_task(L, 1), AS_SPF_RESULT_KEY);
-    if (!r || r->version < 1) {
-        lua_pushnil(L);
-        return 1;
-    }
+    const struct as_spf_result *r = p;
     const struct as_spf_check *d = r->dmarc ? r->dmarc : &r->mailfrom;
-    lua_createtable(L, 0, 12);
-    set_str(L, "result", as_spf_res_name(d->result));
-    set_opt(L, "domain", d->domain);
-    set_str(L, "identity", r->dmarc_identity == AS_SPF_ID_HELO ? "helo" : "mailfrom");
-    push_spf_check(L, &r->mailfrom);
-    lua_setfield(L, -2, "mailfrom");
-    push_spf_check(L, &r->helo);
-    lua_setfield(L, -2, "helo");
-    set_opt(L, "client_ip", r->client_ip);
-    set_bool(L, "skipped", r->skipped);
-    set_opt(L, "skip_reason", r->skip_reason);
-    set_bool(L, "plus_all", r->plus_all);
-    set_opt(L, "auth_results", r->auth_results);
-    return 1;
+    switch (f) {
+    case 0: lua_pushstring(L, as_spf_res_name(d->result)); break;
+    case 1: push_opt(L, d->domain); break;
+    case 2: lua_pushstring(L, r->dmarc_identity == AS_SPF_ID_HELO ? "helo" : "mailfrom"); break;
+    case 3: push_spf_check(L, &r->mailfrom); break;
+    case 4: push_spf_check(L, &r->helo); break;
+    case 5: push_opt(L, r->client_ip); break;
+    case 6: lua_pushboolean(L, r->skipped); break;
+    case 7: push_opt(L, r->skip_reason); break;
+    case 8: lua_pushboolean(L, r->plus_all); break;
+    default: push_opt(L, r->auth_results); break;
+    }
 }
 
-static int t_get_dkim(lua_State *L)
+static const char *const dkim_fields[] = { "result", "signatures", "ignored", NULL };
+
+static void dkim_field(lua_State *L, const void *p, int f)
 {
-    const struct as_dkim_result *r = as_task_get_result(check_task(L, 1), AS_DKIM_RESULT_KEY);
-    if (!r || r->version < 1) {
-        lua_pushnil(L);
-        return 1;
+    const struct as_dkim_result *r = p;
+    if (f == 0) {
+        /* the best result: pass if any signature passed */
+        enum as_dkim_res best = AS_DKIM_NONE;
+        for (size_t i = 0; i < r->nsigs; i++)
+            if (best == AS_DKIM_NONE || r->sigs[i].result == AS_DKIM_PASS)
+                best = r->sigs[i].result;
+        lua_pushstring(L, as_dkim_res_name(best));
+    } else if (f == 1) {
+        lua_createtable(L, (int)r->nsigs, 0);
+        for (size_t i = 0; i < r->nsigs; i++) {
+            const struct as_dkim_sig *g = &r->sigs[i];
+            lua_createtable(L, 0, 8);
+            set_str(L, "result", as_dkim_res_name(g->result));
+            if (g->domain) set_str(L, "domain", g->domain);
+            if (g->selector) set_str(L, "selector", g->selector);
+            if (g->algorithm) set_str(L, "algorithm", g->algorithm);
+            lua_pushinteger(L, g->key_bits);
+            lua_setfield(L, -2, "key_bits");
+            if (g->identity) set_str(L, "identity", g->identity);
+            lua_pushboolean(L, g->testing);
+            lua_setfield(L, -2, "testing");
+            if (g->reason) set_str(L, "reason", g->reason);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+    } else {
+        lua_pushinteger(L, (lua_Integer)r->nignored);
     }
-    lua_createtable(L, 0, 4);
-    /* the best result: pass if any signature passed */
-    enum as_dkim_res best = AS_DKIM_NONE;
-    for (size_t i = 0; i < r->nsigs; i++)
-        if (best == AS_DKIM_NONE || r->sigs[i].result == AS_DKIM_PASS) best = r->sigs[i].result;
-    set_str(L, "result", as_dkim_res_name(best));
-    lua_createtable(L, (int)r->nsigs, 0);
-    for (size_t i = 0; i < r->nsigs; i++) {
-        const struct as_dkim_sig *g = &r->sigs[i];
-        lua_createtable(L, 0, 8);
-        set_str(L, "result", as_dkim_res_name(g->result));
-        set_opt(L, "domain", g->domain);
-        set_opt(L, "selector", g->selector);
-        set_opt(L, "algorithm", g->algorithm);
-        lua_pushinteger(L, g->key_bits);
-        lua_setfield(L, -2, "key_bits");
-        set_opt(L, "identity", g->identity);
-        set_bool(L, "testing", g->testing);
-        set_opt(L, "reason", g->reason);
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
-    lua_setfield(L, -2, "signatures");
-    lua_pushinteger(L, (lua_Integer)r->nignored);
-    lua_setfield(L, -2, "ignored");
-    return 1;
 }
 
-static int t_get_dmarc(lua_State *L)
+static const char *const dmarc_fields[] = {
+    "result", "discovery", "author_domain", "policy_domain", "org_domain", "policy",
+    "policy_tag", "disposition", "p", "sp", "np", "testing", "pct", "record", "reasons",
+    "spf_aligned", "spf_domain", "spf_result", "dkim_aligned", "dkim_domain", "aspf", "adkim",
+    "comment", "auth_results", NULL,
+};
+
+static void dmarc_field(lua_State *L, const void *p, int f)
 {
-    const struct as_dmarc_result *r = as_task_get_result(check_task(L, 1), AS_DMARC_RESULT_KEY);
-    if (!r || r->version < 1) {
-        lua_pushnil(L);
-        return 1;
-    }
-    lua_createtable(L, 0, 20);
-    set_str(L, "result", as_dmarc_res_name(r->result));
-    set_str(L, "discovery", r->discovery == AS_DMARC_DISCOVERY_PSL ? "psl" : "tree");
-    set_opt(L, "author_domain", r->author_domain);
-    set_opt(L, "policy_domain", r->policy_domain);
-    set_opt(L, "org_domain", r->org_domain);
-    set_str(L, "policy", as_dmarc_policy_name(r->policy));
-    set_opt(L, "policy_tag", r->policy_tag);
-    set_str(L, "disposition", as_dmarc_policy_name(r->disposition));
-    if (r->record) {
-        set_str(L, "p", as_dmarc_policy_name(r->record->p));
-        set_str(L, "sp", as_dmarc_policy_name(r->record->sp));
-        set_str(L, "np", as_dmarc_policy_name(r->record->np));
-        set_bool(L, "testing", r->record->testing);
-        lua_pushinteger(L, r->record->pct);
-        lua_setfield(L, -2, "pct");
-        set_opt(L, "record", r->record->text);
-    }
+    const struct as_dmarc_result *r = p;
+    const struct as_dmarc_record *rec = r->record;
     static const struct { unsigned bit; const char *name; } reasons[] = {
         { AS_DMARC_REASON_TESTING, "testing" }, { AS_DMARC_REASON_SAMPLED_OUT, "sampled_out" },
         { AS_DMARC_REASON_MAILING_LIST, "mailing_list" },
         { AS_DMARC_REASON_MULTI_FROM, "multi_from" }, { AS_DMARC_REASON_INCOMPLETE, "incomplete" },
         { AS_DMARC_REASON_BAD_POLICY, "bad_policy" }, { AS_DMARC_REASON_NO_AUTHOR, "no_author" },
     };
-    lua_newtable(L);
-    int k = 0;
-    for (size_t i = 0; i < AS_ARRAY_LEN(reasons); i++)
-        if (r->reasons & reasons[i].bit) {
-            lua_pushstring(L, reasons[i].name);
-            lua_rawseti(L, -2, ++k);
+    if (f >= 8 && f <= 13 && !rec) {   /* the record's tags: none without a record */
+        lua_pushnil(L);
+        return;
+    }
+    switch (f) {
+    case 0: lua_pushstring(L, as_dmarc_res_name(r->result)); break;
+    case 1: lua_pushstring(L, r->discovery == AS_DMARC_DISCOVERY_PSL ? "psl" : "tree"); break;
+    case 2: push_opt(L, r->author_domain); break;
+    case 3: push_opt(L, r->policy_domain); break;
+    case 4: push_opt(L, r->org_domain); break;
+    case 5: lua_pushstring(L, as_dmarc_policy_name(r->policy)); break;
+    case 6: push_opt(L, r->policy_tag); break;
+    case 7: lua_pushstring(L, as_dmarc_policy_name(r->disposition)); break;
+    case 8: lua_pushstring(L, as_dmarc_policy_name(rec->p)); break;
+    case 9: lua_pushstring(L, as_dmarc_policy_name(rec->sp)); break;
+    case 10: lua_pushstring(L, as_dmarc_policy_name(rec->np)); break;
+    case 11: lua_pushboolean(L, rec->testing); break;
+    case 12: lua_pushinteger(L, rec->pct); break;
+    case 13: push_opt(L, rec->text); break;
+    case 14: {
+        lua_newtable(L);
+        int k = 0;
+        for (size_t i = 0; i < AS_ARRAY_LEN(reasons); i++)
+            if (r->reasons & reasons[i].bit) {
+                lua_pushstring(L, reasons[i].name);
+                lua_rawseti(L, -2, ++k);
+            }
+        break;
+    }
+    case 15: lua_pushboolean(L, r->spf_aligned); break;
+    case 16: push_opt(L, r->spf_domain); break;
+    case 17: lua_pushstring(L, as_spf_res_name(r->spf_result)); break;
+    case 18: lua_pushboolean(L, r->dkim_aligned); break;
+    case 19: push_opt(L, r->dkim_domain); break;
+    case 20: lua_pushstring(L, r->aspf_strict ? "s" : "r"); break;
+    case 21: lua_pushstring(L, r->adkim_strict ? "s" : "r"); break;
+    case 22: push_opt(L, r->comment); break;
+    default: push_opt(L, r->auth_results); break;
+    }
+}
+
+static const struct {
+    const char *key;                       /* as_task_get_result() key */
+    const char *const *fields;
+    void (*field)(lua_State *L, const void *r, int f);
+} result_kinds[LR_COUNT] = {
+    [LR_SPF] = { AS_SPF_RESULT_KEY, spf_fields, spf_field },
+    [LR_DKIM] = { AS_DKIM_RESULT_KEY, dkim_fields, dkim_field },
+    [LR_DMARC] = { AS_DMARC_RESULT_KEY, dmarc_fields, dmarc_field },
+};
+
+static struct result_proxy *check_proxy(lua_State *L)
+{
+    struct result_proxy *p = luaL_checkudata(L, 1, RESULT_MT);
+    lua_getiuservalue(L, 1, 1);
+    const struct as_lua_task_ud *ud = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (!ud || !ud->task) luaL_error(L, "result used after its scan ended");
+    return p;
+}
+
+static int proxy_index(lua_State *L)
+{
+    struct result_proxy *p = check_proxy(L);
+    const char *k = lua_tostring(L, 2);
+    const char *const *names = result_kinds[p->kind].fields;
+    for (int i = 0; k && names[i]; i++)
+        if (strcmp(names[i], k) == 0) {
+            result_kinds[p->kind].field(L, p->r, i);
+            return 1;
         }
-    lua_setfield(L, -2, "reasons");
-    set_bool(L, "spf_aligned", r->spf_aligned);
-    set_opt(L, "spf_domain", r->spf_domain);
-    set_str(L, "spf_result", as_spf_res_name(r->spf_result));
-    set_bool(L, "dkim_aligned", r->dkim_aligned);
-    set_opt(L, "dkim_domain", r->dkim_domain);
-    set_str(L, "aspf", r->aspf_strict ? "s" : "r");
-    set_str(L, "adkim", r->adkim_strict ? "s" : "r");
-    set_opt(L, "comment", r->comment);
-    set_opt(L, "auth_results", r->auth_results);
+    lua_pushnil(L);
     return 1;
 }
+
+static int proxy_newindex(lua_State *L)
+{
+    return luaL_error(L, "the %s result is read-only", result_kinds[check_proxy(L)->kind].key);
+}
+
+static int proxy_next(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 2);
+    if (lua_next(L, 1)) return 2;
+    lua_pushnil(L);
+    return 1;
+}
+
+/* pairs(result): the whole result as a fresh table */
+static int proxy_pairs(lua_State *L)
+{
+    struct result_proxy *p = check_proxy(L);
+    const char *const *names = result_kinds[p->kind].fields;
+    lua_pushcfunction(L, proxy_next);
+    lua_newtable(L);
+    for (int i = 0; names[i]; i++) {
+        result_kinds[p->kind].field(L, p->r, i);
+        if (lua_isnil(L, -1)) lua_pop(L, 1);
+        else lua_setfield(L, -2, names[i]);
+    }
+    lua_pushnil(L);
+    return 3;
+}
+
+static int proxy_tostring(lua_State *L)
+{
+    lua_pushfstring(L, "%s result", result_kinds[check_proxy(L)->kind].key);
+    return 1;
+}
+
+static int get_result(lua_State *L, enum lua_result which)
+{
+    struct as_task *t = check_task(L, 1);
+    struct lua_task_ctx *c = task_ctx(t);
+    if (c && c->result_ref[which] > 0) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, c->result_ref[which]);
+        return 1;
+    }
+    const int *version = as_task_get_result(t, result_kinds[which].key);
+    if (!version || *version < 1) {   /* every typed result starts with its version */
+        lua_pushnil(L);
+        return 1;
+    }
+    struct result_proxy *p = lua_newuserdatauv(L, sizeof *p, 1);
+    p->r = version;
+    p->kind = which;
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1);
+    luaL_setmetatable(L, RESULT_MT);
+    if (c) {
+        lua_pushvalue(L, -1);
+        c->result_ref[which] = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    return 1;
+}
+
+static int t_get_spf(lua_State *L) { return get_result(L, LR_SPF); }
+static int t_get_dkim(lua_State *L) { return get_result(L, LR_DKIM); }
+static int t_get_dmarc(lua_State *L) { return get_result(L, LR_DMARC); }
 
 static int t_tostring(lua_State *L)
 {
@@ -708,8 +821,15 @@ static void ctx_destroy(void *arg)
 {
     struct lua_task_ctx *c = arg;
     c->ud->task = NULL;
+    if (c->run.co && c->run.rule)   /* the deadline or the client cut it short */
+        as_log(AS_LOG_WARN, "<%s> lua: rule %s (%s) did not finish: the scan ended while it "
+               "waited", c->ud->id, c->run.rule->name ? c->run.rule->name : "(callback)",
+               c->run.rule->where);
     as_lua_run_end(c->s, &c->run);
-    luaL_unref(as_lua_state(c->s), LUA_REGISTRYINDEX, c->ud_ref);
+    lua_State *L = as_lua_state(c->s);
+    for (int i = 0; i < LR_COUNT; i++)
+        if (c->result_ref[i] > 0) luaL_unref(L, LUA_REGISTRYINDEX, c->result_ref[i]);
+    luaL_unref(L, LUA_REGISTRYINDEX, c->ud_ref);
 }
 
 static struct lua_task_ctx *ctx_get(struct as_task *t, struct as_lua *s)
@@ -951,6 +1071,13 @@ static int lua_init(struct as_plugin_ctx *ctx, void **state)
     lua_setfield(L, -2, "__tostring");
     lua_pushcfunction(L, ip_eq);
     lua_setfield(L, -2, "__eq");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, RESULT_MT);
+    static const luaL_Reg proxy_mm[] = {
+        { "__index", proxy_index }, { "__newindex", proxy_newindex },
+        { "__pairs", proxy_pairs }, { "__tostring", proxy_tostring }, { NULL, NULL },
+    };
+    luaL_setfuncs(L, proxy_mm, 0);
     lua_pop(L, 1);
     luaL_newlib(L, dns_funcs);
     as_lua_set_module(L, "rspamd_dns");

@@ -140,10 +140,12 @@ static void log_verdict(const struct as_task *t)
         const struct as_task_symbol *s = as_task_symbol_at(t, i);
         sbuf_printf(&syms, "%s%s(%.2f)", i ? "," : "", s->sym->name, s->score);
     }
-    as_task_log(t, AS_LOG_INFO, "ip=%s from=%s qid=%s action=\"%s\" score=%.2f/%.2f "
+    /* a forced action names who forced it (a Lua site rule, DMARC...) */
+    as_task_log(t, AS_LOG_INFO, "ip=%s from=%s qid=%s action=\"%s\"%s%s score=%.2f/%.2f "
                 "symbols=[%s] time=%.3fms%s",
                 env->ip ? env->ip : "-", env->mail_from ? env->mail_from : "-",
-                env->queue_id ? env->queue_id : "-", as_action_name(v->action), v->score,
+                env->queue_id ? env->queue_id : "-", as_action_name(v->action),
+                v->forced_by ? " forced_by=" : "", v->forced_by ? v->forced_by : "", v->score,
                 v->required_score, syms.data ? syms.data : "", as_task_elapsed(t) * 1000,
                 v->timed_out ? " timed_out" : "");
     sbuf_free(&syms);

@@ -16,6 +16,7 @@
  - the sandbox: no io, os.execute, loadfile, dofile, bytecode, require of
    paths outside the library folders;
  - async DNS from a rule (rspamd_dns.request yields, the loop goes on);
+ - the shipped example lua/examples/mailing_list_quarantine.lua;
  - a syntax error: --check-config names file:line; on SIGHUP the reload is
    refused and the previous rules keep working.
 """
@@ -101,6 +102,26 @@ rspamd_config:register_symbol{
   end,
 }
 
+local function npairs(t)
+  local n = 0
+  for _ in pairs(t) do n = n + 1 end
+  return n
+end
+
+-- the structured results (nil when the plugins skip an authenticated user)
+local function structured(task)
+  local dm = task:get_dmarc()
+  if not dm then return {'dmarc=nil'} end
+  return {
+    'dmarc_pairs=' .. tostring(npairs(dm) >= 15),
+    'dmarc_ro=' .. tostring(not pcall(function() dm.result = 'fail' end)),
+    'dmarc_same=' .. tostring(task:get_dmarc() == dm),
+    'dmarc=' .. dm.result .. '/' .. dm.policy .. '/' .. tostring(dm.spf_aligned),
+    'dkim_sigs=' .. #task:get_dkim().signatures,
+    'spf_mailfrom=' .. task:get_spf().mailfrom.result,
+  }
+end
+
 -- reading API: everything a rule sees, in one symbol's options
 rspamd_config:register_symbol{
   name = 'SITE_SEEN',
@@ -127,7 +148,8 @@ rspamd_config:register_symbol{
       'has_bogus=' .. tostring(task:has_symbol('NO_SUCH_SYMBOL')),
       'get_symbol=' .. tostring(task:get_symbol(syms[1])[1].name == syms[1]),
       'nsyms_gt0=' .. tostring(#syms > 0),
-      'required=' .. sc[2]
+      'required=' .. sc[2],
+      structured(task)
   end,
 }
 
@@ -191,6 +213,57 @@ rspamd_config.LUA_SANDBOX = function(task)
   return true, out
 end
 
+rspamd_config.LUA_SLOW_DNS = function(task)
+  if not task:get_header('X-Slow-Dns') then return false end
+  local ok = require('rspamd_dns').request({task = task, type = 'txt', name = 'slow.example'})
+  return true
+end
+
+-- binding corners, each one option
+rspamd_config.LUA_CORNERS = function(task)
+  if not task:get_header('X-Corners') then return false end
+  local out = {}
+  local function add(k, v) out[#out + 1] = k .. '=' .. tostring(v) end
+  local f = task:get_from('smtp')
+  add('null_sender', f and f[1].addr == '' and f[1].domain == '')
+  add('no_header_full', task:get_header_full('X-None') == nil)
+  add('no_header', task:get_header('X-None') == nil)
+  add('enforce_form', task:insert_result(true, 'LUA_STILL_RUNS', 1.0, 'enforced'))
+  add('unknown_symbol', task:insert_result('NO_SUCH_SYMBOL', 1.0))
+  local ok, err = pcall(task.set_milter_reply, task, {bogus = {}})
+  add('milter_bogus', not ok and err:find("'bogus' is not supported") ~= nil)
+  ok, err = pcall(task.set_pre_result, task, 'bogus')
+  add('bad_action', not ok and err:find('unknown action bogus') ~= nil)
+  ok, err = pcall(task.set_pre_result, task, {action = 'reject', result = 'x'})
+  add('named_result', not ok and err:find('named results') ~= nil)
+  add('get_all_opt', rspamd_config:get_all_opt('dmarc') == nil)
+  add('no_ip', task:get_ip():is_valid())
+  add('ip_tostring', tostring(task:get_ip()))
+  add('task_tostring', tostring(task):find('^task<') ~= nil)
+  add('no_rcpt', task:get_recipients('smtp') == nil)
+  add('mime_rcpt', #task:get_recipients('mime'))
+  add('any_from', task:get_from()[1].addr == '')
+  local names, scores = task:get_symbols()
+  add('symbols_pair', #names == #scores)
+  local ok2, err2 = pcall(task.get_from, task, 'bogus')
+  add('bad_kind', not ok2 and err2:find('invalid option') ~= nil)
+  return true, out
+end
+
+-- objects kept from an earlier scan err instead of reading freed memory
+rspamd_config.LUA_KEPT = function(task)
+  if not task:get_header('X-Kept') then return false end
+  local out = {}
+  if KEPT_TASK then
+    local ok, err = pcall(function() return KEPT_TASK:get_header('From') end)
+    out[#out + 1] = 'task=' .. tostring(not ok and err:find('after its scan ended') ~= nil)
+    ok, err = pcall(function() return KEPT_DMARC.result end)
+    out[#out + 1] = 'dmarc=' .. tostring(not ok and err:find('after its scan ended') ~= nil)
+  end
+  KEPT_TASK, KEPT_DMARC = task, task:get_dmarc()
+  return true, out
+end
+
 rspamd_config:register_symbol{
   name = 'LUA_DNS',
   callback = function(task)
@@ -205,6 +278,7 @@ rspamd_config:register_symbol{
 """
 
 CONFIG = """workers = 1
+settings.nolua.plugins_disabled = lua
 [lua]
 dir = %s
 max_memory = 32M
@@ -257,6 +331,9 @@ def test_site_rules():
         T.eq("partner: the rule's symbol, from get_dmarc/get_spf/get_dkim",
              r["symbols"].get("SITE_PARTNER_SOFTENED", {}).get("options"),
              ["partner.example", "p=reject", "spf=fail", "aligned=false", "dkim=none"])
+        T.check("partner: the scan's log line names who forced the action",
+                re.search(r'action="quarantine" forced_by=site_partner ', d.log()),
+                d.log()[-2000:])
         T.check("partner: logged with the scan id",
                 re.search(r"<[0-9a-f]{12}> site_partner set the action to quarantine", d.log()),
                 d.log()[-2000:])
@@ -281,18 +358,28 @@ def test_site_rules():
                 r["symbols"].get("SITE_LOOKALIKE", {}).get("description") ==
                 "From domain looks like example.com", r)
 
+        # a Settings-ID profile switches the Lua rules off like a plugin
+        st, r = d.checkv2(LOOKALIKE_MSG, headers={"IP": "198.51.100.9", "Settings-ID": "nolua",
+                                                  "From": "ceo@examp1e.com"})
+        T.check("settings: plugins_disabled = lua skips the rules",
+                "SITE_LOOKALIKE" not in r["symbols"] and r["action"] != "reject", r)
+
         # the reading API
-        st, r = d.checkv2(PROBE_MSG, headers={
-            "IP": "192.0.2.7", "Helo": "mx.example.com", "Hostname": "mx.example.com",
-            "User": "alice", "Queue-Id": "Q123", "From": "alice@example.com",
-            "Rcpt": "Bob@Example.ORG"})
+        probe_hdrs = {"IP": "192.0.2.7", "Helo": "mx.example.com", "Hostname": "mx.example.com",
+                      "Queue-Id": "Q123", "From": "alice@example.com", "Rcpt": "Bob@Example.ORG"}
+        st, r = d.checkv2(PROBE_MSG, headers=dict(probe_hdrs, User="alice"))
+        opts = r["symbols"].get("SITE_SEEN", {}).get("options", [])
+        T.check("reading API: user=alice", "user=alice" in opts, opts)
+        st, r = d.checkv2(PROBE_MSG, headers=probe_hdrs)
         opts = r["symbols"].get("SITE_SEEN", {}).get("options", [])
         for want in ("ip=192.0.2.7", "v4", "helo=mx.example.com", "hostname=mx.example.com",
-                     "user=alice", "qid=Q123", "smtp_from=alice@example.com",
+                     "user=nil", "qid=Q123", "smtp_from=alice@example.com",
                      "mime_from=alice@example.com", "rcpt=Bob@Example.ORG/example.org",
                      "mime_rcpt=bob@example.org", "probe=one/2/two  folded", "has_first=true",
                      "has_bogus=false", "get_symbol=true",
-                     "nsyms_gt0=true", "required=15.0"):
+                     "nsyms_gt0=true", "required=15.0", "dmarc_pairs=true", "dmarc_ro=true",
+                     "dmarc_same=true", "dmarc=pass/reject/true", "dkim_sigs=0",
+                     "spf_mailfrom=pass"):
             T.check("reading API: %s" % want, want in opts, opts)
         milter = r.get("milter", {})
         T.eq("set_milter_reply: header added", milter.get("add_headers", {}).get("X-Site", {})
@@ -385,7 +472,8 @@ def test_hostile_rules():
     luadir = d.path("lua")
     os.mkdir(luadir)
     write(os.path.join(luadir, "10-hostile.lua"), HOSTILE)
-    d.config_text = CONFIG.split("[symbols.")[0] % luadir
+    d.config_text = ("limits.scan_timeout = 1s\ndns.timeout = 5s\n" +
+                     CONFIG.split("[symbols.")[0] % luadir)
     src = os.path.join(luadir, "10-hostile.lua")
     with d:
         for hdr, sym, what, snippet in ((b"X-Loop", "LUA_LOOP", "stopped", "while true do end"),
@@ -428,12 +516,68 @@ def test_hostile_rules():
                      "require_path=false", "require_os=true", "bytecode=true", "text_load=2"):
             T.check("sandbox: %s" % want, want in opts, opts)
 
+        st, r = d.checkv2(msg_with(b"X-Corners"), headers={"From": "<>"})
+        opts = r["symbols"].get("LUA_CORNERS", {}).get("options", [])
+        for want in ("null_sender=true", "no_header_full=true", "no_header=true",
+                     "enforce_form=true", "unknown_symbol=false", "milter_bogus=true",
+                     "bad_action=true", "named_result=true", "get_all_opt=true", "no_ip=false",
+                     "ip_tostring=(no ip)", "task_tostring=true", "no_rcpt=true", "mime_rcpt=1",
+                     "any_from=true", "symbols_pair=true", "bad_kind=true"):
+            T.check("binding corner: %s" % want, want in opts, opts)
+        T.check("binding corner: the enforce form added its option",
+                "enforced" in r["symbols"].get("LUA_STILL_RUNS", {}).get("options", []),
+                r["symbols"])
+
+        d.checkv2(msg_with(b"X-Kept"))
+        st, r = d.checkv2(msg_with(b"X-Kept"))
+        T.eq("a task kept past its scan errs", r["symbols"].get("LUA_KEPT", {}).get("options"),
+             ["task=true", "dmarc=true"])
+
         st, r = d.checkv2(msg_with(b"X-Dns"))
         opts = r["symbols"].get("LUA_DNS", {}).get("options", [])
         for want in ("ok=true", "txt=hello from dns", "ok2=false", "err2=nxdomain"):
             T.check("async DNS: %s" % want, want in opts, opts)
+        # the scan deadline passes while a rule waits for DNS
+        mark = d.log_mark()
+        st, r = d.checkv2(msg_with(b"X-Slow-Dns"), timeout=60)
+        T.eq("deadline: the scan answers", st, 200)
+        T.check("deadline: AUTHSCAN_TIMEOUT names the lua plugin",
+                "lua" in r["symbols"].get("AUTHSCAN_TIMEOUT", {}).get("options", []),
+                r["symbols"])
+        T.check("deadline: the waiting rule's symbol is skipped",
+                "LUA_SLOW_DNS" not in r["symbols"], r["symbols"])
+        d.wait_log(r"lua: rule LUA_SLOW_DNS \(\S+\) did not finish", since=mark)
         T.check("no sanitizer report", "Sanitizer" not in d.log() and
                 "runtime error" not in d.log(), d.log()[-2000:])
+
+
+def test_example_mailing_list():
+    """lua/examples/mailing_list_quarantine.lua, as shipped."""
+    d = harness.Daemon(workers=1, zone=ZONE)
+    luadir = d.path("lua")
+    os.mkdir(luadir)
+    shutil.copy(os.path.join(harness.SRC, "lua", "examples", "mailing_list_quarantine.lua"),
+                luadir)
+    d.config_text = "workers = 1\nlua.dir = %s\n" % luadir
+    list_msg = (b"From: Alice <alice@example.com>\r\nTo: dev@lists.example.org\r\n"
+                b"List-Id: Developers <dev.lists.example.org>\r\n"
+                b"Subject: [dev] patch\r\nMessage-ID: <m1@example.com>\r\n\r\nhi\r\n")
+    hdrs = {"IP": "198.51.100.9", "From": "dev-bounces@lists.example.org"}
+    with d:
+        st, r = d.checkv2(list_msg, headers=hdrs)
+        T.eq("example: DMARC fails for p=reject example.com",
+             "DMARC_POLICY_REJECT" in r["symbols"], True)
+        T.eq("example: trusted list softened to quarantine", r["action"], "quarantine")
+        T.eq("example: module", r.get("passthrough_module"), "site_mailing_list")
+        T.eq("example: symbol with the list id",
+             r["symbols"].get("SITE_LIST_QUARANTINE", {}).get("options"),
+             ["dev.lists.example.org"])
+        st, r = d.checkv2(list_msg.replace(b"lists.example.org>", b"lists.example.net>"),
+                          headers=hdrs)
+        T.eq("example: an unknown list stays rejected", r["action"], "reject")
+        st, r = d.checkv2(list_msg.replace(b"List-Id: Developers <dev.lists.example.org>\r\n",
+                                           b""), headers=hdrs)
+        T.eq("example: no List-Id stays rejected", r["action"], "reject")
 
 
 def test_broken_file_and_reload():
@@ -482,6 +626,7 @@ def main():
     T.run(test_site_rules)
     T.run(test_pre_result_semantics)
     T.run(test_hostile_rules)
+    T.run(test_example_mailing_list)
     T.run(test_broken_file_and_reload)
 
 
