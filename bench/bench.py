@@ -43,6 +43,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import nsd as nsd_mod  # noqa: E402  (the project's private-nsd helper)
+sys.path.insert(0, HERE)
+import mta as mta_mod  # noqa: E402  (the "mta" step: milter and spamd vs /checkv2)
 
 TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -840,6 +842,9 @@ def report(R):
         for t in R["targets"]:
             a("| %s | %s | %s |" % tuple(t))
         a("")
+    if R.get("mta"):
+        a("")
+        L.extend(mta_mod.report_lines(R["mta"]))
     return "\n".join(L) + "\n"
 
 
@@ -924,7 +929,7 @@ def main():
     ap.add_argument("--no-crypto", action="store_true")
     ap.add_argument("--peers", action="store_true", help="also run the shared testbed (rspamd, spamd)")
     ap.add_argument("--peer-duration", type=int, default=15)
-    ap.add_argument("--only", default="", help="comma list of steps: crypto,inproc,check,load,soak,profile,peers")
+    ap.add_argument("--only", default="", help="comma list of steps: crypto,inproc,check,load,mta,soak,profile,peers")
     ap.add_argument("--command", default="bench/run")
     ap.add_argument("--tag", default="", help="suffix for the results file (bench/results/<date>-<tag>.md)")
     ap.add_argument("--rerender", metavar="JSON", help="only rewrite the report from a saved results JSON")
@@ -940,7 +945,8 @@ def main():
             f.write(md)
         print(md)
         return
-    steps = set(a.only.split(",")) if a.only else {"crypto", "inproc", "check", "load", "soak", "profile"}
+    steps = set(a.only.split(",")) if a.only else {"crypto", "inproc", "check", "load", "mta", "soak",
+                                                   "profile"}
     if a.peers:
         steps.add("peers")
     if a.no_profile:
@@ -977,7 +983,7 @@ def main():
     if "inproc" in steps:
         log("in-process: authscan bench, offline zone, %d passes x %d messages, 3 runs" % (a.passes, len(rows)))
         R["inproc"] = inproc(authscan, manifest, zone, a.work, a.passes, 3)
-    need_daemon = steps & {"check", "load", "soak"}
+    need_daemon = steps & {"check", "load", "mta", "soak"}
     if need_daemon:
         server = nsd_mod.NSD({".": zone}).start()
         dns = server.address
@@ -1034,6 +1040,15 @@ def main():
                                 (x["msgs_per_s"], x["p50_ms"], x["p99_ms"], x["p999_ms"]))
                 finally:
                     d.stop()
+            if "mta" in steps:
+                log("mta: CPU per message over /checkv2, milter and spamd, c=8 and c=64, %d s each"
+                    % a.duration)
+                R["mta"] = mta_mod.run_mta(Daemon, cpu_s, wait_quiet, authscand, dns, rows, corpus,
+                                           a.work, a.duration)
+                for x in R["mta"]:
+                    log("  %-6s c=%-3d %6.0f msgs/s  %.3f ms CPU/msg (%.2fx /checkv2)  errors %d" %
+                        (x["proto"], x["conc"], x["msgs_per_s"], x["cpu_ms_per_msg"], x["vs_http"],
+                         x["errors"]))
             if "soak" in steps:
                 R["soak"] = soak(authscand, dns, manifest, a.work, a.soak)
         finally:
