@@ -46,6 +46,8 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import nsd as nsd_mod  # noqa: E402  (the project's private-nsd helper)
 import harness as test_harness  # noqa: E402  (RedisServer: a private redis-server)
+sys.path.insert(0, HERE)
+import mta as mta_mod  # noqa: E402  (the "mta" step: milter and spamd vs /checkv2)
 
 TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -993,6 +995,9 @@ def report(R):
         for t in R["targets"]:
             a("| %s | %s | %s |" % tuple(t))
         a("")
+    if R.get("mta"):
+        a("")
+        L.extend(mta_mod.report_lines(R["mta"]))
     return "\n".join(L) + "\n"
 
 
@@ -1085,7 +1090,7 @@ def main():
     ap.add_argument("--no-crypto", action="store_true")
     ap.add_argument("--peers", action="store_true", help="also run the shared testbed (rspamd, spamd)")
     ap.add_argument("--peer-duration", type=int, default=15)
-    ap.add_argument("--only", default="", help="comma list of steps: crypto,inproc,lua,check,load,soak,history,profile,peers")
+    ap.add_argument("--only", default="", help="comma list of steps: crypto,inproc,lua,check,load,mta,soak,history,profile,peers")
     ap.add_argument("--history-senders", type=int, default=10000,
                     help="senders for the Redis memory figure of the history step (0: skip it)")
     ap.add_argument("--command", default="bench/run")
@@ -1103,7 +1108,7 @@ def main():
             f.write(md)
         print(md)
         return
-    steps = set(a.only.split(",")) if a.only else {"crypto", "inproc", "lua", "check", "load", "soak",
+    steps = set(a.only.split(",")) if a.only else {"crypto", "inproc", "lua", "check", "load", "mta", "soak",
                                                    "history", "profile"}
     if a.peers:
         steps.add("peers")
@@ -1144,7 +1149,7 @@ def main():
     if "lua" in steps:
         log("Lua rules: authscan bench with none, one empty hook, ten rules; 5 interleaved runs")
         R["lua"] = lua_cost(authscan, manifest, zone, a.passes)
-    need_daemon = steps & {"check", "load", "soak", "history"}
+    need_daemon = steps & {"check", "load", "mta", "soak", "history"}
     if need_daemon:
         server = nsd_mod.NSD({".": zone}).start()
         dns = server.address
@@ -1201,6 +1206,15 @@ def main():
                                 (x["msgs_per_s"], x["p50_ms"], x["p99_ms"], x["p999_ms"]))
                 finally:
                     d.stop()
+            if "mta" in steps:
+                log("mta: CPU per message over /checkv2, milter and spamd, c=8 and c=64, %d s each"
+                    % a.duration)
+                R["mta"] = mta_mod.run_mta(Daemon, cpu_s, wait_quiet, authscand, dns, rows, corpus,
+                                           a.work, a.duration)
+                for x in R["mta"]:
+                    log("  %-6s c=%-3d %6.0f msgs/s  %.3f ms CPU/msg (%.2fx /checkv2)  errors %d" %
+                        (x["proto"], x["conc"], x["msgs_per_s"], x["cpu_ms_per_msg"], x["vs_http"],
+                         x["errors"]))
             if "soak" in steps:
                 R["soak"] = soak(authscand, dns, manifest, a.work, a.soak)
             if "history" in steps:

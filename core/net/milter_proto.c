@@ -183,7 +183,7 @@ void as_milter_put_strings(struct sbuf *out, char code, long index, ...)
 
 void as_milter_reply_text(struct sbuf *out, const char *text, size_t max)
 {
-    for (size_t i = 0; text[i] && i < max; i++) {
+    for (size_t i = 0; i < max && text[i]; i++) {
         unsigned char ch = (unsigned char)text[i];
         if (ch == '%') sbuf_adds(out, "%%");
         else if (ch < 32 || ch >= 127) sbuf_addc(out, '?');

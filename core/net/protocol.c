@@ -5,12 +5,14 @@
 #include "net/http_adapter.h"
 #include "net/milter_adapter.h"
 #include "net/protocol.h"
+#include "net/spamd_adapter.h"
 #include "util/util.h"
 
 /* Every adapter, by name.  A new protocol is one more line here. */
 static const struct as_protocol *const protocols[] = {
     &as_http_protocol,
     &as_milter_protocol,
+    &as_spamd_protocol,
 };
 
 size_t as_protocol_count(void) { return AS_ARRAY_LEN(protocols); }

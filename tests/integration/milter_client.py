@@ -84,8 +84,12 @@ class MilterClient:
         self.send(b"D", for_cmd + strings(*[x for k, v in kv.items() for x in (k, v)]))
 
     def message(self, frm, rcpts, headers, body, ip="192.0.2.10", helo="client.test",
-                hostname="client.test", qid="4ABC123", macros=None, connect=True):
-        """A whole SMTP transaction; returns the end-of-message replies."""
+                hostname="client.test", qid="4ABC123", macros=None, connect=True,
+                raw_values=False):
+        """A whole SMTP transaction; returns the end-of-message replies.
+        raw_values: header values are sent as given (they already hold
+        the blanks after the colon), else one space is put before each
+        when HDR_LEADSPC was negotiated."""
         if connect:
             if macros:
                 self.macro(b"C", **macros)
@@ -96,7 +100,7 @@ class MilterClient:
             self.step(b"R", strings(r), 0x8000)
         self.macro(b"T", i=qid)
         self.step(b"T", b"", 0x10000)
-        lead = " " if self.steps & HDR_LEADSPC else ""
+        lead = " " if self.steps & HDR_LEADSPC and not raw_values else ""
         for name, value in headers:
             self.step(b"L", name.encode() + b"\0" + (lead + value).encode() + b"\0", 0x80)
         self.step(b"N", b"", 0x40000)

@@ -122,12 +122,12 @@ def test_config_errors():
     tmp = tempfile.mkdtemp(prefix="authscan-listen-")
     try:
         rc, out, err, path = check_config(tmp, "workers = 1\n\nlisten = lmtp@127.0.0.1:11332\n")
-        want = '%s:3: listen "lmtp@127.0.0.1:11332": unknown protocol "lmtp" (known: http, milter)' % path
+        want = '%s:3: listen "lmtp@127.0.0.1:11332": unknown protocol "lmtp" (known: http, milter, spamd)' % path
         T.check("unknown protocol: got rc %d %r, want %r" % (rc, err.strip(), want),
                 rc != 0 and want in err, err)
-        rc, out, err, path = check_config(tmp, "workers = 1\n", ["-l", "spamd@unix:/tmp/x.sock"])
+        rc, out, err, path = check_config(tmp, "workers = 1\n", ["-l", "smtp@unix:/tmp/x.sock"])
         T.check("unknown protocol on the command line names it: got %r" % err.strip(),
-                rc != 0 and 'command line: listen "spamd@unix:/tmp/x.sock": unknown protocol' in err,
+                rc != 0 and 'command line: listen "smtp@unix:/tmp/x.sock": unknown protocol' in err,
                 err)
         rc, out, err, path = check_config(tmp, "workers = 1\n", ["-l", "@127.0.0.1:1"])
         T.check("empty protocol: got %r" % err.strip(), rc != 0 and "empty protocol" in err, err)

@@ -105,9 +105,13 @@ static void test_protocol_table(void)
         { "unix:/tmp/a@b.sock", "http", "unix:/tmp/a@b.sock", "http@unix:/tmp/a@b.sock", 1, NULL },
         { "http@unix:/tmp/a@b.sock", "http", "unix:/tmp/a@b.sock", "http@unix:/tmp/a@b.sock", 1,
           NULL },
-        { "lmtp@127.0.0.1:11332", NULL, "", "", 0, "unknown protocol \"lmtp\" (known: http, milter)" },
+        { "lmtp@127.0.0.1:11332", NULL, "", "", 0,
+          "unknown protocol \"lmtp\" (known: http, milter, spamd)" },
         { "HTTP@127.0.0.1:1", NULL, "", "", 0, "unknown protocol \"HTTP\"" },
-        { "spamd@unix:/run/s.sock", NULL, "", "", 0, "unknown protocol \"spamd\"" },
+        { "spamd@unix:/run/s.sock", "spamd", "unix:/run/s.sock", "spamd@unix:/run/s.sock", 1,
+          NULL },
+        { "milter@127.0.0.1:11332", "milter", "127.0.0.1:11332", "milter@127.0.0.1:11332", 0,
+          NULL },
         { "@127.0.0.1:1", NULL, "", "", 0, "empty protocol before '@'" },
         { "http@", NULL, "", "", 0, "empty address" },
         { "http@127.0.0.1", NULL, "", "", 0, "ADDR:PORT" },
@@ -176,6 +180,15 @@ static void test_check_config(void)
           "t.conf:2: bad value 'X Spam' for 'milter.status_header'" },
         { "listen = milter@127.0.0.1:1\nmilter.timeout = 0\n",
           "t.conf:2: bad value '0' for 'milter.timeout': expected 1s to 1d" },
+        /* the spamd adapter's (spamd_adapter.c check()) */
+        { "listen = spamd@127.0.0.1:1\nspamd.spam_actions = reject, add_header\n"
+          "spamd.trusted_networks = 10.0.0.0/8, 2001:db8::/32, 192.0.2.1\n", NULL },
+        { "listen = 127.0.0.1:1\nspamd.trusted_networks = 10.0.0.0/8\n",
+          "t.conf:2: 'spamd.trusted_networks' has no effect: no 'listen' entry speaks spamd" },
+        { "listen = spamd@127.0.0.1:1\nspamd.spam_actions = reject, spam\n",
+          "t.conf:2: bad item 'spam' in 'spamd.spam_actions'" },
+        { "listen = spamd@127.0.0.1:1\nspamd.trusted_networks = 10.0.0.0/33\n",
+          "t.conf:2: bad item '10.0.0.0/33' in 'spamd.trusted_networks'" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char err[512] = "";

@@ -1,0 +1,172 @@
+"""bench/mta.py - the "mta" step of bench.py: CPU per message over the
+three protocols, in one daemon and one run.
+
+The same corpus goes to /checkv2 (envelope in HTTP headers), to the milter
+socket (a whole SMTP session per message on a kept connection, as Postfix
+sends it: connect, HELO, MAIL, RCPT, macros, header fields, body, end of
+message; the no-reply steps negotiated) and to the spamd socket (PROCESS,
+one connection per message as spamc does; the envelope as a Return-Path and
+a Received field naming the client, with spamd.trusted_networks covering
+the bench's own relay).  Each protocol runs closed-loop at concurrency c for
+`duration` seconds; the daemon's CPU (master + workers, from /proc) is
+divided by the messages answered.  The client is Python (threads): it costs
+more CPU than wrk, but it is not counted, and the comparison is between
+protocols under the same client.
+"""
+import http.client
+import os
+import socket
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "integration"))
+from milter_client import MilterClient  # noqa: E402
+
+
+def split_message(raw):
+    """[(name, value)], body: value as the MTA sends it (after the colon,
+    folding kept, HDR_LEADSPC)."""
+    sep = raw.find(b"\r\n\r\n")
+    eol = b"\r\n"
+    if sep < 0:
+        sep = raw.find(b"\n\n")
+        eol = b"\n"
+    head, body = (raw, b"") if sep < 0 else (raw[:sep], raw[sep + 2 * len(eol):])
+    fields = []
+    for line in head.split(eol):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1][1] += b"\n" + line
+        elif b":" in line:
+            n, _, v = line.partition(b":")
+            fields.append([n, v])
+    return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in fields], body
+
+
+class Load:
+    def __init__(self, rows, corpus):
+        self.items = []
+        for r in rows:
+            raw = open(os.path.join(corpus, "msgs", r["file"]), "rb").read()
+            fields, body = split_message(raw)
+            spamd_msg = (("Return-Path: <%s>\r\nReceived: from %s (%s [%s])\r\n\tby bench.test "
+                          "with ESMTP id B1\r\n" % (r["mail_from"], r["helo"], r["hostname"], r["ip"]))
+                         .encode() + raw)
+            self.items.append((r, raw, fields, body, spamd_msg))
+        self.lock = threading.Lock()
+
+    def run(self, kind, port, conc, duration):
+        stop = time.monotonic() + duration
+        counts = [0] * conc
+        errors = [0] * conc
+
+        def worker(k):
+            i = k
+            mc = hc = None
+            while time.monotonic() < stop:
+                r, raw, fields, body, smsg = self.items[i % len(self.items)]
+                i += conc
+                try:
+                    if kind == "http":
+                        if hc is None:
+                            hc = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                        h = {"IP": r["ip"], "Helo": r["helo"], "From": r["mail_from"],
+                             "Rcpt": r["rcpt"], "Queue-Id": r["queue_id"]}
+                        hc.request("POST", "/checkv2", body=raw, headers=h)
+                        resp = hc.getresponse()
+                        resp.read()
+                        ok = resp.status == 200
+                    elif kind == "milter":
+                        if mc is None:
+                            mc = MilterClient(("127.0.0.1", port))
+                            mc.negotiate()
+                        out = mc.message("<%s>" % r["mail_from"], ["<%s>" % r["rcpt"]], fields, body,
+                                         ip=r["ip"], helo=r["helo"], hostname=r["hostname"] or "unknown",
+                                         qid=r["queue_id"], raw_values=True)
+                        ok = out[-1] is not None and out[-1][0] in (b"a", b"y", b"t", b"d")
+                    else:
+                        s = socket.create_connection(("127.0.0.1", port), timeout=30)
+                        s.sendall(b"PROCESS SPAMC/1.5\r\nContent-length: %d\r\n\r\n" % len(smsg) + smsg)
+                        s.shutdown(socket.SHUT_WR)
+                        data = b""
+                        while True:
+                            chunk = s.recv(65536)
+                            if not chunk:
+                                break
+                            data += chunk
+                        s.close()
+                        ok = data.startswith(b"SPAMD/1.1 0 EX_OK")
+                except (OSError, http.client.HTTPException, AssertionError, TypeError):
+                    ok = False
+                    if mc is not None:
+                        mc.close()
+                    mc = None
+                    if hc is not None:
+                        hc.close()
+                    hc = None
+                if ok:
+                    counts[k] += 1
+                else:
+                    errors[k] += 1
+            if mc is not None:
+                mc.close()
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(conc)]
+        t0 = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return sum(counts), sum(errors), time.monotonic() - t0
+
+
+def run_mta(Daemon, cpu_s, wait_quiet, authscand, dns, rows, corpus, work, duration, levels=(8, 64)):
+    milter_port, spamd_port = free_port(), free_port()
+    cfg = os.path.join(work, "mta-bench.conf")
+    with open(cfg, "w") as f:
+        f.write("spamd.trusted_networks = 127.0.0.0/8\n")
+    d = Daemon(authscand, dns, 2, os.path.join(work, "authscand-mta.log"),
+               extra=["-c", cfg, "-l", "milter@127.0.0.1:%d" % milter_port,
+                      "-l", "spamd@127.0.0.1:%d" % spamd_port]).start()
+    load = Load(rows, corpus)
+    out = []
+    try:
+        for conc in levels:
+            for kind, port in (("http", d.port), ("milter", milter_port), ("spamd", spamd_port)):
+                load.run(kind, port, conc, 1)          # warm-up
+                wait_quiet()
+                pids = d.pids
+                c0 = cpu_s(pids)
+                n, errors, secs = load.run(kind, port, conc, duration)
+                c1 = cpu_s(pids)
+                out.append({"proto": kind, "conc": conc, "messages": n, "errors": errors,
+                            "msgs_per_s": n / secs if secs else 0,
+                            "cpu_ms_per_msg": 1000 * (c1 - c0) / max(1, n)})
+    finally:
+        d.stop()
+    for x in out:
+        base = [y for y in out if y["conc"] == x["conc"] and y["proto"] == "http"][0]
+        x["vs_http"] = x["cpu_ms_per_msg"] / base["cpu_ms_per_msg"] if base["cpu_ms_per_msg"] else 0
+    return out
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def report_lines(rows):
+    lines = ["## CPU per message by protocol (one daemon, 2 workers, same run)", "",
+             "Closed loop, Python client threads (not counted); milter: a whole SMTP session",
+             "per message on a kept connection; spamd: PROCESS, a connection per message.", "",
+             "| protocol | c | messages | msgs/s | errors | CPU ms/msg | vs /checkv2 |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for x in rows:
+        lines.append("| %s | %d | %d | %.0f | %d | %.3f | %.2fx |" %
+                     (x["proto"], x["conc"], x["messages"], x["msgs_per_s"], x["errors"],
+                      x["cpu_ms_per_msg"], x["vs_http"]))
+    return lines
