@@ -1,0 +1,180 @@
+#!/usr/bin/python3
+"""DMARC reporting (plugins/report, `authscan report`) through the real
+daemon, a real private redis-server (harness.RedisServer) and, for sending,
+a real SMTP server on 127.0.0.1 (python3-aiosmtpd):
+
+  - counters: a few hundred messages of several policy domains (pass,
+    fail under p=reject/quarantine/none, t=y, the mailing-list safeguard,
+    a local override, rows that differ in one identifier only) land in
+    Redis as one row hash and one policy hash per policy domain and UTC
+    day, hash-tagged {domain}, with TTLs, and a per-day index of policy
+    domains; the sum of the row counts is the number of messages scanned;
+  - report.enabled = no writes nothing.
+Prints "N passed, N failed"; exits non-zero on failure."""
+import collections
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+sys.path.insert(0, os.path.join(harness.SRC, "tests", "data", "dmarc"))
+import dmarc_harness as H  # noqa: E402
+
+T = harness.Tests("report")
+
+GOOD_IP = "192.0.2.10"
+BAD_IP = "203.0.113.9"
+ZONE = """$ORIGIN .
+$TTL 300
+_dmarc.reject.example. TXT "v=DMARC1; p=reject; rua=mailto:agg@reject.example"
+reject.example. TXT "v=spf1 ip4:192.0.2.10 -all"
+_dmarc.quar.example. TXT "v=DMARC1; p=quarantine; sp=none; adkim=s; rua=mailto:dmarc@quar.example"
+quar.example. TXT "v=spf1 ip4:192.0.2.10 -all"
+_dmarc.none.example. TXT "v=DMARC1; p=none; rua=mailto:agg@none.example"
+none.example. TXT "v=spf1 ip4:192.0.2.10 -all"
+_dmarc.testing.example. TXT "v=DMARC1; p=reject; t=y; rua=mailto:agg@testing.example"
+testing.example. TXT "v=spf1 -all"
+_dmarc.list.example. TXT "v=DMARC1; p=reject; rua=mailto:agg@list.example"
+list.example. TXT "v=spf1 -all"
+nodmarc.example. TXT "v=spf1 ip4:192.0.2.10 -all"
+"""
+# (From domain, client IP, extra header lines): the kinds of messages the
+# counters must keep apart.
+KINDS = [
+    ("reject.example", GOOD_IP, ["X-Test-DKIM: pass reject.example s1"]),
+    ("reject.example", BAD_IP, ["X-Test-DKIM: fail reject.example s1"]),
+    ("reject.example", BAD_IP, ["X-Test-DKIM: fail reject.example s2"]),   # differs in s= only
+    ("quar.example", GOOD_IP, []),
+    ("quar.example", BAD_IP, []),
+    ("none.example", BAD_IP, ["X-Test-DKIM: pass other.example k"]),
+    ("testing.example", BAD_IP, []),
+    ("list.example", BAD_IP, ["List-Id: <l.lists.test>", "X-Test-DKIM: fail list.example ls"]),
+    ("nodmarc.example", GOOD_IP, []),          # no policy: not counted
+]
+
+
+def message(frm_domain, extra, n):
+    lines = ["From: user%d@%s" % (n, frm_domain), "To: rcpt@receiver.test",
+             "Subject: report test %d" % n, "Message-ID: <r%d@test>" % n] + list(extra)
+    return ("\r\n".join(lines) + "\r\n\r\nhello\r\n").encode()
+
+
+def scan(d, kind, n):
+    dom, ip, extra = kind
+    st, reply = d.checkv2(message(dom, extra, n),
+                          headers={"IP": ip, "From": "bounce@%s" % dom, "Helo": "mail.test",
+                                   "Rcpt": "rcpt@receiver.test"})
+    if st != 200:
+        raise AssertionError("scan: got status %d, want 200: %r" % (st, reply))
+    return reply
+
+
+def config(r, extra=""):
+    return ("redis.servers = %s\nreport.enabled = yes\n" % r.address) + extra
+
+
+def scan_load(d, n_msgs):
+    """Scans n_msgs messages round-robin over KINDS; returns the count per
+    policy domain (what the report must add up to)."""
+    want = collections.Counter()
+    for i in range(n_msgs):
+        kind = KINDS[i % len(KINDS)]
+        scan(d, kind, i)
+        if kind[0] != "nodmarc.example":
+            want[kind[0]] += 1
+    return want
+
+
+def utc_day(fmt="%Y%m%d"):
+    return time.strftime(fmt, time.gmtime())
+
+
+def rcmd(r, *args):
+    """r.cmd() with bytes decoded (the fields are ASCII by construction)."""
+    def dec(v):
+        if isinstance(v, bytes):
+            return v.decode()
+        if isinstance(v, list):
+            return [dec(x) for x in v]
+        return v
+    return dec(r.cmd(*args))
+
+
+def row_sums(r, day):
+    out = {}
+    for dom in rcmd(r, "SMEMBERS", "as:{report:}rd:%s" % day) or []:
+        h = rcmd(r, "HGETALL", "as:{%s}rr:%s" % (dom, day)) or []
+        out[dom] = sum(int(h[i + 1]) for i in range(0, len(h), 2))
+    return out
+
+
+def wait_total(r, day, total, timeout=30.0):
+    try:
+        harness.wait_for(lambda: sum(row_sums(r, day).values()) >= total, timeout,
+                         what="%d messages counted" % total)
+    except TimeoutError:
+        pass
+
+
+def test_counters(plugins):
+    with harness.RedisServer() as r, harness.Daemon(workers=2, config=config(r), zone=ZONE,
+                                                    plugins_dir=plugins) as d:
+        day = utc_day()
+        want = scan_load(d, 270)
+        total = sum(want.values())
+        wait_total(r, day, total)
+        T.eq("indexed policy domains", set(rcmd(r, "SMEMBERS", "as:{report:}rd:%s" % day)),
+             set(want))
+        T.eq("row counts per policy domain", row_sums(r, day), dict(want))
+        rows = rcmd(r, "HGETALL", "as:{reject.example}rr:%s" % day)
+        fields = rows[0::2]
+        T.eq("reject.example: distinct rows (s1/s2 kept apart, pass)", len(fields), 3)
+        T.check("rows carry the selector", any("reject.example;s2;fail" in f for f in fields),
+                fields)
+        T.check("rejected row says reject", any("\treject\tfail\tfail\t" in f for f in fields),
+                fields)
+        lrows = rcmd(r, "HGETALL", "as:{list.example}rr:%s" % day)[0::2]
+        T.check("mailing list reason", any("mailing_list=" in f and "\tquarantine\t" in f
+                                           for f in lrows), lrows)
+        trows = rcmd(r, "HGETALL", "as:{testing.example}rr:%s" % day)[0::2]
+        T.check("policy_test_mode reason", any("policy_test_mode=t%3Dy" in f for f in trows),
+                trows)
+        pol = rcmd(r, "HGETALL", "as:{quar.example}rp:%s" % day)
+        T.eq("quar.example policy", pol[0::2],
+             ["1\ttree\tquarantine\tnone\t\ts\tr\t100\tu\tn\tmailto:dmarc@quar.example\t\t0"])
+        for key in ("as:{reject.example}rr:%s" % day, "as:{reject.example}rp:%s" % day,
+                    "as:{report:}rd:%s" % day):
+            ttl = r.cmd("TTL", key)
+            T.check("TTL on %s" % key, 6 * 86400 < ttl <= 7 * 86400, "got %r" % ttl)
+
+
+def test_disabled(plugins):
+    with harness.RedisServer() as r, harness.Daemon(
+            workers=1, config="redis.servers = %s\n" % r.address, zone=ZONE,
+            plugins_dir=plugins) as d:
+        for i in range(5):
+            scan(d, KINDS[i], i)
+        time.sleep(1.0)
+        T.eq("report.enabled = no: keys", rcmd(r, "KEYS", "*"), [])
+
+
+def plugins_dir(tmp):
+    d = H.fixture_dir(tmp)
+    if not os.path.exists(os.path.join(d, "report.so")):
+        H._link(H.PLUGINS, d, "report.so")
+    return d
+
+
+def main():
+    with tempfile.TemporaryDirectory(prefix="authscan-report-") as tmp:
+        plugins = plugins_dir(tmp)
+        T.run(test_counters, plugins)
+        T.run(test_disabled, plugins)
+    return T.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
