@@ -19,6 +19,7 @@
 #include "daemon/master.h"
 #include "daemon/runas.h"
 #include "scan/poison.h"
+#include "scan/stats.h"
 #include "net/protocol.h"
 #include "util/util.h"
 #include "daemon/worker.h"
@@ -65,6 +66,7 @@ struct master {
     struct event *stop_timer;
     int exit_status;
     struct as_poison *poison;     /* shared with the workers: one slot per children[] */
+    struct as_stats_shm *stats;   /* the same, for the daemon-wide counters */
 };
 
 struct as_config *as_master_load(const struct as_master_options *opts, char *err, size_t errlen)
@@ -235,6 +237,7 @@ static int spawn(struct master *m, int gen, int index)
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         as_poison_attach(m->poison, slot);
+        as_stats_shm_attach(m->stats, slot);
         as_worker_main(m->cfg, socks, nsocks, sv[1], index);
     }
     close(sv[1]);
@@ -397,6 +400,7 @@ static void reap(struct master *m)
                c->index, (int)pid, c->gen, how);
         /* a draining worker's in-flight messages count too */
         int scanning = record_crash(m, c, status);
+        as_stats_shm_retire(m->stats, (size_t)(c - m->children));
         /* a scanning worker was ready, even if its byte saying so is
          * still unread in the socket */
         int gen = c->gen, was_ready = c->ready || scanning, index = c->index;
@@ -427,6 +431,7 @@ static void reap(struct master *m)
             m->exit_status = 1;
             continue;
         }
+        as_stats_shm_count_restart(m->stats);
         if (scanning) {
             /* A worker that died in the middle of scans did start: it is
              * not a crash loop, and the poison table keeps the message
@@ -602,6 +607,11 @@ int as_master_run(struct as_config *cfg, const struct as_master_options *opts)
         as_log(AS_LOG_ERR, "%s", err);
         goto fail;
     }
+    m->stats = as_stats_shm_new(AS_ARRAY_LEN(m->children), err, sizeof err);
+    if (!m->stats) {
+        as_log(AS_LOG_ERR, "%s", err);
+        goto fail;
+    }
     if (!opts->foreground && daemonize() < 0) {
         as_log(AS_LOG_ERR, "cannot daemonize: %s", strerror(errno));
         goto fail;
@@ -652,6 +662,7 @@ int as_master_run(struct as_config *cfg, const struct as_master_options *opts)
     as_config_free(m->cfg);
     as_config_free(m->prev_cfg);
     as_poison_free(m->poison);
+    as_stats_shm_free(m->stats);
     free(m);
     as_log(AS_LOG_NOTICE, "stopped");
     return status;
@@ -660,6 +671,7 @@ fail:   /* nothing started yet: give back what open_listeners() got */
     free(pidf);
     for (int i = 0; i < m->nlisteners; i++) listener_close(&m->listeners[i]);
     as_poison_free(m->poison);
+    as_stats_shm_free(m->stats);
     as_config_free(m->cfg);
     free(m);
     return 1;

@@ -705,7 +705,7 @@ static struct as_engine *engine_alloc(struct event_base *base)
     e->base = base;
     e->services = xcalloc(as_service_count() + 1, sizeof *e->services);
     e->service_owned = xcalloc(as_service_count() + 1, 1);
-    e->stats = as_stats_new();
+    e->stats = as_stats_new(e);
     make_id_prefix(e);
     return e;
 }
@@ -838,6 +838,8 @@ void as_engine_free(struct as_engine *e)
     as_settings_free(e->settings);
     if (!e->plugins_borrowed) as_plugins_unload(e->plugins, e->nplugins);
     as_plugins_off_free(&e->off);
+    /* the services' last counts, while their states exist */
+    as_stats_publish(e->stats);
     for (size_t i = as_service_count(); i-- > 0;)
         if (e->service_owned[i] && e->services[i]) as_service_at(i)->stop(e->services[i]);
     free(e->services);
