@@ -17,6 +17,7 @@
 #include "net/listen.h"
 #include "util/log.h"
 #include "daemon/master.h"
+#include "net/controller_adapter.h"
 #include "daemon/runas.h"
 #include "scan/poison.h"
 #include "scan/stats.h"
@@ -607,6 +608,7 @@ int as_master_run(struct as_config *cfg, const struct as_master_options *opts)
         as_log(AS_LOG_ERR, "%s", err);
         goto fail;
     }
+    as_controller_keygen();   /* sessions valid in every worker and generation */
     m->stats = as_stats_shm_new(AS_ARRAY_LEN(m->children), err, sizeof err);
     if (!m->stats) {
         as_log(AS_LOG_ERR, "%s", err);
