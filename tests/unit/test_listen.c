@@ -105,7 +105,7 @@ static void test_protocol_table(void)
         { "unix:/tmp/a@b.sock", "http", "unix:/tmp/a@b.sock", "http@unix:/tmp/a@b.sock", 1, NULL },
         { "http@unix:/tmp/a@b.sock", "http", "unix:/tmp/a@b.sock", "http@unix:/tmp/a@b.sock", 1,
           NULL },
-        { "lmtp@127.0.0.1:11332", NULL, "", "", 0, "unknown protocol \"lmtp\" (known: http, milter)" },
+        { "lmtp@127.0.0.1:11332", NULL, "", "", 0, "unknown protocol \"lmtp\" (known: http, milter, controller)" },
         { "HTTP@127.0.0.1:1", NULL, "", "", 0, "unknown protocol \"HTTP\"" },
         { "spamd@unix:/run/s.sock", NULL, "", "", 0, "unknown protocol \"spamd\"" },
         { "@127.0.0.1:1", NULL, "", "", 0, "empty protocol before '@'" },
