@@ -55,13 +55,8 @@ function showLogin(msg) {
 }
 
 async function start() {
-  let s;
-  try {
-    s = await api("GET", "/api/v1/session");
-  } catch (e) {
-    if (e.status === 401 || e.status === 403) { showLogin(""); return; }
-    throw e;
-  }
+  const s = await api("GET", "/api/v1/session");
+  if (s.level === "none") { showLogin(""); return; }
   if (!s.csrf && !s.password_set) {
     // loopback without a password: a session still carries the CSRF token writes need
     const l = await api("POST", "/login", { password: "" });
@@ -85,6 +80,7 @@ $("login-form").addEventListener("submit", async (ev) => {
     $("password").value = "";
     await start();
   } catch (e) {
+    $("password").value = "";
     showLogin(e.status === 403 ? "Wrong password." : e.message);
   }
 });
