@@ -20,8 +20,10 @@
 #include "util/log.h"
 #include "daemon/master.h"
 #include "daemon/notify.h"
+#include "net/controller_adapter.h"
 #include "daemon/runas.h"
 #include "scan/poison.h"
+#include "scan/stats.h"
 #include "net/protocol.h"
 #include "util/util.h"
 #include "daemon/worker.h"
@@ -69,6 +71,7 @@ struct master {
     int exit_status;
     int announced;       /* READY=1 sent to the service manager */
     struct as_poison *poison;     /* shared with the workers: one slot per children[] */
+    struct as_stats_shm *stats;   /* the same, for the daemon-wide counters */
 };
 
 /* One sd_notify(3) state message (notify.h); a manager we cannot reach is
@@ -260,6 +263,7 @@ static int spawn(struct master *m, int gen, int index)
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         as_poison_attach(m->poison, slot);
+        as_stats_shm_attach(m->stats, slot);
         as_worker_main(m->cfg, socks, nsocks, sv[1], index);
     }
     close(sv[1]);
@@ -425,6 +429,7 @@ static void reap(struct master *m)
                c->index, (int)pid, c->gen, how);
         /* a draining worker's in-flight messages count too */
         int scanning = record_crash(m, c, status);
+        as_stats_shm_retire(m->stats, (size_t)(c - m->children));
         /* a scanning worker was ready, even if its byte saying so is
          * still unread in the socket */
         int gen = c->gen, was_ready = c->ready || scanning, index = c->index;
@@ -456,6 +461,7 @@ static void reap(struct master *m)
             m->exit_status = 1;
             continue;
         }
+        as_stats_shm_count_restart(m->stats);
         if (scanning) {
             /* A worker that died in the middle of scans did start: it is
              * not a crash loop, and the poison table keeps the message
@@ -644,6 +650,12 @@ int as_master_run(struct as_config *cfg, const struct as_master_options *opts)
         as_log(AS_LOG_ERR, "%s", err);
         goto fail;
     }
+    as_controller_keygen();   /* sessions valid in every worker and generation */
+    m->stats = as_stats_shm_new(AS_ARRAY_LEN(m->children), err, sizeof err);
+    if (!m->stats) {
+        as_log(AS_LOG_ERR, "%s", err);
+        goto fail;
+    }
     if (!opts->foreground && daemonize() < 0) {
         as_log(AS_LOG_ERR, "cannot daemonize: %s", strerror(errno));
         goto fail;
@@ -695,6 +707,7 @@ int as_master_run(struct as_config *cfg, const struct as_master_options *opts)
     as_config_free(m->cfg);
     as_config_free(m->prev_cfg);
     as_poison_free(m->poison);
+    as_stats_shm_free(m->stats);
     free(m);
     as_log(AS_LOG_NOTICE, "stopped");
     return status;
@@ -703,6 +716,7 @@ fail:   /* nothing started yet: give back what open_listeners() got */
     free(pidf);
     for (int i = 0; i < m->nlisteners; i++) listener_close(&m->listeners[i]);
     as_poison_free(m->poison);
+    as_stats_shm_free(m->stats);
     as_config_free(m->cfg);
     free(m);
     return 1;

@@ -159,6 +159,7 @@ void as_worker_main(struct as_config *cfg, const struct as_worker_socket *socks,
         .write_timeout = 30,
     };
     w.server = as_server_new(w.base, &lim);
+    as_server_set_stats(w.server, as_engine_stats(w.engine));
     for (size_t i = 0; i < nsocks; i++) {
         void *ps;
         if (proto_state(&w, socks[i].proto, &ps, err, sizeof err) < 0) {

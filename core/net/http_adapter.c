@@ -302,6 +302,16 @@ void as_http_adapter_write_error(struct sbuf *out, const char *msg)
     sbuf_adds(out, "}\n");
 }
 
+void as_http_adapter_reply_metrics(struct as_http_conn *c, const struct as_http_request *req,
+                                   const struct as_engine *e)
+{
+    enum as_metrics_format f = as_metrics_negotiate(as_http_request_header(req, "Accept"));
+    struct sbuf b = {0};
+    as_stats_write_metrics(e, f, &b);
+    as_http_reply(c, 200, as_metrics_content_type(f), b.data ? b.data : "", b.len, NULL);
+    sbuf_free(&b);
+}
+
 /* ---------------------------------------------------------------- */
 /* the "http" protocol: commands onto sessions                        */
 
@@ -369,10 +379,14 @@ static void handle_request(struct as_http_conn *c, const struct as_http_request 
         sbuf_free(&b);
         return;
     }
+    if (as_strcaseeq(req->path, "/metrics")) {
+        as_http_adapter_reply_metrics(c, req, ha->sc->engine);
+        return;
+    }
     if (!as_strcaseeq(req->path, "/checkv2")) {
         char msg[300];
         snprintf(msg, sizeof msg, "unknown command '%.200s' (this server speaks /checkv2, "
-                 "/ping and /stat)", req->path);
+                 "/ping, /stat and /metrics)", req->path);
         as_session_count_error(ha->sc);
         reply_error(c, AS_SESSION_UNKNOWN_COMMAND, msg);
         return;

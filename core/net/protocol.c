@@ -2,6 +2,7 @@
  * protocol.c - see protocol.h.
  */
 #include <string.h>
+#include "net/controller_adapter.h"
 #include "net/http_adapter.h"
 #include "net/milter_adapter.h"
 #include "net/protocol.h"
@@ -13,6 +14,7 @@ static const struct as_protocol *const protocols[] = {
     &as_http_protocol,
     &as_milter_protocol,
     &as_spamd_protocol,
+    &as_controller_protocol,
 };
 
 size_t as_protocol_count(void) { return AS_ARRAY_LEN(protocols); }

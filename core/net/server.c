@@ -27,6 +27,7 @@
 
 #include "util/log.h"
 #include "net/protocol.h"
+#include "scan/stats.h"
 #include "net/server.h"
 
 /* Lingering close: how long we keep discarding input after our final
@@ -93,6 +94,7 @@ struct as_server {
 
     struct as_conn *conns;
     size_t nconns, nactive;
+    struct as_stats *stats;  /* counts connections; may be NULL */
 
     int draining;
     void (*drain_done)(void *);
@@ -352,6 +354,7 @@ static void conn_new(struct server_listener *sl, evutil_socket_t fd, const struc
     if (s->conns) s->conns->prev = c;
     s->conns = c;
     s->nconns++;
+    as_stats_connection(s->stats, 1);
 
     bufferevent_setcb(bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
     if (s->lim.write_timeout > 0) {
@@ -446,6 +449,7 @@ static void conn_free(struct as_conn *c)
     else s->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     s->nconns--;
+    as_stats_connection(s->stats, -1);
     if (c->addr) addr_put(s, c->addr);
 
     bufferevent_free(c->bev);
@@ -706,5 +710,7 @@ void as_server_free(struct as_server *s)
     event_free(s->yield_ev);
     free(s);
 }
+
+void as_server_set_stats(struct as_server *s, struct as_stats *st) { s->stats = st; }
 
 size_t as_server_active(const struct as_server *s) { return s->nactive; }

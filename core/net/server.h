@@ -68,6 +68,9 @@ void as_server_drain(struct as_server *s, void (*done)(void *), void *arg);
 void as_server_shut_listeners(struct as_server *s, void (*done)(void *), void *arg);
 void as_server_free(struct as_server *s);   /* closes every connection */
 size_t as_server_active(const struct as_server *s);   /* connections AS_CONN_BUSY */
+/* Counts accepted and open connections into st (scan/stats.h). */
+struct as_stats;
+void as_server_set_stats(struct as_server *s, struct as_stats *st);
 
 /* ---- for protocol adapters ---- */
 

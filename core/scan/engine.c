@@ -117,6 +117,10 @@ static const struct as_config_key core_keys[] = {
       "verdict actions reported as spam (reject, soft_reject, quarantine)" },
     { "spamd.trusted_networks", AS_OPT_LIST, NULL,
       "the site's own relays: the client is the first Received hop outside them" },
+    { "controller.password", AS_OPT_STRING, NULL,
+      "the controller's read password (Password header, dashboard login)" },
+    { "controller.enable_password", AS_OPT_STRING, NULL,
+      "the controller's write password (clearing history)" },
     { "actions.*", AS_OPT_STRING, NULL, "score threshold, or none" },
     { "messages.*", AS_OPT_STRING, NULL, "SMTP reply text per action" },
     { "symbols.*.score", AS_OPT_DOUBLE, NULL, "weight" },
@@ -730,7 +734,7 @@ static struct as_engine *engine_alloc(struct event_base *base)
     e->base = base;
     e->services = xcalloc(as_service_count() + 1, sizeof *e->services);
     e->service_owned = xcalloc(as_service_count() + 1, 1);
-    e->stats = as_stats_new();
+    e->stats = as_stats_new(e);
     make_id_prefix(e);
     return e;
 }
@@ -863,6 +867,8 @@ void as_engine_free(struct as_engine *e)
     as_settings_free(e->settings);
     if (!e->plugins_borrowed) as_plugins_unload(e->plugins, e->nplugins);
     as_plugins_off_free(&e->off);
+    /* the services' last counts, while their states exist */
+    as_stats_publish(e->stats);
     for (size_t i = as_service_count(); i-- > 0;)
         if (e->service_owned[i] && e->services[i]) as_service_at(i)->stop(e->services[i]);
     free(e->services);

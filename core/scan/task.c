@@ -951,6 +951,7 @@ static void finalize(struct as_task *t)
     t->finished = 1;
     t->stage = STAGE_FINAL;
     as_stats_scan_done(as_engine_stats(t->e), t->verdict.action, t->verdict.timed_out);
+    as_stats_task_done(as_engine_stats(t->e), t);
     if (t->done) t->done(t, t->done_arg);   /* may free t */
 }
 

@@ -934,16 +934,28 @@ static void *dns_service_start(struct event_base *base, const struct as_config *
 
 static void dns_service_stop(void *state) { as_resolver_free(state); }
 
-static void dns_service_stats(const void *state, struct sbuf *b)
+static const struct as_metric_def dns_metrics[] = {
+    { "queries", "dns_queries_total", AS_METRIC_COUNTER, "DNS lookups the scans asked for." },
+    { "cache_hits", "dns_cache_hits_total", AS_METRIC_COUNTER,
+      "DNS lookups answered from the cache." },
+    { "dedup_hits", "dns_dedup_hits_total", AS_METRIC_COUNTER,
+      "DNS lookups that joined an identical query in flight." },
+    { "sent", "dns_queries_sent_total", AS_METRIC_COUNTER,
+      "DNS queries sent to the resolver." },
+    { "timeouts", "dns_timeouts_total", AS_METRIC_COUNTER, "DNS queries that timed out." },
+    { "failures", "dns_failures_total", AS_METRIC_COUNTER,
+      "DNS queries answered SERVFAIL, REFUSED or malformed." },
+    { "budget_exhausted", "dns_budget_exhausted_total", AS_METRIC_COUNTER,
+      "DNS lookups refused by the per-scan query budget." },
+};
+
+static void dns_service_metrics(const void *state, uint64_t *v)
 {
     struct as_resolver_stats ds;
     as_resolver_get_stats(state, &ds);
-    sbuf_printf(b, "{\"queries\":%llu,\"cache_hits\":%llu,\"dedup_hits\":%llu,"
-                "\"sent\":%llu,\"timeouts\":%llu,\"failures\":%llu,\"budget_exhausted\":%llu}",
-                (unsigned long long)ds.queries, (unsigned long long)ds.cache_hits,
-                (unsigned long long)ds.dedup_hits, (unsigned long long)ds.sent,
-                (unsigned long long)ds.timeouts, (unsigned long long)ds.failures,
-                (unsigned long long)ds.budget_exhausted);
+    uint64_t all[] = { ds.queries, ds.cache_hits, ds.dedup_hits, ds.sent, ds.timeouts,
+                       ds.failures, ds.budget_exhausted };
+    memcpy(v, all, sizeof all);
 }
 
 const struct as_service as_dns_service = {
@@ -953,5 +965,7 @@ const struct as_service as_dns_service = {
     .check = dns_service_check,
     .start = dns_service_start,
     .stop = dns_service_stop,
-    .write_stats = dns_service_stats,
+    .metrics = dns_metrics,
+    .nmetrics = AS_ARRAY_LEN(dns_metrics),
+    .read_metrics = dns_service_metrics,
 };

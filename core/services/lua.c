@@ -909,16 +909,43 @@ static void *lua_service_start(struct event_base *base, const struct as_config *
     return s;
 }
 
-static void lua_service_stats(const void *state, struct sbuf *b)
+enum { LM_RUNS, LM_ERRORS, LM_OVERRUNS, LM_NOMEM, LM_DISABLED, LM_MEMORY, LM__COUNT };
+
+static const struct as_metric_def lua_metrics[LM__COUNT] = {
+    [LM_RUNS] = { "runs", "lua_runs_total", AS_METRIC_COUNTER, "Lua rule callbacks run." },
+    [LM_ERRORS] = { "errors", "lua_errors_total", AS_METRIC_COUNTER,
+                    "Lua rule callbacks that failed (any reason)." },
+    [LM_OVERRUNS] = { "budget_overruns", "lua_budget_kills_total", AS_METRIC_COUNTER,
+                      "Lua rule callbacks stopped by the instruction budget." },
+    [LM_NOMEM] = { "memory_errors", "lua_memory_errors_total", AS_METRIC_COUNTER,
+                   "Lua rule callbacks stopped by the memory cap." },
+    [LM_DISABLED] = { "disabled_rules", "lua_disabled_rules", AS_METRIC_GAUGE,
+                      "Lua rules disabled after repeated failures, summed over workers." },
+    [LM_MEMORY] = { "memory", "lua_memory_bytes", AS_METRIC_GAUGE,
+                    "Memory held by the Lua states of all workers." },
+};
+
+static void lua_service_metrics(const void *state, uint64_t *v)
 {
     const struct as_lua *s = state;
     unsigned long long disabled = 0;
     for (size_t i = 0; i < s->nrules; i++) disabled += s->rules[i]->disabled != 0;
-    sbuf_printf(b, "{\"enabled\":%s,\"rules\":%zu,\"runs\":%llu,\"errors\":%llu,"
-                "\"budget_overruns\":%llu,\"memory_errors\":%llu,\"disabled_rules\":%llu,"
-                "\"memory\":%zu,\"max_memory\":%zu}",
-                s->L ? "true" : "false", s->nrules, s->runs, s->errors, s->overruns, s->nomem,
-                disabled, s->mem_used, s->mem_cap);
+    v[LM_RUNS] = s->runs;
+    v[LM_ERRORS] = s->errors;
+    v[LM_OVERRUNS] = s->overruns;
+    v[LM_NOMEM] = s->nomem;
+    v[LM_DISABLED] = disabled;
+    v[LM_MEMORY] = s->mem_used;
+}
+
+static void lua_service_stats(const void *state, const uint64_t *t, struct sbuf *b)
+{
+    const struct as_lua *s = state;
+    /* "enabled", "rules" and "max_memory" are this worker's settings */
+    sbuf_printf(b, "{\"enabled\":%s,\"rules\":%zu", s->L ? "true" : "false", s->nrules);
+    for (int i = 0; i < LM__COUNT; i++)
+        sbuf_printf(b, ",\"%s\":%llu", lua_metrics[i].key, (unsigned long long)t[i]);
+    sbuf_printf(b, ",\"max_memory\":%zu}", s->mem_cap);
 }
 
 static size_t lua_service_symbols(const void *state, const struct as_symbol_def **defs)
@@ -935,6 +962,9 @@ const struct as_service as_lua_service = {
     .check = lua_service_check,
     .start = lua_service_start,
     .stop = lua_service_stop,
+    .metrics = lua_metrics,
+    .nmetrics = LM__COUNT,
+    .read_metrics = lua_service_metrics,
     .write_stats = lua_service_stats,
     .symbols = lua_service_symbols,
 };

@@ -848,25 +848,65 @@ static void *redis_service_start(struct event_base *base, const struct as_config
 
 static void redis_service_stop(void *state) { as_redis_free(state); }
 
-static void redis_service_stats(const void *state, struct sbuf *b)
+enum { RM_COMMANDS, RM_REPLIES, RM_ERRORS, RM_TIMEOUTS, RM_REFUSED, RM_QUEUED, RM_DROPPED,
+       RM_CONNECTS, RM_DISCONNECTS, RM_UP, RM__COUNT };
+
+static const struct as_metric_def redis_metrics[RM__COUNT] = {
+    [RM_COMMANDS] = { "commands", "redis_commands_total", AS_METRIC_COUNTER,
+                      "Commands sent to Redis." },
+    [RM_REPLIES] = { "replies", "redis_replies_total", AS_METRIC_COUNTER,
+                     "Replies received from Redis, error replies included." },
+    [RM_ERRORS] = { "errors", "redis_errors_total", AS_METRIC_COUNTER,
+                    "Redis error replies, and commands lost with a connection." },
+    [RM_TIMEOUTS] = { "timeouts", "redis_timeouts_total", AS_METRIC_COUNTER,
+                      "Redis commands that timed out." },
+    [RM_REFUSED] = { "refused", "redis_refused_total", AS_METRIC_COUNTER,
+                     "Redis reads refused while no connection was up." },
+    [RM_QUEUED] = { "queued", "redis_queued_writes", AS_METRIC_GAUGE,
+                    "Redis writes waiting for a connection." },
+    [RM_DROPPED] = { "dropped_writes", "redis_dropped_writes_total", AS_METRIC_COUNTER,
+                     "Redis writes dropped: queue full, or lost with a connection." },
+    [RM_CONNECTS] = { "connects", "redis_connects_total", AS_METRIC_COUNTER,
+                      "Redis connections made ready." },
+    [RM_DISCONNECTS] = { "disconnects", "redis_disconnects_total", AS_METRIC_COUNTER,
+                         "Redis connections lost or dropped." },
+    [RM_UP] = { "connections_up", "redis_connections_up", AS_METRIC_GAUGE,
+                "Redis connections ready now, over all workers." },
+};
+
+static void redis_service_metrics(const void *state, uint64_t *v)
+{
+    const struct as_redis *r = state;
+    if (!as_redis_enabled(r)) {
+        memset(v, 0, RM__COUNT * sizeof *v);
+        return;
+    }
+    struct as_redis_stats s;
+    as_redis_get_stats(r, &s);
+    v[RM_COMMANDS] = s.commands;
+    v[RM_REPLIES] = s.replies;
+    v[RM_ERRORS] = s.errors;
+    v[RM_TIMEOUTS] = s.timeouts;
+    v[RM_REFUSED] = s.refused;
+    v[RM_QUEUED] = s.queued;
+    v[RM_DROPPED] = s.dropped_writes;
+    v[RM_CONNECTS] = s.connects;
+    v[RM_DISCONNECTS] = s.disconnects;
+    v[RM_UP] = s.connections_up;
+}
+
+static void redis_service_stats(const void *state, const uint64_t *t, struct sbuf *b)
 {
     const struct as_redis *r = state;
     if (!as_redis_enabled(r)) {
         sbuf_adds(b, "{\"state\":\"off\"}");
         return;
     }
-    struct as_redis_stats s;
-    as_redis_get_stats(r, &s);
-    sbuf_printf(b, "{\"state\":\"%s\",\"connections\":%u,\"connections_up\":%u,"
-                "\"commands\":%llu,\"replies\":%llu,\"errors\":%llu,\"timeouts\":%llu,"
-                "\"refused\":%llu,\"queued\":%llu,\"dropped_writes\":%llu,\"connects\":%llu,"
-                "\"disconnects\":%llu}",
-                s.connections_up ? "up" : "down", r->nconns, s.connections_up,
-                (unsigned long long)s.commands, (unsigned long long)s.replies,
-                (unsigned long long)s.errors, (unsigned long long)s.timeouts,
-                (unsigned long long)s.refused, (unsigned long long)s.queued,
-                (unsigned long long)s.dropped_writes, (unsigned long long)s.connects,
-                (unsigned long long)s.disconnects);
+    /* "connections" is this worker's setting; the rest is daemon-wide */
+    sbuf_printf(b, "{\"state\":\"%s\",\"connections\":%u", t[RM_UP] ? "up" : "down", r->nconns);
+    for (int i = 0; i < RM__COUNT; i++)
+        sbuf_printf(b, ",\"%s\":%llu", redis_metrics[i].key, (unsigned long long)t[i]);
+    sbuf_addc(b, '}');
 }
 
 const struct as_service as_redis_service = {
@@ -876,5 +916,8 @@ const struct as_service as_redis_service = {
     .check = redis_service_check,
     .start = redis_service_start,
     .stop = redis_service_stop,
+    .metrics = redis_metrics,
+    .nmetrics = RM__COUNT,
+    .read_metrics = redis_service_metrics,
     .write_stats = redis_service_stats,
 };

@@ -21,8 +21,13 @@
  *            NULL when the task starts.  A service fills it lazily with
  *            per-task state in the task pool, and registers cleanup with
  *            as_pool_on_destroy() so nothing outlives the task;
- *   stats    write_stats() appends one JSON value (an object) that /stat
- *            publishes under the service's name;
+ *   stats    the service describes its counters and gauges (`metrics`,
+ *            util/metrics.h) and read_metrics() copies this worker's
+ *            values of them, in that order; the registry (scan/stats.h)
+ *            sums them over every worker into shared memory.  /stat
+ *            publishes the daemon-wide totals under the service's name:
+ *            {"key": total, ...}, or what write_stats() makes of them when
+ *            the member needs more than the numbers (a state, a setting);
  *   symbols  a service that runs rules of its own (Lua) declares their
  *            symbols with symbols(), read after start() and before the
  *            rules files apply, so scores are overridable like a plugin's.
@@ -34,7 +39,9 @@
 #define AS_SERVICE_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "util/config.h"
+#include "util/metrics.h"
 
 struct event_base;
 struct as_task;
@@ -49,7 +56,13 @@ struct as_service {
     void *(*start)(struct event_base *base, const struct as_config *cfg,
                    char *err, size_t errlen);
     void (*stop)(void *state);
-    void (*write_stats)(const void *state, struct sbuf *json);   /* may be NULL */
+    const struct as_metric_def *metrics;     /* may be NULL */
+    size_t nmetrics;
+    /* This worker's values, one per metrics[] entry. */
+    void (*read_metrics)(const void *state, uint64_t *values);
+    /* /stat's member from the daemon-wide totals (one per metrics[]
+     * entry); state is this worker's.  NULL: {"key": total, ...}. */
+    void (*write_stats)(const void *state, const uint64_t *totals, struct sbuf *json);
     /* The symbols the service's rules add, declared under the service's
      * name; the array belongs to the state.  May be NULL. */
     size_t (*symbols)(const void *state, const struct as_symbol_def **defs);

@@ -382,14 +382,17 @@ static void report_finish(struct as_task *t, void *state)
     index_domain(r, pool, day, d->policy_domain);
 }
 
-static const char *const report_depends[] = { "dmarc", NULL };
+/* After dmarc when it is loaded, without requiring it: a site that
+ * disables dmarc gets no counters (there is no DMARC result to count), not
+ * a daemon that refuses to start. */
+static const char *const report_after[] = { "dmarc", NULL };
 
 const struct as_plugin authscan_plugin = {
     AS_PLUGIN_HEADER,
     .name = "report",
     .version = "1.0",
     .description = "DMARC aggregate report counters and failure reports on Redis",
-    .depends = report_depends,
+    .after = report_after,
     .options = options,
     .noptions = sizeof options / sizeof options[0],
     .init = report_init,

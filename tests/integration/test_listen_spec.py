@@ -122,7 +122,7 @@ def test_config_errors():
     tmp = tempfile.mkdtemp(prefix="authscan-listen-")
     try:
         rc, out, err, path = check_config(tmp, "workers = 1\n\nlisten = lmtp@127.0.0.1:11332\n")
-        want = '%s:3: listen "lmtp@127.0.0.1:11332": unknown protocol "lmtp" (known: http, milter, spamd)' % path
+        want = '%s:3: listen "lmtp@127.0.0.1:11332": unknown protocol "lmtp" (known: http, milter, spamd, controller)' % path
         T.check("unknown protocol: got rc %d %r, want %r" % (rc, err.strip(), want),
                 rc != 0 and want in err, err)
         rc, out, err, path = check_config(tmp, "workers = 1\n", ["-l", "smtp@unix:/tmp/x.sock"])

@@ -28,7 +28,8 @@ def main():
             os.path.exists(os.path.join(prefix, "include", "authscan", "arc.h")))
     plugins = os.path.join(tmp, "plugins")
     os.makedirs(plugins)
-    shipped = os.path.join(prefix, "lib", "authscan", "plugins")
+    # the install tree mirrors the build tree (lib/authscan/plugins-abiN)
+    shipped = os.path.join(prefix, os.path.relpath(harness.PLUGINS, harness.BUILD))
     for so in sorted(os.listdir(shipped)):
         os.symlink(os.path.join(shipped, so), os.path.join(plugins, so))
     src = os.path.join(harness.DATA, "plugins", "after_probe.c")

@@ -106,7 +106,7 @@ static void test_protocol_table(void)
         { "http@unix:/tmp/a@b.sock", "http", "unix:/tmp/a@b.sock", "http@unix:/tmp/a@b.sock", 1,
           NULL },
         { "lmtp@127.0.0.1:11332", NULL, "", "", 0,
-          "unknown protocol \"lmtp\" (known: http, milter, spamd)" },
+          "unknown protocol \"lmtp\" (known: http, milter, spamd, controller)" },
         { "HTTP@127.0.0.1:1", NULL, "", "", 0, "unknown protocol \"HTTP\"" },
         { "spamd@unix:/run/s.sock", "spamd", "unix:/run/s.sock", "spamd@unix:/run/s.sock", 1,
           NULL },

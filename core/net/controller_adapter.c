@@ -1,0 +1,1196 @@
+/*
+ * controller_adapter.c - see controller_adapter.h.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <jansson.h>
+#include <math.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+#include "authscan/plugin.h"
+#include "net/controller_adapter.h"
+#include "net/http.h"
+#include "net/http_adapter.h"
+#include "net/listen.h"
+#include "net/protocol.h"
+#include "scan/engine.h"
+#include "scan/session.h"
+#include "scan/stats.h"
+#include "services/redis.h"
+#include "util/config.h"
+#include "util/log.h"
+#include "util/util.h"
+
+#define SESSION_COOKIE "as_session"
+#define SESSION_TTL (8 * 3600)            /* seconds */
+#define MAX_DOMAINS 1000                  /* /api/v1/domains lists at most */
+#define MAX_SOURCES 1000                  /* sources of one domain read */
+#define TOP_SOURCES 50                    /* sources of one domain listed */
+#define SCAN_COUNT "5000"
+#define SCAN_ROUNDS 2000                  /* bounds a SCAN over a huge keyspace */
+#define MAX_REPORT_DAYS 31
+
+enum level { LEVEL_NONE, LEVEL_READ, LEVEL_WRITE };
+
+static unsigned char session_key[32];
+static int have_key;
+
+void as_controller_keygen(void)
+{
+    if (getrandom(session_key, sizeof session_key, 0) != (ssize_t)sizeof session_key) {
+        /* getrandom blocks until the pool is ready and does not fail
+         * short for 32 bytes; keep a key anyway rather than none */
+        for (size_t i = 0; i < sizeof session_key; i++)
+            session_key[i] ^= (unsigned char)(rand() ^ (int)(as_now() * 1e6));
+    }
+    have_key = 1;
+}
+
+/* Dashboard files, embedded by scripts/embed.cmake. */
+struct as_embedded {
+    const char *name;
+    const char *text;
+};
+extern const struct as_embedded as_embedded_dashboard[];
+
+struct controller {
+    struct as_session_ctx *sc;
+    struct as_http *http;
+    const char *password;          /* NULL: none (loopback only) */
+    const char *enable_password;
+};
+
+/* ---------------------------------------------------------------- */
+/* authentication                                                     */
+
+static void mac(const char *a, const char *b, unsigned char out[32])
+{
+    unsigned int len = 32;
+    struct sbuf m = {0};
+    sbuf_adds(&m, a);
+    sbuf_addc(&m, '\0');
+    sbuf_adds(&m, b ? b : "");
+    HMAC(EVP_sha256(), session_key, sizeof session_key, (const unsigned char *)m.data, m.len,
+         out, &len);
+    sbuf_free(&m);
+}
+
+/* Constant time whatever the lengths: compares the MACs of both. */
+static int secret_eq(const char *given, const char *want)
+{
+    if (!given || !want) return 0;
+    unsigned char g[32], w[32];
+    mac("password", given, g);
+    mac("password", want, w);
+    return CRYPTO_memcmp(g, w, sizeof g) == 0;
+}
+
+static void hex(const unsigned char *p, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[p[i] >> 4];
+        out[2 * i + 1] = digits[p[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+/* The MAC of a session's level and expiry, bound to the passwords. */
+static void token_mac(const struct controller *ctl, int level, long long exp, char out[65])
+{
+    char what[64];
+    snprintf(what, sizeof what, "session|%d|%lld", level, exp);
+    struct sbuf secrets = {0};
+    sbuf_printf(&secrets, "%s|%s", ctl->password ? ctl->password : "",
+                ctl->enable_password ? ctl->enable_password : "");
+    unsigned char m[32];
+    mac(what, secrets.data, m);
+    sbuf_free(&secrets);
+    hex(m, sizeof m, out);
+}
+
+static void make_token(const struct controller *ctl, int level, char *out, size_t len)
+{
+    long long exp = (long long)time(NULL) + SESSION_TTL;
+    char m[65];
+    token_mac(ctl, level, exp, m);
+    snprintf(out, len, "%d.%lld.%s", level, exp, m);
+}
+
+/* The level a session token grants, LEVEL_NONE if it is not one of ours
+ * or has expired. */
+static enum level token_level(const struct controller *ctl, const char *tok, size_t len)
+{
+    char buf[128];
+    if (len >= sizeof buf) return LEVEL_NONE;
+    memcpy(buf, tok, len);
+    buf[len] = '\0';
+    int level;
+    long long exp;
+    char given[80];
+    if (sscanf(buf, "%d.%lld.%79s", &level, &exp, given) != 3) return LEVEL_NONE;
+    if ((level != LEVEL_READ && level != LEVEL_WRITE) || exp < (long long)time(NULL))
+        return LEVEL_NONE;
+    char want[65];
+    token_mac(ctl, level, exp, want);
+    if (strlen(given) != 64 || CRYPTO_memcmp(given, want, 64) != 0) return LEVEL_NONE;
+    return (enum level)level;
+}
+
+static void csrf_of(const char *tok, size_t len, char out[65])
+{
+    char *t = xstrndup(tok, len);
+    unsigned char m[32];
+    mac("csrf", t, m);
+    free(t);
+    hex(m, sizeof m, out);
+}
+
+/* The session cookie's value in the request, or NULL. */
+static const char *session_cookie(const struct as_http_request *req, size_t *len)
+{
+    for (size_t i = 0; i < req->nheaders; i++) {
+        if (!as_strcaseeq(req->headers[i].name, "Cookie")) continue;
+        const char *p = req->headers[i].value;
+        while (p && *p) {
+            while (*p == ' ' || *p == ';') p++;
+            size_t n = strcspn(p, ";");
+            if (n > sizeof SESSION_COOKIE && strncmp(p, SESSION_COOKIE "=", sizeof SESSION_COOKIE) == 0) {
+                *len = n - sizeof SESSION_COOKIE;
+                return p + sizeof SESSION_COOKIE;
+            }
+            p += n;
+        }
+    }
+    return NULL;
+}
+
+/* A password sent by an API client: "Password: x" or "Authorization:
+ * Bearer x".  NULL if none. */
+static const char *header_password(const struct as_http_request *req)
+{
+    const char *p = as_http_request_header(req, "Password");
+    if (p) return p;
+    const char *a = as_http_request_header(req, "Authorization");
+    if (a && strncasecmp(a, "Bearer ", 7) == 0) return a + 7;
+    return NULL;
+}
+
+/* What the password pw opens. */
+static enum level password_level(const struct controller *ctl, const char *pw)
+{
+    if (!ctl->password && !ctl->enable_password) return LEVEL_WRITE;   /* loopback only */
+    if (ctl->enable_password && secret_eq(pw, ctl->enable_password)) return LEVEL_WRITE;
+    if (ctl->password && secret_eq(pw, ctl->password))
+        return ctl->enable_password ? LEVEL_READ : LEVEL_WRITE;
+    return LEVEL_NONE;
+}
+
+struct access {
+    enum level level;
+    int wrong;           /* a password or a session was sent and refused */
+    int csrf_ok;         /* a write may go ahead */
+};
+
+static struct access check_access(const struct controller *ctl,
+                                  const struct as_http_request *req)
+{
+    struct access a = { LEVEL_NONE, 0, 0 };
+    const char *pw = header_password(req);
+    if (pw) {
+        /* a custom header: no other site's page can send it */
+        a.level = password_level(ctl, pw);
+        a.wrong = a.level == LEVEL_NONE;
+        a.csrf_ok = 1;
+        return a;
+    }
+    size_t tlen;
+    const char *tok = session_cookie(req, &tlen);
+    if (tok) {
+        a.level = token_level(ctl, tok, tlen);
+        a.wrong = a.level == LEVEL_NONE;
+        const char *given = as_http_request_header(req, "X-CSRF-Token");
+        char want[65];
+        csrf_of(tok, tlen, want);
+        a.csrf_ok = given && strlen(given) == 64 && CRYPTO_memcmp(given, want, 64) == 0;
+        if (!a.wrong) return a;
+    }
+    if (!ctl->password && !ctl->enable_password && !a.wrong) a.level = LEVEL_READ;
+    return a;
+}
+
+/* ---------------------------------------------------------------- */
+/* replies                                                            */
+
+static const char *const security_headers[] = {
+    "Cache-Control: no-store",
+    "X-Content-Type-Options: nosniff",
+    "X-Frame-Options: DENY",
+    "Referrer-Policy: no-referrer",
+    "Content-Security-Policy: default-src 'self'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; form-action 'self'",
+    NULL,
+};
+
+static void reply(struct as_http_conn *c, int status, const char *ctype, struct sbuf *b,
+                  const char *cookie)
+{
+    const char *hdrs[AS_ARRAY_LEN(security_headers) + 1];
+    size_t n = 0;
+    for (; security_headers[n]; n++) hdrs[n] = security_headers[n];
+    if (cookie) hdrs[n++] = cookie;
+    hdrs[n] = NULL;
+    as_http_reply(c, status, ctype, b->data ? b->data : "", b->len, hdrs);
+}
+
+static void reply_json(struct as_http_conn *c, int status, struct sbuf *b)
+{
+    reply(c, status, "application/json", b, NULL);
+}
+
+static void reply_error(struct as_http_conn *c, int status, const char *msg)
+{
+    struct sbuf b = {0};
+    as_http_adapter_write_error(&b, msg);
+    reply_json(c, status, &b);
+    sbuf_free(&b);
+}
+
+/* ---------------------------------------------------------------- */
+/* query strings and values                                           */
+
+/* The decoded value of parameter name, or NULL (out holds it). */
+static const char *query_param(const struct as_http_request *req, const char *name,
+                               struct sbuf *out)
+{
+    const char *p = req->query;
+    size_t nl = strlen(name);
+    while (p && *p) {
+        size_t len = strcspn(p, "&");
+        const char *eq = memchr(p, '=', len);
+        if (eq && (size_t)(eq - p) == nl && memcmp(p, name, nl) == 0) {
+            as_http_adapter_url_decode(eq + 1, len - nl - 1, out);
+            return strlen(out->data) == out->len ? out->data : NULL;
+        }
+        p += len;
+        if (*p == '&') p++;
+    }
+    return NULL;
+}
+
+/* A policy or From domain as the history keys hold it: lower case
+ * letters, digits, '-', '.', '_'; at most 253 bytes.  Lowercases d. */
+static int domain_ok(char *d)
+{
+    size_t n = strlen(d);
+    if (n == 0 || n > 253) return 0;
+    for (char *p = d; *p; p++) {
+        *p = (char)as_tolower((unsigned char)*p);
+        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.' && *p != '_') return 0;
+    }
+    return 1;
+}
+
+/* The history plugin's source network of an address (history_eval.h:
+ * IPv4 /24 "a.b.c", IPv6 /64 "x:x:x:x"). */
+static int source_net(const char *ip, char *out, size_t len)
+{
+    unsigned char b[16];
+    if (inet_pton(AF_INET, ip, b) == 1) {
+        snprintf(out, len, "%u.%u.%u", b[0], b[1], b[2]);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, ip, b) == 1) {
+        snprintf(out, len, "%x:%x:%x:%x", (unsigned)(b[0] << 8 | b[1]),
+                 (unsigned)(b[2] << 8 | b[3]), (unsigned)(b[4] << 8 | b[5]),
+                 (unsigned)(b[6] << 8 | b[7]));
+        return 0;
+    }
+    return -1;
+}
+
+static double reply_num(const struct as_redis_reply *r)
+{
+    if (!r) return 0;
+    if (r->type == AS_REDIS_REPLY_INTEGER) return (double)r->integer;
+    if (r->type != AS_REDIS_REPLY_STRING || !r->str.ptr) return 0;
+    char *end;
+    double d = strtod(r->str.ptr, &end);
+    return isfinite(d) ? d : 0;
+}
+
+static void add_num(struct sbuf *b, double d)
+{
+    if (!isfinite(d)) d = 0;
+    sbuf_printf(b, "%.6g", d);
+}
+
+/* ---------------------------------------------------------------- */
+/* Redis jobs: one API request, a few rounds of commands              */
+
+struct job;
+typedef void (*job_cb)(struct job *j, size_t idx, enum as_redis_status st,
+                       const struct as_redis_reply *r);
+
+struct jreq {
+    struct job *j;
+    size_t idx;
+    job_cb cb;
+    struct as_redis_req *req;         /* NULL once answered */
+};
+
+/* What one API call collects. */
+struct row {
+    char *name;                       /* domain, source network, day */
+    double v[9];                      /* history fields, or report counts */
+    int present;
+};
+
+struct job {
+    struct controller *ctl;
+    struct as_http_conn *conn;
+    struct as_redis *redis;
+    const char *prefix;
+    struct jreq **reqs;
+    size_t nreqs, outstanding;
+    /* the request's own data */
+    char domain[256];
+    char net[64];
+    char cursor[32];
+    unsigned rounds;
+    struct row *rows;
+    size_t nrows;
+    struct row head;                  /* the domain's own counts */
+    int failed;                       /* a command failed: the reply says so */
+    char errmsg[128];
+    int days;
+};
+
+static const char *const hist_fields[] = { "n", "dp", "df", "sp", "sf", "kp", "kf", "f", "l" };
+#define NFIELDS AS_ARRAY_LEN(hist_fields)
+
+static void job_free(struct job *j)
+{
+    for (size_t i = 0; i < j->nreqs; i++) {
+        if (j->reqs[i]->req) as_redis_cancel(j->reqs[i]->req);
+        free(j->reqs[i]);
+    }
+    free(j->reqs);
+    for (size_t i = 0; i < j->nrows; i++) free(j->rows[i].name);
+    free(j->rows);
+    free(j->head.name);
+    free(j);
+}
+
+static void job_abandoned(void *arg) { job_free(arg); }
+
+static void job_reply(struct job *j, int status, struct sbuf *b)
+{
+    as_http_conn_on_close(j->conn, NULL, NULL);
+    reply_json(j->conn, status, b);
+    job_free(j);
+}
+
+static void job_error(struct job *j, int status, const char *msg)
+{
+    struct sbuf b = {0};
+    as_http_adapter_write_error(&b, msg);
+    job_reply(j, status, &b);
+    sbuf_free(&b);
+}
+
+static void jreq_done(enum as_redis_status st, const struct as_redis_reply *r, void *arg)
+{
+    struct jreq *q = arg;
+    q->req = NULL;
+    q->j->outstanding--;
+    q->cb(q->j, q->idx, st, r);
+}
+
+/* Sends a command; idx is handed back to cb.  -1: Redis is down. */
+static int job_send(struct job *j, size_t argc, const char *const *argv, job_cb cb, size_t idx)
+{
+    struct jreq *q = xcalloc(1, sizeof *q);
+    q->j = j;
+    q->idx = idx;
+    q->cb = cb;
+    q->req = as_redis_submit(j->redis, argc, argv, NULL, jreq_done, q);
+    if (!q->req) {
+        free(q);
+        return -1;
+    }
+    j->reqs = xrealloc(j->reqs, (j->nreqs + 1) * sizeof *j->reqs);
+    j->reqs[j->nreqs++] = q;
+    j->outstanding++;
+    return 0;
+}
+
+static void job_fail(struct job *j, enum as_redis_status st, const struct as_redis_reply *r)
+{
+    if (j->failed) return;
+    j->failed = 1;
+    snprintf(j->errmsg, sizeof j->errmsg, "redis: %s",
+             st == AS_REDIS_TIMEOUT ? "timeout" :
+             st == AS_REDIS_ERROR && r && r->str.ptr ? r->str.ptr : "unavailable");
+}
+
+static char *key_of(const struct job *j, const char *tag, const char *name)
+{
+    struct sbuf b = {0};
+    sbuf_printf(&b, "%s{%s}%s", j->prefix, tag, name);
+    return sbuf_steal(&b);
+}
+
+static struct row *add_row(struct job *j, const char *name, size_t len)
+{
+    j->rows = xrealloc(j->rows, (j->nrows + 1) * sizeof *j->rows);
+    struct row *r = &j->rows[j->nrows++];
+    memset(r, 0, sizeof *r);
+    r->name = xstrndup(name, len);
+    return r;
+}
+
+static int hmget(struct job *j, const char *key, job_cb cb, size_t idx)
+{
+    const char *argv[2 + NFIELDS] = { "HMGET", key };
+    for (size_t i = 0; i < NFIELDS; i++) argv[2 + i] = hist_fields[i];
+    return job_send(j, AS_ARRAY_LEN(argv), argv, cb, idx);
+}
+
+static void read_fields(struct row *row, const struct as_redis_reply *r)
+{
+    if (!r || r->type != AS_REDIS_REPLY_ARRAY || r->nelem != NFIELDS) return;
+    for (size_t i = 0; i < NFIELDS; i++) {
+        row->v[i] = reply_num(&r->elem[i]);
+        if (r->elem[i].type == AS_REDIS_REPLY_STRING) row->present = 1;
+    }
+}
+
+static void write_counts(struct sbuf *b, const struct row *row)
+{
+    if (!row->present) {
+        sbuf_adds(b, "null");
+        return;
+    }
+    sbuf_addc(b, '{');
+    for (size_t i = 0; i < NFIELDS; i++) {
+        sbuf_printf(b, "%s\"%s\":", i ? "," : "", hist_fields[i]);
+        add_num(b, row->v[i]);
+    }
+    sbuf_addc(b, '}');
+}
+
+/* Escapes the glob characters of s for SCAN's MATCH. */
+static void glob_escape(struct sbuf *b, const char *s)
+{
+    for (; *s; s++) {
+        if (strchr("*?[]\\", *s)) sbuf_addc(b, '\\');
+        sbuf_addc(b, *s);
+    }
+}
+
+/* Starts or continues a SCAN with pattern; cb gets each batch. */
+static int scan_next(struct job *j, const char *pattern, job_cb cb)
+{
+    const char *argv[] = { "SCAN", j->cursor, "MATCH", pattern, "COUNT", SCAN_COUNT };
+    j->rounds++;
+    return job_send(j, AS_ARRAY_LEN(argv), argv, cb, 0);
+}
+
+/* A SCAN reply: the next cursor into j->cursor; the keys. */
+static const struct as_redis_reply *scan_batch(struct job *j, const struct as_redis_reply *r)
+{
+    if (!r || r->type != AS_REDIS_REPLY_ARRAY || r->nelem != 2 ||
+        r->elem[0].type != AS_REDIS_REPLY_STRING || r->elem[1].type != AS_REDIS_REPLY_ARRAY)
+        return NULL;
+    as_strlcpy(j->cursor, r->elem[0].str.ptr, sizeof j->cursor);
+    return &r->elem[1];
+}
+
+static int by_count_desc(const void *a, const void *b)
+{
+    const struct row *x = a, *y = b;
+    return x->v[0] < y->v[0] ? 1 : x->v[0] > y->v[0] ? -1 : strcmp(x->name, y->name);
+}
+
+static int by_failures_desc(const void *a, const void *b)
+{
+    const struct row *x = a, *y = b;
+    if (x->v[2] != y->v[2]) return x->v[2] < y->v[2] ? 1 : -1;
+    return by_count_desc(a, b);
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(((const struct row *)a)->name, ((const struct row *)b)->name);
+}
+
+/* ---- GET /api/v1/domains ---- */
+
+static void domains_reply(struct job *j)
+{
+    if (j->failed) {
+        job_error(j, 502, j->errmsg);
+        return;
+    }
+    qsort(j->rows, j->nrows, sizeof *j->rows, by_count_desc);
+    struct sbuf b = {0};
+    sbuf_adds(&b, "{\"domains\":[");
+    for (size_t i = 0; i < j->nrows; i++) {
+        sbuf_adds(&b, i ? ",{\"domain\":" : "{\"domain\":");
+        as_json_string(&b, j->rows[i].name, strlen(j->rows[i].name));
+        sbuf_adds(&b, ",\"history\":");
+        write_counts(&b, &j->rows[i]);
+        sbuf_addc(&b, '}');
+    }
+    sbuf_printf(&b, "],\"truncated\":%s}\n", j->nrows >= MAX_DOMAINS ? "true" : "false");
+    job_reply(j, 200, &b);
+    sbuf_free(&b);
+}
+
+static void domains_hmget_cb(struct job *j, size_t idx, enum as_redis_status st,
+                             const struct as_redis_reply *r)
+{
+    if (st != AS_REDIS_OK) job_fail(j, st, r);
+    else read_fields(&j->rows[idx], r);
+    if (j->outstanding == 0) domains_reply(j);
+}
+
+static void domains_scan_cb(struct job *j, size_t idx, enum as_redis_status st,
+                            const struct as_redis_reply *r)
+{
+    AS_UNUSED(idx);
+    const struct as_redis_reply *keys = st == AS_REDIS_OK ? scan_batch(j, r) : NULL;
+    if (!keys) {
+        job_fail(j, st == AS_REDIS_OK ? AS_REDIS_ERROR : st, NULL);
+        domains_reply(j);
+        return;
+    }
+    size_t plen = strlen(j->prefix);
+    for (size_t i = 0; i < keys->nelem && j->nrows < MAX_DOMAINS; i++) {
+        const struct as_redis_reply *k = &keys->elem[i];
+        if (k->type != AS_REDIS_REPLY_STRING || k->str.len < plen + 3) continue;
+        /* "<prefix>{domain}d" */
+        const char *s = k->str.ptr + plen, *close = memchr(s, '}', k->str.len - plen);
+        if (*s != '{' || !close || strcmp(close, "}d") != 0) continue;
+        add_row(j, s + 1, (size_t)(close - s - 1));
+    }
+    if (strcmp(j->cursor, "0") != 0 && j->nrows < MAX_DOMAINS && j->rounds < SCAN_ROUNDS) {
+        struct sbuf pat = {0};
+        glob_escape(&pat, j->prefix);
+        sbuf_adds(&pat, "{*}d");
+        int rc = scan_next(j, pat.data, domains_scan_cb);
+        sbuf_free(&pat);
+        if (rc < 0) job_error(j, 503, "redis: unavailable");
+        return;
+    }
+    /* SCAN may return a key twice */
+    qsort(j->rows, j->nrows, sizeof *j->rows, by_name);
+    size_t k = 0;
+    for (size_t i = 0; i < j->nrows; i++) {
+        if (k && strcmp(j->rows[k - 1].name, j->rows[i].name) == 0) free(j->rows[i].name);
+        else j->rows[k++] = j->rows[i];
+    }
+    j->nrows = k;
+    if (j->nrows == 0) {
+        domains_reply(j);
+        return;
+    }
+    for (size_t i = 0; i < j->nrows; i++) {
+        char *key = key_of(j, j->rows[i].name, "d");
+        int rc = hmget(j, key, domains_hmget_cb, i);
+        free(key);
+        if (rc < 0) {
+            job_error(j, 503, "redis: unavailable");
+            return;
+        }
+    }
+}
+
+static void api_domains(struct job *j)
+{
+    strcpy(j->cursor, "0");
+    struct sbuf pat = {0};
+    glob_escape(&pat, j->prefix);
+    sbuf_adds(&pat, "{*}d");
+    int rc = scan_next(j, pat.data, domains_scan_cb);
+    sbuf_free(&pat);
+    if (rc < 0) job_error(j, 503, "redis: unavailable");
+}
+
+/* ---- GET /api/v1/domain?domain=D: the domain and its failing sources ---- */
+
+static void domain_reply(struct job *j)
+{
+    if (j->failed) {
+        job_error(j, 502, j->errmsg);
+        return;
+    }
+    qsort(j->rows, j->nrows, sizeof *j->rows, by_failures_desc);
+    struct sbuf b = {0};
+    sbuf_adds(&b, "{\"domain\":");
+    as_json_string(&b, j->domain, strlen(j->domain));
+    sbuf_adds(&b, ",\"history\":");
+    write_counts(&b, &j->head);
+    sbuf_printf(&b, ",\"sources_seen\":%zu,\"sources\":[", j->nrows);
+    for (size_t i = 0; i < j->nrows && i < TOP_SOURCES; i++) {
+        sbuf_adds(&b, i ? ",{\"net\":" : "{\"net\":");
+        as_json_string(&b, j->rows[i].name, strlen(j->rows[i].name));
+        sbuf_adds(&b, ",\"history\":");
+        write_counts(&b, &j->rows[i]);
+        sbuf_addc(&b, '}');
+    }
+    sbuf_adds(&b, "]}\n");
+    job_reply(j, 200, &b);
+    sbuf_free(&b);
+}
+
+static void domain_hmget_cb(struct job *j, size_t idx, enum as_redis_status st,
+                            const struct as_redis_reply *r)
+{
+    if (st != AS_REDIS_OK) job_fail(j, st, r);
+    else read_fields(idx == SIZE_MAX ? &j->head : &j->rows[idx], r);
+    if (j->outstanding == 0) domain_reply(j);
+}
+
+static void domain_scan_cb(struct job *j, size_t idx, enum as_redis_status st,
+                           const struct as_redis_reply *r)
+{
+    AS_UNUSED(idx);
+    const struct as_redis_reply *keys = st == AS_REDIS_OK ? scan_batch(j, r) : NULL;
+    if (!keys) {
+        job_fail(j, st == AS_REDIS_OK ? AS_REDIS_ERROR : st, NULL);
+        if (j->outstanding == 0) domain_reply(j);
+        return;
+    }
+    char *stem = key_of(j, j->domain, "s:");
+    size_t slen = strlen(stem);
+    size_t first = j->nrows;
+    for (size_t i = 0; i < keys->nelem && j->nrows < MAX_SOURCES; i++) {
+        const struct as_redis_reply *k = &keys->elem[i];
+        if (k->type == AS_REDIS_REPLY_STRING && k->str.len > slen &&
+            memcmp(k->str.ptr, stem, slen) == 0)
+            add_row(j, k->str.ptr + slen, k->str.len - slen);
+    }
+    free(stem);
+    for (size_t i = first; i < j->nrows; i++) {
+        char name[128];
+        snprintf(name, sizeof name, "s:%s", j->rows[i].name);
+        char *key = key_of(j, j->domain, name);
+        int rc = hmget(j, key, domain_hmget_cb, i);
+        free(key);
+        if (rc < 0) {
+            job_error(j, 503, "redis: unavailable");
+            return;
+        }
+    }
+    if (strcmp(j->cursor, "0") != 0 && j->nrows < MAX_SOURCES && j->rounds < SCAN_ROUNDS) {
+        struct sbuf pat = {0};
+        glob_escape(&pat, j->prefix);
+        sbuf_addc(&pat, '{');
+        glob_escape(&pat, j->domain);
+        sbuf_adds(&pat, "}s:*");
+        int rc = scan_next(j, pat.data, domain_scan_cb);
+        sbuf_free(&pat);
+        if (rc < 0) job_error(j, 503, "redis: unavailable");
+        return;
+    }
+    if (j->outstanding == 0) domain_reply(j);
+}
+
+static void api_domain(struct job *j)
+{
+    char *key = key_of(j, j->domain, "d");
+    int rc = hmget(j, key, domain_hmget_cb, SIZE_MAX);
+    free(key);
+    strcpy(j->cursor, "0");
+    struct sbuf pat = {0};
+    glob_escape(&pat, j->prefix);
+    sbuf_addc(&pat, '{');
+    glob_escape(&pat, j->domain);
+    sbuf_adds(&pat, "}s:*");
+    if (rc == 0) rc = scan_next(j, pat.data, domain_scan_cb);
+    sbuf_free(&pat);
+    if (rc < 0) job_error(j, 503, "redis: unavailable");
+}
+
+/* ---- GET /api/v1/sender?domain=D&ip=IP: one sender's history ---- */
+
+static void sender_cb(struct job *j, size_t idx, enum as_redis_status st,
+                      const struct as_redis_reply *r)
+{
+    if (st != AS_REDIS_OK) job_fail(j, st, r);
+    else read_fields(idx == 0 ? &j->head : &j->rows[0], r);
+    if (j->outstanding) return;
+    if (j->failed) {
+        job_error(j, 502, j->errmsg);
+        return;
+    }
+    struct sbuf b = {0};
+    sbuf_adds(&b, "{\"domain\":");
+    as_json_string(&b, j->domain, strlen(j->domain));
+    sbuf_adds(&b, ",\"net\":");
+    as_json_string(&b, j->net, strlen(j->net));
+    sbuf_adds(&b, ",\"domain_history\":");
+    write_counts(&b, &j->head);
+    sbuf_adds(&b, ",\"source_history\":");
+    write_counts(&b, &j->rows[0]);
+    sbuf_adds(&b, "}\n");
+    job_reply(j, 200, &b);
+    sbuf_free(&b);
+}
+
+static void api_sender(struct job *j)
+{
+    add_row(j, j->net, strlen(j->net));
+    char name[128];
+    snprintf(name, sizeof name, "s:%s", j->net);
+    char *dkey = key_of(j, j->domain, "d"), *skey = key_of(j, j->domain, name);
+    int rc = hmget(j, dkey, sender_cb, 0);
+    if (rc == 0) rc = hmget(j, skey, sender_cb, 1);
+    free(dkey);
+    free(skey);
+    if (rc < 0) job_error(j, 503, "redis: unavailable");
+}
+
+/* ---- POST /api/v1/sender/clear?domain=D&ip=IP ---- */
+
+static void clear_cb(struct job *j, size_t idx, enum as_redis_status st,
+                     const struct as_redis_reply *r)
+{
+    AS_UNUSED(idx);
+    if (st != AS_REDIS_OK || !r || r->type != AS_REDIS_REPLY_INTEGER) {
+        job_fail(j, st == AS_REDIS_OK ? AS_REDIS_ERROR : st, r);
+        job_error(j, 502, j->errmsg);
+        return;
+    }
+    as_log(AS_LOG_NOTICE, "controller: history of %s from %s cleared", j->domain, j->net);
+    struct sbuf b = {0};
+    sbuf_printf(&b, "{\"cleared\":%lld}\n", r->integer);
+    job_reply(j, 200, &b);
+    sbuf_free(&b);
+}
+
+static void api_clear(struct job *j)
+{
+    char name[128];
+    snprintf(name, sizeof name, "s:%s", j->net);
+    char *key = key_of(j, j->domain, name);
+    const char *argv[] = { "DEL", key };
+    int rc = job_send(j, 2, argv, clear_cb, 0);
+    free(key);
+    if (rc < 0) job_error(j, 503, "redis: unavailable");
+}
+
+/* ---- GET /api/v1/reports?days=N: aggregate report status per day ----
+ * The report plugin (docs/reports.md) lists each day's policy domains in
+ * {report:}rd:DAY and records what `authscan report` sent in {PD}rs:DAY:
+ * a domain with rows and nothing sent is pending once its day is over.
+ * rows[] are (day, domain) pairs: v[0] = destinations sent to. */
+
+static void reports_reply(struct job *j)
+{
+    if (j->failed) {
+        job_error(j, 502, j->errmsg);
+        return;
+    }
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    char today[16];
+    strftime(today, sizeof today, "%Y%m%d", &tm);
+    qsort(j->rows, j->nrows, sizeof *j->rows, by_name);
+    struct sbuf b = {0};
+    sbuf_adds(&b, "{\"days\":[");
+    for (int d = 0; d < j->days; d++) {
+        time_t t = now - (time_t)d * 86400;
+        gmtime_r(&t, &tm);
+        char day[16];
+        strftime(day, sizeof day, "%Y%m%d", &tm);
+        size_t sent = 0, pending = 0, open = 0;
+        struct sbuf list = {0};
+        for (size_t k = 0; k < j->nrows; k++) {
+            if (strncmp(j->rows[k].name, day, 8) != 0) continue;
+            const char *status = strcmp(day, today) == 0 ? "collecting"
+                                 : j->rows[k].v[0] > 0 ? "sent" : "pending";
+            if (*status == 'c') open++;
+            else if (*status == 's') sent++;
+            else pending++;
+            if (list.len > 64 * 1024) continue;
+            sbuf_adds(&list, list.len ? ",{\"domain\":" : "{\"domain\":");
+            as_json_string(&list, j->rows[k].name + 9, strlen(j->rows[k].name + 9));
+            sbuf_printf(&list, ",\"status\":\"%s\",\"destinations_sent\":%.0f}", status,
+                        j->rows[k].v[0]);
+        }
+        sbuf_printf(&b, "%s{\"day\":\"%s\",\"collecting\":%zu,\"pending\":%zu,\"sent\":%zu,"
+                    "\"domains\":[%s]}", d ? "," : "", day, open, pending, sent,
+                    list.data ? list.data : "");
+        sbuf_free(&list);
+    }
+    sbuf_adds(&b, "]}\n");
+    job_reply(j, 200, &b);
+    sbuf_free(&b);
+}
+
+static void reports_sent_cb(struct job *j, size_t idx, enum as_redis_status st,
+                            const struct as_redis_reply *r)
+{
+    if (st != AS_REDIS_OK) job_fail(j, st, r);
+    else j->rows[idx].v[0] = reply_num(r);
+    if (j->outstanding == 0) reports_reply(j);
+}
+
+static void reports_index_cb(struct job *j, size_t idx, enum as_redis_status st,
+                             const struct as_redis_reply *r)
+{
+    /* idx: days back */
+    if (st != AS_REDIS_OK || !r || r->type != AS_REDIS_REPLY_ARRAY) {
+        job_fail(j, st == AS_REDIS_OK ? AS_REDIS_ERROR : st, r);
+    } else {
+        time_t t = time(NULL) - (time_t)idx * 86400;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        char day[16];
+        strftime(day, sizeof day, "%Y%m%d", &tm);
+        for (size_t i = 0; i < r->nelem && j->nrows < 100000; i++) {
+            const struct as_redis_reply *e = &r->elem[i];
+            if (e->type != AS_REDIS_REPLY_STRING || !e->str.ptr || strpbrk(e->str.ptr, "{}"))
+                continue;
+            char name[300];
+            snprintf(name, sizeof name, "%s:%s", day, e->str.ptr);
+            add_row(j, name, strlen(name));
+            char kn[32];
+            snprintf(kn, sizeof kn, "rs:%s", day);
+            char *key = key_of(j, e->str.ptr, kn);
+            const char *argv[] = { "HLEN", key };
+            int rc = job_send(j, 2, argv, reports_sent_cb, j->nrows - 1);
+            free(key);
+            if (rc < 0) {
+                job_error(j, 503, "redis: unavailable");
+                return;
+            }
+        }
+    }
+    if (j->outstanding == 0) reports_reply(j);
+}
+
+static void api_reports(struct job *j)
+{
+    for (int d = 0; d < j->days; d++) {
+        time_t t = time(NULL) - (time_t)d * 86400;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        char kn[32];
+        strftime(kn, sizeof kn, "rd:%Y%m%d", &tm);
+        char *key = key_of(j, "report:", kn);
+        const char *argv[] = { "SMEMBERS", key };
+        int rc = job_send(j, 2, argv, reports_index_cb, (size_t)d);
+        free(key);
+        if (rc < 0) {
+            job_error(j, 503, "redis: unavailable");
+            return;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- */
+/* requests                                                           */
+
+static void serve_asset(struct as_http_conn *c, const char *path)
+{
+    const char *name = strcmp(path, "/") == 0 ? "index.html" : path + 1;
+    for (const struct as_embedded *a = as_embedded_dashboard; a->name; a++) {
+        if (strcmp(a->name, name) != 0) continue;
+        const char *ext = strrchr(name, '.');
+        const char *ctype = !ext ? "application/octet-stream"
+                            : strcmp(ext, ".html") == 0 ? "text/html; charset=utf-8"
+                            : strcmp(ext, ".js") == 0 ? "text/javascript; charset=utf-8"
+                            : strcmp(ext, ".css") == 0 ? "text/css; charset=utf-8"
+                            : strcmp(ext, ".svg") == 0 ? "image/svg+xml"
+                                                       : "text/plain; charset=utf-8";
+        struct sbuf b = {0};
+        sbuf_adds(&b, a->text);
+        reply(c, 200, ctype, &b, NULL);
+        sbuf_free(&b);
+        return;
+    }
+    reply_error(c, 404, "no such page");
+}
+
+static void login(struct controller *ctl, struct as_http_conn *c,
+                  const struct as_http_request *req)
+{
+    json_error_t jerr;
+    json_t *body = json_loadb(req->body ? req->body : "", req->body_len, 0, &jerr);
+    const char *pw = body ? json_string_value(json_object_get(body, "password")) : NULL;
+    if (!pw) {
+        json_decref(body);
+        reply_error(c, 400, "expected {\"password\": \"...\"}");
+        return;
+    }
+    enum level lv = password_level(ctl, pw);
+    json_decref(body);
+    if (lv == LEVEL_NONE) {
+        as_log(AS_LOG_WARN, "controller: wrong password from %s", req->peer);
+        reply_error(c, 403, "wrong password");
+        return;
+    }
+    char tok[128], csrf[65], cookie[256];
+    make_token(ctl, lv, tok, sizeof tok);
+    csrf_of(tok, strlen(tok), csrf);
+    snprintf(cookie, sizeof cookie, "Set-Cookie: " SESSION_COOKIE "=%s; Path=/; HttpOnly; "
+             "SameSite=Strict; Max-Age=%d", tok, SESSION_TTL);
+    struct sbuf b = {0};
+    sbuf_printf(&b, "{\"level\":\"%s\",\"csrf\":\"%s\"}\n", lv == LEVEL_WRITE ? "write" : "read",
+                csrf);
+    reply(c, 200, "application/json", &b, cookie);
+    sbuf_free(&b);
+}
+
+static void handle_request(struct as_http_conn *c, const struct as_http_request *req, void *arg)
+{
+    struct controller *ctl = arg;
+    const char *path = req->path;
+    int get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
+    int post = strcmp(req->method, "POST") == 0;
+
+    /* the dashboard's files hold no data: no login needed to load them */
+    if (get && (strcmp(path, "/") == 0 || strcmp(path, "/index.html") == 0 ||
+                strcmp(path, "/app.js") == 0 || strcmp(path, "/style.css") == 0)) {
+        serve_asset(c, path);
+        return;
+    }
+    if (strcmp(path, "/ping") == 0) {
+        as_http_reply(c, 200, "text/plain", "pong\r\n", 6, NULL);
+        return;
+    }
+    if (strcmp(path, "/login") == 0) {
+        if (!post) reply_error(c, 405, "/login takes POST {\"password\": \"...\"}");
+        else login(ctl, c, req);
+        return;
+    }
+    if (strcmp(path, "/logout") == 0) {
+        struct sbuf b = {0};
+        sbuf_adds(&b, "{}\n");
+        reply(c, 200, "application/json", &b,
+              "Set-Cookie: " SESSION_COOKIE "=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+        sbuf_free(&b);
+        return;
+    }
+
+    struct access a = check_access(ctl, req);
+    if (get && strcmp(path, "/api/v1/session") == 0 && a.level == LEVEL_NONE) {
+        /* the page asks before it knows whether to show the login form:
+         * not an error */
+        struct sbuf b = {0};
+        sbuf_adds(&b, "{\"level\":\"none\",\"csrf\":\"\",\"password_set\":true}\n");
+        reply_json(c, 200, &b);
+        sbuf_free(&b);
+        return;
+    }
+    if (a.level == LEVEL_NONE) {
+        reply_error(c, a.wrong ? 403 : 401, a.wrong ? "wrong password or expired session"
+                                                    : "password required (Password header "
+                                                      "or POST /login)");
+        return;
+    }
+    if (get && strcmp(path, "/stat") == 0) {
+        struct sbuf b = {0};
+        as_stats_write_json(ctl->sc->engine, &b);
+        reply_json(c, 200, &b);
+        sbuf_free(&b);
+        return;
+    }
+    if (get && strcmp(path, "/metrics") == 0) {
+        as_http_adapter_reply_metrics(c, req, ctl->sc->engine);
+        return;
+    }
+    if (get && strcmp(path, "/api/v1/session") == 0) {
+        size_t tlen;
+        const char *tok = session_cookie(req, &tlen);
+        char csrf[65] = "";
+        if (tok) csrf_of(tok, tlen, csrf);
+        struct sbuf b = {0};
+        sbuf_printf(&b, "{\"level\":\"%s\",\"csrf\":\"%s\",\"password_set\":%s}\n",
+                    a.level == LEVEL_WRITE ? "write" : "read", csrf,
+                    ctl->password || ctl->enable_password ? "true" : "false");
+        reply_json(c, 200, &b);
+        sbuf_free(&b);
+        return;
+    }
+    int is_domains = strcmp(path, "/api/v1/domains") == 0;
+    int is_domain = strcmp(path, "/api/v1/domain") == 0;
+    int is_sender = strcmp(path, "/api/v1/sender") == 0;
+    int is_clear = strcmp(path, "/api/v1/sender/clear") == 0;
+    int is_reports = strcmp(path, "/api/v1/reports") == 0;
+    if (!is_domains && !is_domain && !is_sender && !is_clear && !is_reports) {
+        reply_error(c, 404, "unknown path (see docs/stats.md for the controller's API)");
+        return;
+    }
+    if (is_clear ? !post : !get) {
+        reply_error(c, 405, is_clear ? "this call takes POST" : "this call takes GET");
+        return;
+    }
+    if (is_clear && (a.level != LEVEL_WRITE || !a.csrf_ok)) {
+        reply_error(c, 403, a.level != LEVEL_WRITE
+                                ? "writes need controller.enable_password"
+                                : "writes need the X-CSRF-Token header (from /login)");
+        return;
+    }
+    struct as_redis *r = as_engine_service_state(ctl->sc->engine, &as_redis_service);
+    if (!as_redis_enabled(r)) {
+        reply_error(c, 503, "redis.servers is not set: there is no history to show");
+        return;
+    }
+    struct job *j = xcalloc(1, sizeof *j);
+    j->ctl = ctl;
+    j->conn = c;
+    j->redis = r;
+    j->prefix = as_redis_prefix(r);
+    struct sbuf v = {0};
+    if (is_domain || is_sender || is_clear) {
+        const char *d = query_param(req, "domain", &v);
+        if (!d || strlen(d) >= sizeof j->domain) {
+            sbuf_free(&v);
+            free(j);
+            reply_error(c, 400, "expected ?domain=<domain>");
+            return;
+        }
+        as_strlcpy(j->domain, d, sizeof j->domain);
+        if (!domain_ok(j->domain)) {
+            sbuf_free(&v);
+            free(j);
+            reply_error(c, 400, "not a domain name");
+            return;
+        }
+    }
+    if (is_sender || is_clear) {
+        const char *ip = query_param(req, "ip", &v);
+        if (!ip || source_net(ip, j->net, sizeof j->net) < 0) {
+            sbuf_free(&v);
+            free(j);
+            reply_error(c, 400, "expected &ip=<IPv4 or IPv6 address>");
+            return;
+        }
+    }
+    if (is_reports) {
+        const char *n = query_param(req, "days", &v);
+        long long days = 7;
+        if (n && (as_parse_int(n, &days) < 0 || days < 1 || days > MAX_REPORT_DAYS)) {
+            sbuf_free(&v);
+            free(j);
+            reply_error(c, 400, "expected days=1..31");
+            return;
+        }
+        j->days = (int)days;
+    }
+    sbuf_free(&v);
+    as_http_conn_on_close(c, job_abandoned, j);
+    if (is_domains) api_domains(j);
+    else if (is_domain) api_domain(j);
+    else if (is_sender) api_sender(j);
+    else if (is_clear) api_clear(j);
+    else api_reports(j);
+}
+
+/* ---------------------------------------------------------------- */
+/* the protocol                                                       */
+
+static void *controller_start(struct as_session_ctx *sc, char *err, size_t errlen)
+{
+    AS_UNUSED(err);
+    AS_UNUSED(errlen);
+    if (!have_key) as_controller_keygen();   /* outside the daemon: this process only */
+    const struct as_config *cfg = as_engine_config(sc->engine);
+    const struct as_limits *el = as_engine_limits(sc->engine);
+    struct as_http_limits lim = {
+        .max_header_bytes = 32 * 1024,
+        .max_headers = 100,
+        .max_body = 64 * 1024,
+        .header_timeout = el->header_timeout,
+        .read_timeout = el->read_timeout,
+        .idle_timeout = el->idle_timeout,
+    };
+    struct controller *ctl = xcalloc(1, sizeof *ctl);
+    ctl->sc = sc;
+    ctl->password = as_config_str(cfg, "controller.password", NULL);
+    ctl->enable_password = as_config_str(cfg, "controller.enable_password", NULL);
+    if (ctl->password && !*ctl->password) ctl->password = NULL;
+    if (ctl->enable_password && !*ctl->enable_password) ctl->enable_password = NULL;
+    ctl->http = as_http_new(&lim, handle_request, ctl);
+    return ctl;
+}
+
+static void controller_stop(void *ps)
+{
+    struct controller *ctl = ps;
+    as_http_free(ctl->http);
+    free(ctl);
+}
+
+static void *controller_open(void *ps, struct as_conn *c)
+{
+    struct controller *ctl = ps;
+    return as_http_conn_open(ctl->http, c);
+}
+
+/* A listen address that only this host reaches. */
+static int local_only(const struct as_listen_addr *a)
+{
+    if (a->is_unix) return 1;
+    const char *h = a->addr;
+    if (strncmp(h, "127.", 4) == 0 || strncmp(h, "[::1]:", 6) == 0 ||
+        strncmp(h, "localhost:", 10) == 0)
+        return 1;
+    return 0;
+}
+
+static int controller_check(const struct as_config *cfg, int listened, char *err, size_t errlen)
+{
+    int have_password = 0;
+    for (size_t i = 0; i < as_config_count(cfg); i++) {
+        const struct as_config_entry *e = as_config_at(cfg, i);
+        if (strncmp(e->key, "controller.", 11) != 0) continue;
+        if (!listened)
+            return as_config_error(err, errlen, e, "'%s' has no effect: no 'listen' entry "
+                                   "speaks controller (controller@ADDR)", e->key);
+        if (e->value && *e->value) have_password = 1;
+        else return as_config_error(err, errlen, e, "'%s' is empty: remove it, or set a "
+                                    "password", e->key);
+    }
+    if (!listened || have_password) return 0;
+    const char *const *specs;
+    size_t n = as_config_list(cfg, "listen", &specs);
+    for (size_t i = 0; i < n; i++) {
+        struct as_listen_addr a;
+        if (as_listen_parse(specs[i], &a, err, errlen) < 0) return -1;
+        if (a.proto != &as_controller_protocol || local_only(&a)) continue;
+        return as_config_error(err, errlen, as_config_find_item(cfg, "listen", specs[i]),
+                               "the controller listens on %s without a password: set "
+                               "controller.password (and controller.enable_password for "
+                               "writes), or listen on 127.0.0.1, [::1] or a unix socket",
+                               a.addr);
+    }
+    return 0;
+}
+
+const struct as_protocol as_controller_protocol = {
+    .name = "controller",
+    .start = controller_start,
+    .stop = controller_stop,
+    .open = controller_open,
+    .read = as_http_conn_read,
+    .flushed = as_http_conn_flushed,
+    .eof = as_http_conn_eof,
+    .timeout = as_http_conn_timeout,
+    .close = as_http_conn_close,
+    .refusal = as_http_refusal,
+    .check = controller_check,
+};

@@ -1,0 +1,261 @@
+#!/usr/bin/python3
+"""The controller listener (controller@ADDR) with a real redis-server and
+real scans feeding the history plugin:
+
+  - access, table-driven: no password -> 401, a wrong one -> 403, the read
+    password (Password header, or Authorization: Bearer) reads, only the
+    enable password writes; a browser session (POST /login, cookie) reads,
+    writes only with its X-CSRF-Token; a forged or tampered cookie is
+    refused; every refusal says why in JSON;
+  - /stat and /metrics as on the scanning port (daemon-wide totals);
+  - the JSON API over Redis: /api/v1/domains lists the scanned domains with
+    their DMARC counts, /api/v1/domain gives the top failing sources,
+    /api/v1/sender one sender's history, POST /api/v1/sender/clear forgets
+    it (the key is gone from Redis), /api/v1/reports the report status per
+    UTC day from the report keys (docs/reports.md);
+  - bad input (not a domain, not an IP, unknown path, wrong method) gets a
+    4xx with an error, never a crash;
+  - without a password, on loopback: reads are open, a write still needs a
+    custom header;
+  - the dashboard's files come from the binary with a strict
+    Content-Security-Policy.
+Prints "N passed, N failed"; exits non-zero on failure."""
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+T = harness.Tests("controller")
+
+ZONE = """$ORIGIN .
+$TTL 300
+example.com. TXT "v=spf1 ip4:192.0.2.0/24 -all"
+_dmarc.example.com. TXT "v=DMARC1; p=none"
+example.net. TXT "v=spf1 ip4:203.0.113.0/24 -all"
+_dmarc.example.net. TXT "v=DMARC1; p=none"
+"""
+READ, WRITE = "read-secret", "write-secret"
+
+
+def message(frm, n):
+    return ("From: %s\r\nTo: bob@receiver.test\r\nSubject: hello %d\r\n"
+            "Message-ID: <c%d@test>\r\n\r\nhi\r\n" % (frm, n, n)).encode()
+
+
+def scan(d, ip, addr, n):
+    st, r = d.checkv2(message(addr, n), headers={"IP": ip, "From": addr, "Helo": "mail.test"})
+    T.eq("scan %d: status" % n, st, 200)
+
+
+def call(port, method, path, headers=None, body=None):
+    if method == "POST" and body is None:
+        body = b""   # as browsers send it: Content-Length: 0
+    st, hdrs, raw = harness.http_request("127.0.0.1", port, method, path, body, headers)
+    try:
+        data = json.loads(raw) if raw else None
+    except ValueError:
+        data = raw
+    return st, hdrs, data
+
+
+def populate(d, r):
+    n = 0
+    for i in range(1, 4):
+        n += 1
+        scan(d, "192.0.2.%d" % i, "alice@example.com", n)
+    for i in range(2):
+        n += 1
+        scan(d, "198.51.100.%d" % (7 + i), "alice@example.com", n)
+    for i in range(2):
+        n += 1
+        scan(d, "203.0.113.%d" % (5 + i), "carol@example.net", n)
+    ok = harness.wait_for(lambda: r.cmd("HGET", "as:{example.com}s:198.51.100", "df") and
+                          r.cmd("HGET", "as:{example.net}d", "dp"), 15, what="history written")
+    T.check("history written by the scans", ok)
+    return n
+
+
+def test_access(cp):
+    pw = {"Password": READ}
+    cases = [
+        # (what, method, path, headers, want status)
+        ("no password", "GET", "/stat", None, 401),
+        ("wrong password", "GET", "/stat", {"Password": "nope"}, 403),
+        ("wrong password, not downgraded", "GET", "/api/v1/domains", {"Password": ""}, 403),
+        ("read password", "GET", "/stat", pw, 200),
+        ("bearer (Prometheus)", "GET", "/metrics", {"Authorization": "Bearer " + READ}, 200),
+        ("enable password reads", "GET", "/stat", {"Password": WRITE}, 200),
+        ("read password cannot write", "POST",
+         "/api/v1/sender/clear?domain=example.com&ip=198.51.100.1", pw, 403),
+        ("forged session", "GET", "/stat", {"Cookie": "as_session=2.99999999999.%s" % ("0" * 64)},
+         403),
+        ("not a domain", "GET", "/api/v1/domain?domain=../etc", pw, 400),
+        ("no domain", "GET", "/api/v1/domain", pw, 400),
+        ("not an IP", "GET", "/api/v1/sender?domain=example.com&ip=abc", pw, 400),
+        ("days out of range", "GET", "/api/v1/reports?days=400", pw, 400),
+        ("unknown path", "GET", "/api/v1/nothing", pw, 404),
+        ("GET on a write", "GET", "/api/v1/sender/clear?domain=example.com&ip=1.2.3.4",
+         {"Password": WRITE}, 405),
+        ("POST on a read", "POST", "/api/v1/domains", pw, 405),
+        ("GET /login", "GET", "/login", None, 405),
+    ]
+    for what, method, path, headers, want in cases:
+        st, _, body = call(cp, method, path, headers)
+        T.eq("%s: %s %s status" % (what, method, path), st, want)
+        if want >= 400:
+            T.check("%s: JSON error" % what, isinstance(body, dict) and body.get("error"), body)
+
+
+def test_reads(d, cp):
+    pw = {"Password": READ}
+    st, _, s = call(cp, "GET", "/stat", pw)
+    T.eq("/stat on the controller: scanned is the daemon's", s["scanned"], d.stat()["scanned"])
+    st, h, text = call(cp, "GET", "/metrics", pw)
+    T.check("/metrics on the controller", isinstance(text, (bytes, str)) and
+            b"authscan_scans_total" in (text if isinstance(text, bytes) else text.encode()),
+            text)
+
+    st, _, r = call(cp, "GET", "/api/v1/domains", pw)
+    T.eq("domains: status", st, 200)
+    doms = {x["domain"]: x["history"] for x in r.get("domains", [])}
+    T.eq("domains: the scanned domains", set(doms), {"example.com", "example.net"})
+    T.check("domains: example.com DMARC passes", doms.get("example.com", {}).get("dp", 0) >= 3,
+            doms)
+    T.check("domains: example.net DMARC passes", doms.get("example.net", {}).get("dp", 0) >= 2,
+            doms)
+
+    st, _, r = call(cp, "GET", "/api/v1/domain?domain=EXAMPLE.com", pw)
+    T.eq("domain: status", st, 200)
+    src = r.get("sources", [])
+    T.eq("domain: two sources seen", r.get("sources_seen"), 2)
+    T.eq("domain: top failing source first", src[0]["net"] if src else None, "198.51.100")
+    T.check("domain: its failures", src and src[0]["history"]["df"] >= 2, src)
+
+    st, _, r = call(cp, "GET", "/api/v1/sender?domain=example.com&ip=192.0.2.200", pw)
+    T.eq("sender: status", st, 200)
+    T.eq("sender: network", r.get("net"), "192.0.2")
+    T.check("sender: source history", (r.get("source_history") or {}).get("dp", 0) >= 3, r)
+    st, _, r = call(cp, "GET", "/api/v1/sender?domain=nobody.example&ip=2001:db8::1", pw)
+    T.eq("unknown sender: no history", (st, r.get("domain_history"), r.get("source_history"),
+                                        r.get("net")), (200, None, None, "2001:db8:0:0"))
+
+
+def test_reports(r, cp):
+    day = lambda back: time.strftime("%Y%m%d", time.gmtime(time.time() - back * 86400))  # noqa
+    r.cmd("SADD", "as:{report:}rd:" + day(0), "example.com")
+    r.cmd("SADD", "as:{report:}rd:" + day(1), "example.com", "example.net")
+    r.cmd("HSET", "as:{example.com}rs:" + day(1), "mailto:dmarc@example.com", "rid-1")
+    st, _, rep = call(cp, "GET", "/api/v1/reports?days=3", {"Password": READ})
+    T.eq("reports: status", st, 200)
+    days = {x["day"]: x for x in rep.get("days", [])}
+    T.eq("reports: three days", sorted(days), sorted([day(0), day(1), day(2)]))
+    T.eq("reports: today is collecting", (days[day(0)]["collecting"], days[day(0)]["sent"]),
+         (1, 0))
+    T.eq("reports: yesterday one sent, one pending",
+         (days[day(1)]["sent"], days[day(1)]["pending"]), (1, 1))
+    T.eq("reports: yesterday per domain",
+         {x["domain"]: x["status"] for x in days[day(1)]["domains"]},
+         {"example.com": "sent", "example.net": "pending"})
+
+
+def login(cp, password):
+    st, h, body = call(cp, "POST", "/login", {"Content-Type": "application/json"},
+                       json.dumps({"password": password}).encode())
+    cookie = (h.get("set-cookie") or "").split(";")[0]
+    return st, cookie, body
+
+
+def test_sessions(r, cp):
+    st, cookie, body = login(cp, "wrong")
+    T.eq("login with a wrong password", (st, cookie), (403, ""))
+    st, _, body = call(cp, "POST", "/login", None, b"not json")
+    T.eq("login without JSON", st, 400)
+
+    st, cookie, body = login(cp, READ)
+    T.eq("login (read): status", st, 200)
+    T.check("login: cookie", cookie.startswith("as_session="), cookie)
+    _, h, _ = call(cp, "POST", "/login", None, json.dumps({"password": READ}).encode())
+    attrs = h.get("set-cookie", "")
+    T.check("cookie is HttpOnly and SameSite=Strict", "HttpOnly" in attrs and
+            "SameSite=Strict" in attrs, attrs)
+    st, _, _ = call(cp, "GET", "/api/v1/domains", {"Cookie": cookie})
+    T.eq("read session reads", st, 200)
+    st, _, _ = call(cp, "POST", "/api/v1/sender/clear?domain=example.com&ip=198.51.100.1",
+                    {"Cookie": cookie, "X-CSRF-Token": body["csrf"]})
+    T.eq("read session cannot write", st, 403)
+    tampered = cookie[:-1] + ("0" if cookie[-1] != "0" else "1")
+    st, _, _ = call(cp, "GET", "/stat", {"Cookie": tampered})
+    T.eq("tampered session refused", st, 403)
+    lvl = cookie.replace("as_session=1.", "as_session=2.")
+    st, _, _ = call(cp, "GET", "/stat", {"Cookie": lvl})
+    T.eq("session with a raised level refused", st, 403)
+
+    st, wcookie, wbody = login(cp, WRITE)
+    T.eq("login (write): level", (st, wbody.get("level")), (200, "write"))
+    clear = "/api/v1/sender/clear?domain=example.com&ip=198.51.100.1"
+    st, _, _ = call(cp, "POST", clear, {"Cookie": wcookie})
+    T.eq("write session without CSRF token", st, 403)
+    st, _, _ = call(cp, "POST", clear, {"Cookie": wcookie, "X-CSRF-Token": "0" * 64})
+    T.eq("write session with a wrong CSRF token", st, 403)
+    st, _, s = call(cp, "GET", "/api/v1/session", {"Cookie": wcookie})
+    T.eq("session: the same CSRF token", s.get("csrf"), wbody.get("csrf"))
+    T.check("source key there before the clear", r.cmd("EXISTS", "as:{example.com}s:198.51.100"))
+    st, _, res = call(cp, "POST", clear, {"Cookie": wcookie, "X-CSRF-Token": wbody["csrf"]})
+    T.eq("write session with its CSRF token clears", (st, res), (200, {"cleared": 1}))
+    T.eq("the key is gone", r.cmd("EXISTS", "as:{example.com}s:198.51.100"), 0)
+    st, _, res = call(cp, "POST", "/api/v1/sender/clear?domain=example.net&ip=203.0.113.9",
+                      {"Password": WRITE})
+    T.eq("enable password in the header clears", (st, res), (200, {"cleared": 1}))
+    st, h, _ = call(cp, "POST", "/logout", {"Cookie": wcookie})
+    T.check("logout expires the cookie", "Max-Age=0" in h.get("set-cookie", ""), h)
+
+
+def test_assets(cp):
+    for path, ctype in (("/", "text/html"), ("/app.js", "text/javascript"),
+                        ("/style.css", "text/css")):
+        st, h, raw = harness.http_request("127.0.0.1", cp, "GET", path)
+        T.eq("%s: status" % path, st, 200)
+        T.check("%s: content type" % path, h.get("content-type", "").startswith(ctype), h)
+        csp = h.get("content-security-policy", "")
+        T.check("%s: CSP allows only this origin" % path,
+                "default-src 'self'" in csp and "frame-ancestors 'none'" in csp, csp)
+        T.check("%s: nothing from elsewhere" % path,
+                b"http://" not in raw and b"https://" not in raw, raw[:200])
+
+
+def test_no_password():
+    cp = harness.free_port()
+    with harness.Daemon(workers=1, config="", listen=["127.0.0.1:%d" % harness.free_port(),
+                                                     "controller@127.0.0.1:%d" % cp]) as d:
+        st, _, s = call(cp, "GET", "/stat")
+        T.eq("no password, loopback: reads open", st, 200)
+        st, _, body = call(cp, "POST", "/api/v1/sender/clear?domain=example.com&ip=192.0.2.1")
+        T.eq("no password: a write without a custom header is refused", st, 403)
+        st, _, body = call(cp, "POST", "/api/v1/sender/clear?domain=example.com&ip=192.0.2.1",
+                           {"Password": "x"})
+        T.eq("no password: a write with one gets to Redis (none configured)", st, 503)
+        T.check("no Redis: says so", "redis" in (body or {}).get("error", ""), body)
+
+
+def main():
+    with harness.RedisServer() as r:
+        cp = harness.free_port()
+        config = ("redis.servers = %s\ncontroller.password = \"%s\"\n"
+                  "controller.enable_password = \"%s\"\n" % (r.address, READ, WRITE))
+        with harness.Daemon(workers=2, config=config, zone=ZONE, listen=["127.0.0.1:%d" % harness.free_port(),
+                                             "controller@127.0.0.1:%d" % cp]) as d:
+            populate(d, r)
+            T.run(test_access, cp)
+            T.run(test_reads, d, cp)
+            T.run(test_reports, r, cp)
+            T.run(test_sessions, r, cp)
+            T.run(test_assets, cp)
+    T.run(test_no_password)
+    T.finish()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+#!/usr/bin/python3
+"""Daemon-wide counters: /stat and /metrics give totals over every worker.
+
+ - three workers, scans on separate connections (they spread over the
+   workers): every /stat answer, whichever worker gives it, has the total;
+   `rspamc stat` (the real client) prints it;
+ - a worker killed with SIGKILL is replaced: the totals keep its scans and
+   worker_restarts counts it;
+ - a SIGHUP reload that changes the worker count (3 -> 2) keeps the totals;
+ - /metrics parses with prometheus_client's text parser, and with its
+   OpenMetrics parser when the Accept header asks for OpenMetrics (the body
+   ends with "# EOF"); promtool check metrics accepts the text format; the scan
+   counter, the actions, the latency histogram and the declared symbols
+   agree with /stat; no label carries an address or a domain.
+Prints "N passed, N failed"; exits non-zero on failure."""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import wait_for  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+from prometheus_client.openmetrics.parser import \
+    text_string_to_metric_families as om_families  # noqa: E402
+
+T = harness.Tests("stats")
+CONFIG = "workers = 3\nshutdown_timeout = 10s\n"
+OM_ACCEPT = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+
+
+def msg(n, from_hdr=b"From: Alice <alice@example.com>\r\n"):
+    return (from_hdr + b"To: bob@example.org\r\nSubject: stats %d\r\n"
+            b"Message-ID: <s%d@example.com>\r\n\r\nbody %d\r\n" % (n, n, n))
+
+
+MULTI = b"From: a@example.com\r\nFrom: b@example.net\r\n"
+
+
+def scan(d, n, multi=False):
+    st, r = d.checkv2(msg(n, MULTI if multi else b"From: Alice <alice@example.com>\r\n"),
+                      {"IP": "192.0.2.77", "From": "alice@example.com"})
+    T.eq("scan %d: status" % n, st, 200)
+    return r
+
+
+def rspamc_stat(d):
+    p = subprocess.run(["rspamc", "-h", "127.0.0.1:%d" % d.port, "stat"], capture_output=True,
+                       text=True, timeout=60)
+    m = re.search(r"Messages scanned: (\d+)", p.stdout)
+    return p.returncode, int(m.group(1)) if m else None, p.stdout + p.stderr
+
+
+def metrics(d, accept=None):
+    st, hdrs, body = d.request("GET", "/metrics", headers={"Accept": accept} if accept else None)
+    T.eq("/metrics status", st, 200)
+    return hdrs.get("content-type", ""), body.decode("utf-8")
+
+
+def samples(families):
+    out = {}
+    for fam in families:
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def promtool(text, what):
+    if not shutil.which("promtool"):
+        T.check("%s: promtool installed (scripts/install-deps: prometheus)" % what, False)
+        return
+    p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                       text=True, timeout=60)
+    # promtool's lint may print style hints; a parse error exits non-zero
+    T.check("%s: promtool check metrics accepts it" % what, p.returncode == 0 or
+            ("error" not in (p.stdout + p.stderr).lower() and "parse" not in p.stderr),
+            p.stdout + p.stderr)
+
+
+def test_totals(d):
+    for n in range(9):
+        scan(d, n, multi=(n % 3 == 0))
+    seen = set()
+    for _ in range(12):
+        s = d.stat()
+        seen.add(s["pid"])
+        T.eq("/stat from worker %d: daemon-wide scanned" % s["pid"], s["scanned"], 9)
+        T.eq("/stat from worker %d: workers" % s["pid"], s["workers"], 3)
+    T.check("several workers answered /stat", len(seen) >= 2, seen)
+    rc, n, out = rspamc_stat(d)
+    T.eq("rspamc stat: exit status", rc, 0)
+    T.eq("rspamc stat: Messages scanned is the daemon's total", n, 9)
+
+
+def test_respawn(d):
+    before = d.stat()
+    victim = d.worker_pids()[0]
+    os.kill(victim, signal.SIGKILL)
+    T.check("killed worker replaced",
+            wait_for(lambda: victim not in d.worker_pids() and len(d.worker_pids()) == 3, 30,
+                     what="respawn"))
+    after = d.stat()
+    T.eq("after SIGKILL: scanned kept", after["scanned"], before["scanned"])
+    T.eq("after SIGKILL: actions kept", after["actions"], before["actions"])
+    T.eq("after SIGKILL: worker_restarts", after["worker_restarts"],
+         before["worker_restarts"] + 1)
+    T.eq("after SIGKILL: dns counters kept", after["dns"]["queries"], before["dns"]["queries"])
+
+
+def test_reload(d):
+    before = d.stat()
+    mark = d.log_mark()
+    d.write_config(CONFIG.replace("workers = 3", "workers = 2"))
+    d.signal(signal.SIGHUP)
+    d.wait_log(r"generation 2 ready", since=mark, timeout=60)
+    T.check("old generation gone", wait_for(lambda: len(d.worker_pids()) == 2, 30,
+                                            what="2 workers"))
+    after = d.stat()
+    T.eq("after reload 3 -> 2 workers: scanned kept", after["scanned"], before["scanned"])
+    T.eq("after reload: workers", after["workers"], 2)
+    scan(d, 100, multi=True)
+    T.eq("after reload: new scans add up", d.stat()["scanned"], before["scanned"] + 1)
+
+
+def test_metrics(d):
+    st = d.stat()
+    ctype, text = metrics(d)
+    T.check("text format: content type", ctype.startswith("text/plain; version=0.0.4"), ctype)
+    T.check("text format: no # EOF", "# EOF" not in text, text[-200:])
+    fams = list(text_string_to_metric_families(text))
+    s = samples(fams)
+    T.eq("authscan_scans_total", s.get(("authscan_scans_total", ())), st["scanned"])
+    for action, n in st["actions"].items():
+        T.eq("actions_total{action=%s}" % action,
+             s.get(("authscan_actions_total", (("action", action),))), n)
+    T.eq("histogram +Inf bucket = count",
+         s.get(("authscan_scan_duration_seconds_bucket", (("le", "+Inf"),))),
+         s.get(("authscan_scan_duration_seconds_count", ())))
+    T.eq("histogram count = scans", s.get(("authscan_scan_duration_seconds_count", ())),
+         st["scanned"])
+    T.check("histogram sum in seconds, small",
+            0 < s.get(("authscan_scan_duration_seconds_sum", ()), -1) < st["scanned"] * 5, s)
+    T.eq("MULTIPLE_FROM counted (4 scans got it)",
+         s.get(("authscan_symbols_total", (("symbol", "MULTIPLE_FROM"),))), 4)
+    T.eq("dns queries as in /stat", s.get(("authscan_dns_queries_total", ())),
+         st["dns"]["queries"])
+    T.eq("worker restarts", s.get(("authscan_worker_restarts_total", ())), 1)
+    T.eq("build info", s.get(("authscan_build_info", (("version", "0.1.0"),))), 1)
+    T.check("connections counted", s.get(("authscan_connections_total", ()), 0) >= 10, s)
+    labels = set()
+    for (name, lab), _ in s.items():
+        labels.update(k for k, _ in lab)
+        for _, v in lab:
+            T.check("label value %r is no address or domain" % v,
+                    not re.search(r"\d+\.\d+\.\d+\.\d+|example\.|[a-z0-9-]+\.[a-z]{2,}$", v))
+    T.eq("label names", labels, {"action", "symbol", "le", "version"})
+    for fam in fams:
+        T.check("%s: one prefix" % fam.name, fam.name.startswith("authscan_"), fam.name)
+        T.check("%s: has help" % fam.name, bool(fam.documentation), fam.name)
+    promtool(text, "text format")
+
+    ctype, om = metrics(d, OM_ACCEPT)
+    T.check("OpenMetrics: content type", ctype.startswith("application/openmetrics-text"), ctype)
+    T.check("OpenMetrics: ends with # EOF", om.endswith("# EOF\n"), om[-100:])
+    s2 = samples(om_families(om))
+    T.eq("OpenMetrics: scans_total", s2.get(("authscan_scans_total", ())), st["scanned"])
+    T.eq("OpenMetrics: histogram count",
+         s2.get(("authscan_scan_duration_seconds_count", ())), st["scanned"])
+    # promtool 2.42 reads only the text format: OpenMetrics is checked by the parser above
+
+
+def main():
+    with harness.Daemon(workers=None, expect_workers=3, config=CONFIG) as d:
+        T.run(test_totals, d)
+        T.run(test_respawn, d)
+        T.run(test_reload, d)
+        T.run(test_metrics, d)
+    T.finish()
+
+
+if __name__ == "__main__":
+    main()
