@@ -125,7 +125,10 @@ def test_layout(root, debs):
     postinst = control_file(main[0], "postinst")
     T.check("postinst creates the _authscan system user",
             re.search(r"adduser --system --group .*_authscan", postinst, re.S), postinst)
-    T.check("postinst enables authscand.service", "authscand.service" in postinst, postinst)
+    T.check("postinst makes /var/lib/authscan the account's",
+            "install -d -o _authscan -g _authscan -m 0750 /var/lib/authscan" in postinst, postinst)
+    T.check("postinst enables authscand.service",
+            "deb-systemd-helper enable 'authscand.service'" in postinst, postinst)
     # dh_installsystemd --no-enable --no-start: enabled only where the
     # administrator had enabled it before, never started by the package
     # (`authscan report` is not built yet)
