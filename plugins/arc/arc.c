@@ -790,9 +790,9 @@ static int sealing_init(struct as_plugin_ctx *ctx, struct arc_state *st)
     }
     if (ndef != 3) {
         const char *miss = !(dom && *dom) ? "sign_domain" : !(sel && *sel) ? "selector" : "key";
-        as_plugin_set_error(ctx, "arc: sealing needs arc.sign_domain, arc.selector and arc.key "
-                                 "(arc.%s is missing)", miss);
-        return -1;
+        const char *given = dom && *dom ? "sign_domain" : sel && *sel ? "selector" : "key";
+        return as_plugin_opt_error(ctx, given, "sealing needs arc.sign_domain, arc.selector and "
+                                   "arc.key (arc.%s is missing)", miss);
     }
     if (!dkimtag_name_valid(dom, strlen(dom), 0))
         return as_plugin_opt_error(ctx, "sign_domain", "not a domain name");

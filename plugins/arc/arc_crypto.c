@@ -48,7 +48,7 @@ static int hash_sig_field(EVP_MD_CTX *md, const struct arc_field *f, struct dkim
 static int hlist_next(struct dkim_slice h, size_t *pos, struct dkim_slice *item)
 {
     size_t i = *pos;
-    if (i > h.n)
+    if (!h.p || i > h.n)
         return 0;
     size_t e = i;
     while (e < h.n && h.p[e] != ':')

@@ -253,8 +253,28 @@ static void test_canon(void)
     CHECK(hr == 1 && br == 1);
 }
 
+/* An AMS without h= (the fuzzer's case): nothing is selected, only the
+ * AMS itself is hashed, and nothing reads through a NULL slice. */
+static void test_ams_hash_no_h(void)
+{
+    const char *raw = "ARC-Message-Signature: i=1; b=";
+    struct arc_field ams = { raw, strlen(raw), raw + 22, strlen(raw) - 22 };
+    struct arc_hfield hf[1] = { { "From: a@b", 9, "From", 4 } };
+    struct dkim_slice none = { NULL, 0 }, b = { raw + strlen(raw), 0 };
+    unsigned char d1[ARC_DIGEST_LEN], d2[ARC_DIGEST_LEN];
+    const char *err = NULL;
+    CHECK_INT(arc_ams_hash(hf, 1, none, 1, &ams, b, d1, &err), 0);
+    struct dkim_slice empty = { "", 0 };
+    CHECK_INT(arc_ams_hash(hf, 1, empty, 1, &ams, b, d2, &err), 0);
+    CHECK(memcmp(d1, d2, sizeof d1) == 0);
+    struct dkim_slice from = { "from", 4 };
+    CHECK_INT(arc_ams_hash(hf, 1, from, 1, &ams, b, d2, &err), 0);
+    CHECK(memcmp(d1, d2, sizeof d1) != 0);
+}
+
 int main(void)
 {
+    test_ams_hash_no_h();
     test_kinds();
     test_aar_instance();
     test_chain();

@@ -26,6 +26,20 @@ static void test_resinfo(void)
     CHECK_STR(dmarc_ar_resinfo(pool, &r),
               "dmarc=fail (p=reject sp=none dis=quarantine testing) header.from=example.com "
               "policy.dmarc=quarantine");
+    /* a trusted ARC sealer's override: named in the comment, and
+     * policy.dmarc stays the policy evaluated before it */
+    struct as_dmarc_result arc = r;
+    arc.version = 2;
+    arc.reasons = AS_DMARC_REASON_ARC_TRUSTED;
+    arc.disposition = AS_DMARC_POLICY_NONE;
+    arc.override_from = AS_DMARC_POLICY_REJECT;
+    arc.override_type = "trusted_forwarder";
+    arc.override_comment = "arc=pass sealer=lists.test i=1 recorded dkim=pass example.com";
+    CHECK_STR(dmarc_ar_resinfo(pool, &arc),
+              "dmarc=fail (p=reject sp=none dis=none trusted_forwarder arc=pass sealer=lists.test "
+              "i=1 recorded dkim=pass example.com) header.from=example.com policy.dmarc=reject");
+    arc.version = 1;   /* a version-1 result has no override fields to read */
+    CHECK_STR(dmarc_ar_policy(&arc), "none");
     struct as_dmarc_result none = { .version = 1, .result = AS_DMARC_NONE, .author_domain = "x.test" };
     CHECK_STR(dmarc_ar_resinfo(pool, &none), "dmarc=none header.from=x.test");
     struct as_dmarc_result noauthor = { .version = 1, .result = AS_DMARC_NONE };
@@ -106,6 +120,7 @@ int main(void)
     test_munge();
     test_phrase();
     test_scan_domains();
+    CHECK_STR(dmarc_reason_names(pool, AS_DMARC_REASON_ARC_TRUSTED), "trusted_forwarder");
     CHECK_STR(dmarc_reason_names(pool, AS_DMARC_REASON_TESTING | AS_DMARC_REASON_MAILING_LIST),
               "testing mailing_list");
     CHECK_STR(dmarc_reason_names(pool, 0), "");
