@@ -170,6 +170,31 @@ def test_metrics(d):
     T.eq("OpenMetrics: histogram count",
          s2.get(("authscan_scan_duration_seconds_count", ())), st["scanned"])
     # promtool 2.42 reads only the text format: OpenMetrics is checked by the parser above
+    test_grafana(text)
+
+
+def test_grafana(text):
+    """The shipped Grafana dashboard queries metrics that exist, in valid PromQL."""
+    import json
+    import tempfile
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs",
+                        "grafana", "authscan.json")
+    with open(path) as f:
+        dash = json.load(f)
+    exprs = [t["expr"].replace("$job", "authscan") for p in dash["panels"] for t in p["targets"]]
+    names = set(re.findall(r"^(authscan_[a-z_]+?)(?:_bucket|_sum|_count)?[{ ]", text, re.M))
+    for e in exprs:
+        for m in re.findall(r"authscan_[a-z_]+", e):
+            base = re.sub(r"_bucket$", "", m)
+            T.check("grafana: %s is exposed" % m, m in names or base in names, e)
+    if shutil.which("promtool"):
+        with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as f:
+            f.write("groups:\n- name: grafana\n  rules:\n")
+            for i, e in enumerate(exprs):
+                f.write("  - record: grafana:expr%d\n    expr: %s\n" % (i, json.dumps(e)))
+        p = subprocess.run(["promtool", "check", "rules", f.name], capture_output=True, text=True)
+        os.unlink(f.name)
+        T.eq("grafana: promtool parses every query (%d)" % len(exprs), p.returncode, 0)
 
 
 def main():
