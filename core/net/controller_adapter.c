@@ -1048,7 +1048,8 @@ static void handle_request(struct as_http_conn *c, const struct as_http_request 
         /* the page asks before it knows whether to show the login form:
          * not an error */
         struct sbuf b = {0};
-        sbuf_adds(&b, "{\"level\":\"none\",\"csrf\":\"\",\"password_set\":true}\n");
+        sbuf_printf(&b, "{\"level\":\"none\",\"csrf\":\"\",\"password_set\":%s}\n",
+                    ctl->password || ctl->enable_password ? "true" : "false");
         reply_json(c, 200, &b);
         sbuf_free(&b);
         return;
