@@ -1016,7 +1016,7 @@ static void handle_request(struct as_http_conn *c, const struct as_http_request 
 {
     struct controller *ctl = arg;
     const char *path = req->path;
-    int get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
+    int get = strcmp(req->method, "GET") == 0;
     int post = strcmp(req->method, "POST") == 0;
 
     /* the dashboard's files hold no data: no login needed to load them */

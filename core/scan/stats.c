@@ -50,7 +50,6 @@ struct named {
  * slot only after its worker is dead.  A name is written before the
  * count of names (release) that makes it visible. */
 struct stats_slot {
-    uint64_t pid;                 /* 0: free */
     uint64_t cells[MAX_CELLS];
     uint64_t nsyms;
     struct named syms[AS_STATS_SYMBOLS];
@@ -58,11 +57,17 @@ struct stats_slot {
     struct named plug[AS_STATS_PLUGIN_COUNTERS];   /* "plugin.counter" */
 };
 
+#define MAX_SLOTS 1024
+
 struct as_stats_shm {
     size_t len;                   /* of the mapping */
     size_t nslots;
     uint64_t seq;                 /* odd while the master folds a slot */
     uint64_t restarts;
+    /* the pid writing each slot, 0: free.  Kept here, apart from the
+     * slots, so that a reader never touches the pages of a slot no
+     * worker ever used */
+    uint64_t live[MAX_SLOTS];
     struct stats_slot retired;    /* counters of workers that are gone */
     struct stats_slot slots[];
 };
@@ -86,6 +91,7 @@ struct as_stats {
 
 static struct as_stats_shm *attached_region;
 static struct stats_slot *attached_slot;
+static size_t attached_index;
 
 static inline uint64_t load(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 static inline void store(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
@@ -123,8 +129,9 @@ struct as_stats_shm *as_stats_shm_new(size_t nslots, char *err, size_t errlen)
 {
     /* the services' tables are part of the build: outgrowing the slot is
      * a build error, caught by every test that starts the daemon */
-    if (ncells() > MAX_CELLS) {
-        snprintf(err, errlen, "stats: %zu counters, the slots hold %d", ncells(), MAX_CELLS);
+    if (ncells() > MAX_CELLS || nslots > MAX_SLOTS) {
+        snprintf(err, errlen, "stats: %zu counters in %zu slots, the region holds %d in %d",
+                 ncells(), nslots, MAX_CELLS, MAX_SLOTS);
         return NULL;
     }
     size_t len = sizeof(struct as_stats_shm) + nslots * sizeof(struct stats_slot);
@@ -190,13 +197,14 @@ static void merge_symbols(struct stats_slot *dst, const struct stats_slot *src)
 void as_stats_shm_retire(struct as_stats_shm *r, size_t i)
 {
     struct stats_slot *s = r ? slot_at(r, i) : NULL;
-    if (!s || !s->pid) return;
+    if (!s || !load(&r->live[i])) return;
     __atomic_add_fetch(&r->seq, 1, __ATOMIC_ACQ_REL);
     size_t n = ncells();
     for (size_t c = 0; c < n; c++)
         if (!cell_is_gauge(c)) bump(&r->retired.cells[c], load(&s->cells[c]));
     merge_symbols(&r->retired, s);
     memset(s, 0, sizeof *s);
+    store(&r->live[i], 0);
     __atomic_add_fetch(&r->seq, 1, __ATOMIC_ACQ_REL);
 }
 
@@ -209,6 +217,7 @@ void as_stats_shm_attach(struct as_stats_shm *r, size_t i)
 {
     attached_region = r;
     attached_slot = r ? slot_at(r, i) : NULL;
+    attached_index = i;
 }
 
 /* ---------------------------------------------------------------- */
@@ -230,7 +239,7 @@ struct as_stats *as_stats_new(struct as_engine *e)
         s->own = attached_slot;
         attached_slot = NULL;
         memset(s->own, 0, sizeof *s->own);
-        store(&s->own->pid, (uint64_t)getpid());
+        store(&attached_region->live[attached_index], (uint64_t)getpid());
         struct event_base *base = as_engine_base(e);
         if (base) {
             s->timer = event_new(base, -1, EV_PERSIST, timer_cb, s);
@@ -240,7 +249,6 @@ struct as_stats *as_stats_new(struct as_engine *e)
         }
     } else {
         s->own = s->priv = xcalloc(1, sizeof *s->priv);
-        s->own->pid = (uint64_t)getpid();
     }
     return s;
 }
@@ -433,12 +441,13 @@ static void read_totals(const struct as_engine *e, struct totals *t)
             continue;   /* the master is folding a slot: a few hundred stores */
         add_slot(t, &r->retired, 0);
         for (size_t i = 0; i < r->nslots; i++)
-            if (load(&r->slots[i].pid)) {
+            if (load(&r->live[i])) {
                 add_slot(t, &r->slots[i], 1);
                 t->workers++;
             }
         t->restarts = load(&r->restarts);
-        if (__atomic_load_n(&r->seq, __ATOMIC_ACQUIRE) == seq || attempt >= 100) {
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);   /* the reads above, before the check */
+        if (__atomic_load_n(&r->seq, __ATOMIC_RELAXED) == seq || attempt >= 100) {
             add_overflow(t);
             return;
         }
