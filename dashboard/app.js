@@ -56,7 +56,7 @@ function showLogin(msg) {
 
 async function start() {
   const s = await api("GET", "/api/v1/session");
-  if (s.level === "none") { showLogin(""); return; }
+  if (s.level === "none" && s.password_set) { showLogin(""); return; }
   if (!s.csrf && !s.password_set) {
     // loopback without a password: a session still carries the CSRF token writes need
     const l = await api("POST", "/login", { password: "" });

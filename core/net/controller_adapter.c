@@ -33,7 +33,7 @@
 #define MAX_DOMAINS 1000                  /* /api/v1/domains lists at most */
 #define MAX_SOURCES 1000                  /* sources of one domain read */
 #define TOP_SOURCES 50                    /* sources of one domain listed */
-#define SCAN_COUNT "5000"
+#define SCAN_COUNT "10000"            /* keys Redis looks at per round */
 #define SCAN_ROUNDS 2000                  /* bounds a SCAN over a huge keyspace */
 #define MAX_REPORT_DAYS 31
 
@@ -358,16 +358,19 @@ struct job {
     struct as_http_conn *conn;
     struct as_redis *redis;
     const char *prefix;
-    struct jreq **reqs;
-    size_t nreqs, outstanding;
+    struct jreq **reqs;               /* every command sent, answered or not */
+    size_t nreqs, reqs_cap, outstanding;
     /* the request's own data */
     char domain[256];
     char net[64];
     char cursor[32];
     unsigned rounds;
     struct row *rows;
-    size_t nrows;
+    size_t nrows, rows_cap;
     struct row head;                  /* the domain's own counts */
+    char **sent;                      /* reports: "DAY:domain" sent */
+    size_t nsent, sent_cap;
+    int scan_done;
     int failed;                       /* a command failed: the reply says so */
     char errmsg[128];
     int days;
@@ -385,6 +388,8 @@ static void job_free(struct job *j)
     free(j->reqs);
     for (size_t i = 0; i < j->nrows; i++) free(j->rows[i].name);
     free(j->rows);
+    for (size_t i = 0; i < j->nsent; i++) free(j->sent[i]);
+    free(j->sent);
     free(j->head.name);
     free(j);
 }
@@ -426,7 +431,10 @@ static int job_send(struct job *j, size_t argc, const char *const *argv, job_cb 
         free(q);
         return -1;
     }
-    j->reqs = xrealloc(j->reqs, (j->nreqs + 1) * sizeof *j->reqs);
+    if (j->nreqs == j->reqs_cap) {
+        j->reqs_cap = j->reqs_cap ? 2 * j->reqs_cap : 16;
+        j->reqs = xrealloc(j->reqs, j->reqs_cap * sizeof *j->reqs);
+    }
     j->reqs[j->nreqs++] = q;
     j->outstanding++;
     return 0;
@@ -450,7 +458,10 @@ static char *key_of(const struct job *j, const char *tag, const char *name)
 
 static struct row *add_row(struct job *j, const char *name, size_t len)
 {
-    j->rows = xrealloc(j->rows, (j->nrows + 1) * sizeof *j->rows);
+    if (j->nrows == j->rows_cap) {
+        j->rows_cap = j->rows_cap ? 2 * j->rows_cap : 64;
+        j->rows = xrealloc(j->rows, j->rows_cap * sizeof *j->rows);
+    }
     struct row *r = &j->rows[j->nrows++];
     memset(r, 0, sizeof *r);
     r->name = xstrndup(name, len);
@@ -791,9 +802,17 @@ static void api_clear(struct job *j)
 
 /* ---- GET /api/v1/reports?days=N: aggregate report status per day ----
  * The report plugin (docs/reports.md) lists each day's policy domains in
- * {report:}rd:DAY and records what `authscan report` sent in {PD}rs:DAY:
- * a domain with rows and nothing sent is pending once its day is over.
- * rows[] are (day, domain) pairs: v[0] = destinations sent to. */
+ * {report:}rd:DAY and `authscan report` records what it sent in
+ * {PD}rs:DAY: a domain with rows and nothing sent is pending once its day
+ * is over.  rows[] are "DAY:domain" from the day sets; sent[] the same
+ * names from one SCAN for the rs keys (one HLEN per domain and day would
+ * be 70,000 commands for a week of 10,000 domains; the SCAN is a few
+ * rounds).  v[0] of a row: 1 once something was sent for it. */
+
+static int by_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
 
 static void reports_reply(struct job *j)
 {
@@ -801,12 +820,17 @@ static void reports_reply(struct job *j)
         job_error(j, 502, j->errmsg);
         return;
     }
+    qsort(j->sent, j->nsent, sizeof *j->sent, by_str);
+    for (size_t k = 0; k < j->nrows; k++) {
+        const char *key = j->rows[k].name;
+        j->rows[k].v[0] = bsearch(&key, j->sent, j->nsent, sizeof *j->sent, by_str) != NULL;
+    }
+    qsort(j->rows, j->nrows, sizeof *j->rows, by_name);
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
     char today[16];
     strftime(today, sizeof today, "%Y%m%d", &tm);
-    qsort(j->rows, j->nrows, sizeof *j->rows, by_name);
     struct sbuf b = {0};
     sbuf_adds(&b, "{\"days\":[");
     for (int d = 0; d < j->days; d++) {
@@ -814,7 +838,7 @@ static void reports_reply(struct job *j)
         gmtime_r(&t, &tm);
         char day[16];
         strftime(day, sizeof day, "%Y%m%d", &tm);
-        size_t sent = 0, pending = 0, open = 0;
+        size_t sent = 0, pending = 0, open = 0, listed = 0;
         struct sbuf list = {0};
         for (size_t k = 0; k < j->nrows; k++) {
             if (strncmp(j->rows[k].name, day, 8) != 0) continue;
@@ -823,15 +847,14 @@ static void reports_reply(struct job *j)
             if (*status == 'c') open++;
             else if (*status == 's') sent++;
             else pending++;
-            if (list.len > 64 * 1024) continue;
+            if (listed++ >= 100) continue;   /* the counts cover every domain */
             sbuf_adds(&list, list.len ? ",{\"domain\":" : "{\"domain\":");
             as_json_string(&list, j->rows[k].name + 9, strlen(j->rows[k].name + 9));
-            sbuf_printf(&list, ",\"status\":\"%s\",\"destinations_sent\":%.0f}", status,
-                        j->rows[k].v[0]);
+            sbuf_printf(&list, ",\"status\":\"%s\"}", status);
         }
         sbuf_printf(&b, "%s{\"day\":\"%s\",\"collecting\":%zu,\"pending\":%zu,\"sent\":%zu,"
-                    "\"domains\":[%s]}", d ? "," : "", day, open, pending, sent,
-                    list.data ? list.data : "");
+                    "\"domains\":[%s],\"domains_truncated\":%s}", d ? "," : "", day, open,
+                    pending, sent, list.data ? list.data : "", listed > 100 ? "true" : "false");
         sbuf_free(&list);
     }
     sbuf_adds(&b, "]}\n");
@@ -839,12 +862,49 @@ static void reports_reply(struct job *j)
     sbuf_free(&b);
 }
 
-static void reports_sent_cb(struct job *j, size_t idx, enum as_redis_status st,
+static void reports_maybe_done(struct job *j)
+{
+    if (j->outstanding == 0 && j->scan_done) reports_reply(j);
+}
+
+static void reports_scan_cb(struct job *j, size_t idx, enum as_redis_status st,
                             const struct as_redis_reply *r)
 {
-    if (st != AS_REDIS_OK) job_fail(j, st, r);
-    else j->rows[idx].v[0] = reply_num(r);
-    if (j->outstanding == 0) reports_reply(j);
+    AS_UNUSED(idx);
+    const struct as_redis_reply *keys = st == AS_REDIS_OK ? scan_batch(j, r) : NULL;
+    if (!keys) {
+        job_fail(j, st == AS_REDIS_OK ? AS_REDIS_ERROR : st, NULL);
+        j->scan_done = 1;
+        reports_maybe_done(j);
+        return;
+    }
+    size_t plen = strlen(j->prefix);
+    for (size_t i = 0; i < keys->nelem && j->nsent < 1000000; i++) {
+        /* "<prefix>{domain}rs:DAY" -> "DAY:domain" */
+        const struct as_redis_reply *k = &keys->elem[i];
+        if (k->type != AS_REDIS_REPLY_STRING || k->str.len < plen + 13) continue;
+        const char *s = k->str.ptr + plen, *close = strchr(s, '}');
+        if (*s != '{' || !close || strncmp(close, "}rs:", 4) != 0 || strlen(close + 4) != 8)
+            continue;
+        struct sbuf name = {0};
+        sbuf_printf(&name, "%s:%.*s", close + 4, (int)(close - s - 1), s + 1);
+        if (j->nsent == j->sent_cap) {
+            j->sent_cap = j->sent_cap ? 2 * j->sent_cap : 64;
+            j->sent = xrealloc(j->sent, j->sent_cap * sizeof *j->sent);
+        }
+        j->sent[j->nsent++] = sbuf_steal(&name);
+    }
+    if (strcmp(j->cursor, "0") != 0 && j->rounds < SCAN_ROUNDS) {
+        struct sbuf pat = {0};
+        glob_escape(&pat, j->prefix);
+        sbuf_adds(&pat, "{*}rs:*");
+        int rc = scan_next(j, pat.data, reports_scan_cb);
+        sbuf_free(&pat);
+        if (rc < 0) job_error(j, 503, "redis: unavailable");
+        return;
+    }
+    j->scan_done = 1;
+    reports_maybe_done(j);
 }
 
 static void reports_index_cb(struct job *j, size_t idx, enum as_redis_status st,
@@ -859,26 +919,17 @@ static void reports_index_cb(struct job *j, size_t idx, enum as_redis_status st,
         gmtime_r(&t, &tm);
         char day[16];
         strftime(day, sizeof day, "%Y%m%d", &tm);
-        for (size_t i = 0; i < r->nelem && j->nrows < 100000; i++) {
+        for (size_t i = 0; i < r->nelem && j->nrows < 1000000; i++) {
             const struct as_redis_reply *e = &r->elem[i];
             if (e->type != AS_REDIS_REPLY_STRING || !e->str.ptr || strpbrk(e->str.ptr, "{}"))
                 continue;
-            char name[300];
-            snprintf(name, sizeof name, "%s:%s", day, e->str.ptr);
-            add_row(j, name, strlen(name));
-            char kn[32];
-            snprintf(kn, sizeof kn, "rs:%s", day);
-            char *key = key_of(j, e->str.ptr, kn);
-            const char *argv[] = { "HLEN", key };
-            int rc = job_send(j, 2, argv, reports_sent_cb, j->nrows - 1);
-            free(key);
-            if (rc < 0) {
-                job_error(j, 503, "redis: unavailable");
-                return;
-            }
+            struct sbuf name = {0};
+            sbuf_printf(&name, "%s:%s", day, e->str.ptr);
+            add_row(j, name.data, name.len);
+            sbuf_free(&name);
         }
     }
-    if (j->outstanding == 0) reports_reply(j);
+    reports_maybe_done(j);
 }
 
 static void api_reports(struct job *j)
@@ -898,6 +949,13 @@ static void api_reports(struct job *j)
             return;
         }
     }
+    strcpy(j->cursor, "0");
+    struct sbuf pat = {0};
+    glob_escape(&pat, j->prefix);
+    sbuf_adds(&pat, "{*}rs:*");
+    int rc = scan_next(j, pat.data, reports_scan_cb);
+    sbuf_free(&pat);
+    if (rc < 0) job_error(j, 503, "redis: unavailable");
 }
 
 /* ---------------------------------------------------------------- */
@@ -958,7 +1016,7 @@ static void handle_request(struct as_http_conn *c, const struct as_http_request 
 {
     struct controller *ctl = arg;
     const char *path = req->path;
-    int get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
+    int get = strcmp(req->method, "GET") == 0;
     int post = strcmp(req->method, "POST") == 0;
 
     /* the dashboard's files hold no data: no login needed to load them */
@@ -990,7 +1048,8 @@ static void handle_request(struct as_http_conn *c, const struct as_http_request 
         /* the page asks before it knows whether to show the login form:
          * not an error */
         struct sbuf b = {0};
-        sbuf_adds(&b, "{\"level\":\"none\",\"csrf\":\"\",\"password_set\":true}\n");
+        sbuf_printf(&b, "{\"level\":\"none\",\"csrf\":\"\",\"password_set\":%s}\n",
+                    ctl->password || ctl->enable_password ? "true" : "false");
         reply_json(c, 200, &b);
         sbuf_free(&b);
         return;

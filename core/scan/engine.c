@@ -867,7 +867,10 @@ void as_engine_free(struct as_engine *e)
     as_settings_free(e->settings);
     if (!e->plugins_borrowed) as_plugins_unload(e->plugins, e->nplugins);
     as_plugins_off_free(&e->off);
-    /* the services' last counts, while their states exist */
+    /* the services' last counts, while their states exist; a state a
+     * test attached is the test's and may be gone already */
+    for (size_t i = 0; i < as_service_count(); i++)
+        if (!e->service_owned[i]) e->services[i] = NULL;
     as_stats_publish(e->stats);
     for (size_t i = as_service_count(); i-- > 0;)
         if (e->service_owned[i] && e->services[i]) as_service_at(i)->stop(e->services[i]);

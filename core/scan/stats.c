@@ -33,34 +33,55 @@ enum {
     C_CONNECTIONS,
     C_CONNECTIONS_OPEN,                             /* gauge */
     C_SYMBOL_OTHER,
+    C_PLUGIN_OTHER,               /* plugin counts beyond the table */
     C__CORE
 };
 #define MAX_CELLS 256
 _Static_assert(C_LATENCY_SUM_US - C_LATENCY == NBOUNDS + 1, "latency buckets");
 
-/* One worker's counts.  The writer is that worker; the master touches a
- * slot only after its worker is dead. */
-struct stats_slot {
-    uint64_t pid;                 /* 0: free */
-    uint64_t cells[MAX_CELLS];
-    uint64_t nsyms;               /* names written before nsyms counts them */
-    struct {
-        char name[AS_STATS_SYMBOL_LEN];
-        uint64_t count;
-    } syms[AS_STATS_SYMBOLS];
+/* A count whose name is known only at run time (a symbol, a plugin's
+ * counter).  Readers add them up by name. */
+struct named {
+    char name[AS_STATS_SYMBOL_LEN];
+    uint64_t count;
 };
+
+/* One worker's counts.  The writer is that worker; the master touches a
+ * slot only after its worker is dead.  A name is written before the
+ * count of names (release) that makes it visible. */
+struct stats_slot {
+    uint64_t cells[MAX_CELLS];
+    uint64_t nsyms;
+    struct named syms[AS_STATS_SYMBOLS];
+    uint64_t nplug;
+    struct named plug[AS_STATS_PLUGIN_COUNTERS];   /* "plugin.counter" */
+};
+
+#define MAX_SLOTS 1024
 
 struct as_stats_shm {
     size_t len;                   /* of the mapping */
     size_t nslots;
     uint64_t seq;                 /* odd while the master folds a slot */
     uint64_t restarts;
+    /* the pid writing each slot, 0: free.  Kept here, apart from the
+     * slots, so that a reader never touches the pages of a slot no
+     * worker ever used */
+    uint64_t live[MAX_SLOTS];
     struct stats_slot retired;    /* counters of workers that are gone */
     struct stats_slot slots[];
 };
 
+/* A counter a plugin declared in this process. */
+struct plugin_counter {
+    char *help;
+    uint32_t index;               /* in own->plug */
+};
+
 struct as_stats {
     struct as_engine *e;
+    struct plugin_counter *pc;
+    size_t npc;
     struct stats_slot *own;       /* in the shared region, or priv */
     struct stats_slot *priv;
     uint32_t *symslot;            /* symbol id -> index in own->syms, or UINT32_MAX */
@@ -70,6 +91,7 @@ struct as_stats {
 
 static struct as_stats_shm *attached_region;
 static struct stats_slot *attached_slot;
+static size_t attached_index;
 
 static inline uint64_t load(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 static inline void store(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
@@ -107,8 +129,9 @@ struct as_stats_shm *as_stats_shm_new(size_t nslots, char *err, size_t errlen)
 {
     /* the services' tables are part of the build: outgrowing the slot is
      * a build error, caught by every test that starts the daemon */
-    if (ncells() > MAX_CELLS) {
-        snprintf(err, errlen, "stats: %zu counters, the slots hold %d", ncells(), MAX_CELLS);
+    if (ncells() > MAX_CELLS || nslots > MAX_SLOTS) {
+        snprintf(err, errlen, "stats: %zu counters in %zu slots, the region holds %d in %d",
+                 ncells(), nslots, MAX_CELLS, MAX_SLOTS);
         return NULL;
     }
     size_t len = sizeof(struct as_stats_shm) + nslots * sizeof(struct stats_slot);
@@ -136,41 +159,52 @@ static struct stats_slot *slot_at(struct as_stats_shm *r, size_t i)
     return i < r->nslots ? &r->slots[i] : NULL;
 }
 
-/* Adds the symbol counts of src into dst by name. */
-static void merge_symbols(struct stats_slot *dst, const struct stats_slot *src)
+/* Adds the named counts src[0..*sn) into dst by name; a name that does
+ * not fit in cap goes to *other. */
+static void merge_named(struct named *dst, uint64_t *dn_p, const struct named *src,
+                        const uint64_t *sn_p, size_t cap, uint64_t *other)
 {
-    uint64_t n = __atomic_load_n(&src->nsyms, __ATOMIC_ACQUIRE);
-    if (n > AS_STATS_SYMBOLS) n = AS_STATS_SYMBOLS;
+    uint64_t n = __atomic_load_n(sn_p, __ATOMIC_ACQUIRE);
+    if (n > cap) n = cap;
     for (uint64_t i = 0; i < n; i++) {
-        uint64_t c = load(&src->syms[i].count);
-        uint64_t j = 0, dn = load(&dst->nsyms);
-        /* workers of one generation list their symbols in one order */
-        if (i < dn && !strncmp(dst->syms[i].name, src->syms[i].name, AS_STATS_SYMBOL_LEN)) j = i;
-        else while (j < dn && strncmp(dst->syms[j].name, src->syms[i].name, AS_STATS_SYMBOL_LEN))
+        uint64_t c = load(&src[i].count);
+        uint64_t j = 0, dn = load(dn_p);
+        /* workers of one generation list their names in one order */
+        if (i < dn && !strncmp(dst[i].name, src[i].name, AS_STATS_SYMBOL_LEN)) j = i;
+        else while (j < dn && strncmp(dst[j].name, src[i].name, AS_STATS_SYMBOL_LEN))
             j++;
         if (j == dn) {
-            if (dn == AS_STATS_SYMBOLS) {
-                bump(&dst->cells[C_SYMBOL_OTHER], c);
+            if (dn == cap) {
+                bump(other, c);
                 continue;
             }
-            memcpy(dst->syms[j].name, src->syms[i].name, AS_STATS_SYMBOL_LEN);
-            store(&dst->syms[j].count, 0);
-            __atomic_store_n(&dst->nsyms, dn + 1, __ATOMIC_RELEASE);
+            memcpy(dst[j].name, src[i].name, AS_STATS_SYMBOL_LEN);
+            store(&dst[j].count, 0);
+            __atomic_store_n(dn_p, dn + 1, __ATOMIC_RELEASE);
         }
-        bump(&dst->syms[j].count, c);
+        bump(&dst[j].count, c);
     }
+}
+
+static void merge_symbols(struct stats_slot *dst, const struct stats_slot *src)
+{
+    merge_named(dst->syms, &dst->nsyms, src->syms, &src->nsyms, AS_STATS_SYMBOLS,
+                &dst->cells[C_SYMBOL_OTHER]);
+    merge_named(dst->plug, &dst->nplug, src->plug, &src->nplug, AS_STATS_PLUGIN_COUNTERS,
+                &dst->cells[C_PLUGIN_OTHER]);
 }
 
 void as_stats_shm_retire(struct as_stats_shm *r, size_t i)
 {
     struct stats_slot *s = r ? slot_at(r, i) : NULL;
-    if (!s || !s->pid) return;
+    if (!s || !load(&r->live[i])) return;
     __atomic_add_fetch(&r->seq, 1, __ATOMIC_ACQ_REL);
     size_t n = ncells();
     for (size_t c = 0; c < n; c++)
         if (!cell_is_gauge(c)) bump(&r->retired.cells[c], load(&s->cells[c]));
     merge_symbols(&r->retired, s);
     memset(s, 0, sizeof *s);
+    store(&r->live[i], 0);
     __atomic_add_fetch(&r->seq, 1, __ATOMIC_ACQ_REL);
 }
 
@@ -183,6 +217,7 @@ void as_stats_shm_attach(struct as_stats_shm *r, size_t i)
 {
     attached_region = r;
     attached_slot = r ? slot_at(r, i) : NULL;
+    attached_index = i;
 }
 
 /* ---------------------------------------------------------------- */
@@ -204,7 +239,7 @@ struct as_stats *as_stats_new(struct as_engine *e)
         s->own = attached_slot;
         attached_slot = NULL;
         memset(s->own, 0, sizeof *s->own);
-        store(&s->own->pid, (uint64_t)getpid());
+        store(&attached_region->live[attached_index], (uint64_t)getpid());
         struct event_base *base = as_engine_base(e);
         if (base) {
             s->timer = event_new(base, -1, EV_PERSIST, timer_cb, s);
@@ -214,7 +249,6 @@ struct as_stats *as_stats_new(struct as_engine *e)
         }
     } else {
         s->own = s->priv = xcalloc(1, sizeof *s->priv);
-        s->own->pid = (uint64_t)getpid();
     }
     return s;
 }
@@ -224,6 +258,8 @@ void as_stats_free(struct as_stats *s)
     if (!s) return;
     if (s->timer) event_free(s->timer);
     free(s->symslot);
+    for (size_t i = 0; i < s->npc; i++) free(s->pc[i].help);
+    free(s->pc);
     free(s->priv);
     free(s);
 }
@@ -294,6 +330,60 @@ void as_stats_task_done(struct as_stats *s, const struct as_task *t)
     as_stats_publish(s);
 }
 
+int as_stats_plugin_counter(struct as_stats *s, const char *plugin, const char *name,
+                            const char *help, char *err, size_t errlen)
+{
+    char full[AS_STATS_SYMBOL_LEN];
+    int n = snprintf(full, sizeof full, "%s.%s", plugin, name ? name : "");
+    if (!name || !*name || n < 0 || (size_t)n >= sizeof full) {
+        snprintf(err, errlen, "counter name '%s' is empty or too long", name ? name : "");
+        return -1;
+    }
+    for (const char *p = full; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_' ||
+              (*p == '.' && p == full + strlen(plugin)))) {
+            snprintf(err, errlen, "counter name '%s': expected [a-z0-9_]", name);
+            return -1;
+        }
+    for (size_t i = 0; i < s->npc; i++)
+        if (strcmp(s->own->plug[s->pc[i].index].name, full) == 0) {
+            snprintf(err, errlen, "counter '%s' declared twice", name);
+            return -1;
+        }
+    struct stats_slot *o = s->own;
+    uint64_t k = load(&o->nplug);
+    if (k == AS_STATS_PLUGIN_COUNTERS) {
+        snprintf(err, errlen, "more than %d plugin counters in all", AS_STATS_PLUGIN_COUNTERS);
+        return -1;
+    }
+    as_strlcpy(o->plug[k].name, full, AS_STATS_SYMBOL_LEN);
+    store(&o->plug[k].count, 0);
+    __atomic_store_n(&o->nplug, k + 1, __ATOMIC_RELEASE);
+    s->pc = xrealloc(s->pc, (s->npc + 1) * sizeof *s->pc);
+    s->pc[s->npc] = (struct plugin_counter){ xstrdup(help ? help : ""), (uint32_t)k };
+    return (int)s->npc++;
+}
+
+void as_stats_plugin_count(struct as_stats *s, int counter, uint64_t n)
+{
+    if (counter >= 0 && (size_t)counter < s->npc)
+        bump(&s->own->plug[s->pc[counter].index].count, n);
+}
+
+int as_plugin_counter(struct as_plugin_ctx *c, const char *name, const char *help)
+{
+    char err[200];
+    int h = as_stats_plugin_counter(as_engine_stats(c->engine), as_plugin_name(c), name, help,
+                                    err, sizeof err);
+    if (h < 0) as_plugin_set_error(c, "%s", err);
+    return h;
+}
+
+void as_plugin_count(const struct as_plugin_ctx *c, int counter, uint64_t n)
+{
+    as_stats_plugin_count(as_engine_stats(c->engine), counter, n);
+}
+
 void as_stats_publish(struct as_stats *s)
 {
     uint64_t v[MAX_CELLS];
@@ -326,6 +416,13 @@ static void add_slot(struct totals *t, const struct stats_slot *s, int with_gaug
     merge_symbols(&t->syms, s);
 }
 
+/* Counts of names the merge found no room for. */
+static void add_overflow(struct totals *t)
+{
+    t->cells[C_SYMBOL_OTHER] += t->syms.cells[C_SYMBOL_OTHER];
+    t->cells[C_PLUGIN_OTHER] += t->syms.cells[C_PLUGIN_OTHER];
+}
+
 static void read_totals(const struct as_engine *e, struct totals *t)
 {
     struct as_stats *me = as_engine_stats(e);
@@ -336,22 +433,31 @@ static void read_totals(const struct as_engine *e, struct totals *t)
         if (!r) {
             add_slot(t, me->own, 1);
             t->workers = 1;
+            add_overflow(t);
             return;
         }
         uint64_t seq = __atomic_load_n(&r->seq, __ATOMIC_ACQUIRE);
-        if ((seq & 1) && attempt < 100) {
-            usleep(10);   /* the master is folding a slot: a few stores */
-            continue;
-        }
+        if ((seq & 1) && attempt < 100)
+            continue;   /* the master is folding a slot: a few hundred stores */
         add_slot(t, &r->retired, 0);
         for (size_t i = 0; i < r->nslots; i++)
-            if (load(&r->slots[i].pid)) {
+            if (load(&r->live[i])) {
                 add_slot(t, &r->slots[i], 1);
                 t->workers++;
             }
         t->restarts = load(&r->restarts);
-        if (__atomic_load_n(&r->seq, __ATOMIC_ACQUIRE) == seq || attempt >= 100) return;
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);   /* the reads above, before the check */
+        if (__atomic_load_n(&r->seq, __ATOMIC_RELAXED) == seq || attempt >= 100) {
+            add_overflow(t);
+            return;
+        }
     }
+}
+
+static int by_named(const void *a, const void *b)
+{
+    return strncmp(((const struct named *)a)->name, ((const struct named *)b)->name,
+                   AS_STATS_SYMBOL_LEN);
 }
 
 void as_stats_write_json(const struct as_engine *e, struct sbuf *b)
@@ -385,8 +491,36 @@ void as_stats_write_json(const struct as_engine *e, struct sbuf *b)
                         (unsigned long long)v[k]);
         sbuf_addc(b, '}');
     }
-    sbuf_adds(b, "}\n");
+    /* "plugins": {"report": {"sent": 3}}: names sorted, so one plugin's
+     * counters are together */
+    uint64_t np = t->syms.nplug;
+    qsort(t->syms.plug, np, sizeof *t->syms.plug, by_named);
+    sbuf_adds(b, ",\"plugins\":{");
+    const char *open = NULL;
+    size_t openlen = 0;
+    for (uint64_t i = 0; i < np; i++) {
+        const char *nm = t->syms.plug[i].name, *dot = strchr(nm, '.');
+        if (!dot) continue;
+        size_t pl = (size_t)(dot - nm);
+        if (!open || pl != openlen || strncmp(open, nm, pl) != 0) {
+            sbuf_printf(b, "%s\"%.*s\":{", open ? "}," : "", (int)pl, nm);
+            open = nm;
+            openlen = pl;
+        } else {
+            sbuf_addc(b, ',');
+        }
+        sbuf_printf(b, "\"%s\":%llu", dot + 1, (unsigned long long)t->syms.plug[i].count);
+    }
+    sbuf_adds(b, open ? "}}}\n" : "}}\n");
     free(t);
+}
+
+/* The help text a plugin of this worker gave name, or NULL. */
+static const char *plugin_help(const struct as_stats *s, const char *name)
+{
+    for (size_t i = 0; i < s->npc; i++)
+        if (strcmp(s->own->plug[s->pc[i].index].name, name) == 0) return s->pc[i].help;
+    return NULL;
 }
 
 static void counter(struct sbuf *b, enum as_metrics_format f, const char *name, const char *help,
@@ -445,6 +579,25 @@ void as_stats_write_metrics(const struct as_engine *e, enum as_metrics_format f,
         as_metrics_sample(b, "symbols_total", "symbol", t->syms.syms[i].name,
                           (double)t->syms.syms[i].count);
     as_metrics_sample(b, "symbols_total", "symbol", "other", (double)c[C_SYMBOL_OTHER]);
+
+    /* a plugin's counter "report.sent" is authscan_report_sent_total */
+    const struct as_stats *me = as_engine_stats(e);
+    for (uint64_t i = 0; i < t->syms.nplug; i++) {
+        char name[AS_STATS_SYMBOL_LEN + 8];
+        snprintf(name, sizeof name, "%s_total", t->syms.plug[i].name);
+        for (char *p = name; *p; p++)
+            if (*p == '.') *p = '_';
+        const char *help = plugin_help(me, t->syms.plug[i].name);
+        char fallback[AS_STATS_SYMBOL_LEN + 32];
+        if (!help || !*help) {
+            snprintf(fallback, sizeof fallback, "Plugin counter %s.", t->syms.plug[i].name);
+            help = fallback;
+        }
+        counter(b, f, name, help, t->syms.plug[i].count);
+    }
+    counter(b, f, "plugin_counts_dropped_total",
+            "Plugin counts beyond the counter table (more names than it holds).",
+            c[C_PLUGIN_OTHER]);
 
     for (size_t i = 0; i < as_service_count(); i++) {
         const struct as_service *s = as_service_at(i);

@@ -33,7 +33,8 @@
  *
  * /stat's JSON: {"pid", "scanned", "errors", "timeouts", "poison",
  * "actions": {..}, "workers", "worker_restarts", "connections", then one
- * member per service (service.h), e.g. "dns": {..}}.  /metrics: the
+ * member per service (service.h), e.g. "dns": {..}, then "plugins":
+ * {"<plugin>": {"<counter>": n}}}.  /metrics: the
  * Prometheus text format, or OpenMetrics (util/metrics.h); the names are
  * listed in docs/stats.md.
  *
@@ -43,6 +44,7 @@
 #define AS_STATS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "authscan/plugin.h"
 #include "util/metrics.h"
 
@@ -56,6 +58,8 @@ struct sbuf;
  * and the rest are counted together as symbol "other". */
 #define AS_STATS_SYMBOLS 384
 #define AS_STATS_SYMBOL_LEN 64
+/* Counters plugins declare (as_plugin_counter), all plugins together. */
+#define AS_STATS_PLUGIN_COUNTERS 64
 /* Scan latency histogram bucket bounds, seconds (then +Inf). */
 #define AS_STATS_LATENCY_BOUNDS 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10
 
@@ -90,6 +94,12 @@ void as_stats_request_error(struct as_stats *s);
 void as_stats_poison(struct as_stats *s);
 /* A connection accepted (+1) or closed (-1), any protocol. */
 void as_stats_connection(struct as_stats *s, int delta);
+/* A plugin's counter (plugin.h as_plugin_counter): name [a-z0-9_],
+ * "plugin.name" at most AS_STATS_SYMBOL_LEN - 1 bytes.  Returns a handle
+ * for as_stats_plugin_count, or -1 with err. */
+int as_stats_plugin_counter(struct as_stats *s, const char *plugin, const char *name,
+                            const char *help, char *err, size_t errlen);
+void as_stats_plugin_count(struct as_stats *s, int counter, uint64_t n);
 /* Copies this worker's service values into its slot (also done after
  * each scan and once a second). */
 void as_stats_publish(struct as_stats *s);

@@ -7,6 +7,10 @@
  - a worker killed with SIGKILL is replaced: the totals keep its scans and
    worker_restarts counts it;
  - a SIGHUP reload that changes the worker count (3 -> 2) keeps the totals;
+ - a plugin's own counter (as_plugin_counter, ABI 1.3) is summed over the
+   workers, survives a SIGKILLed worker, and shows in /stat under
+   "plugins" and in /metrics with its help text; a bad counter name stops
+   the daemon at start with the plugin's error;
  - /metrics parses with prometheus_client's text parser, and with its
    OpenMetrics parser when the Accept header asks for OpenMetrics (the body
    ends with "# EOF"); promtool check metrics accepts the text format; the scan
@@ -170,9 +174,105 @@ def test_metrics(d):
     T.eq("OpenMetrics: histogram count",
          s2.get(("authscan_scan_duration_seconds_count", ())), st["scanned"])
     # promtool 2.42 reads only the text format: OpenMetrics is checked by the parser above
+    test_grafana(text)
+
+
+def test_grafana(text):
+    """The shipped Grafana dashboard queries metrics that exist, in valid PromQL."""
+    import json
+    import tempfile
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs",
+                        "grafana", "authscan.json")
+    with open(path) as f:
+        dash = json.load(f)
+    exprs = [t["expr"].replace("$job", "authscan") for p in dash["panels"] for t in p["targets"]]
+    names = set(re.findall(r"^(authscan_[a-z_]+?)(?:_bucket|_sum|_count)?[{ ]", text, re.M))
+    for e in exprs:
+        for m in re.findall(r"authscan_[a-z_]+", e):
+            base = re.sub(r"_bucket$", "", m)
+            T.check("grafana: %s is exposed" % m, m in names or base in names, e)
+    if shutil.which("promtool"):
+        with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as f:
+            f.write("groups:\n- name: grafana\n  rules:\n")
+            for i, e in enumerate(exprs):
+                f.write("  - record: grafana:expr%d\n    expr: %s\n" % (i, json.dumps(e)))
+        p = subprocess.run(["promtool", "check", "rules", f.name], capture_output=True, text=True)
+        os.unlink(f.name)
+        T.eq("grafana: promtool parses every query (%d)" % len(exprs), p.returncode, 0)
+
+
+PLUGIN = r"""
+#include <authscan/plugin.h>
+static int hellos = -1;
+static int init(struct as_plugin_ctx *c, void **state) {
+    (void)state;
+    hellos = as_plugin_counter(c, "%s", "Messages the hello plugin saw.");
+    return hellos < 0 ? -1 : 0;
+}
+static void scan(struct as_task *t, void *s) { (void)s; (void)t; }
+static const struct as_plugin_ctx *ctx;
+static int init2(struct as_plugin_ctx *c, void **state) { ctx = c; return init(c, state); }
+static void finish(struct as_task *t, void *s) { (void)t; (void)s; as_plugin_count(ctx, hellos, 2); }
+const struct as_plugin authscan_plugin = {
+    AS_PLUGIN_HEADER, .name = "hello", .version = "1",
+    .init = init2, .scan = scan, .finish = finish,
+};
+"""
+
+
+def plugin_dir(tmp, counter_name):
+    plugdir = os.path.join(tmp, "plugins-" + counter_name.replace("-", "_"))
+    os.mkdir(plugdir)
+    for f in os.listdir(harness.PLUGINS):
+        if f.endswith(".so"):
+            shutil.copy(os.path.join(harness.PLUGINS, f), plugdir)
+    src = os.path.join(plugdir, "hello.c")
+    with open(src, "w") as f:
+        f.write(PLUGIN % counter_name)
+    p = subprocess.run(["gcc", "-shared", "-fPIC", "-I", os.path.join(harness.SRC, "core", "include"),
+                        "-o", os.path.join(plugdir, "hello.so"), src], capture_output=True,
+                       timeout=120)
+    T.check("counter plugin compiles", p.returncode == 0, p.stderr)
+    os.unlink(src)
+    return plugdir
+
+
+def test_plugin_counter():
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix="authscan-stats-")
+    try:
+        good = plugin_dir(tmp, "hellos")
+        with harness.Daemon(workers=2, plugins_dir=good) as d:
+            for n in range(5):
+                scan(d, 200 + n)
+            want = 10   # the finish stage counts 2 a message, after the reply
+            harness.wait_for(lambda: d.stat().get("plugins", {}).get("hello", {}).get("hellos")
+                             == want, 10, what="plugin counter")
+            T.eq("/stat plugins.hello.hellos", d.stat()["plugins"], {"hello": {"hellos": want}})
+            victim = d.worker_pids()[0]
+            os.kill(victim, signal.SIGKILL)
+            wait_for(lambda: victim not in d.worker_pids() and len(d.worker_pids()) == 2, 30,
+                     what="respawn")
+            T.eq("plugin counter kept after SIGKILL", d.stat()["plugins"]["hello"]["hellos"], want)
+            _, text = metrics(d)
+            s = samples(text_string_to_metric_families(text))
+            T.eq("/metrics authscan_hello_hellos_total", s.get(("authscan_hello_hellos_total", ())),
+                 want)
+            T.check("/metrics: the plugin's help text",
+                    "# HELP authscan_hello_hellos_total Messages the hello plugin saw." in text)
+        bad = plugin_dir(tmp, "Bad-Name")
+        with harness.Daemon(workers=1, plugins_dir=bad) as d:
+            pass
+        T.check("bad counter name: the daemon starts", False, "it should have refused")
+    except harness.StartError as e:
+        T.check("bad counter name refused with the plugin's error",
+                "hello" in str(e) and "Bad-Name" in str(e) and "[a-z0-9_]" in str(e), str(e)[-500:])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main():
+    T.run(test_plugin_counter)
     with harness.Daemon(workers=None, expect_workers=3, config=CONFIG) as d:
         T.run(test_totals, d)
         T.run(test_respawn, d)

@@ -88,7 +88,8 @@
  * Authentication-Results), as_plugin_opt_error() and its companions.
  * 1.3: Redis: as_redis_command(), as_redis_send(), as_redis_key(),
  * as_plugin_redis_enabled(), as_plugin_redis_script(); struct as_plugin
- * member `after` (soft ordering; ARC).
+ * member `after` (soft ordering; ARC).  Counters: as_plugin_counter(),
+ * as_plugin_count().
  *
  * Typed results of the shipped plugins are installed beside this file:
  * authscan/spf.h, authscan/dkim.h, authscan/dmarc.h, authscan/arc.h.
@@ -677,6 +678,20 @@ AS_API int as_plugin_redis_enabled(const struct as_plugin_ctx *c);
  * Saves sending the script's text with every EVAL.  Returns the SHA1 in
  * hex, valid for the worker's life, or NULL when Redis is off. */
 AS_API const char *as_plugin_redis_script(struct as_plugin_ctx *c, const char *body);
+
+/* ---- Counters (issue 17: daemon-wide stats, since ABI 1.3) ----
+ * A plugin's own counts (reports sent, say), summed over every worker and
+ * kept across worker restarts and reloads like the core's (docs/stats.md).
+ * /stat shows them under "plugins": {"<plugin>": {"<name>": n}}, /metrics
+ * as authscan_<plugin>_<name>_total with the help text.  Names are fixed
+ * words, never data from a message. */
+
+/* In init(): declares counter name ([a-z0-9_], "plugin.name" under 64
+ * bytes) with its help text.  Returns a handle for as_plugin_count(), or
+ * -1 with the plugin's error set (bad or duplicate name, table full). */
+AS_API int as_plugin_counter(struct as_plugin_ctx *c, const char *name, const char *help);
+/* Adds n to the counter (any stage, any callback of the worker). */
+AS_API void as_plugin_count(const struct as_plugin_ctx *c, int counter, uint64_t n);
 
 #ifdef __cplusplus
 }
