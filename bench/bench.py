@@ -365,7 +365,7 @@ def redis_memory(authscand, dns, work, n_senders=10000, conc=16):
     return res
 
 
-def history_cpu(authscand, dns, dns_pid, manifest, work, conc, duration, warmup, rounds=2):
+def history_cpu(authscand, dns, dns_pid, manifest, work, conc, duration, warmup, rounds=3):
     """CPU per message with history off and on, the same corpus and load,
     alternating (off, on, off, on) so drift hits both alike; the Redis
     server's own CPU is reported apart."""

@@ -20,7 +20,6 @@
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
-#include <hiredis/adapters/libevent.h>
 #include <openssl/evp.h>
 #include "services/redis.h"
 #include "services/service.h"
@@ -314,6 +313,106 @@ static void req_timeout_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* ------------------------------------------------------------------ */
+/* Event loop glue                                                     */
+
+/* hiredis' own libevent adapter (adapters/libevent.h) uses one-shot
+ * events: every read re-adds the read event and every batch of commands
+ * adds and removes the write event, four epoll_ctl() calls per round
+ * trip on top of the read() and write().  Here the read event persists,
+ * and a connected context's output is flushed by activating the write
+ * event (no syscall): the real write event is added only to wait for the
+ * connect to complete or for room in a full socket buffer. */
+struct redis_io {
+    redisAsyncContext *ac;
+    struct event *rev, *wev;
+    int reading, writing;
+};
+
+/* The context whose output is being written now: hiredis asks to go on
+ * writing (addWrite) only when the socket buffer is full. */
+static struct redis_io *io_flushing;
+
+static void io_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    AS_UNUSED(fd);
+    AS_UNUSED(what);
+    struct redis_io *e = arg;
+    redisAsyncHandleRead(e->ac);   /* may free e */
+}
+
+static void io_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+    AS_UNUSED(fd);
+    AS_UNUSED(what);
+    struct redis_io *e = arg;
+    e->writing = 0;
+    io_flushing = e;
+    redisAsyncHandleWrite(e->ac);  /* may free e */
+    io_flushing = NULL;
+}
+
+static void io_add_read(void *arg)
+{
+    struct redis_io *e = arg;
+    if (e->reading) return;
+    e->reading = 1;
+    event_add(e->rev, NULL);
+}
+
+static void io_del_read(void *arg)
+{
+    struct redis_io *e = arg;
+    e->reading = 0;
+    event_del(e->rev);
+}
+
+static void io_add_write(void *arg)
+{
+    struct redis_io *e = arg;
+    if (e->writing) return;
+    e->writing = 1;
+    if (e == io_flushing || !(e->ac->c.flags & REDIS_CONNECTED))
+        event_add(e->wev, NULL);              /* wait until the socket is writable */
+    else
+        event_active(e->wev, EV_WRITE, 1);    /* write from this loop iteration */
+}
+
+static void io_del_write(void *arg)
+{
+    struct redis_io *e = arg;
+    e->writing = 0;
+    event_del(e->wev);
+}
+
+static void io_cleanup(void *arg)
+{
+    struct redis_io *e = arg;
+    if (io_flushing == e) io_flushing = NULL;
+    event_free(e->rev);
+    event_free(e->wev);
+    free(e);
+}
+
+static int io_attach(redisAsyncContext *ac, struct event_base *base)
+{
+    if (ac->ev.data) return REDIS_ERR;
+    struct redis_io *e = xcalloc(1, sizeof *e);
+    e->ac = ac;
+    e->rev = event_new(base, ac->c.fd, EV_READ | EV_PERSIST, io_read_cb, e);
+    e->wev = event_new(base, ac->c.fd, EV_WRITE, io_write_cb, e);
+    if (!e->rev || !e->wev) as_oom();
+    ac->ev.addRead = io_add_read;
+    ac->ev.delRead = io_del_read;
+    ac->ev.addWrite = io_add_write;
+    ac->ev.delWrite = io_del_write;
+    ac->ev.cleanup = io_cleanup;
+    ac->ev.data = e;
+    io_add_read(e);
+    io_add_write(e);   /* not connected yet: the connect completes on it */
+    return REDIS_OK;
+}
+
+/* ------------------------------------------------------------------ */
 /* Connections                                                         */
 
 static void conn_connect(struct redis_conn *c);
@@ -471,7 +570,7 @@ static void conn_connect(struct redis_conn *c)
     c->state = CONN_CONNECTING;
     c->inflight = 0;
     c->handshake = 0;
-    if (redisLibeventAttach(ac, r->base) != REDIS_OK ||
+    if (io_attach(ac, r->base) != REDIS_OK ||
         redisAsyncSetConnectCallback(ac, conn_connect_cb) != REDIS_OK ||
         redisAsyncSetDisconnectCallback(ac, conn_disconnect_cb) != REDIS_OK) {
         conn_drop(c, "cannot attach to the event loop");

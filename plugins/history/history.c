@@ -63,6 +63,16 @@ static const struct as_option_def options[] = {
       "share of DMARC passes that counts as \"nearly always passes\" and as clean" },
     { "clean_min", AS_OPT_INT, "10",
       "DMARC passes from one source for HISTORY_CLEAN_SOURCE" },
+    { "cache_ttl", AS_OPT_DURATION, "10s",
+      "how long a worker reuses a hash it read (its own writes update it); 0 disables" },
+    { "cache_size", AS_OPT_INT, "4096", "hashes a worker keeps (direct-mapped)" },
+};
+
+/* One cached hash.  Direct-mapped by key: a collision replaces. */
+struct hist_slot {
+    char *key;
+    struct hist_counts c;
+    double expires;               /* monotonic */
 };
 
 struct history {
@@ -71,13 +81,68 @@ struct history {
     const char *update_sha;       /* EVALSHA of hist_update_script */
     struct hist_params p;
     long long ttl;
+    double cache_ttl;
+    struct hist_slot *cache;      /* NULL: no cache */
+    size_t cache_size;
 };
+
+/* The per-worker cache: most mail comes from few senders, and a hash read
+ * a moment ago is as good as a new read for evidence that decays over
+ * days.  It saves the Redis round trip (a write() and a read(), and
+ * waking Redis) for every repeat sender within cache_ttl; the worker's
+ * own writes update the entries (hist_apply), other workers' writes are
+ * seen when an entry expires. */
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static struct hist_slot *cache_slot(const struct history *h, const char *key)
+{
+    if (!h->cache) return NULL;
+    uint64_t x = 1469598103934665603ULL;   /* FNV-1a */
+    for (const char *p = key; *p; p++) x = (x ^ (unsigned char)*p) * 1099511628211ULL;
+    return &h->cache[x % h->cache_size];
+}
+
+static int cache_get(const struct history *h, const char *key, struct hist_counts *out)
+{
+    struct hist_slot *s = cache_slot(h, key);
+    if (!s || !s->key || strcmp(s->key, key) != 0 || mono_now() >= s->expires) return 0;
+    *out = s->c;
+    return 1;
+}
+
+static void cache_put(const struct history *h, const char *key, const struct hist_counts *c)
+{
+    struct hist_slot *s = cache_slot(h, key);
+    if (!s) return;
+    if (!s->key || strcmp(s->key, key) != 0) {
+        char *k = strdup(key);
+        if (!k) return;
+        free(s->key);
+        s->key = k;
+    }
+    s->c = *c;
+    s->expires = mono_now() + h->cache_ttl;
+}
+
+/* The worker's own write, applied to a cached entry that is still fresh. */
+static void cache_apply(const struct history *h, const char *key, const int inc[7], double now)
+{
+    struct hist_slot *s = cache_slot(h, key);
+    if (!s || !s->key || strcmp(s->key, key) != 0 || mono_now() >= s->expires) return;
+    hist_apply(&s->c, inc, now, h->p.half_life);
+}
 
 struct hist_task {
     const char *domain;
     char net[48];
     int have_net;
-    int dom_ok, src_ok;           /* Redis answered */
+    const char *dkey, *skey;      /* skey NULL without a source network */
+    int dom_ok, src_ok;           /* read (Redis answered, or the cache) */
     struct hist_counts dom, src;
 };
 
@@ -112,12 +177,23 @@ static int hist_init(struct as_plugin_ctx *ctx, void **state)
     if (as_plugin_opt_int_range(ctx, "min_observations", 1, 1000000, &min_obs) < 0 ||
         as_plugin_opt_int_range(ctx, "clean_min", 1, 1000000, &clean_min) < 0)
         return -1;
+    long long cache_size;
+    h->cache_ttl = as_plugin_opt_duration(ctx, "cache_ttl");
+    if (h->cache_ttl > 3600)
+        return as_plugin_opt_error(ctx, "cache_ttl", "expected 0 to 1h");
+    if (as_plugin_opt_int_range(ctx, "cache_size", 1, 1000000, &cache_size) < 0) return -1;
+    h->cache_size = (size_t)cache_size;
     h->ttl = (long long)ttl;
     h->p.min_observations = (double)min_obs;
     h->p.clean_min = (double)clean_min;
     h->enabled = as_plugin_redis_enabled(ctx);
     if (h->enabled && !(h->update_sha = as_plugin_redis_script(ctx, hist_update_script))) {
         as_plugin_set_error(ctx, "cannot register the update script with Redis");
+        return -1;
+    }
+    if (h->enabled && h->cache_ttl > 0 &&
+        !(h->cache = calloc(h->cache_size, sizeof *h->cache))) {
+        as_plugin_set_error(ctx, "out of memory");
         return -1;
     }
     /* Said once per worker when its loop starts: the configuration check
@@ -129,7 +205,14 @@ static int hist_init(struct as_plugin_ctx *ctx, void **state)
     return 0;
 }
 
-static void hist_fini(void *state) { free(state); }
+static void hist_fini(void *state)
+{
+    struct history *h = state;
+    if (!h) return;
+    for (size_t i = 0; h->cache && i < h->cache_size; i++) free(h->cache[i].key);
+    free(h->cache);
+    free(h);
+}
 
 /* HMGET's array into counts; 0 when it is what we asked for. */
 static int read_counts(enum as_redis_status st, const struct as_redis_reply *r,
@@ -145,57 +228,75 @@ static int read_counts(enum as_redis_status st, const struct as_redis_reply *r,
     return 0;
 }
 
-static void dom_cb(struct as_task *t, enum as_redis_status st, const struct as_redis_reply *r,
-                   void *arg)
+/* One HMGET: which hash, and where its counts go. */
+struct hist_read {
+    const struct history *h;
+    const char *key;
+    struct hist_counts *counts;
+    int *ok;
+};
+
+static void read_cb(struct as_task *t, enum as_redis_status st, const struct as_redis_reply *r,
+                    void *arg)
 {
-    struct hist_task *ht = arg;
-    ht->dom_ok = read_counts(st, r, &ht->dom) == 0;
-    if (!ht->dom_ok)
-        as_task_log(t, AS_LOG_DEBUG, "history: no domain history (redis: %s)",
+    struct hist_read *rd = arg;
+    *rd->ok = read_counts(st, r, rd->counts) == 0;
+    if (*rd->ok) cache_put(rd->h, rd->key, rd->counts);
+    else
+        as_task_log(t, AS_LOG_DEBUG, "history: %s not read (redis: %s)", rd->key,
                     st == AS_REDIS_TIMEOUT ? "timeout" : st == AS_REDIS_OK ? "bad reply"
                                                                            : "unavailable");
 }
 
-static void src_cb(struct as_task *t, enum as_redis_status st, const struct as_redis_reply *r,
-                   void *arg)
+/* From the cache, or an HMGET of the fields hist_evaluate() uses.  Returns
+ * -1 when Redis cannot be asked (off, down): fail open. */
+static int hist_read(struct as_task *t, const struct history *h, const char *key,
+                     struct hist_counts *counts, int *ok)
 {
-    (void)t;
-    struct hist_task *ht = arg;
-    ht->src_ok = read_counts(st, r, &ht->src) == 0;
-}
-
-static int hmget(struct as_task *t, const char *key, as_redis_cb cb, struct hist_task *ht)
-{
+    if (cache_get(h, key, counts)) {
+        *ok = 1;
+        return 0;
+    }
+    struct hist_read *rd = as_pool_alloc(as_task_pool(t), sizeof *rd);
+    rd->h = h;
+    rd->key = key;
+    rd->counts = counts;
+    rd->ok = ok;
     const char *argv[1 + 1 + HIST_READ_NFIELDS] = { "HMGET", key };
     for (size_t i = 0; i < HIST_READ_NFIELDS; i++) argv[2 + i] = hist_read_fields[i];
-    return as_redis_command(t, cb, ht, 2 + HIST_READ_NFIELDS, argv, NULL);
+    return as_redis_command(t, read_cb, rd, 2 + HIST_READ_NFIELDS, argv, NULL);
 }
 
-static const char *source_key(struct as_task *t, const struct history *h,
-                              const struct hist_task *ht)
+/* The task's sender: From domain, source network, both keys.  NULL when
+ * the message has no usable From domain. */
+static struct hist_task *sender_of(struct as_task *t, const struct history *h)
 {
-    char name[64];
-    snprintf(name, sizeof name, "s:%s", ht->net);
-    return as_redis_key(as_task_pool(t), h->ctx, ht->domain, name);
+    const struct as_from *from = as_task_from(t);
+    if (from->status != AS_FROM_OK || !from->domain) return NULL;
+    struct as_pool *pool = as_task_pool(t);
+    struct hist_task *ht = as_pool_alloc(pool, sizeof *ht);
+    ht->domain = from->domain;
+    const struct as_envelope *env = as_task_envelope(t);
+    ht->have_net = hist_source_net(env->family, &env->addr, ht->net, sizeof ht->net) == 0;
+    ht->dkey = as_redis_key(pool, h->ctx, ht->domain, "d");
+    if (!ht->dkey) return NULL;
+    if (ht->have_net) {
+        char name[64];
+        snprintf(name, sizeof name, "s:%s", ht->net);
+        ht->skey = as_redis_key(pool, h->ctx, ht->domain, name);
+        if (!ht->skey) ht->have_net = 0;
+    }
+    return ht;
 }
 
 static void hist_scan(struct as_task *t, void *state)
 {
     const struct history *h = state;
     if (!h->enabled) return;
-    const struct as_from *from = as_task_from(t);
-    if (from->status != AS_FROM_OK || !from->domain) return;
-    struct hist_task *ht = as_pool_alloc(as_task_pool(t), sizeof *ht);
-    ht->domain = from->domain;
-    const struct as_envelope *env = as_task_envelope(t);
-    ht->have_net = hist_source_net(env->family, &env->addr, ht->net, sizeof ht->net) == 0;
-    if (as_task_set_result(t, HIST_TASK_KEY, ht) < 0) return;
-    const char *dkey = as_redis_key(as_task_pool(t), h->ctx, ht->domain, "d");
-    if (!dkey || hmget(t, dkey, dom_cb, ht) < 0) return;   /* Redis down: fail open */
-    if (ht->have_net) {
-        const char *skey = source_key(t, h, ht);
-        if (skey) hmget(t, skey, src_cb, ht);
-    }
+    struct hist_task *ht = sender_of(t, h);
+    if (!ht || as_task_set_result(t, HIST_TASK_KEY, ht) < 0) return;
+    if (hist_read(t, h, ht->dkey, &ht->dom, &ht->dom_ok) < 0) return;   /* fail open */
+    if (ht->have_net) hist_read(t, h, ht->skey, &ht->src, &ht->src_ok);
 }
 
 static enum hist_auth dmarc_auth(const struct as_task *t)
@@ -236,9 +337,10 @@ static void hist_finish(struct as_task *t, void *state)
 {
     const struct history *h = state;
     if (!h->enabled) return;
-    const struct as_from *from = as_task_from(t);
-    if (from->status != AS_FROM_OK || !from->domain) return;
     if (as_task_action(t) >= AS_ACTION_SOFT_REJECT) return;   /* refused: not recorded */
+    /* the scan stage's sender, or (a settings profile skipped it) a new one */
+    const struct hist_task *ht = as_task_get_result(t, HIST_TASK_KEY);
+    if (!ht && !(ht = sender_of(t, h))) return;
 
     int inc[7] = { 1, 0, 0, 0, 0, 0, 0 };   /* n dp df sp sf kp kf */
     enum hist_auth d = dmarc_auth(t);
@@ -264,30 +366,26 @@ static void hist_finish(struct as_task *t, void *state)
      * HISTORY_SPOOF_NEW_SOURCE no longer fires. */
     int dom_inc[7];
     memcpy(dom_inc, inc, sizeof dom_inc);
-    const struct hist_task *ht = as_task_get_result(t, HIST_TASK_KEY);
-    if (d == HIST_FAIL && !(ht && ht->src_ok && ht->src.dp > 0)) dom_inc[2] = 0;
+    if (d == HIST_FAIL && !(ht->src_ok && ht->src.dp > 0)) dom_inc[2] = 0;
 
     struct as_pool *pool = as_task_pool(t);
+    double now = (double)time(NULL);
     const char *argv[3 + 2 + 3 + 7 + 7];
     size_t argc = 0;
     argv[argc++] = "EVALSHA";   /* every connection has loaded it */
     argv[argc++] = h->update_sha;
-    const struct as_envelope *env = as_task_envelope(t);
-    struct hist_task tmp = { .domain = from->domain };
-    tmp.have_net = hist_source_net(env->family, &env->addr, tmp.net, sizeof tmp.net) == 0;
-    const char *dkey = as_redis_key(pool, h->ctx, from->domain, "d");
-    const char *skey = tmp.have_net ? source_key(t, h, &tmp) : NULL;
-    if (!dkey) return;
-    argv[argc++] = skey ? "2" : "1";
-    argv[argc++] = dkey;
-    if (skey) argv[argc++] = skey;
-    argv[argc++] = as_pool_printf(pool, "%lld", (long long)time(NULL));
+    argv[argc++] = ht->skey ? "2" : "1";
+    argv[argc++] = ht->dkey;
+    if (ht->skey) argv[argc++] = ht->skey;
+    argv[argc++] = as_pool_printf(pool, "%.0f", now);
     argv[argc++] = as_pool_printf(pool, "%.0f", h->p.half_life);
     argv[argc++] = as_pool_printf(pool, "%lld", h->ttl);
     for (size_t i = 0; i < 7; i++) argv[argc++] = dom_inc[i] ? "1" : "0";
-    for (size_t i = 0; skey && i < 7; i++) argv[argc++] = inc[i] ? "1" : "0";
+    for (size_t i = 0; ht->skey && i < 7; i++) argv[argc++] = inc[i] ? "1" : "0";
     /* -1: Redis down and the queue full; /stat counts the dropped write */
     (void)as_redis_send(h->ctx, argc, argv, NULL);
+    cache_apply(h, ht->dkey, dom_inc, now);
+    if (ht->skey) cache_apply(h, ht->skey, inc, now);
 }
 
 const struct as_plugin authscan_plugin = {

@@ -57,6 +57,16 @@ void hist_decay(struct hist_counts *c, double now, double half_life)
     c->kf *= w;
 }
 
+void hist_apply(struct hist_counts *c, const int inc[7], double now, double half_life)
+{
+    hist_decay(c, now, half_life);
+    double *dst[7] = { &c->n, &c->dp, &c->df, &c->sp, &c->sf, &c->kp, &c->kf };
+    for (size_t i = 0; i < 7; i++) *dst[i] += inc[i];
+    if (!c->present) c->first = now;
+    c->present = 1;
+    if (now > c->last) c->last = now;
+}
+
 void hist_parse(struct hist_counts *c, const char *const *values)
 {
     double *dst[HIST_READ_NFIELDS] = { &c->n, &c->dp, &c->df, &c->last };

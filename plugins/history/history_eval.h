@@ -47,6 +47,12 @@ struct hist_verdict {
 /* Scales every count of c by the decay from c->last to now. */
 void hist_decay(struct hist_counts *c, double now, double half_life);
 
+/* What the update script does to a hash, done to a copy held in memory:
+ * decay to now, add inc (n dp df sp sf kp kf), last = now, first = now if
+ * new.  The per-worker cache keeps its entries in step with the worker's
+ * own writes this way. */
+void hist_apply(struct hist_counts *c, const int inc[7], double now, double half_life);
+
 /* The fields the scan stage reads (what hist_evaluate() looks at: the
  * other fields are for reports and people).  hist_parse() takes HMGET's
  * values for them (NULL: nil); a value that does not parse counts as 0.

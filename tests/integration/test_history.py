@@ -15,6 +15,8 @@ real daemon and a real, private redis-server (harness.RedisServer):
     the scan's own work, with no history symbol (fail open); writes made
     while Redis was down are queued and land after the restart, and
     reads resume;
+  - the per-worker cache: a repeat sender costs the write only, and the
+    worker's own writes are in its cache;
   - without redis.servers the daemon starts, history says once per worker
     that it is off, and scans carry no history symbol.
 Prints "N passed, N failed"; exits non-zero on failure."""
@@ -194,16 +196,40 @@ def faults(r, d):
             d.log().count("redis: connected to") >= 2, d.log()[-3000:])
 
 
+def cache(r, d):
+    def commands():
+        return d.stat()["redis"]["commands"]
+    first = scan(d, "192.0.2.1", "alice@example.com", 1)
+    T.eq("cache: first message", hist_syms(first), {"HISTORY_FIRST_SEEN"})
+    T.check("cache: first message recorded", wait_field(r, "as:{example.com}d", "n", 1))
+    c1 = commands()
+    second = scan(d, "192.0.2.1", "alice@example.com", 2)
+    T.eq("cache: the worker's own write is in its cache", hist_syms(second), set())
+    T.check("cache: second message recorded", wait_field(r, "as:{example.com}d", "n", 2),
+            r.cmd("HGETALL", "as:{example.com}d"))
+    T.eq("cache: a repeat sender costs one command (the write), no read", commands() - c1, 1)
+    h = r.cmd("HGETALL", "as:{example.com}s:192.0.2")
+    T.check("cache: Redis has both messages", h and b"n" in h and
+            float(h[h.index(b"n") + 1]) == 2.0, h)
+
+
 def main():
     with harness.RedisServer() as r:
+        # exact counts across two workers: no per-worker cache here
         config = ("redis.servers = %s\nredis.timeout = %gs\n"
-                  "history.min_observations = 3\nhistory.clean_min = 3\n" % (
-                      r.address, REDIS_TIMEOUT))
+                  "history.min_observations = 3\nhistory.clean_min = 3\n"
+                  "history.cache_ttl = 0\n" % (r.address, REDIS_TIMEOUT))
         with harness.Daemon(workers=2, config=config, zone=ZONE) as d:
             T.run(build_up, r, d)
             T.run(faults, r, d)
             T.check("no sanitizer report", "Sanitizer" not in d.log() and
                     "runtime error" not in d.log(), d.log()[-2000:])
+
+    # the per-worker cache (default): a repeat sender costs no read
+    with harness.RedisServer() as r:
+        config = "redis.servers = %s\n" % r.address
+        with harness.Daemon(workers=1, config=config, zone=ZONE) as d:
+            T.run(cache, r, d)
 
     # off without redis.servers
     with harness.Daemon(workers=2, config="", zone=ZONE) as d:

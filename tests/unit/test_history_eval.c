@@ -105,6 +105,26 @@ static void test_parse(void)
     CHECK_DBL(d.n, 6);
 }
 
+static void test_apply(void)
+{
+    struct hist_counts c = { 0 };
+    const int pass[7] = { 1, 1, 0, 1, 0, 1, 0 };
+    hist_apply(&c, pass, NOW, 86400);
+    CHECK_INT(c.present, 1);
+    CHECK_DBL(c.n, 1);
+    CHECK_DBL(c.dp, 1);
+    CHECK_DBL(c.first, NOW);
+    CHECK_DBL(c.last, NOW);
+    const int fail[7] = { 1, 0, 1, 0, 1, 0, 0 };
+    hist_apply(&c, fail, NOW + 86400, 86400);   /* one half-life later */
+    CHECK_DBL(c.n, 1.5);
+    CHECK_DBL(c.dp, 0.5);
+    CHECK_DBL(c.df, 1);
+    CHECK_DBL(c.sf, 1);
+    CHECK_DBL(c.first, NOW);
+    CHECK_DBL(c.last, NOW + 86400);
+}
+
 static void test_net(void)
 {
     struct { int family; const char *ip, *want; } cases[] = {
@@ -130,6 +150,7 @@ int main(void)
 {
     test_evaluate();
     test_parse();
+    test_apply();
     test_net();
     return check_done();
 }
