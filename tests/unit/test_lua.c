@@ -267,6 +267,14 @@ static const char RULES[] =
     "rspamd_config.R_NOMOD = function() return require('no_such_module') end\n"
     "rspamd_config.R_YIELD = function() for i = 1, 60000 do end coroutine.yield() "
     "for i = 1, 60000 do end return 'ok' end\n"
+    "rspamd_config.R_CATCH = function() pcall(function() while true do end end) "
+    "return 'survived' end\n"
+    "rspamd_config.R_XCATCH = function() xpcall(function() while true do end end, "
+    "function() return 'x' end) return 'survived' end\n"
+    "rspamd_config.R_COCATCH = function() coroutine.resume(coroutine.create(function() "
+    "while true do end end)) return 'survived' end\n"
+    "rspamd_config.R_MEMCATCH = function() pcall(string.rep, 'x', 1 << 30) "
+    "return 'survived' end\n"
     "rspamd_config:register_symbol{type='postfilter', callback=function() end, priority=5}\n";
 
 static size_t rule_index(struct as_lua *s, const char *name)
@@ -291,16 +299,16 @@ static void test_rules(void)
         fprintf(stderr, "start: %s\n", err);
         return;
     }
-    CHECK_INT(as_lua_rule_count(s), 12);
+    CHECK_INT(as_lua_rule_count(s), 16);
     const struct as_symbol_def *defs;
     size_t nd = as_lua_service.symbols(s, &defs);
-    CHECK_INT(nd, 11);   /* the unnamed postfilter declares none */
+    CHECK_INT(nd, 15);   /* the unnamed postfilter declares none */
     CHECK_STR(defs[0].name, "R_PCALL");
     CHECK_DBL(defs[0].score, 2.5);
     CHECK_STR(defs[0].group, "g");
     CHECK_STR(defs[0].description, "d");
-    CHECK_INT(as_lua_rule_at(s, 11)->type, AS_LUA_POSTFILTER);
-    CHECK_INT(as_lua_rule_at(s, 11)->priority, 5);
+    CHECK_INT(as_lua_rule_at(s, 15)->type, AS_LUA_POSTFILTER);
+    CHECK_INT(as_lua_rule_at(s, 15)->priority, 5);
     CHECK(strstr(as_lua_rule_at(s, 0)->where, "rules.lua:3") != NULL);
 
     static const char *const loops[] = { "R_PCALL", "R_XPCALL", "R_CORO" };
@@ -311,6 +319,14 @@ static void test_rules(void)
         CHECK(strstr(err, "rules.lua:") != NULL);
         CHECK(!as_lua_rule_at(s, k)->disabled);
     }
+    /* a single pcall (xpcall, coroutine.resume) cannot swallow the stop,
+     * nor a memory error, and go on */
+    static const char *const catches[] = { "R_CATCH", "R_XCATCH", "R_COCATCH" };
+    for (size_t i = 0; i < AS_ARRAY_LEN(catches); i++)
+        CHECK_INT(run_rule(s, rule_index(s, catches[i]), out, sizeof out, err, sizeof err),
+                  AS_LUA_OVERRUN);
+    CHECK_INT(run_rule(s, rule_index(s, "R_MEMCATCH"), out, sizeof out, err, sizeof err),
+              AS_LUA_NOMEM);
     /* the second overrun disables (lua.max_overruns = 2) */
     size_t k = rule_index(s, "R_PCALL");
     CHECK_INT(run_rule(s, k, out, sizeof out, err, sizeof err), AS_LUA_OVERRUN);
@@ -352,9 +368,9 @@ static void test_rules(void)
 
     struct sbuf b = {0};
     as_lua_service.write_stats(s, &b);
-    CHECK(strstr(b.data, "\"rules\":12") != NULL);
-    CHECK(strstr(b.data, "\"budget_overruns\":5") != NULL);
-    CHECK(strstr(b.data, "\"memory_errors\":1") != NULL);
+    CHECK(strstr(b.data, "\"rules\":16") != NULL);
+    CHECK(strstr(b.data, "\"budget_overruns\":8") != NULL);
+    CHECK(strstr(b.data, "\"memory_errors\":2") != NULL);
     CHECK(strstr(b.data, "\"disabled_rules\":1") != NULL);
     sbuf_free(&b);
     as_lua_service.stop(s);
