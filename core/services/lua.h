@@ -58,6 +58,15 @@ struct as_lua_rule {
     int disabled;               /* overran lua.max_overruns times */
 };
 
+/* rspamd_config:register_dependency(symbol, dependency): checked by the
+ * bindings once every symbol is known (the dependency must be a plugin's
+ * symbol, or a Lua rule that runs before). */
+struct as_lua_dep {
+    const char *symbol;
+    const char *dep;
+    char where[256];            /* "FILE:LINE" of the call */
+};
+
 /* The task userdata the bindings create: the logger finds the scan id in
  * it; task is NULL once the task is gone (a rule that kept it errs). */
 #define AS_LUA_TASK_MT "rspamd{task}"
@@ -73,6 +82,8 @@ lua_State *as_lua_state(struct as_lua *s);
 struct as_lua *as_lua_from(lua_State *L);
 size_t as_lua_rule_count(const struct as_lua *s);
 struct as_lua_rule *as_lua_rule_at(struct as_lua *s, size_t i);
+size_t as_lua_dep_count(const struct as_lua *s);
+const struct as_lua_dep *as_lua_dep_at(const struct as_lua *s, size_t i);
 
 /* One run of site code: a coroutine and what is left of its budget. */
 struct as_lua_run {
