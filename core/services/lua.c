@@ -100,6 +100,24 @@ static void count_hook(lua_State *L, lua_Debug *ar)
     }
 }
 
+long long *as_lua_budget(lua_State *L)
+{
+    static long long unlimited;
+    struct as_lua *s = as_lua_from(L);
+    if (s->run) return &s->run->budget;
+    unlimited = LLONG_MAX;
+    return &unlimited;
+}
+
+void as_lua_budget_exhausted(lua_State *L)
+{
+    struct as_lua *s = as_lua_from(L);
+    s->killed = 1;
+    lua_pushfstring(L, "instruction budget exhausted in a pattern match "
+                    "(lua.max_instructions = %I)", (lua_Integer)s->max_instructions);
+    lua_error(L);
+}
+
 static int on_panic(lua_State *L)
 {
     const char *m = lua_tostring(L, -1);
@@ -711,6 +729,7 @@ static int open_sandbox(lua_State *L)
     lua_getfield(L, g, LUA_STRLIBNAME);
     lua_pushnil(L);
     lua_setfield(L, -2, "dump");
+    as_lua_open_match(L, -1);   /* patterns charged to the budget */
     lua_pop(L, 1);
 
     /* os: the clock and the calendar only */

@@ -113,6 +113,14 @@ enum as_lua_outcome as_lua_run_resume(struct as_lua *s, struct as_lua_run *run, 
 /* Ends run (the coroutine is released to the collector).  Idempotent. */
 void as_lua_run_end(struct as_lua *s, struct as_lua_run *run);
 
+/* For the sandbox's pattern functions (lua_match.c): the running
+ * callback's instructions left (a large dummy outside any callback), and
+ * the stop when a match spends them (raises, never returns). */
+long long *as_lua_budget(lua_State *L);
+void as_lua_budget_exhausted(lua_State *L);
+/* Replaces find, match, gmatch and gsub in the string table at index idx. */
+void as_lua_open_match(lua_State *L, int idx);
+
 /* For the bindings: formats like rspamd_logger (%s, %1..%9, %%) from the
  * arguments at index first.. of L into a string pushed on L. */
 void as_lua_push_format(lua_State *L, int fmt_index, int first);

@@ -188,6 +188,12 @@ rspamd_config.LUA_MEMORY = function(task)
   for i = 1, 1e9 do t[i] = string.rep('x', 4096) .. i end
 end
 
+rspamd_config.LUA_PATTERN = function(task)
+  local v = task:get_header_raw('X-Pattern')
+  if not v then return false end
+  return true, (v:gsub('%s+$', ''))
+end
+
 rspamd_config.LUA_STILL_RUNS = function(task)
   return true
 end
@@ -487,7 +493,11 @@ def test_hostile_rules():
                                          "while true do pcall"),
                                         (b"X-Error", "LUA_ERROR", "failed", "error('site"),
                                         (b"X-Memory", "LUA_MEMORY", "out of memory (lua.max_memory)",
-                                         "for i = 1, 1e9")):
+                                         "for i = 1, 1e9"),
+                                        # quadratic backtracking over 200 KB of blanks
+                                        # the message supplies
+                                        (b"X-Pattern: x" + b" " * 200000 + b"y\r\nX-Pattern",
+                                         "LUA_PATTERN", "stopped", "v:gsub")):
             line = line_of(HOSTILE, snippet)
             mark = d.log_mark()
             st, r = d.checkv2(msg_with(hdr), timeout=60)
@@ -500,9 +510,9 @@ def test_hostile_rules():
             T.eq("%s: logged with file:line" % sym, (m.group(1), int(m.group(2))),
                  (src, line))
         st = d.stat()["lua"]
-        T.eq("/stat: budget overruns", st["budget_overruns"], 2)
+        T.eq("/stat: budget overruns", st["budget_overruns"], 3)
         T.eq("/stat: memory errors", st["memory_errors"], 1)
-        T.eq("/stat: errors (all four)", st["errors"], 4)
+        T.eq("/stat: errors (all five)", st["errors"], 5)
         T.check("/stat: memory use back under the cap", st["memory"] < st["max_memory"], st)
 
         # a second overrun of LUA_LOOP disables it (max_overruns = 2)
