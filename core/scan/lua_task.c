@@ -334,6 +334,58 @@ static int t_get_recipients(lua_State *L)
     return 1;
 }
 
+static int t_get_subject(lua_State *L)
+{
+    lua_settop(L, 1);
+    lua_pushliteral(L, "Subject");
+    return t_get_header(L);
+}
+
+/* Without the angle brackets, as rspamd; nil without a Message-ID. */
+static int t_get_message_id(lua_State *L)
+{
+    struct as_task *t = check_task(L, 1);
+    const struct as_header *h = as_msg_header_get(as_task_message(t), "Message-ID", 0);
+    if (!h) {
+        lua_pushnil(L);
+        return 1;
+    }
+    size_t len;
+    const char *v = as_header_unfold(t, h, &len);
+    if (len >= 2 && v[0] == '<' && v[len - 1] == '>') v++, len -= 2;
+    lua_pushlstring(L, v, len);
+    return 1;
+}
+
+static int t_has_from(lua_State *L)
+{
+    lua_settop(L, 2);
+    t_get_from(L);
+    lua_pushboolean(L, !lua_isnil(L, -1));
+    return 1;
+}
+
+static int t_has_recipients(lua_State *L)
+{
+    lua_settop(L, 2);
+    t_get_recipients(L);
+    lua_pushboolean(L, !lua_isnil(L, -1));
+    return 1;
+}
+
+/* The first envelope recipient, else the first of To/Cc/Bcc. */
+static int t_get_principal_recipient(lua_State *L)
+{
+    lua_settop(L, 1);
+    t_get_recipients(L);
+    if (lua_istable(L, -1) && lua_rawgeti(L, -1, 1) == LUA_TTABLE) {
+        lua_getfield(L, -1, "addr");
+        return 1;
+    }
+    lua_pushnil(L);
+    return 1;
+}
+
 struct lua_ip {
     char text[64];
     int version;                  /* 4, 6, or 0: no address */
@@ -804,6 +856,9 @@ static const luaL_Reg task_methods[] = {
     { "set_pre_result", t_set_pre_result }, { "set_milter_reply", t_set_milter_reply },
     { "add_header", t_add_header }, { "remove_header", t_remove_header },
     { "get_spf", t_get_spf }, { "get_dkim", t_get_dkim }, { "get_dmarc", t_get_dmarc },
+    { "get_subject", t_get_subject }, { "get_message_id", t_get_message_id },
+    { "has_from", t_has_from }, { "has_recipients", t_has_recipients },
+    { "get_principal_recipient", t_get_principal_recipient },
     { NULL, NULL },
 };
 
@@ -1050,6 +1105,50 @@ static const luaL_Reg dns_funcs[] = { { "request", dns_request }, { NULL, NULL }
 /* ------------------------------------------------------------------ */
 /* The plugin                                                           */
 
+static void lua_fini(void *state)
+{
+    struct lua_plugin *lp = state;
+    if (!lp) return;
+    for (int st = 0; st < LS_COUNT; st++) free(lp->stage[st]);
+    free(lp);
+}
+
+/* The stage and position of the rule named sym, or -1. */
+static int rule_position(const struct lua_plugin *lp, const char *sym, size_t *pos)
+{
+    for (int st = 0; st < LS_COUNT; st++)
+        for (size_t i = 0; i < lp->nstage[st]; i++)
+            if (lp->stage[st][i]->name && strcmp(lp->stage[st][i]->name, sym) == 0) {
+                *pos = i;
+                return st;
+            }
+    return -1;
+}
+
+/* register_dependency(): the dependency must be a plugin's or the core's
+ * symbol (those run first), or a Lua rule that runs before. */
+static int check_deps(struct as_plugin_ctx *ctx, const struct lua_plugin *lp)
+{
+    const struct as_symtab *st = as_engine_symtab(ctx->engine);
+    for (size_t i = 0; i < as_lua_dep_count(lp->s); i++) {
+        const struct as_lua_dep *d = as_lua_dep_at(lp->s, i);
+        size_t pa, pb;
+        int sa = rule_position(lp, d->symbol, &pa), sb = rule_position(lp, d->dep, &pb);
+        const char *why = NULL;
+        if (sa < 0) why = "the first argument is not a symbol of a Lua rule";
+        else if (sb < 0 && !as_symtab_find(st, d->dep)) why = "the dependency is no known symbol";
+        else if (sb > sa || (sb == sa && pb > pa))
+            why = "the dependency runs after the rule: give it a higher priority or an "
+                  "earlier stage (docs/lua.md)";
+        if (!why) continue;
+        as_plugin_set_error(ctx, "%s: register_dependency('%s', '%s'): %s", d->where,
+                            d->symbol, d->dep, why);
+        ctx->error_located = 1;   /* the message starts with FILE:LINE */
+        return -1;
+    }
+    return 0;
+}
+
 static int lua_init(struct as_plugin_ctx *ctx, void **state)
 {
     struct as_lua *s = as_engine_service_state(ctx->engine, &as_lua_service);
@@ -1107,16 +1206,12 @@ static int lua_init(struct as_plugin_ctx *ctx, void **state)
             }
         }
     }
+    if (check_deps(ctx, lp) < 0) {
+        lua_fini(lp);
+        return -1;
+    }
     *state = lp;
     return 0;
-}
-
-static void lua_fini(void *state)
-{
-    struct lua_plugin *lp = state;
-    if (!lp) return;
-    for (int st = 0; st < LS_COUNT; st++) free(lp->stage[st]);
-    free(lp);
 }
 
 const struct as_plugin as_lua_plugin = {

@@ -43,6 +43,8 @@ struct as_lua {
     size_t nidle;
     struct as_lua_rule **rules;
     size_t nrules, rcap;
+    struct as_lua_dep *deps;      /* register_dependency() calls */
+    size_t ndeps;
     struct as_symbol_def *defs;   /* one per named rule */
     size_t ndefs;
     unsigned long long runs, errors, overruns, nomem;
@@ -75,6 +77,11 @@ struct as_lua_rule *as_lua_rule_at(struct as_lua *s, size_t i)
 {
     return i < s->nrules ? s->rules[i] : NULL;
 }
+size_t as_lua_dep_count(const struct as_lua *s) { return s->ndeps; }
+const struct as_lua_dep *as_lua_dep_at(const struct as_lua *s, size_t i)
+{
+    return i < s->ndeps ? &s->deps[i] : NULL;
+}
 
 /* Once a run is over budget every later hook raises again, so code that
  * catches the error (pcall in a loop) is stopped within HOOK_STEP more
@@ -91,6 +98,24 @@ static void count_hook(lua_State *L, lua_Debug *ar)
                         (lua_Integer)s->max_instructions);
         lua_error(L);
     }
+}
+
+long long *as_lua_budget(lua_State *L)
+{
+    static long long unlimited;
+    struct as_lua *s = as_lua_from(L);
+    if (s->run) return &s->run->budget;
+    unlimited = LLONG_MAX;
+    return &unlimited;
+}
+
+void as_lua_budget_exhausted(lua_State *L)
+{
+    struct as_lua *s = as_lua_from(L);
+    s->killed = 1;
+    lua_pushfstring(L, "instruction budget exhausted in a pattern match "
+                    "(lua.max_instructions = %I)", (lua_Integer)s->max_instructions);
+    lua_error(L);
 }
 
 static int on_panic(lua_State *L)
@@ -637,6 +662,27 @@ static int cfg_newindex(lua_State *L)
     return 0;
 }
 
+/* rspamd_config:register_dependency(symbol, dependency): Lua rules run one
+ * after the other, after every plugin, so the order is already fixed; the
+ * call is recorded and checked against it once all symbols are known
+ * (scan/lua_task.c), never accepted blindly. */
+static int cfg_register_dependency(lua_State *L)
+{
+    struct as_lua *s = as_lua_from(L);
+    int a = lua_gettop(L) >= 3 ? 2 : 1;   /* colon or dot call */
+    const char *sym = luaL_checkstring(L, a), *dep = luaL_checkstring(L, a + 1);
+    s->deps = xrealloc(s->deps, (s->ndeps + 1) * sizeof *s->deps);
+    struct as_lua_dep *d = &s->deps[s->ndeps++];
+    d->symbol = xstrdup(sym);
+    d->dep = xstrdup(dep);
+    lua_Debug ar;
+    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar))
+        snprintf(d->where, sizeof d->where, "%s:%d", ar.short_src, ar.currentline);
+    else
+        snprintf(d->where, sizeof d->where, "?");
+    return 0;
+}
+
 /* Module options live in authscan's config, not in rspamd_config. */
 static int cfg_get_all_opt(lua_State *L)
 {
@@ -646,7 +692,7 @@ static int cfg_get_all_opt(lua_State *L)
 
 static const luaL_Reg config_methods[] = {
     { "register_symbol", cfg_register_symbol }, { "get_all_opt", cfg_get_all_opt },
-    { NULL, NULL },
+    { "register_dependency", cfg_register_dependency }, { NULL, NULL },
 };
 
 /* ------------------------------------------------------------------ */
@@ -683,6 +729,7 @@ static int open_sandbox(lua_State *L)
     lua_getfield(L, g, LUA_STRLIBNAME);
     lua_pushnil(L);
     lua_setfield(L, -2, "dump");
+    as_lua_open_match(L, -1);   /* patterns charged to the budget */
     lua_pop(L, 1);
 
     /* os: the clock and the calendar only */
@@ -838,6 +885,11 @@ static void lua_service_stop(void *state)
         free((char *)s->defs[i].group);
         free((char *)s->defs[i].description);
     }
+    for (size_t i = 0; i < s->ndeps; i++) {
+        free((char *)s->deps[i].symbol);
+        free((char *)s->deps[i].dep);
+    }
+    free(s->deps);
     free(s->defs);
     free(s->rules);
     free(s->dir);

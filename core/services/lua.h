@@ -58,6 +58,15 @@ struct as_lua_rule {
     int disabled;               /* overran lua.max_overruns times */
 };
 
+/* rspamd_config:register_dependency(symbol, dependency): checked by the
+ * bindings once every symbol is known (the dependency must be a plugin's
+ * symbol, or a Lua rule that runs before). */
+struct as_lua_dep {
+    const char *symbol;
+    const char *dep;
+    char where[256];            /* "FILE:LINE" of the call */
+};
+
 /* The task userdata the bindings create: the logger finds the scan id in
  * it; task is NULL once the task is gone (a rule that kept it errs). */
 #define AS_LUA_TASK_MT "rspamd{task}"
@@ -73,6 +82,8 @@ lua_State *as_lua_state(struct as_lua *s);
 struct as_lua *as_lua_from(lua_State *L);
 size_t as_lua_rule_count(const struct as_lua *s);
 struct as_lua_rule *as_lua_rule_at(struct as_lua *s, size_t i);
+size_t as_lua_dep_count(const struct as_lua *s);
+const struct as_lua_dep *as_lua_dep_at(const struct as_lua *s, size_t i);
 
 /* One run of site code: a coroutine and what is left of its budget. */
 struct as_lua_run {
@@ -101,6 +112,14 @@ enum as_lua_outcome as_lua_run_resume(struct as_lua *s, struct as_lua_run *run, 
                                       int *nres, char *err, size_t errlen);
 /* Ends run (the coroutine is released to the collector).  Idempotent. */
 void as_lua_run_end(struct as_lua *s, struct as_lua_run *run);
+
+/* For the sandbox's pattern functions (lua_match.c): the running
+ * callback's instructions left (a large dummy outside any callback), and
+ * the stop when a match spends them (raises, never returns). */
+long long *as_lua_budget(lua_State *L);
+void as_lua_budget_exhausted(lua_State *L);
+/* Replaces find, match, gmatch and gsub in the string table at index idx. */
+void as_lua_open_match(lua_State *L, int idx);
 
 /* For the bindings: formats like rspamd_logger (%s, %1..%9, %%) from the
  * arguments at index first.. of L into a string pushed on L. */

@@ -26,6 +26,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -187,6 +188,12 @@ rspamd_config.LUA_MEMORY = function(task)
   for i = 1, 1e9 do t[i] = string.rep('x', 4096) .. i end
 end
 
+rspamd_config.LUA_PATTERN = function(task)
+  local v = task:get_header_raw('X-Pattern')
+  if not v then return false end
+  return true, (v:gsub('%s+$', ''))
+end
+
 rspamd_config.LUA_STILL_RUNS = function(task)
   return true
 end
@@ -245,6 +252,11 @@ rspamd_config.LUA_CORNERS = function(task)
   add('any_from', task:get_from()[1].addr == '')
   local names, scores = task:get_symbols()
   add('symbols_pair', #names == #scores)
+  add('subject', task:get_subject())
+  add('message_id', task:get_message_id())
+  add('has_from_mime', task:has_from('mime'))
+  add('has_rcpt_smtp', task:has_recipients('smtp'))
+  add('principal', task:get_principal_recipient())
   local ok2, err2 = pcall(task.get_from, task, 'bogus')
   add('bad_kind', not ok2 and err2:find('invalid option') ~= nil)
   return true, out
@@ -481,7 +493,11 @@ def test_hostile_rules():
                                          "while true do pcall"),
                                         (b"X-Error", "LUA_ERROR", "failed", "error('site"),
                                         (b"X-Memory", "LUA_MEMORY", "out of memory (lua.max_memory)",
-                                         "for i = 1, 1e9")):
+                                         "for i = 1, 1e9"),
+                                        # quadratic backtracking over 200 KB of blanks
+                                        # the message supplies
+                                        (b"X-Pattern: x" + b" " * 200000 + b"y\r\nX-Pattern",
+                                         "LUA_PATTERN", "stopped", "v:gsub")):
             line = line_of(HOSTILE, snippet)
             mark = d.log_mark()
             st, r = d.checkv2(msg_with(hdr), timeout=60)
@@ -494,9 +510,9 @@ def test_hostile_rules():
             T.eq("%s: logged with file:line" % sym, (m.group(1), int(m.group(2))),
                  (src, line))
         st = d.stat()["lua"]
-        T.eq("/stat: budget overruns", st["budget_overruns"], 2)
+        T.eq("/stat: budget overruns", st["budget_overruns"], 3)
         T.eq("/stat: memory errors", st["memory_errors"], 1)
-        T.eq("/stat: errors (all four)", st["errors"], 4)
+        T.eq("/stat: errors (all five)", st["errors"], 5)
         T.check("/stat: memory use back under the cap", st["memory"] < st["max_memory"], st)
 
         # a second overrun of LUA_LOOP disables it (max_overruns = 2)
@@ -522,7 +538,9 @@ def test_hostile_rules():
                      "enforce_form=true", "unknown_symbol=false", "milter_bogus=true",
                      "bad_action=true", "named_result=true", "get_all_opt=true", "no_ip=false",
                      "ip_tostring=(no ip)", "task_tostring=true", "no_rcpt=true", "mime_rcpt=1",
-                     "any_from=true", "symbols_pair=true", "bad_kind=true"):
+                     "any_from=true", "symbols_pair=true", "bad_kind=true", "subject=t",
+                     "message_id=t@example.com", "has_from_mime=true", "has_rcpt_smtp=false",
+                     "principal=bob@example.org"):
             T.check("binding corner: %s" % want, want in opts, opts)
         T.check("binding corner: the enforce form added its option",
                 "enforced" in r["symbols"].get("LUA_STILL_RUNS", {}).get("options", []),
@@ -622,12 +640,55 @@ def test_broken_file_and_reload():
                 r["symbols"])
 
 
+DEPS_GOOD = """
+rspamd_config.SITE_A = function(task) return task:has_symbol('DMARC_POLICY_REJECT') end
+rspamd_config:register_symbol{name = 'SITE_B', priority = 5, callback = function() end}
+rspamd_config:register_symbol{name = 'SITE_C', type = 'postfilter', callback = function() end}
+rspamd_config:register_dependency('SITE_A', 'DMARC_POLICY_REJECT')
+rspamd_config:register_dependency('SITE_A', 'SITE_B')
+rspamd_config:register_dependency('SITE_C', 'SITE_A')
+"""
+
+# (what, file text, line of the bad call, text in the error)
+DEPS_BAD = [
+    ("dependency runs after", DEPS_GOOD + "rspamd_config:register_dependency('SITE_B', 'SITE_A')\n",
+     8, "the dependency runs after the rule"),
+    ("unknown dependency", DEPS_GOOD + "rspamd_config:register_dependency('SITE_A', 'NOPE')\n",
+     8, "no known symbol"),
+    ("not a Lua rule", DEPS_GOOD + "\nrspamd_config:register_dependency('R_SPF_ALLOW', 'SITE_A')\n",
+     9, "not a symbol of a Lua rule"),
+]
+
+
+def test_register_dependency():
+    with tempfile.TemporaryDirectory(prefix="authscan-lua-") as tmp:
+        luadir = os.path.join(tmp, "lua")
+        os.mkdir(luadir)
+        conf = os.path.join(tmp, "a.conf")
+        write(conf, "lua.dir = %s\n" % luadir)
+        src = os.path.join(luadir, "deps.lua")
+
+        def check_config():
+            p = subprocess.run([harness.AUTHSCAND, "--check-config", "-c", conf, "--plugins-dir",
+                                harness.PLUGINS], capture_output=True, timeout=60)
+            return p.returncode, p.stderr.decode()
+        write(src, DEPS_GOOD)
+        rc, e = check_config()
+        T.eq("register_dependency: rules in order load (%s)" % e.strip()[-300:], rc, 0)
+        for what, text, line, want in DEPS_BAD:
+            write(src, text)
+            rc, e = check_config()
+            T.check("register_dependency: %s refused with file:line" % what,
+                    rc != 0 and ("%s:%d:" % (src, line)) in e and want in e, (rc, e))
+
+
 def main():
     T.run(test_site_rules)
     T.run(test_pre_result_semantics)
     T.run(test_hostile_rules)
     T.run(test_example_mailing_list)
     T.run(test_broken_file_and_reload)
+    T.run(test_register_dependency)
 
 
 if __name__ == "__main__":

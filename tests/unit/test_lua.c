@@ -267,6 +267,26 @@ static const char RULES[] =
     "rspamd_config.R_NOMOD = function() return require('no_such_module') end\n"
     "rspamd_config.R_YIELD = function() for i = 1, 60000 do end coroutine.yield() "
     "for i = 1, 60000 do end return 'ok' end\n"
+    "rspamd_config.R_CATCH = function() pcall(function() while true do end end) "
+    "return 'survived' end\n"
+    "rspamd_config.R_XCATCH = function() xpcall(function() while true do end end, "
+    "function() return 'x' end) return 'survived' end\n"
+    "rspamd_config.R_COCATCH = function() coroutine.resume(coroutine.create(function() "
+    "while true do end end)) return 'survived' end\n"
+    "rspamd_config.R_MEMCATCH = function() pcall(string.rep, 'x', 1 << 30) "
+    "return 'survived' end\n"
+    "rspamd_config.R_PATTERN = function() local s = string.rep(' ', 200000) .. 'x' "
+    "return (s:gsub('%s+$', '')) end\n"
+    "rspamd_config.R_PLAIN = function() return string.rep('a', 1000000):find("
+    "string.rep('a', 1000) .. 'b', 1, true) end\n"
+    "rspamd_config.R_GMATCH = function() local n = 0 for w in string.rep(' x', 100000):gmatch("
+    "'%s*.-x') do n = n + 1 end return n end\n"
+    "rspamd_config.R_PATTERNS_OK = function() local a, b = ('hello world'):find('o w') "
+    "local k, v = ('key=val'):match('(%w+)=(%w+)') local g, n = ('a b c'):gsub('%w', '%0%0') "
+    "local t = {} for w in ('one two'):gmatch('%a+') do t[#t + 1] = w end "
+    "return table.concat({a, b, k, v, g, n, t[1], t[2], ('x(a(b)c)y'):match('%b()'), "
+    "('THE (quick) fox'):find('%f[%a]%a+', 5), ('  trim  '):match('^%s*(.-)%s*$'), "
+    "('abc'):match('()b()'), ('a.b'):find('.', 1, true), string.format('%d', 7)}, ',') end\n"
     "rspamd_config:register_symbol{type='postfilter', callback=function() end, priority=5}\n";
 
 static size_t rule_index(struct as_lua *s, const char *name)
@@ -291,16 +311,16 @@ static void test_rules(void)
         fprintf(stderr, "start: %s\n", err);
         return;
     }
-    CHECK_INT(as_lua_rule_count(s), 12);
+    CHECK_INT(as_lua_rule_count(s), 20);
     const struct as_symbol_def *defs;
     size_t nd = as_lua_service.symbols(s, &defs);
-    CHECK_INT(nd, 11);   /* the unnamed postfilter declares none */
+    CHECK_INT(nd, 19);   /* the unnamed postfilter declares none */
     CHECK_STR(defs[0].name, "R_PCALL");
     CHECK_DBL(defs[0].score, 2.5);
     CHECK_STR(defs[0].group, "g");
     CHECK_STR(defs[0].description, "d");
-    CHECK_INT(as_lua_rule_at(s, 11)->type, AS_LUA_POSTFILTER);
-    CHECK_INT(as_lua_rule_at(s, 11)->priority, 5);
+    CHECK_INT(as_lua_rule_at(s, 19)->type, AS_LUA_POSTFILTER);
+    CHECK_INT(as_lua_rule_at(s, 19)->priority, 5);
     CHECK(strstr(as_lua_rule_at(s, 0)->where, "rules.lua:3") != NULL);
 
     static const char *const loops[] = { "R_PCALL", "R_XPCALL", "R_CORO" };
@@ -311,6 +331,26 @@ static void test_rules(void)
         CHECK(strstr(err, "rules.lua:") != NULL);
         CHECK(!as_lua_rule_at(s, k)->disabled);
     }
+    /* a single pcall (xpcall, coroutine.resume) cannot swallow the stop,
+     * nor a memory error, and go on */
+    static const char *const catches[] = { "R_CATCH", "R_XCATCH", "R_COCATCH" };
+    for (size_t i = 0; i < AS_ARRAY_LEN(catches); i++)
+        CHECK_INT(run_rule(s, rule_index(s, catches[i]), out, sizeof out, err, sizeof err),
+                  AS_LUA_OVERRUN);
+    CHECK_INT(run_rule(s, rule_index(s, "R_MEMCATCH"), out, sizeof out, err, sizeof err),
+              AS_LUA_NOMEM);
+    /* a pattern match is charged step by step: quadratic backtracking over
+     * a long string, a quadratic plain find and a gmatch loop are stopped
+     * like a loop; ordinary patterns give Lua's results */
+    static const char *const patterns[] = { "R_PATTERN", "R_PLAIN", "R_GMATCH" };
+    for (size_t i = 0; i < AS_ARRAY_LEN(patterns); i++) {
+        CHECK_INT(run_rule(s, rule_index(s, patterns[i]), out, sizeof out, err, sizeof err),
+                  AS_LUA_OVERRUN);
+        CHECK(strstr(err, "instruction budget exhausted") != NULL);
+    }
+    CHECK_INT(run_rule(s, rule_index(s, "R_PATTERNS_OK"), out, sizeof out, err, sizeof err),
+              AS_LUA_DONE);
+    CHECK_STR(out, "5,7,key,val,aa bb cc,3,one,two,(a(b)c),6,trim,2,2,7");
     /* the second overrun disables (lua.max_overruns = 2) */
     size_t k = rule_index(s, "R_PCALL");
     CHECK_INT(run_rule(s, k, out, sizeof out, err, sizeof err), AS_LUA_OVERRUN);
@@ -357,9 +397,9 @@ static void test_rules(void)
     CHECK(as_lua_service.nmetrics <= 16);
     as_lua_service.read_metrics(s, v);
     as_lua_service.write_stats(s, v, &b);
-    CHECK(strstr(b.data, "\"rules\":12") != NULL);
-    CHECK(strstr(b.data, "\"budget_overruns\":5") != NULL);
-    CHECK(strstr(b.data, "\"memory_errors\":1") != NULL);
+    CHECK(strstr(b.data, "\"rules\":20") != NULL);
+    CHECK(strstr(b.data, "\"budget_overruns\":11") != NULL);
+    CHECK(strstr(b.data, "\"memory_errors\":2") != NULL);
     CHECK(strstr(b.data, "\"disabled_rules\":1") != NULL);
     sbuf_free(&b);
     as_lua_service.stop(s);
