@@ -80,6 +80,7 @@ struct milter_conn {
     size_t nrcpts, rcpts_dropped;
     struct sbuf msg;
     int in_body, oversize;
+    struct as_milter_cmd cmd;       /* the command being run (2 KiB: not on the stack per packet) */
 };
 
 static void replace(char **slot, const char *v)
@@ -625,16 +626,14 @@ static void milter_process(struct milter_conn *mc)
             conn_bad(mc, err);
             return;
         }
-        struct as_milter_cmd *cmd = xmalloc(sizeof *cmd);
+        struct as_milter_cmd *cmd = &mc->cmd;
         if (as_milter_decode(code, data, dlen, cmd, err, sizeof err) < 0) {
-            free(cmd);
             char why[200];
             snprintf(why, sizeof why, "malformed packet: %s", err);
             conn_bad(mc, why);
             return;
         }
         int rc = dispatch(mc, cmd);
-        free(cmd);
         if (rc < 0) return;
         evbuffer_drain(in, plen + 4);
     }
