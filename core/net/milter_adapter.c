@@ -419,14 +419,12 @@ static void end_of_message(struct milter_conn *mc)
     if (rc != AS_SESSION_OK) {
         mc->ss = NULL;
         as_conn_set_state(mc->c, AS_CONN_READING);
+        /* the size is checked above, so this is a header limit (too many
+         * fields ...): accepting unscanned would let a sender skip the
+         * policy by padding the header, so the MTA is told to retry, and
+         * the sender eventually gets the reason in a bounce */
         struct sbuf b = {0};
-        if (rc == AS_SESSION_TOO_LARGE) {
-            /* retrying would not make it fit: let it through, as an
-             * unscanned message, with the reason logged */
-            as_milter_put(&b, AS_MILTER_R_ACCEPT, NULL, 0);
-        } else {
-            put_reply(&b, m->tempfail_code, err);
-        }
+        put_reply(&b, m->tempfail_code, err);
         send_packet(mc, &b);
         message_reset(mc);
     }

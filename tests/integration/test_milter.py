@@ -273,6 +273,26 @@ def malformed(d):
             d.log()[-2000:])
 
 
+def test_limits():
+    with daemon("limits.max_message_size = 2k\nlimits.max_headers = 6\n") as d:
+        c = MilterClient(d.milter_addr)
+        c.negotiate()
+        mark = d.log_mark()
+        r = c.message("<x@spoofer.test>", ["<rcpt@receiver.test>"],
+                      headers("Boss <ceo@reject.example>"), b"x" * 3000 + b"\r\n", ip=BAD_IP)
+        T.eq("over limits.max_message_size: accepted unscanned", r[-1], (b"a", b""))
+        d.wait_log(r"message 4ABC123 over limits\.max_message_size \(2048\): accepted unscanned",
+                   since=mark)
+        # padding the header past limits.max_headers must not skip the policy
+        r = c.message("<x@spoofer.test>", ["<rcpt@receiver.test>"],
+                      headers("Boss <ceo@reject.example>", [("X-Pad", "%d" % i) for i in range(5)]),
+                      b"x\r\n", connect=False)
+        T.check("over limits.max_headers: tempfail 451 with the reason, not accepted",
+                r[-1][0] == b"y" and r[-1][1].startswith(b"451 4.7.1 ") and b"header" in r[-1][1],
+                r[-1])
+        c.close()
+
+
 def test_silent_mta():
     with daemon("milter.timeout = 1s\n") as d:
         c = MilterClient(d.milter_addr, timeout=20)
@@ -319,6 +339,7 @@ def main():
     T.run(test_miltertest_unix)
     T.run(test_reply_text_escaped)
     T.run(test_mapping)
+    T.run(test_limits)
     T.run(test_silent_mta)
     T.run(test_config_errors)
     return T.finish()
