@@ -721,13 +721,14 @@ static void *milter_start(struct as_session_ctx *sc, char *err, size_t errlen)
     const struct as_limits *lim = as_engine_limits(sc->engine);
     struct milter *m = xcalloc(1, sizeof *m);
     m->sc = sc;
-    for (int a = 0; a < AS_ACTION__COUNT; a++) {
-        char key[64];
-        snprintf(key, sizeof key, "milter.on.%s", as_action_name((enum as_action)a));
-        for (char *p = key; *p; p++)
-            if (*p == ' ') *p = '_';
-        int r = parse_reply(as_config_str(cfg, key, ""));
-        m->on[a] = r < 0 ? milter_default_reply[a] : (enum milter_reply)r;   /* checked at load */
+    memcpy(m->on, milter_default_reply, sizeof m->on);
+    /* every spelling as_action_parse() knows ("no_action", "accept",
+     * "Reject"): the entries in load order, so the last one wins */
+    for (size_t i = 0; i < as_config_count(cfg); i++) {
+        const struct as_config_entry *e = as_config_at(cfg, i);
+        if (strncmp(e->key, "milter.on.", 10) != 0) continue;
+        int a = as_action_parse(e->key + 10), r = parse_reply(e->value);
+        if (a >= 0 && r >= 0) m->on[a] = (enum milter_reply)r;    /* checked at load */
     }
     m->reject_code = as_config_str(cfg, "milter.reject_code", "550 5.7.1");
     m->tempfail_code = as_config_str(cfg, "milter.tempfail_code", "451 4.7.1");

@@ -215,7 +215,7 @@ def test_reply_text_escaped():
 
 
 def test_mapping():
-    cfg = ("milter.on.reject = tempfail\nmilter.tempfail_code = 452 4.7.0\n"
+    cfg = ("milter.on.Reject = tempfail\nmilter.tempfail_code = 452 4.7.0\n"
            "milter.on.quarantine = reject\nmilter.reject_code = 554 5.7.1\n")
     with daemon(cfg) as d:
         c = MilterClient(d.milter_addr)
