@@ -273,6 +273,27 @@ def malformed(d):
             d.log()[-2000:])
 
 
+def test_from_munging():
+    # DMARC From munging for a mailing list: applied as header changes
+    with daemon("dmarc.munge_lists = list@lists.example\n") as d:
+        c = MilterClient(d.milter_addr)
+        c.negotiate()
+        r = c.message("<alice@reject.example>", ["<list@lists.example>"],
+                      headers("Alice <alice@reject.example>"), b"hi\r\n", ip=GOOD_IP)
+        chg = [p[1] for p in r if p[0] == b"m"]
+        ins = {p[1][4:].split(b"\0")[0]: p[1][4:].split(b"\0")[1] for p in r if p[0] == b"i"}
+        T.eq("munging: the From field removed (CHGHEADER index 1, empty value)", chg,
+             [b"\0\0\0\1From\0\0"])
+        T.check("munging: a rewritten From inserted (via the list)",
+                b"From" in ins and b"via" in ins[b"From"] and b"list@lists.example" in ins[b"From"],
+                ins)
+        T.check("munging: Reply-To and X-Original-From inserted, A-R too",
+                b"Reply-To" in ins and b"X-Original-From" in ins and
+                b"Authentication-Results" in ins, sorted(ins))
+        T.eq("munging: accepted", r[-1][0], b"a")
+        c.close()
+
+
 def test_limits():
     with daemon("limits.max_message_size = 2k\nlimits.max_headers = 6\n") as d:
         c = MilterClient(d.milter_addr)
@@ -339,6 +360,7 @@ def main():
     T.run(test_miltertest_unix)
     T.run(test_reply_text_escaped)
     T.run(test_mapping)
+    T.run(test_from_munging)
     T.run(test_limits)
     T.run(test_silent_mta)
     T.run(test_config_errors)
