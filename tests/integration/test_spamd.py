@@ -183,6 +183,21 @@ def test_no_trusted_networks():
         T.check("no spamd.trusted_networks: the log says why", True)
 
 
+def test_internal_networks():
+    # SpamAssassin's other list: the site's own MTAs; walked through the same way
+    with daemon(config="spamd.internal_networks = 10.1.1.0/24\n"
+                       "spamd.trusted_networks = 10.0.0.0/16\n") as d:
+        mark = d.log_mark()
+        raw(d, request(b"CHECK", SPOOF))
+        d.wait_log(r"ip=203\.0\.113\.9 from=x@spoofer\.test", since=mark)
+        T.check("internal + trusted networks: the client is the first hop outside both", True)
+    with daemon(config="spamd.internal_networks = 10.1.1.0/24\n") as d:
+        mark = d.log_mark()
+        raw(d, request(b"CHECK", SPOOF))
+        d.wait_log(r"ip=203\.0\.113\.9 ", since=mark)
+        T.check("spamd.internal_networks alone is enough to walk past our relay", True)
+
+
 def test_raw_protocol(d):
     # exact Content-length and the Spam line's shape
     data = raw(d, request(b"SYMBOLS", SPOOF))
@@ -270,6 +285,10 @@ def test_config_errors():
          "t.conf:2: 'spamd.trusted_networks' has no effect: no 'listen' entry speaks spamd"),
         ("listen = spamd@127.0.0.1:1\nspamd.trusted_networks = 10.0.0.0/8, bogus\n",
          "t.conf:2: bad item 'bogus' in 'spamd.trusted_networks'"),
+        ("listen = spamd@127.0.0.1:1\nspamd.internal_networks = 10.1.1.0/24, 10.1.1.0/40\n",
+         "t.conf:2: bad item '10.1.1.0/40' in 'spamd.internal_networks'"),
+        ("listen = 127.0.0.1:1\nspamd.internal_networks = 10.0.0.0/8\n",
+         "t.conf:2: 'spamd.internal_networks' has no effect: no 'listen' entry speaks spamd"),
         ("listen = spamd@127.0.0.1:1\n\nspamd.spam_actions = reject, maybe\n",
          "t.conf:3: bad item 'maybe' in 'spamd.spam_actions'"),
         ("listen = spamd@127.0.0.1:1\nspamd.spam_actions = reject\n", None),
@@ -295,6 +314,7 @@ def main():
         T.run(test_envelope, d)
         T.run(test_raw_protocol, d)
     T.run(test_no_trusted_networks)
+    T.run(test_internal_networks)
     T.run(test_pass_through)
     T.run(test_spam_actions)
     T.run(test_config_errors)
