@@ -117,6 +117,38 @@ def test_miltertest_verdicts(d):
     T.check("miltertest: forged Authentication-Results removed, ours inserted", rc == 0, out)
 
 
+def test_miltertest_abort(d):
+    # ABORT mid-transaction, then two messages on the same connection
+    script = (
+        'assert(mt.macro(conn, SMFIC_CONNECT, "j", "%s") == nil)\n' % MTA +
+        'assert(mt.conninfo(conn, "client.test", "%s") == nil)\n' % BAD_IP +
+        'assert(mt.helo(conn, "client.test") == nil)\n'
+        'assert(mt.mailfrom(conn, "<x@spoofer.test>") == nil)\n'
+        'assert(mt.rcptto(conn, "<r@receiver.test>") == nil)\n'
+        'assert(mt.header(conn, "From", "ceo@reject.example") == nil)\n'
+        'assert(mt.abort(conn) == nil)\n'
+        # the aborted From must not leak into the next message
+        'assert(mt.mailfrom(conn, "<x@spoofer.test>") == nil)\n'
+        'assert(mt.rcptto(conn, "<r@receiver.test>") == nil)\n'
+        'assert(mt.header(conn, "From", "someone@spoofer.test") == nil)\n'
+        'assert(mt.eoh(conn) == nil)\n'
+        'assert(mt.bodystring(conn, "hi\\r\\n") == nil)\n'
+        'assert(mt.eom(conn) == nil)\n'
+        'assert(mt.getreply(conn) == SMFIR_ACCEPT, "after abort: accept, got " .. mt.getreply(conn))\n'
+        'assert(mt.mailfrom(conn, "<x@spoofer.test>") == nil)\n'
+        'assert(mt.rcptto(conn, "<r@receiver.test>") == nil)\n'
+        'assert(mt.header(conn, "From", "ceo@reject.example") == nil)\n'
+        'assert(mt.eoh(conn) == nil)\n'
+        'assert(mt.bodystring(conn, "hi\\r\\n") == nil)\n'
+        'assert(mt.eom(conn) == nil)\n'
+        'assert(mt.eom_check(conn, MT_SMTPREPLY, "550", "5.7.1", '
+        '"Rejected per DMARC policy of reject.example"), "second message: 550")\n'
+        'mt.disconnect(conn)\n')
+    rc, out = miltertest(d, script)
+    T.check("miltertest: ABORT drops the transaction; next messages on the connection scanned",
+            rc == 0, out + d.log()[-1500:])
+
+
 def test_miltertest_unix():
     sock_dir = harness.tempfile.mkdtemp(prefix="authscan-milter-")
     path = os.path.join(sock_dir, "milter.sock")
@@ -354,6 +386,7 @@ def test_config_errors():
 def main():
     with daemon() as d:
         T.run(test_miltertest_verdicts, d)
+        T.run(test_miltertest_abort, d)
         T.run(test_negotiation, d)
         T.run(test_continue_steps, d)
     T.run(test_malformed)
