@@ -157,6 +157,12 @@ def test_spamc_verbs(d):
             b"X-Spam-Status: No," in head and b"X-Spam-Flag" not in head and
             b"dmarc=pass" in head, head)
 
+    # spamc -L sends TELL: refused, so spamc reports the failure
+    mark = d.log_mark()
+    rc, out, err = spamc(d, ["-L", "spam"], SPOOF)
+    T.check("spamc -L spam (TELL): spamc fails (exit %d), nothing learned" % rc, rc != 0, out + err.encode())
+    T.check("spamc -L: no scan ran", "action=" not in d.log()[mark:], d.log()[mark:])
+
     rc, out, err = spamc(d, ["-K"], b"")
     T.eq("spamc -K (PING)", (rc, out), (0, b"SPAMD/1.5 0\n"))
 
