@@ -80,6 +80,7 @@ struct milter_conn {
     size_t nrcpts, rcpts_dropped;
     struct sbuf msg;
     int in_body, oversize;
+    struct as_milter_cmd cmd;       /* the command being run (2 KiB: not on the stack per packet) */
 };
 
 static void replace(char **slot, const char *v)
@@ -418,14 +419,12 @@ static void end_of_message(struct milter_conn *mc)
     if (rc != AS_SESSION_OK) {
         mc->ss = NULL;
         as_conn_set_state(mc->c, AS_CONN_READING);
+        /* the size is checked above, so this is a header limit (too many
+         * fields ...): accepting unscanned would let a sender skip the
+         * policy by padding the header, so the MTA is told to retry, and
+         * the sender eventually gets the reason in a bounce */
         struct sbuf b = {0};
-        if (rc == AS_SESSION_TOO_LARGE) {
-            /* retrying would not make it fit: let it through, as an
-             * unscanned message, with the reason logged */
-            as_milter_put(&b, AS_MILTER_R_ACCEPT, NULL, 0);
-        } else {
-            put_reply(&b, m->tempfail_code, err);
-        }
+        put_reply(&b, m->tempfail_code, err);
         send_packet(mc, &b);
         message_reset(mc);
     }
@@ -625,16 +624,14 @@ static void milter_process(struct milter_conn *mc)
             conn_bad(mc, err);
             return;
         }
-        struct as_milter_cmd *cmd = xmalloc(sizeof *cmd);
+        struct as_milter_cmd *cmd = &mc->cmd;
         if (as_milter_decode(code, data, dlen, cmd, err, sizeof err) < 0) {
-            free(cmd);
             char why[200];
             snprintf(why, sizeof why, "malformed packet: %s", err);
             conn_bad(mc, why);
             return;
         }
         int rc = dispatch(mc, cmd);
-        free(cmd);
         if (rc < 0) return;
         evbuffer_drain(in, plen + 4);
     }
@@ -724,13 +721,14 @@ static void *milter_start(struct as_session_ctx *sc, char *err, size_t errlen)
     const struct as_limits *lim = as_engine_limits(sc->engine);
     struct milter *m = xcalloc(1, sizeof *m);
     m->sc = sc;
-    for (int a = 0; a < AS_ACTION__COUNT; a++) {
-        char key[64];
-        snprintf(key, sizeof key, "milter.on.%s", as_action_name((enum as_action)a));
-        for (char *p = key; *p; p++)
-            if (*p == ' ') *p = '_';
-        int r = parse_reply(as_config_str(cfg, key, ""));
-        m->on[a] = r < 0 ? milter_default_reply[a] : (enum milter_reply)r;   /* checked at load */
+    memcpy(m->on, milter_default_reply, sizeof m->on);
+    /* every spelling as_action_parse() knows ("no_action", "accept",
+     * "Reject"): the entries in load order, so the last one wins */
+    for (size_t i = 0; i < as_config_count(cfg); i++) {
+        const struct as_config_entry *e = as_config_at(cfg, i);
+        if (strncmp(e->key, "milter.on.", 10) != 0) continue;
+        int a = as_action_parse(e->key + 10), r = parse_reply(e->value);
+        if (a >= 0 && r >= 0) m->on[a] = (enum milter_reply)r;    /* checked at load */
     }
     m->reject_code = as_config_str(cfg, "milter.reject_code", "550 5.7.1");
     m->tempfail_code = as_config_str(cfg, "milter.tempfail_code", "451 4.7.1");

@@ -20,14 +20,17 @@
 #include "util/log.h"
 #include "util/pool.h"
 
-/* Most networks in spamd.trusted_networks. */
+/* Most networks in each of spamd.trusted_networks and
+ * spamd.internal_networks. */
 #define SPAMD_MAX_NETS 256
 
 /* Per worker. */
 struct spamd {
     struct as_session_ctx *sc;
     unsigned spam_actions;                 /* bit per enum as_action */
-    struct as_spamd_net nets[SPAMD_MAX_NETS];
+    /* trusted and internal networks together: a hop from either is one
+     * of the site's own, and the walk down the Received fields goes on */
+    struct as_spamd_net nets[2 * SPAMD_MAX_NETS];
     size_t nnets;
     double header_timeout, read_timeout;
     size_t max_message;
@@ -245,10 +248,12 @@ static enum as_session_error fill_envelope(struct as_task *t, void *arg, char *e
         if (helo) as_task_envelope_mut(t)->helo = helo;
     } else if (!s->nnets) {
         as_task_log(t, AS_LOG_INFO, "spamd: no client address: spamd.trusted_networks is not "
-                    "set, so no Received field is trusted to name the client (SPF: none)");
+                    "set (nor spamd.internal_networks), so no Received field is trusted to "
+                    "name the client (SPF: none)");
     } else {
         as_task_log(t, AS_LOG_INFO, "spamd: no client address: none of %zu Received field(s) "
-                    "names a relay outside spamd.trusted_networks (SPF: none)", nreceived);
+                    "names a relay outside spamd.trusted_networks and spamd.internal_networks "
+                    "(SPF: none)", nreceived);
     }
     return AS_SESSION_OK;
 }
@@ -463,9 +468,12 @@ static void *spamd_start(struct as_session_ctx *ssc, char *err, size_t errlen)
         int a = as_action_parse(items[i]);
         if (a >= 0) s->spam_actions |= 1u << a;     /* checked at load */
     }
-    n = as_config_list(cfg, "spamd.trusted_networks", &items);
-    for (size_t i = 0; i < n && s->nnets < SPAMD_MAX_NETS; i++)
-        if (as_spamd_net_parse(items[i], &s->nets[s->nnets]) == 0) s->nnets++;
+    static const char *const net_keys[] = { "spamd.trusted_networks", "spamd.internal_networks" };
+    for (size_t k = 0; k < AS_ARRAY_LEN(net_keys); k++) {
+        n = as_config_list(cfg, net_keys[k], &items);
+        for (size_t i = 0; i < n && i < SPAMD_MAX_NETS; i++)
+            if (as_spamd_net_parse(items[i], &s->nets[s->nnets]) == 0) s->nnets++;
+    }
     s->header_timeout = lim->header_timeout;
     s->read_timeout = lim->read_timeout;
     s->max_message = (size_t)lim->max_message_size;
@@ -495,19 +503,20 @@ static int spamd_check(const struct as_config *cfg, int listened, char *err, siz
                                    "bad item '%s' in 'spamd.spam_actions': expected actions "
                                    "(greylist, add_header, rewrite_subject, quarantine, "
                                    "soft_reject, reject)", items[i]);
-    n = as_config_list(cfg, "spamd.trusted_networks", &items);
-    if (n > SPAMD_MAX_NETS)
-        return as_config_error(err, errlen, as_config_find(cfg, "spamd.trusted_networks"),
-                               "'spamd.trusted_networks': more than %d networks",
-                               SPAMD_MAX_NETS);
-    for (size_t i = 0; i < n; i++) {
-        struct as_spamd_net net;
-        if (as_spamd_net_parse(items[i], &net) < 0)
-            return as_config_error(err, errlen,
-                                   as_config_find_item(cfg, "spamd.trusted_networks", items[i]),
-                                   "bad item '%s' in 'spamd.trusted_networks': expected an "
-                                   "IPv4 or IPv6 network like 192.0.2.0/24 or 2001:db8::/32",
-                                   items[i]);
+    static const char *const net_keys[] = { "spamd.trusted_networks", "spamd.internal_networks" };
+    for (size_t k = 0; k < AS_ARRAY_LEN(net_keys); k++) {
+        n = as_config_list(cfg, net_keys[k], &items);
+        if (n > SPAMD_MAX_NETS)
+            return as_config_error(err, errlen, as_config_find(cfg, net_keys[k]),
+                                   "'%s': more than %d networks", net_keys[k], SPAMD_MAX_NETS);
+        for (size_t i = 0; i < n; i++) {
+            struct as_spamd_net net;
+            if (as_spamd_net_parse(items[i], &net) < 0)
+                return as_config_error(err, errlen, as_config_find_item(cfg, net_keys[k], items[i]),
+                                       "bad item '%s' in '%s': expected an IPv4 or IPv6 network "
+                                       "like 192.0.2.0/24 or 2001:db8::/32", items[i],
+                                       net_keys[k]);
+        }
     }
     return 0;
 }

@@ -30,11 +30,11 @@
  * after which spamc passes the message through unchanged.
  *
  * spamc sends no envelope.  As SpamAssassin does, the client is the relay
- * named in the topmost Received field whose address is not in
- * spamd.trusted_networks (the networks of the site's own MTAs), its HELO
- * is from the same field, and MAIL FROM is the Return-Path field.  With no
- * spamd.trusted_networks nothing is trusted and no client address is
- * taken (SPF gives none, and the log says why).
+ * named in the topmost Received field whose address is in neither
+ * spamd.trusted_networks nor spamd.internal_networks (the site's own MTAs
+ * and the relays it trusts), its HELO is from the same field, and MAIL
+ * FROM is the Return-Path field.  With neither list nothing is trusted and
+ * no client address is taken (SPF gives none, and the log says why).
  */
 #ifndef AS_SPAMD_ADAPTER_H
 #define AS_SPAMD_ADAPTER_H

@@ -33,6 +33,9 @@ class MilterClient:
         fam = socket.AF_UNIX if isinstance(addr, str) else socket.AF_INET
         self.sock = socket.socket(fam, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
+        if fam == socket.AF_INET:
+            # steps without a reply go out at once, as an MTA flushes them
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.connect(addr)
         self.buf = b""
         self.actions = self.steps = 0

@@ -117,6 +117,38 @@ def test_miltertest_verdicts(d):
     T.check("miltertest: forged Authentication-Results removed, ours inserted", rc == 0, out)
 
 
+def test_miltertest_abort(d):
+    # ABORT mid-transaction, then two messages on the same connection
+    script = (
+        'assert(mt.macro(conn, SMFIC_CONNECT, "j", "%s") == nil)\n' % MTA +
+        'assert(mt.conninfo(conn, "client.test", "%s") == nil)\n' % BAD_IP +
+        'assert(mt.helo(conn, "client.test") == nil)\n'
+        'assert(mt.mailfrom(conn, "<x@spoofer.test>") == nil)\n'
+        'assert(mt.rcptto(conn, "<r@receiver.test>") == nil)\n'
+        'assert(mt.header(conn, "From", "ceo@reject.example") == nil)\n'
+        'assert(mt.abort(conn) == nil)\n'
+        # the aborted From must not leak into the next message
+        'assert(mt.mailfrom(conn, "<x@spoofer.test>") == nil)\n'
+        'assert(mt.rcptto(conn, "<r@receiver.test>") == nil)\n'
+        'assert(mt.header(conn, "From", "someone@spoofer.test") == nil)\n'
+        'assert(mt.eoh(conn) == nil)\n'
+        'assert(mt.bodystring(conn, "hi\\r\\n") == nil)\n'
+        'assert(mt.eom(conn) == nil)\n'
+        'assert(mt.getreply(conn) == SMFIR_ACCEPT, "after abort: accept, got " .. mt.getreply(conn))\n'
+        'assert(mt.mailfrom(conn, "<x@spoofer.test>") == nil)\n'
+        'assert(mt.rcptto(conn, "<r@receiver.test>") == nil)\n'
+        'assert(mt.header(conn, "From", "ceo@reject.example") == nil)\n'
+        'assert(mt.eoh(conn) == nil)\n'
+        'assert(mt.bodystring(conn, "hi\\r\\n") == nil)\n'
+        'assert(mt.eom(conn) == nil)\n'
+        'assert(mt.eom_check(conn, MT_SMTPREPLY, "550", "5.7.1", '
+        '"Rejected per DMARC policy of reject.example"), "second message: 550")\n'
+        'mt.disconnect(conn)\n')
+    rc, out = miltertest(d, script)
+    T.check("miltertest: ABORT drops the transaction; next messages on the connection scanned",
+            rc == 0, out + d.log()[-1500:])
+
+
 def test_miltertest_unix():
     sock_dir = harness.tempfile.mkdtemp(prefix="authscan-milter-")
     path = os.path.join(sock_dir, "milter.sock")
@@ -215,7 +247,7 @@ def test_reply_text_escaped():
 
 
 def test_mapping():
-    cfg = ("milter.on.reject = tempfail\nmilter.tempfail_code = 452 4.7.0\n"
+    cfg = ("milter.on.Reject = tempfail\nmilter.tempfail_code = 452 4.7.0\n"
            "milter.on.quarantine = reject\nmilter.reject_code = 554 5.7.1\n")
     with daemon(cfg) as d:
         c = MilterClient(d.milter_addr)
@@ -273,6 +305,47 @@ def malformed(d):
             d.log()[-2000:])
 
 
+def test_from_munging():
+    # DMARC From munging for a mailing list: applied as header changes
+    with daemon("dmarc.munge_lists = list@lists.example\n") as d:
+        c = MilterClient(d.milter_addr)
+        c.negotiate()
+        r = c.message("<alice@reject.example>", ["<list@lists.example>"],
+                      headers("Alice <alice@reject.example>"), b"hi\r\n", ip=GOOD_IP)
+        chg = [p[1] for p in r if p[0] == b"m"]
+        ins = {p[1][4:].split(b"\0")[0]: p[1][4:].split(b"\0")[1] for p in r if p[0] == b"i"}
+        T.eq("munging: the From field removed (CHGHEADER index 1, empty value)", chg,
+             [b"\0\0\0\1From\0\0"])
+        T.check("munging: a rewritten From inserted (via the list)",
+                b"From" in ins and b"via" in ins[b"From"] and b"list@lists.example" in ins[b"From"],
+                ins)
+        T.check("munging: Reply-To and X-Original-From inserted, A-R too",
+                b"Reply-To" in ins and b"X-Original-From" in ins and
+                b"Authentication-Results" in ins, sorted(ins))
+        T.eq("munging: accepted", r[-1][0], b"a")
+        c.close()
+
+
+def test_limits():
+    with daemon("limits.max_message_size = 2k\nlimits.max_headers = 6\n") as d:
+        c = MilterClient(d.milter_addr)
+        c.negotiate()
+        mark = d.log_mark()
+        r = c.message("<x@spoofer.test>", ["<rcpt@receiver.test>"],
+                      headers("Boss <ceo@reject.example>"), b"x" * 3000 + b"\r\n", ip=BAD_IP)
+        T.eq("over limits.max_message_size: accepted unscanned", r[-1], (b"a", b""))
+        d.wait_log(r"message 4ABC123 over limits\.max_message_size \(2048\): accepted unscanned",
+                   since=mark)
+        # padding the header past limits.max_headers must not skip the policy
+        r = c.message("<x@spoofer.test>", ["<rcpt@receiver.test>"],
+                      headers("Boss <ceo@reject.example>", [("X-Pad", "%d" % i) for i in range(5)]),
+                      b"x\r\n", connect=False)
+        T.check("over limits.max_headers: tempfail 451 with the reason, not accepted",
+                r[-1][0] == b"y" and r[-1][1].startswith(b"451 4.7.1 ") and b"header" in r[-1][1],
+                r[-1])
+        c.close()
+
+
 def test_silent_mta():
     with daemon("milter.timeout = 1s\n") as d:
         c = MilterClient(d.milter_addr, timeout=20)
@@ -313,12 +386,15 @@ def test_config_errors():
 def main():
     with daemon() as d:
         T.run(test_miltertest_verdicts, d)
+        T.run(test_miltertest_abort, d)
         T.run(test_negotiation, d)
         T.run(test_continue_steps, d)
     T.run(test_malformed)
     T.run(test_miltertest_unix)
     T.run(test_reply_text_escaped)
     T.run(test_mapping)
+    T.run(test_from_munging)
+    T.run(test_limits)
     T.run(test_silent_mta)
     T.run(test_config_errors)
     return T.finish()

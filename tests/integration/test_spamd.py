@@ -157,6 +157,12 @@ def test_spamc_verbs(d):
             b"X-Spam-Status: No," in head and b"X-Spam-Flag" not in head and
             b"dmarc=pass" in head, head)
 
+    # spamc -L sends TELL: refused, so spamc reports the failure
+    mark = d.log_mark()
+    rc, out, err = spamc(d, ["-L", "spam"], SPOOF)
+    T.check("spamc -L spam (TELL): spamc fails (exit %d), nothing learned" % rc, rc != 0, out + err.encode())
+    T.check("spamc -L: no scan ran", "action=" not in d.log()[mark:], d.log()[mark:])
+
     rc, out, err = spamc(d, ["-K"], b"")
     T.eq("spamc -K (PING)", (rc, out), (0, b"SPAMD/1.5 0\n"))
 
@@ -181,6 +187,21 @@ def test_no_trusted_networks():
                 b"R_SPF_NA" in body and b"spf=pass" not in body, body[:600])
         d.wait_log(r"spamd: no client address: spamd\.trusted_networks is not set", since=mark)
         T.check("no spamd.trusted_networks: the log says why", True)
+
+
+def test_internal_networks():
+    # SpamAssassin's other list: the site's own MTAs; walked through the same way
+    with daemon(config="spamd.internal_networks = 10.1.1.0/24\n"
+                       "spamd.trusted_networks = 10.0.0.0/16\n") as d:
+        mark = d.log_mark()
+        raw(d, request(b"CHECK", SPOOF))
+        d.wait_log(r"ip=203\.0\.113\.9 from=x@spoofer\.test", since=mark)
+        T.check("internal + trusted networks: the client is the first hop outside both", True)
+    with daemon(config="spamd.internal_networks = 10.1.1.0/24\n") as d:
+        mark = d.log_mark()
+        raw(d, request(b"CHECK", SPOOF))
+        d.wait_log(r"ip=203\.0\.113\.9 ", since=mark)
+        T.check("spamd.internal_networks alone is enough to walk past our relay", True)
 
 
 def test_raw_protocol(d):
@@ -270,6 +291,10 @@ def test_config_errors():
          "t.conf:2: 'spamd.trusted_networks' has no effect: no 'listen' entry speaks spamd"),
         ("listen = spamd@127.0.0.1:1\nspamd.trusted_networks = 10.0.0.0/8, bogus\n",
          "t.conf:2: bad item 'bogus' in 'spamd.trusted_networks'"),
+        ("listen = spamd@127.0.0.1:1\nspamd.internal_networks = 10.1.1.0/24, 10.1.1.0/40\n",
+         "t.conf:2: bad item '10.1.1.0/40' in 'spamd.internal_networks'"),
+        ("listen = 127.0.0.1:1\nspamd.internal_networks = 10.0.0.0/8\n",
+         "t.conf:2: 'spamd.internal_networks' has no effect: no 'listen' entry speaks spamd"),
         ("listen = spamd@127.0.0.1:1\n\nspamd.spam_actions = reject, maybe\n",
          "t.conf:3: bad item 'maybe' in 'spamd.spam_actions'"),
         ("listen = spamd@127.0.0.1:1\nspamd.spam_actions = reject\n", None),
@@ -295,6 +320,7 @@ def main():
         T.run(test_envelope, d)
         T.run(test_raw_protocol, d)
     T.run(test_no_trusted_networks)
+    T.run(test_internal_networks)
     T.run(test_pass_through)
     T.run(test_spam_actions)
     T.run(test_config_errors)
