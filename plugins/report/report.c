@@ -12,6 +12,10 @@
  *         failure is queued too (LPUSH, LTRIM to a bound); `authscan
  *         report failure --send` verifies, rate-limits and mails them.
  *
+ * No `depends`: the finish stage runs after every filter, so the DMARC
+ * result is there when DMARC ran; a site that disables the dmarc plugin
+ * simply gets no counters (and the plugin still loads).
+ *
  * The key layout and the row encoding are authscan/report.h; the
  * decisions (disposition applied, override reasons) docs/reports.md.
  */
@@ -382,14 +386,11 @@ static void report_finish(struct as_task *t, void *state)
     index_domain(r, pool, day, d->policy_domain);
 }
 
-static const char *const report_depends[] = { "dmarc", NULL };
-
 const struct as_plugin authscan_plugin = {
     AS_PLUGIN_HEADER,
     .name = "report",
     .version = "1.0",
     .description = "DMARC aggregate report counters and failure reports on Redis",
-    .depends = report_depends,
     .options = options,
     .noptions = sizeof options / sizeof options[0],
     .init = report_init,
