@@ -78,9 +78,11 @@ size_t rpt_parse_dests(const char *list, struct rpt_dest *out, size_t max, const
             continue;
         }
         as_str_lower(at + 1);
-        d.host = at + 1;
-        if (n < max) out[n++] = d;
-        else fprintf(stderr, "authscan report: %s: more than %zu destinations, %s skipped\n",
+        if (n < max) {
+            out[n] = d;
+            out[n].host = out[n].addr + (at + 1 - d.addr);   /* into the copy */
+            n++;
+        } else fprintf(stderr, "authscan report: %s: more than %zu destinations, %s skipped\n",
                      pd, max, uri);
     }
     free(copy);

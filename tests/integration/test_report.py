@@ -38,15 +38,16 @@ GOOD_IP = "192.0.2.10"
 BAD_IP = "203.0.113.9"
 ZONE = """$ORIGIN .
 $TTL 300
-_dmarc.reject.example. TXT "v=DMARC1; p=reject; rua=mailto:agg@reject.example"
+_dmarc.reject.example. TXT "v=DMARC1; p=reject; rua=mailto:agg@reject.example,mailto:slow@reject.example"
 reject.example. TXT "v=spf1 ip4:192.0.2.10 -all"
 _dmarc.quar.example. TXT "v=DMARC1; p=quarantine; sp=none; adkim=s; rua=mailto:dmarc@quar.example"
 quar.example. TXT "v=spf1 ip4:192.0.2.10 -all"
 _dmarc.none.example. TXT "v=DMARC1; p=none; rua=mailto:agg@none.example"
 none.example. TXT "v=spf1 ip4:192.0.2.10 -all"
-_dmarc.testing.example. TXT "v=DMARC1; p=reject; t=y; rua=mailto:agg@testing.example"
+_dmarc.testing.example. TXT "v=DMARC1; p=reject; t=y; rua=mailto:ext@reports.test"
+testing.example._report._dmarc.reports.test. TXT "v=DMARC1"
 testing.example. TXT "v=spf1 -all"
-_dmarc.list.example. TXT "v=DMARC1; p=reject; rua=mailto:agg@list.example"
+_dmarc.list.example. TXT "v=DMARC1; p=reject; rua=mailto:ext@unauth.test"
 list.example. TXT "v=spf1 -all"
 nodmarc.example. TXT "v=spf1 ip4:192.0.2.10 -all"
 """
@@ -172,17 +173,18 @@ REPORT_CONF = ("report.org_name = Receiver Test Org\nreport.email = dmarc-report
                "report.domain = receiver.test\n")
 
 
-def report_cmd(r, plugins, tmp, args, extra_conf=""):
+def report_cmd(r, plugins, tmp, args, extra_conf="", zone=ZONE):
     """Runs authscan report with a config file like the daemon's."""
     conf = os.path.join(tmp, "report.conf")
     with open(conf, "w") as f:
         f.write(config(r, REPORT_CONF + extra_conf))
-    zone = os.path.join(tmp, "report.zone")
-    with open(zone, "w") as f:
-        f.write(ZONE)
+    zpath = os.path.join(tmp, "report.zone")
+    with open(zpath, "w") as f:
+        f.write(zone)
     cmd = shlex.split(os.environ.get("AUTHSCAN_WRAP", "")) + [harness.AUTHSCAN, "report"] + list(args) + [
-        "-c", conf, "--plugins-dir", plugins, "--dns-zone", zone]
-    return subprocess.run(cmd, capture_output=True, timeout=300, text=True)
+        "-c", conf, "--plugins-dir", plugins, "--dns-zone", zpath]
+    return subprocess.run(cmd, capture_output=True, timeout=300, encoding="utf-8",
+                          errors="backslashreplace")
 
 
 def xmllint(path, schema):
@@ -239,11 +241,14 @@ def check_aggregate(r, plugins, want):
                 got[pd] = total
             T.eq("%s: sum of <count> per policy domain" % fmt, got, dict(want))
             if fmt == "rfc7489":
-                consumer(out, files)
+                consumer([os.path.join(out, f) for f in files])
 
 
-def consumer(out, files):
-    """The independent consumer (npm dmarc-report-parser) reads our files."""
+def consumer(paths, reports=None):
+    """The independent consumer (npm dmarc-report-parser) reads our files
+    (.xml.gz), or our report mails (.eml, with the .xml.gz each carries in
+    reports)."""
+    reports = reports or {p: p for p in paths}
     mod = os.environ.get("AUTHSCAN_DMARC_REPORT_PARSER",
                          os.path.join(harness.SRC, "build-npm", "dmarc-report-parser-0.1.5"))
     node = shutil.which("node")
@@ -252,17 +257,17 @@ def consumer(out, files):
                     % mod)
         return
     env = dict(os.environ, NODE_PATH=os.path.join(mod, "node_modules"))
-    p = subprocess.run([node, os.path.join(harness.HERE, "report_parse.js")] +
-                       [os.path.join(out, f) for f in files], capture_output=True, text=True,
-                       env=env, timeout=120)
+    p = subprocess.run([node, os.path.join(harness.HERE, "report_parse.js")] + list(paths),
+                       capture_output=True, text=True, env=env, timeout=120)
     results = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
-    T.eq("consumer: one result per file (stderr %s)" % p.stderr[-300:], len(results), len(files))
+    T.eq("consumer: one result per file (stderr %s)" % p.stderr[-300:], len(results), len(paths))
     for res in results:
-        with gzip.open(res["file"]) as f:
+        gz = reports[res["file"]]
+        with gzip.open(gz) as f:
             has_reason = b"<reason>" in f.read()
         if res["ok"]:
             rep = res["reports"][0]
-            pd, rid, total, _, _ = read_report(res["file"], "rfc7489")
+            pd, rid, total, _, _ = read_report(gz, "rfc7489")
             T.eq("consumer: %s" % os.path.basename(res["file"]),
                  (rep["domain"], rep["report_id"], rep["messages"]), (pd, rid, total))
         else:
@@ -271,6 +276,129 @@ def consumer(out, files):
             # reason (its defect: the file is schema-valid, checked above)
             T.check("consumer: %s refused only for its <reason> defect" % res["file"],
                     has_reason and "type" in res["error"], res["error"][:500])
+
+
+class SmtpSink:
+    """A real SMTP server on 127.0.0.1 (aiosmtpd) that keeps what it
+    accepts.  Per recipient local-part: "slow" always answers 451 to DATA,
+    "tempfail" answers 451 the first time and 250 after, "dmarc" is
+    refused at RCPT with 550; everything else is accepted."""
+
+    def __init__(self):
+        from aiosmtpd.controller import Controller
+        self.port = harness.free_port()
+        self.accepted = []      # (rcpt, message bytes)
+        self.tries = collections.Counter()
+        sink = self
+
+        class Handler:
+            async def handle_RCPT(self, server, session, envelope, address, options):
+                if address.startswith("dmarc@"):
+                    sink.tries[address] += 1
+                    return "550 5.1.1 no such user"
+                envelope.rcpt_tos.append(address)
+                return "250 OK"
+
+            async def handle_DATA(self, server, session, envelope):
+                rcpt = envelope.rcpt_tos[0]
+                sink.tries[rcpt] += 1
+                if rcpt.startswith("slow@") or (rcpt.startswith("tempfail@") and
+                                                 sink.tries[rcpt] == 1):
+                    return "451 4.3.0 try again later"
+                sink.accepted.append((rcpt, envelope.original_content or envelope.content))
+                return "250 2.0.0 accepted"
+
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+
+    def __enter__(self):
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.controller.stop()
+
+    def to(self, rcpt):
+        return [m for r, m in self.accepted if r == rcpt]
+
+
+def test_send(plugins):
+    zone = ZONE.replace("mailto:agg@none.example", "mailto:tempfail@none.example")
+    with SmtpSink() as smtp, harness.RedisServer() as r, harness.Daemon(
+            workers=2, config=config(r), zone=zone, plugins_dir=plugins) as d:
+        day = utc_day()
+        want = scan_load(d, 90)
+        wait_total(r, day, sum(want.values()))
+        send_conf = ("report.smtp = smtp://127.0.0.1:%d\nreport.smtp_retries = 3\n"
+                     "report.smtp_retry_delay = 0s\nreport.format = rfc7489\n" % smtp.port)
+        date = utc_day("%Y-%m-%d")
+        with tempfile.TemporaryDirectory(prefix="authscan-report-send-") as tmp:
+            with open(os.path.join(tmp, "report.zone"), "w") as f:
+                f.write(zone)
+            lock = "as:{report:}rl:%s" % day
+            r.cmd("SET", lock, "another-host", "PX", "60000")
+            p = report_cmd(r, plugins, tmp, ["aggregate", "--date", date, "--send"], send_conf,
+                           zone=zone)
+            T.check("locked day: skipped with a log line", "holds the lock" in p.stderr, p.stderr)
+            T.eq("locked day: nothing sent", smtp.accepted, [])
+            r.cmd("DEL", lock)
+
+            p = report_cmd(r, plugins, tmp, ["aggregate", "--date", date, "--send"], send_conf,
+                           zone=zone)
+            T.eq("first run: exit 1 (slow@ left for later) (stderr %s)" % p.stderr, p.returncode, 1)
+            T.eq("lock released", r.cmd("EXISTS", lock), 0)
+            T.eq("agg@reject.example got one report", len(smtp.to("agg@reject.example")), 1)
+            T.eq("slow@: tried smtp_retries times", smtp.tries["slow@reject.example"], 3)
+            T.eq("4xx then success: tempfail@none.example got one report after 2 tries",
+                 (len(smtp.to("tempfail@none.example")), smtp.tries["tempfail@none.example"]),
+                 (1, 2))
+            T.eq("5xx: dmarc@quar.example tried once, nothing delivered",
+                 (smtp.tries["dmarc@quar.example"], smtp.to("dmarc@quar.example")), (1, []))
+            T.eq("verified external destination got its report",
+                 len(smtp.to("ext@reports.test")), 1)
+            T.eq("unauthorised external destination got nothing", smtp.to("ext@unauth.test"), [])
+            T.check("unauthorised destination logged", "ext@unauth.test is not authorised"
+                    in p.stderr, p.stderr)
+            T.eq("reject.example kept (slow@ is left)",
+                 rcmd(r, "SMEMBERS", "as:{report:}rd:%s" % day), ["reject.example"])
+            T.eq("reject.example: agg@ marked sent",
+                 rcmd(r, "HKEYS", "as:{reject.example}rs:%s" % day), ["mailto:agg@reject.example"])
+            T.eq("done domains deleted", [k for k in rcmd(r, "KEYS", "as:{*}r[rp]:*")
+                                          if "reject.example" not in k], [])
+            check_mails(smtp, tmp, want)
+
+            p = report_cmd(r, plugins, tmp, ["aggregate", "--date", date, "--send"], send_conf,
+                           zone=zone)
+            T.eq("second run: agg@ not sent again", len(smtp.to("agg@reject.example")), 1)
+            T.eq("second run: slow@ tried again", smtp.tries["slow@reject.example"], 6)
+
+
+def check_mails(smtp, tmp, want):
+    files, reports = [], {}
+    for i, (rcpt, raw) in enumerate(smtp.accepted):
+        msg = __import__("email").message_from_bytes(raw)
+        subj = msg["Subject"]
+        m = re.match(r"^Report Domain: (\S+) Submitter: receiver\.test Report-ID: <([^>]+)>$",
+                     subj or "")
+        if not T.check("mail to %s: Subject" % rcpt, m, subj):
+            continue
+        parts = [p for p in msg.walk() if p.get_content_type() == "application/gzip"]
+        if not T.eq("mail to %s: one application/gzip part" % rcpt, len(parts), 1):
+            continue
+        fname = parts[0].get_filename()
+        fm = FNAME.match(fname or "")
+        T.check("mail to %s: attachment name %s" % (rcpt, fname), fm and fm.group(1) == m.group(1)
+                and fm.group(4) == m.group(2))
+        path = os.path.join(tmp, "mail-%d.xml.gz" % i)
+        with open(path, "wb") as f:
+            f.write(parts[0].get_payload(decode=True))
+        pd, rid, total, _, data = read_report(path, "rfc7489")
+        T.eq("mail to %s: report content" % rcpt, (pd, rid, total), (m.group(1), m.group(2), want[pd]))
+        eml = os.path.join(tmp, "mail-%d.eml" % i)
+        with open(eml, "wb") as f:
+            f.write(raw)
+        files.append(eml)
+        reports[eml] = path
+    consumer(files, reports)
 
 
 def test_disabled(plugins):
@@ -294,6 +422,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="authscan-report-") as tmp:
         plugins = plugins_dir(tmp)
         T.run(test_counters, plugins)
+        T.run(test_send, plugins)
         T.run(test_disabled, plugins)
     return T.finish()
 
