@@ -131,6 +131,11 @@ static size_t split(char *s, char sep, char **out, size_t max)
     return n;
 }
 
+size_t split_fields(char *s, char **out, size_t max)
+{
+    return split(s, '\t', out, max);
+}
+
 static char *unesc(char *s)
 {
     if (*s) as_report_unescape(s, strlen(s));   /* "" may be a literal */

@@ -86,6 +86,9 @@ enum rpt_sent rpt_smtp_send(struct rpt *r, const char *rcpt, const char *msg, si
 int rpt_mail_aggregate(struct rpt *r, const char *pd, const char *day, const char *id,
                        const char *rua, const char *fname, const struct sbuf *gz, int bis);
 
+/* Splits s in place at TAB into at most max fields; returns the count. */
+size_t split_fields(char *s, char **out, size_t max);
+
 /* RFC 5322 date of t in UTC into buf. */
 void rpt_date(long long t, char *buf, size_t len);
 /* Base64 with CRLF every 76 columns. */

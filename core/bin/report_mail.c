@@ -20,6 +20,7 @@
 #include <libpsl.h>
 #include "bin/report.h"
 #include "services/dns.h"
+#include <authscan/report.h>
 
 /* ------------------------------------------------------------------ */
 /* Destinations                                                        */
@@ -326,9 +327,163 @@ int rpt_mail_aggregate(struct rpt *r, const char *pd, const char *day, const cha
     return all_done;
 }
 
+/* ------------------------------------------------------------------ */
+/* Failure reports (RFC 6591 ARF, DMARCbis failure reporting)          */
+
+enum { F_VER, F_TIME, F_PD, F_RUF, F_AUTHOR, F_IP, F_ALIGN, F_MFROM, F_RCPT, F_AR, F_MTA,
+       F_DKIM, F_SPFDOM, F_SPFRES, F_REDACTED, F_HEAD, F__COUNT };
+
+/* ARF header field values must stay on one line. */
+static void field_value(struct sbuf *m, const char *name, const char *v)
+{
+    if (!v || !*v) return;
+    sbuf_printf(m, "%s: ", name);
+    for (; *v; v++) sbuf_addc(m, (*v == '\r' || *v == '\n') ? ' ' : *v);
+    sbuf_adds(m, "\r\n");
+}
+
+static void build_arf(struct rpt *r, char **f, const char *to, struct sbuf *m)
+{
+    char date[64], subject[600];
+    rpt_date(atoll(f[F_TIME]), date, sizeof date);
+    snprintf(subject, sizeof subject, "DMARC Failure Report for %s from %s", f[F_AUTHOR],
+             f[F_IP]);
+    struct sbuf msgid = {0};
+    static unsigned long seq;
+    sbuf_printf(&msgid, "failure.%s.%ld.%lu@%s", f[F_TIME], (long)getpid(), ++seq,
+                r->conf.domain);
+    mail_head(m, r, to, subject, msgid.data, "authscan-arf-part",
+              "multipart/report; report-type=feedback-report");
+    sbuf_printf(m, "--authscan-arf-part\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
+                "This is an authentication failure report for a message received from IP "
+                "address %s\r\non %s.  Its From domain %s failed DMARC alignment "
+                "(policy domain %s).\r\n%s\r\n"
+                "--authscan-arf-part\r\nContent-Type: message/feedback-report\r\n\r\n",
+                f[F_IP], date, f[F_AUTHOR], f[F_PD],
+                strcmp(f[F_REDACTED], "y") == 0 ? "Local-parts are redacted (RFC 6590).\r\n" : "");
+    sbuf_adds(m, "Feedback-Type: auth-failure\r\nUser-Agent: authscan/" AUTHSCAN_VERSION
+                 "\r\nVersion: 1\r\n");
+    if (*f[F_MFROM]) sbuf_printf(m, "Original-Mail-From: <%s>\r\n", f[F_MFROM]);
+    if (*f[F_RCPT]) sbuf_printf(m, "Original-Rcpt-To: <%s>\r\n", f[F_RCPT]);
+    field_value(m, "Arrival-Date", date);
+    field_value(m, "Source-IP", f[F_IP]);
+    field_value(m, "Reported-Domain", f[F_AUTHOR]);
+    if (*f[F_AR]) {
+        struct sbuf ar = {0};
+        sbuf_printf(&ar, "%s; %s", *f[F_MTA] ? f[F_MTA] : r->conf.domain, f[F_AR]);
+        field_value(m, "Authentication-Results", ar.data);
+        sbuf_free(&ar);
+    }
+    sbuf_adds(m, "Auth-Failure: dmarc\r\n");
+    field_value(m, "Identity-Alignment", f[F_ALIGN]);
+    char *sigs[64];
+    size_t n = 0;
+    char *dk = xstrdup(f[F_DKIM]);
+    if (*dk) {
+        char *save = NULL;
+        for (char *s = strtok_r(dk, ",", &save); s && n < 64; s = strtok_r(NULL, ",", &save))
+            sigs[n++] = s;
+    }
+    if (n) {   /* RFC 6591 3.1: the signature that failed, when DKIM is the cause */
+        char *parts[3] = { "", "", "" }, *save = NULL;
+        parts[0] = strtok_r(sigs[0], ";", &save);
+        parts[1] = strtok_r(NULL, ";", &save);
+        for (int i = 0; i < 2; i++)
+            if (parts[i]) as_report_unescape(parts[i], strlen(parts[i]));
+        field_value(m, "DKIM-Domain", parts[0]);
+        field_value(m, "DKIM-Selector", parts[1]);
+    }
+    free(dk);
+    if (*f[F_SPFDOM]) {
+        struct sbuf spf = {0};
+        sbuf_printf(&spf, "%s (%s)", f[F_SPFDOM], f[F_SPFRES]);
+        field_value(m, "SPF-DNS", spf.data);   /* the domain whose SPF record was used */
+        sbuf_free(&spf);
+    }
+    sbuf_adds(m, "\r\n--authscan-arf-part\r\nContent-Type: text/rfc822-headers\r\n\r\n");
+    /* the original header block, line endings made CRLF */
+    for (const char *p = f[F_HEAD]; *p; p++) {
+        if (*p == '\n' && (p == f[F_HEAD] || p[-1] != '\r')) sbuf_addc(m, '\r');
+        sbuf_addc(m, *p);
+    }
+    sbuf_adds(m, "\r\n--authscan-arf-part--\r\n");
+    sbuf_free(&msgid);
+}
+
+/* One queue entry to each verified ruf destination within its daily
+ * budget.  Failure reports are best effort: what cannot go now is logged
+ * and dropped, never queued again (a stuck relay must not grow the queue). */
+static void failure_one(struct rpt *r, char *entry, const char *day, struct sbuf *krate)
+{
+    char *f[F__COUNT];
+    if (split_fields(entry, f, F__COUNT) != F__COUNT || strcmp(f[F_VER], "1") != 0) {
+        fprintf(stderr, "authscan report: failure queue: malformed entry dropped\n");
+        r->status = 1;
+        return;
+    }
+    for (int i = 0; i < F__COUNT; i++)
+        if (i != F_DKIM && *f[i]) as_report_unescape(f[i], strlen(f[i]));
+    struct rpt_dest dests[RPT_MAX_DESTS];
+    size_t n = rpt_parse_dests(f[F_RUF], dests, RPT_MAX_DESTS, f[F_PD]);
+    for (size_t i = 0; i < n; i++) {
+        if (rpt_verify_dest(r, f[F_PD], &dests[i]) != RPT_VERIFIED) continue;
+        const char *incr[] = { "HINCRBY", krate->data, dests[i].uri, "1" };
+        const char *exp[] = { "EXPIRE", krate->data, "172800" };
+        redisReply *a = rpt_redis(r, 4, incr), *b = a ? rpt_redis(r, 3, exp) : NULL;
+        long long used = a && a->type == REDIS_REPLY_INTEGER ? a->integer : -1;
+        if (a) freeReplyObject(a);
+        if (b) freeReplyObject(b);
+        if (used < 0) continue;
+        if (used > r->conf.failure_rate) {
+            fprintf(stderr, "authscan report: %s: failure report to %s dropped: %lld today "
+                    "already (report.failure_rate)\n", f[F_PD], dests[i].uri, used - 1);
+            continue;
+        }
+        struct sbuf m = {0};
+        build_arf(r, f, dests[i].addr, &m);
+        enum rpt_sent s = rpt_smtp_send(r, dests[i].addr, m.data, m.len);
+        if (s == RPT_SENT)
+            fprintf(stderr, "authscan report: %s: failure report sent to %s (%s)\n", f[F_PD],
+                    dests[i].uri, day);
+        else
+            r->status = 1;
+        sbuf_free(&m);
+    }
+}
+
 int rpt_failure_run(struct rpt *r)
 {
-    (void)r;
-    fprintf(stderr, "authscan report failure: not built yet\n");
-    return 1;
+    struct sbuf kq = {0}, krate = {0}, name = {0};
+    rpt_key(r, &kq, AS_REPORT_INDEX_TAG, "fq");
+    char day[16];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(day, sizeof day, "%Y%m%d", &tm);
+    sbuf_printf(&name, "fr:%s", day);
+    rpt_key(r, &krate, AS_REPORT_INDEX_TAG, name.data);
+    /* only what is queued now: entries the scanners add meanwhile wait
+     * for the next run, so one run always ends */
+    const char *llen[] = { "LLEN", kq.data };
+    redisReply *len = rpt_redis(r, 2, llen);
+    long long n = len && len->type == REDIS_REPLY_INTEGER ? len->integer : 0, done = 0;
+    if (len) freeReplyObject(len);
+    for (long long i = 0; i < n; i++) {
+        const char *pop[] = { "RPOP", kq.data };
+        redisReply *e = rpt_redis(r, 2, pop);
+        if (!e || e->type != REDIS_REPLY_STRING) {
+            if (e) freeReplyObject(e);
+            break;
+        }
+        char *entry = xstrndup(e->str, e->len);
+        freeReplyObject(e);
+        failure_one(r, entry, day, &krate);
+        free(entry);
+        done++;
+    }
+    fprintf(stderr, "authscan report: %lld failure reports processed\n", done);
+    sbuf_free(&kq);
+    sbuf_free(&krate);
+    sbuf_free(&name);
+    return r->status;
 }

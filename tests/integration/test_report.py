@@ -50,6 +50,12 @@ testing.example. TXT "v=spf1 -all"
 _dmarc.list.example. TXT "v=DMARC1; p=reject; rua=mailto:ext@unauth.test"
 list.example. TXT "v=spf1 -all"
 nodmarc.example. TXT "v=spf1 ip4:192.0.2.10 -all"
+_dmarc.fail.example. TXT "v=DMARC1; p=reject; ruf=mailto:ruf@fail.example; fo=1"
+fail.example. TXT "v=spf1 -all"
+_dmarc.psd.example. TXT "v=DMARC1; p=reject; psd=y; ruf=mailto:ruf@psd.example"
+psd.example. TXT "v=spf1 -all"
+_dmarc.extruf.example. TXT "v=DMARC1; p=none; ruf=mailto:x@elsewhere.test"
+extruf.example. TXT "v=spf1 -all"
 """
 # (From domain, client IP, extra header lines): the kinds of messages the
 # counters must keep apart.
@@ -83,7 +89,7 @@ def scan(d, kind, n):
 
 
 def config(r, extra=""):
-    return ("redis.servers = %s\nreport.enabled = yes\n" % r.address) + extra
+    return ("redis.servers = %s\nreport.enabled = yes\n" % (r.address if r else None)) + extra
 
 
 def scan_load(d, n_msgs):
@@ -401,6 +407,71 @@ def check_mails(smtp, tmp, want):
     consumer(files, reports)
 
 
+def feedback_fields(raw):
+    """The fields of the message/feedback-report part of an ARF mail."""
+    text = raw.decode("utf-8", "replace")
+    m = re.search(r"Content-Type: message/feedback-report\r\n\r\n(.*?)\r\n\r?\n?--", text, re.S)
+    out = collections.defaultdict(list)
+    for line in (m.group(1) if m else "").split("\r\n"):
+        if ":" in line:
+            k, v = line.split(":", 1)
+            out[k.strip()].append(v.strip())
+    return out
+
+
+def test_failure(plugins):
+    conf = config(None, "report.failure = yes\nreport.failure_rate = 2\n")
+    with SmtpSink() as smtp, harness.RedisServer() as r, harness.Daemon(
+            workers=2, config=conf.replace("None", r.address), zone=ZONE,
+            plugins_dir=plugins) as d:
+        for i in range(4):
+            scan(d, ("fail.example", BAD_IP, ["X-Test-DKIM: fail fail.example sel"]), 100 + i)
+        for i in range(2):
+            scan(d, ("psd.example", BAD_IP, []), 200 + i)
+            scan(d, ("extruf.example", BAD_IP, []), 300 + i)
+        q = "as:{report:}fq"
+        try:
+            harness.wait_for(lambda: r.cmd("LLEN", q) >= 6, 20, what="6 queued")
+        except TimeoutError:
+            pass
+        time.sleep(0.5)
+        T.eq("queued failure reports (psd=y never)", r.cmd("LLEN", q), 6)
+        entries = rcmd(r, "LRANGE", q, 0, -1)
+        T.check("queued entries are redacted", all("user1" not in e for e in entries) and
+                any("redacted@fail.example" in e for e in entries), entries[:1])
+        send_conf = ("report.smtp = smtp://127.0.0.1:%d\nreport.smtp_retry_delay = 0s\n"
+                     "report.failure = yes\nreport.failure_rate = 2\n" % smtp.port)
+        with tempfile.TemporaryDirectory(prefix="authscan-report-failure-") as tmp:
+            p = report_cmd(r, plugins, tmp, ["failure", "--send"], send_conf)
+        T.eq("failure --send: exit status (stderr %s)" % p.stderr, p.returncode, 0)
+        T.eq("queue drained", r.cmd("LLEN", q), 0)
+        T.eq("rate limit: 2 of 4 sent to ruf@fail.example", len(smtp.to("ruf@fail.example")), 2)
+        T.check("rate limit logged", "report.failure_rate" in p.stderr, p.stderr)
+        T.eq("unverified external ruf: nothing", smtp.to("x@elsewhere.test"), [])
+        T.eq("psd=y: nothing", smtp.to("ruf@psd.example"), [])
+        for raw in smtp.to("ruf@fail.example"):
+            msg = __import__("email").message_from_bytes(raw)
+            T.eq("ARF: content type", (msg.get_content_type(), msg.get_param("report-type")),
+                 ("multipart/report", "feedback-report"))
+            T.eq("ARF: part order", [p.get_content_type() for p in msg.get_payload()],
+                 ["text/plain", "message/feedback-report", "text/rfc822-headers"])
+            fb = feedback_fields(raw)
+            got = {k: fb.get(k, [None])[0] for k in (
+                "Feedback-Type", "Auth-Failure", "Reported-Domain", "Identity-Alignment",
+                "Source-IP", "DKIM-Domain", "DKIM-Selector", "Version")}
+            T.eq("ARF: feedback fields", got, {
+                "Feedback-Type": "auth-failure", "Auth-Failure": "dmarc",
+                "Reported-Domain": "fail.example", "Identity-Alignment": "none",
+                "Source-IP": BAD_IP, "DKIM-Domain": "fail.example", "DKIM-Selector": "sel",
+                "Version": "1"})
+            T.check("ARF: User-Agent and Authentication-Results",
+                    fb.get("User-Agent") and "dmarc=fail" in (fb.get("Authentication-Results")
+                                                              or [""])[0], dict(fb))
+            text = raw.decode("utf-8", "replace")
+            T.check("ARF: headers redacted (RFC 6590)", "From: redacted@fail.example" in text and
+                    not re.search(r"user1\d\d@", text), text[-600:])
+
+
 def test_disabled(plugins):
     with harness.RedisServer() as r, harness.Daemon(
             workers=1, config="redis.servers = %s\n" % r.address, zone=ZONE,
@@ -423,6 +494,7 @@ def main():
         plugins = plugins_dir(tmp)
         T.run(test_counters, plugins)
         T.run(test_send, plugins)
+        T.run(test_failure, plugins)
         T.run(test_disabled, plugins)
     return T.finish()
 
