@@ -50,6 +50,8 @@ testing.example. TXT "v=spf1 -all"
 _dmarc.list.example. TXT "v=DMARC1; p=reject; rua=mailto:ext@unauth.test"
 list.example. TXT "v=spf1 -all"
 nodmarc.example. TXT "v=spf1 ip4:192.0.2.10 -all"
+_dmarc.partner.example. TXT "v=DMARC1; p=reject"
+partner.example. TXT "v=spf1 -all"
 _dmarc.fail.example. TXT "v=DMARC1; p=reject; ruf=mailto:ruf@fail.example; fo=1"
 fail.example. TXT "v=spf1 -all"
 _dmarc.psd.example. TXT "v=DMARC1; p=reject; psd=y; ruf=mailto:ruf@psd.example"
@@ -69,7 +71,24 @@ KINDS = [
     ("testing.example", BAD_IP, []),
     ("list.example", BAD_IP, ["List-Id: <l.lists.test>", "X-Test-DKIM: fail list.example ls"]),
     ("nodmarc.example", GOOD_IP, []),          # no policy: not counted
+    ("partner.example", BAD_IP, []),           # Lua softens reject: local_policy
+    ("reject.example", "2001:db8::25", ["X-Test-DKIM: fail reject.example s1"]),
 ]
+# A site override in Lua (rspamd's set_pre_result): the disposition applied
+# is lower than DMARC asked, and the report must say why.
+LUA_RULE = """
+rspamd_config:register_symbol{
+  name = 'SITE_PARTNER_SOFTENED', type = 'postfilter', score = 0.0,
+  callback = function(task)
+    local dmarc = task:get_dmarc()
+    if dmarc and dmarc.author_domain == 'partner.example' and dmarc.result == 'fail' then
+      task:set_pre_result('quarantine', 'partner softened', 'site_partner')
+      task:insert_result('SITE_PARTNER_SOFTENED', 1.0)
+    end
+  end,
+}
+"""
+LUA_DIR = None
 
 
 def message(frm_domain, extra, n):
@@ -89,7 +108,8 @@ def scan(d, kind, n):
 
 
 def config(r, extra=""):
-    return ("redis.servers = %s\nreport.enabled = yes\n" % (r.address if r else None)) + extra
+    return ("redis.servers = %s\nreport.enabled = yes\nlua.dir = %s\n" % (
+        r.address if r else None, LUA_DIR)) + extra
 
 
 def scan_load(d, n_msgs):
@@ -147,7 +167,11 @@ def test_counters(plugins):
         T.eq("row counts per policy domain", row_sums(r, day), dict(want))
         rows = rcmd(r, "HGETALL", "as:{reject.example}rr:%s" % day)
         fields = rows[0::2]
-        T.eq("reject.example: distinct rows (s1/s2 kept apart, pass)", len(fields), 3)
+        T.eq("reject.example: distinct rows (s1/s2 kept apart, pass, IPv6)", len(fields), 4)
+        prow = rcmd(r, "HGETALL", "as:{partner.example}rr:%s" % day)[0::2]
+        T.check("Lua override: quarantine, local_policy with the module and text",
+                any("\tquarantine\tfail\tfail\tlocal_policy=site_partner:%20partner%20"
+                    "softened\t" in f for f in prow), prow)
         T.check("rows carry the selector", any("reject.example;s2;fail" in f for f in fields),
                 fields)
         T.check("rejected row says reject", any("\treject\tfail\tfail\t" in f for f in fields),
@@ -490,8 +514,13 @@ def plugins_dir(tmp):
 
 
 def main():
+    global LUA_DIR
     with tempfile.TemporaryDirectory(prefix="authscan-report-") as tmp:
         plugins = plugins_dir(tmp)
+        LUA_DIR = os.path.join(tmp, "lua")
+        os.mkdir(LUA_DIR)
+        with open(os.path.join(LUA_DIR, "site.lua"), "w") as f:
+            f.write(LUA_RULE)
         T.run(test_counters, plugins)
         T.run(test_send, plugins)
         T.run(test_failure, plugins)
