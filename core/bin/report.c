@@ -651,16 +651,13 @@ static int parse_day(const char *s, char *day, size_t len, long long *begin)
     return 0;
 }
 
-static int run_aggregate(struct rpt *r, const char *date)
+/* date: the --date day as YYYYMMDD (checked already) with its begin, or
+ * NULL for every closed day that still has counters. */
+static int run_aggregate(struct rpt *r, const char *date, long long date_begin)
 {
     char day[16];
-    long long begin;
     if (date) {
-        if (parse_day(date, day, sizeof day, &begin) < 0) {
-            fprintf(stderr, "authscan report: --date %s: expected YYYY-MM-DD\n", date);
-            return 2;
-        }
-        report_day(r, day, begin);
+        report_day(r, date, date_begin);
         return r->status;
     }
     time_t today = time(NULL) / 86400 * 86400;
@@ -727,6 +724,10 @@ int as_report_main(int argc, char **argv)
                       : r.format && strcmp(r.format, "auto") && strcmp(r.format, "rfc7489") &&
                         strcmp(r.format, "dmarcbis") ? "--format: expected auto, rfc7489 or dmarcbis"
                       : NULL;
+    char day[16];
+    long long begin = 0;
+    if (!bad && date && parse_day(date, day, sizeof day, &begin) < 0)
+        bad = "--date: expected a UTC day as YYYY-MM-DD";
     struct stat st;
     if (!bad && r.out_dir && (stat(r.out_dir, &st) != 0 || !S_ISDIR(st.st_mode)))
         bad = "--out: not a directory";
@@ -739,7 +740,7 @@ int as_report_main(int argc, char **argv)
     if (!(r.engine = as_cli_engine(&cli, &r.base))) goto out;
     const struct as_config *cfg = as_engine_config(r.engine);
     if (conf_read(&r, cfg) < 0 || redis_connect(&r, cfg) < 0) goto out;
-    status = failure ? rpt_failure_run(&r) : run_aggregate(&r, date);
+    status = failure ? rpt_failure_run(&r) : run_aggregate(&r, date ? day : NULL, begin);
 out:
     if (r.redis) redisFree(r.redis);
     as_engine_free(r.engine);

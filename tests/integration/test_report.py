@@ -506,6 +506,40 @@ def test_disabled(plugins):
         T.eq("report.enabled = no: keys", rcmd(r, "KEYS", "*"), [])
 
 
+def test_config_errors(plugins):
+    """Bad report.* values are refused with their origin; usage errors say why."""
+    with tempfile.TemporaryDirectory(prefix="authscan-report-cfg-") as tmp:
+        conf = os.path.join(tmp, "bad.conf")
+        cases = [
+            ("report.enabled = yes\n", "bad.conf:1: report.enabled = yes: DMARC report "
+             "counters need redis.servers"),
+            ("redis.servers = 127.0.0.1:1\nreport.format = xml\n",
+             "bad.conf:2: report.format = xml: expected auto, rfc7489 or dmarcbis"),
+            ("redis.servers = 127.0.0.1:1\nreport.smtp = mail.example:25\n",
+             "bad.conf:2: report.smtp = mail.example:25: expected smtp://"),
+            ("redis.servers = 127.0.0.1:1\nreport.failure = yes\n",
+             "bad.conf:2: report.failure = yes: failure reports need report.enabled = yes"),
+            ("redis.servers = 127.0.0.1:1\nreport.enabled = yes\nreport.ttl = 1h\n",
+             "bad.conf:3: report.ttl = 1h: expected 1d to 366d"),
+        ]
+        for text, want in cases:
+            with open(conf, "w") as f:
+                f.write(text)
+            p = subprocess.run([harness.AUTHSCAN, "symbols", "-c", conf, "--plugins-dir", plugins],
+                               capture_output=True, text=True, timeout=60)
+            T.check("config %r: refused with %r" % (text, want),
+                    p.returncode != 0 and want in p.stderr, p.stderr)
+        for args, want in [(["aggregate"], "give --out DIR, --send or both"),
+                           (["aggregate", "--out", tmp, "--date", "2026-02-30"], "--date"),
+                           (["aggregate", "--send", "--format", "json"], "--format"),
+                           (["failure"], "report failure needs --send"),
+                           (["weekly"], "usage")]:
+            p = subprocess.run([harness.AUTHSCAN, "report"] + args, capture_output=True,
+                               text=True, timeout=60)
+            T.check("report %s: exit 2, says %r" % (" ".join(args), want),
+                    p.returncode == 2 and want in p.stderr, (p.returncode, p.stderr))
+
+
 def plugins_dir(tmp):
     d = H.fixture_dir(tmp)
     if not os.path.exists(os.path.join(d, "report.so")):
@@ -525,6 +559,7 @@ def main():
         T.run(test_send, plugins)
         T.run(test_failure, plugins)
         T.run(test_disabled, plugins)
+        T.run(test_config_errors, plugins)
     return T.finish()
 
 
