@@ -496,6 +496,47 @@ def test_failure(plugins):
                     not re.search(r"user1\d\d@", text), text[-600:])
 
 
+def test_psl_auto(plugins):
+    """RFC 7489 mode (dmarc.discovery = psl): pct sampling is reported as
+    sampled_out, envelope_to when configured, and --format auto picks the
+    RFC 7489 XML (no namespace), valid against its schema."""
+    zone = ZONE + '_dmarc.pct.example. TXT "v=DMARC1; p=reject; pct=0; rua=mailto:a@pct.example"\n' \
+        'pct.example. TXT "v=spf1 -all"\n'
+    conf = config(None, "dmarc.discovery = psl\nreport.envelope_to = yes\n")
+    with harness.RedisServer() as r, harness.Daemon(
+            workers=1, config=conf.replace("None", r.address, 1), zone=zone,
+            plugins_dir=plugins) as d:
+        for i in range(6):
+            scan(d, ("pct.example", BAD_IP, []), 400 + i)
+        day = utc_day()
+        wait_total(r, day, 6)
+        rows = rcmd(r, "HGETALL", "as:{pct.example}rr:%s" % day)
+        T.eq("pct=0: one row of 6, reject lowered to quarantine, sampled_out, envelope_to",
+             rows, ["1\t%s\tquarantine\tfail\tfail\tsampled_out=pct%%3D0\tpct.example\tpct.example\t"
+                    "receiver.test\tpct.example;mfrom;fail\t" % BAD_IP, "6"])
+        with tempfile.TemporaryDirectory(prefix="authscan-report-psl-") as tmp:
+            out = os.path.join(tmp, "out")
+            os.mkdir(out)
+            p = report_cmd(r, plugins, tmp, ["aggregate", "--date", utc_day("%Y-%m-%d"),
+                                            "--out", out], zone=zone)
+            T.eq("psl: report exit status (%s)" % p.stderr, p.returncode, 0)
+            files = os.listdir(out)
+            T.eq("psl: one file", len(files), 1)
+            for name in files:
+                path = os.path.join(out, name)
+                plain = path[:-3]
+                with gzip.open(path) as f, open(plain, "wb") as g:
+                    data = f.read()
+                    g.write(data)
+                T.check("auto format for psl: RFC 7489 (no namespace)",
+                        b"<feedback>" in data and b"dmarc-2.0" not in data, data[:200])
+                rc, err = xmllint(plain, SCHEMAS["rfc7489"])
+                T.eq("psl: valid RFC 7489 (%s)" % err[-300:], rc, 0)
+                T.check("psl: sampled_out, pct 0, envelope_to in the XML",
+                        b"<type>sampled_out</type>" in data and b"<pct>0</pct>" in data and
+                        b"<envelope_to>receiver.test</envelope_to>" in data, data[-1200:])
+
+
 def test_disabled(plugins):
     with harness.RedisServer() as r, harness.Daemon(
             workers=1, config="redis.servers = %s\n" % r.address, zone=ZONE,
@@ -558,6 +599,7 @@ def main():
         T.run(test_counters, plugins)
         T.run(test_send, plugins)
         T.run(test_failure, plugins)
+        T.run(test_psl_auto, plugins)
         T.run(test_disabled, plugins)
         T.run(test_config_errors, plugins)
     return T.finish()
