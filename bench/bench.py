@@ -18,6 +18,10 @@ Runs, in this order, on an already generated corpus (bench/gen_corpus.py):
              processes (master + workers, /proc/PID/stat), peak RSS and PSS
   soak       a fresh authscand, 100,000 then 200,000 messages: RSS/PSS per worker
   profile    callgrind over one in-process pass: inclusive instruction counts
+  report     DMARC reporting (bench/report_bench.py): the CPU the report
+             plugin's counters add per message (in-process, private Redis),
+             and `authscan report aggregate` over one day of 1,000,000
+             messages / 10,000 policy domains (time, Redis memory)
   peers      (--peers) the shared testbed (../shared/bench-rspamd/run.sh):
              rspamd 3.4, SpamAssassin spamd and authscand on the testbed's
              corpus, back to back, for the ratios
@@ -48,6 +52,7 @@ import nsd as nsd_mod  # noqa: E402  (the project's private-nsd helper)
 import harness as test_harness  # noqa: E402  (RedisServer: a private redis-server)
 sys.path.insert(0, HERE)
 import mta as mta_mod  # noqa: E402  (the "mta" step: milter and spamd vs /checkv2)
+import report_bench  # noqa: E402
 
 TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -896,6 +901,9 @@ def report(R):
         if rs:
             a("rspamd reference: %.2f ms CPU/msg (%s)." % (rs, R["rspamd_cpu_source"]))
             a("")
+    if "report_counters" in R or "report_generation" in R:
+        L.extend(report_bench.markdown({"counters": R.get("report_counters"),
+                                        "generation": R.get("report_generation")}))
     if "soak" in R:
         a("## Memory soak (fresh authscand, 1 worker that scans every message, c=16, corpus cycled)")
         a("")
@@ -1030,6 +1038,11 @@ def compute_targets(R):
     if "inproc" in R and "crypto" in R:
         ratio = R["inproc"]["cpu_us_per_msg"] / R["crypto"]["raw_us_per_msg"]
         T.append(("in-process ≤ 3× raw crypto", "%.2f×" % ratio, "yes" if ratio <= 3 else "no"))
+    if "report_counters" in R:
+        c = R["report_counters"]
+        T.append(("DMARC report counters ≤ +10 % CPU per message",
+                  "+%.1f µs on %.1f = %+.1f %%" % (c["added_us"], c["off_us"], c["added_pct"]),
+                  "yes" if c["added_pct"] <= 10 else "no"))
     if "soak" in R and len(R["soak"]["points"]) == 2:
         p1, p2 = R["soak"]["points"]
         m1 = max(w["rss_mb"] for w in p1["workers"])
@@ -1090,9 +1103,13 @@ def main():
     ap.add_argument("--no-crypto", action="store_true")
     ap.add_argument("--peers", action="store_true", help="also run the shared testbed (rspamd, spamd)")
     ap.add_argument("--peer-duration", type=int, default=15)
-    ap.add_argument("--only", default="", help="comma list of steps: crypto,inproc,lua,check,load,mta,soak,history,profile,peers")
+    ap.add_argument("--only", default="", help="comma list of steps: crypto,inproc,lua,check,load,mta,soak,history,profile,report,peers")
     ap.add_argument("--history-senders", type=int, default=10000,
                     help="senders for the Redis memory figure of the history step (0: skip it)")
+    ap.add_argument("--report-messages", type=int, default=1000000,
+                    help="report step: messages of the generated day")
+    ap.add_argument("--report-domains", type=int, default=10000,
+                    help="report step: policy domains of the generated day")
     ap.add_argument("--command", default="bench/run")
     ap.add_argument("--tag", default="", help="suffix for the results file (bench/results/<date>-<tag>.md)")
     ap.add_argument("--rerender", metavar="JSON", help="only rewrite the report from a saved results JSON")
@@ -1109,7 +1126,7 @@ def main():
         print(md)
         return
     steps = set(a.only.split(",")) if a.only else {"crypto", "inproc", "lua", "check", "load", "mta", "soak",
-                                                   "history", "profile"}
+                                                   "history", "profile", "report"}
     if a.peers:
         steps.add("peers")
     if a.no_profile:
@@ -1226,6 +1243,15 @@ def main():
                     R["history"]["memory"] = redis_memory(authscand, dns, a.work, a.history_senders)
         finally:
             server.stop()
+    if "report" in steps:
+        log("report: counter cost (authscan bench, report.enabled no/yes, private Redis)")
+        R["report_counters"] = report_bench.counters(authscan, manifest, zone, passes=a.passes)
+        log("  +%.1f us/msg = +%.1f %%" % (R["report_counters"]["added_us"],
+                                           R["report_counters"]["added_pct"]))
+        log("report: one day of %d messages / %d policy domains" % (a.report_messages,
+                                                                    a.report_domains))
+        R["report_generation"] = report_bench.generation(authscan, plugdir, a.report_messages,
+                                                         a.report_domains)
     if "profile" in steps:
         R["profile"] = profile(authscan, manifest, zone, a.work)
         R["perf"] = perf_profile(authscan, manifest, zone, a.work)

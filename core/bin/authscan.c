@@ -4,6 +4,7 @@
  *   authscan check [options] FILE|- ...   scan messages in-process
  *   authscan symbols [options]            list symbols with their scores
  *   authscan bench [options] MANIFEST     in-process throughput over a corpus
+ *   authscan report aggregate|failure ... DMARC reports (bin/report.h)
  *
  * `check` runs exactly the daemon's pipeline (same engine, plugins, rules,
  * resolver) on its own event loop, so what it prints is what authscand
@@ -21,6 +22,7 @@
 #include "scan/engine.h"
 #include "util/log.h"
 #include "bin/cli.h"
+#include "bin/report.h"
 #include "daemon/master.h"
 #include "net/http_adapter.h"
 #include "scan/session.h"
@@ -33,6 +35,7 @@ static void usage(FILE *f)
 "usage: authscan check [options] FILE|- ...\n"
 "       authscan symbols [options]\n"
 "       authscan bench [options] MANIFEST   (see bench/README.md)\n"
+"       authscan report aggregate|failure ... (see authscan report --help)\n"
 "envelope (check):\n"
 "      --ip ADDR            client IP address\n"
 "      --helo NAME          HELO/EHLO name\n"
@@ -118,33 +121,8 @@ static int cmd_symbols(struct as_engine *e)
     return 0;
 }
 
-/* The engine the subcommands scan with, built exactly as a worker builds
- * it.  Logs go to stderr at "warning" unless --log-level says otherwise
- * (the config file's level is for the daemon).  NULL after printing why. */
 static int bench_main(const struct as_cli *cli, long repeat, long warmup, const char *msgdir,
                       const char *verdicts, const char *manifest);
-
-static struct as_engine *cli_engine(const struct as_cli *cli, struct event_base **base)
-{
-    char err[1024];
-    struct as_config *cfg = as_master_load(&cli->opts, err, sizeof err);
-    if (!cfg) {
-        fprintf(stderr, "authscan: %s\n", err);
-        return NULL;
-    }
-    enum as_log_level lv = AS_LOG_WARN;
-    const struct as_config_entry *lvl = as_config_find(cfg, "log.level");
-    if (lvl && strcmp(lvl->file, "command line") == 0) as_log_parse_level(lvl->value, &lv);
-    as_log_set_level(lv);
-    *base = event_base_new();
-    struct as_engine *e = as_engine_new(*base, cfg, err, sizeof err);
-    if (!e) {
-        fprintf(stderr, "authscan: %s\n", err);
-        event_base_free(*base);
-        *base = NULL;
-    }
-    return e;
-}
 
 /* ------------------------------------------------------------------ */
 /* authscan bench: the in-process throughput run of bench/run.
@@ -344,7 +322,7 @@ static int bench_main(const struct as_cli *cli, long repeat, long warmup, const 
     }
     size_t bytes = 0;
     for (size_t i = 0; i < n; i++) bytes += msgs[i].data.len;
-    if (!(e = cli_engine(cli, &base))) goto out;
+    if (!(e = as_cli_engine(cli, &base))) goto out;
     if (verdicts && !(vf = fopen(verdicts, "w"))) {
         fprintf(stderr, "authscan bench: %s: %s\n", verdicts, strerror(errno));
         goto out;
@@ -408,6 +386,7 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[1];
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc, argv);
+    if (strcmp(cmd, "report") == 0) return as_report_main(argc, argv);
     if (strcmp(cmd, "check") != 0 && strcmp(cmd, "symbols") != 0) {
         fprintf(stderr, "authscan: unknown command '%s'\n", cmd);
         usage(stderr);
@@ -474,7 +453,7 @@ static int run(const char *cmd, struct as_cli *cli, const struct env_opt *env, s
 {
     char err[1024];
     struct event_base *base;
-    struct as_engine *e = cli_engine(cli, &base);
+    struct as_engine *e = as_cli_engine(cli, &base);
     if (!e) return 1;
     int status = 0;
     if (strcmp(cmd, "symbols") == 0) {

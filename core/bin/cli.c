@@ -3,8 +3,13 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <event2/event.h>
 #include "bin/cli.h"
 #include "util/util.h"
+#include "util/config.h"
+#include "util/log.h"
+#include "scan/engine.h"
 
 void as_cli_override(struct as_cli *cli, const char *key, const char *value, int repeatable)
 {
@@ -58,4 +63,26 @@ void as_cli_free(struct as_cli *cli)
     free(cli->items);
     cli->items = NULL;
     cli->nitems = cli->cap = 0;
+}
+
+struct as_engine *as_cli_engine(const struct as_cli *cli, struct event_base **base)
+{
+    char err[1024];
+    struct as_config *cfg = as_master_load(&cli->opts, err, sizeof err);
+    if (!cfg) {
+        fprintf(stderr, "authscan: %s\n", err);
+        return NULL;
+    }
+    enum as_log_level lv = AS_LOG_WARN;
+    const struct as_config_entry *lvl = as_config_find(cfg, "log.level");
+    if (lvl && strcmp(lvl->file, "command line") == 0) as_log_parse_level(lvl->value, &lv);
+    as_log_set_level(lv);
+    *base = event_base_new();
+    struct as_engine *e = as_engine_new(*base, cfg, err, sizeof err);
+    if (!e) {
+        fprintf(stderr, "authscan: %s\n", err);
+        event_base_free(*base);
+        *base = NULL;
+    }
+    return e;
 }

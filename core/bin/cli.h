@@ -44,6 +44,14 @@ int as_cli_config_opt(struct as_cli *cli, int opt, const char *arg);
 void as_cli_override(struct as_cli *cli, const char *key, const char *value, int repeatable);
 void as_cli_free(struct as_cli *cli);
 
+struct as_engine;
+struct event_base;
+/* The engine the authscan subcommands work with, built exactly as a
+ * worker builds it, on a new event base.  Logs go to stderr at "warning"
+ * unless --log-level says otherwise (the config file's level is for the
+ * daemon).  NULL after printing why. */
+struct as_engine *as_cli_engine(const struct as_cli *cli, struct event_base **base);
+
 enum { AS_CLI_REPEAT_NONE = -1, AS_CLI_REPEAT_DNS = 0, AS_CLI_REPEAT_LISTEN = 1 };
 
 #endif

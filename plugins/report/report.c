@@ -7,10 +7,15 @@
  *         EVAL on the policy domain's two keys of that UTC day (same hash
  *         tag: one Cluster slot), plus the day's index of policy domains
  *         the first time this worker sees the domain that day.  Fire and
- *         forget (as_redis_send): the scan never waits for Redis.  When
- *         the policy domain asks for failure reports (ruf, fo) the
- *         failure is queued too (LPUSH, LTRIM to a bound); `authscan
+ *         forget (as_redis_send): the scan never waits for Redis.
+ * postfilter  when the policy domain asks for failure reports (ruf, fo)
+ *         the failure is queued (LPUSH, LTRIM to a bound), with the
+ *         header fields, which are gone by the finish stage; `authscan
  *         report failure --send` verifies, rate-limits and mails them.
+ *
+ * No `depends`: the finish stage runs after every filter, so the DMARC
+ * result is there when DMARC ran; a site that disables the dmarc plugin
+ * simply gets no counters (and the plugin still loads).
  *
  * The key layout and the row encoding are authscan/report.h; the
  * decisions (disposition applied, override reasons) docs/reports.md.
@@ -38,7 +43,7 @@ static const struct as_option_def options[] = {
     { "failure_queue_max", AS_OPT_INT, "10000", "failure reports waiting at most (older dropped)" },
     { "failure_rate", AS_OPT_INT, "20", "failure reports per destination and UTC day at most" },
     { "failure_redact", AS_OPT_BOOL, "yes",
-      "redact the local-parts in failure reports (RFC 6590); never off when psd=y" },
+      "replace local-parts with \"redacted\" in failure reports (RFC 6590)" },
     { "org_name", AS_OPT_STRING, NULL, "reporting organization (<org_name>, Subject Submitter)" },
     { "email", AS_OPT_STRING, NULL, "report sender address (<email>, From of report mail)" },
     { "domain", AS_OPT_STRING, NULL, "reporting domain (file name receiver, Report-ID host)" },
@@ -52,7 +57,7 @@ static const struct as_option_def options[] = {
 
 struct report {
     const struct as_plugin_ctx *ctx;
-    int enabled, failure, envelope_to;
+    int enabled, failure, envelope_to, failure_redact;
     long long ttl, failure_queue_max;
     char day[16];                   /* the day the index cache is for */
     char *indexed[INDEX_CACHE];     /* direct-mapped by a hash of the domain */
@@ -95,6 +100,7 @@ static int report_init(struct as_plugin_ctx *ctx, void **state)
     r->enabled = as_plugin_opt_bool(ctx, "enabled");
     r->failure = as_plugin_opt_bool(ctx, "failure");
     r->envelope_to = as_plugin_opt_bool(ctx, "envelope_to");
+    r->failure_redact = as_plugin_opt_bool(ctx, "failure_redact");
     double ttl = as_plugin_opt_duration(ctx, "ttl");
     if (ttl < 86400 || ttl > 366 * 86400.0)
         return as_plugin_opt_error(ctx, "ttl", "expected 1d to 366d (a day's counters must "
@@ -325,6 +331,133 @@ static const char *encode_policy(struct as_pool *pool, const struct as_dmarc_res
     return f.buf;
 }
 
+/* ------------------------------------------------------------------ */
+/* Failure reports: queued here, sent by `authscan report failure`.    */
+
+#define FAILURE_HEADER_MAX 16384   /* bytes of the original header kept */
+
+static const char failure_script[] =
+    "redis.call('LPUSH',KEYS[1],ARGV[1]) "
+    "redis.call('LTRIM',KEYS[1],0,tonumber(ARGV[2])-1) "
+    "redis.call('EXPIRE',KEYS[1],ARGV[3])";
+
+static int fo_has(const char *fo, char c)
+{
+    for (const char *p = fo ? fo : "0"; *p; p++)
+        if (*p == c && (p == fo || p[-1] == ':' || p[-1] == ' ') &&
+            (!p[1] || p[1] == ':' || p[1] == ' '))
+            return 1;
+    return 0;
+}
+
+/* RFC 7489 6.3 / DMARCbis failure reporting: fo=0 all mechanisms failed
+ * to give an aligned pass, 1 any did, d a DKIM signature failed, s SPF
+ * failed (alignment aside). */
+static int failure_wanted(const struct as_task *t, const struct as_dmarc_result *d)
+{
+    const char *fo = d->record->fo;
+    if ((fo_has(fo, '0') || !fo) && !d->dkim_aligned && !d->spf_aligned) return 1;
+    if (fo_has(fo, '1') && (!d->dkim_aligned || !d->spf_aligned)) return 1;
+    if (fo_has(fo, 'd')) {
+        const struct as_dkim_result *dk = as_task_get_result(t, AS_DKIM_RESULT_KEY);
+        for (size_t i = 0; dk && dk->version >= 1 && i < dk->nsigs; i++)
+            if (dk->sigs[i].result == AS_DKIM_FAIL) return 1;
+    }
+    if (fo_has(fo, 's') && d->spf_result == AS_SPF_FAIL) return 1;
+    return 0;
+}
+
+static int local_part_char(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr(".!#$%&'*+/=?^_`{|}~-\"", c));
+}
+
+/* RFC 6590: every local-part before an '@' becomes "redacted". */
+static const char *redact(struct as_pool *pool, const char *s, size_t len)
+{
+    char *out = as_pool_alloc(pool, len * 2 + 16);
+    size_t o = 0, start = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] != '@') continue;
+        size_t b = i;
+        while (b > start && local_part_char((unsigned char)s[b - 1])) b--;
+        memcpy(out + o, s + start, b - start);
+        o += b - start;
+        if (b < i) {
+            memcpy(out + o, "redacted", 8);
+            o += 8;
+        }
+        start = i;
+    }
+    memcpy(out + o, s + start, len - start);
+    out[o + len - start] = 0;
+    return out;
+}
+
+/* One queue entry: TAB-separated, escaped (docs/reports.md). */
+static void failure_queue(struct as_task *t, const struct report *r,
+                          const struct as_dmarc_result *d)
+{
+    struct as_pool *pool = as_task_pool(t);
+    const struct as_envelope *env = as_task_envelope(t);
+    int red = r->failure_redact;
+    const char *align = d->dkim_aligned && d->spf_aligned ? "dkim, spf"
+                        : d->dkim_aligned ? "dkim" : d->spf_aligned ? "spf" : "none";
+    const char *rcpt = env->nrcpts ? env->rcpts[0] : "";
+    const char *mfrom = env->mail_from ? env->mail_from : "";
+    if (red) {
+        mfrom = redact(pool, mfrom, strlen(mfrom));
+        rcpt = redact(pool, rcpt, strlen(rcpt));
+    }
+    /* the header fields as received, up to FAILURE_HEADER_MAX bytes */
+    const struct as_message *m = as_task_message(t);
+    struct field hf = { .pool = pool };
+    f_reserve(&hf, 0);
+    for (size_t i = 0; m && i < as_msg_header_total(m); i++) {
+        const struct as_header *h = as_msg_header_at(m, i);
+        if (hf.len + h->raw.len + 2 > FAILURE_HEADER_MAX) break;
+        f_reserve(&hf, h->raw.len + 2);
+        memcpy(hf.buf + hf.len, h->raw.ptr, h->raw.len);
+        hf.len += h->raw.len;
+        memcpy(hf.buf + hf.len, "\r\n", 3);
+        hf.len += 2;
+    }
+    const char *head = red ? redact(pool, hf.buf, hf.len) : hf.buf;
+    struct field f = { .pool = pool };
+    f_raw(&f, AS_REPORT_ROW_VERSION);
+    f_tab(&f, as_pool_printf(pool, "%lld", (long long)time(NULL)));
+    f_tab(&f, d->policy_domain);
+    f_tab(&f, d->record->ruf);
+    f_tab(&f, d->author_domain ? d->author_domain : "");
+    f_tab(&f, env->ip ? env->ip : "");
+    f_tab(&f, align);
+    f_tab(&f, mfrom);
+    f_tab(&f, rcpt);
+    f_tab(&f, d->auth_results ? d->auth_results : "");
+    f_tab(&f, env->mta_name ? env->mta_name : "");
+    f_raw(&f, "\t");
+    const struct as_dkim_result *dk = as_task_get_result(t, AS_DKIM_RESULT_KEY);
+    for (size_t i = 0; dk && dk->version >= 1 && i < dk->nsigs; i++) {
+        if (i) f_raw(&f, ",");
+        f_esc(&f, dk->sigs[i].domain ? dk->sigs[i].domain : "");
+        f_raw(&f, ";");
+        f_esc(&f, dk->sigs[i].selector ? dk->sigs[i].selector : "");
+        f_raw(&f, ";");
+        f_esc(&f, as_dkim_res_name(dk->sigs[i].result));
+    }
+    f_tab(&f, d->spf_domain ? d->spf_domain : "");
+    f_tab(&f, as_spf_res_name(d->spf_result));
+    f_tab(&f, red ? "y" : "n");
+    f_tab(&f, head);
+    const char *key = as_redis_key(pool, r->ctx, AS_REPORT_INDEX_TAG, "fq");
+    if (!key) return;
+    const char *argv[] = { "EVAL", failure_script, "1", key, f.buf,
+                           as_pool_printf(pool, "%lld", r->failure_queue_max),
+                           as_pool_printf(pool, "%lld", r->ttl) };
+    (void)as_redis_send(r->ctx, sizeof argv / sizeof argv[0], argv, NULL);
+}
+
 static unsigned long hash_str(const char *s)
 {
     unsigned long h = 5381;
@@ -387,6 +520,23 @@ static void report_finish(struct as_task *t, void *state)
  * a daemon that refuses to start. */
 static const char *const report_after[] = { "dmarc", NULL };
 
+/* Failure reports are queued from the postfilter stage, not finish: they
+ * carry the original header fields, and the message text belongs to the
+ * protocol, which may reuse it once the reply is out.  as_redis_send()
+ * does not wait, so the reply is not held up either way. */
+static void report_postfilter(struct as_task *t, void *state)
+{
+    const struct report *r = state;
+    if (!r->failure) return;
+    const struct as_dmarc_result *d = as_task_get_result(t, AS_DMARC_RESULT_KEY);
+    if (!d || d->version < 1 || !d->policy_domain || !d->record || !d->record->ruf ||
+        (d->result != AS_DMARC_PASS && d->result != AS_DMARC_FAIL))
+        return;
+    /* never for a public suffix domain's policy (psd=y): its ruf would
+     * learn about mail of every domain below it */
+    if (d->record->psd != 'y' && failure_wanted(t, d)) failure_queue(t, r, d);
+}
+
 const struct as_plugin authscan_plugin = {
     AS_PLUGIN_HEADER,
     .name = "report",
@@ -397,5 +547,6 @@ const struct as_plugin authscan_plugin = {
     .noptions = sizeof options / sizeof options[0],
     .init = report_init,
     .fini = report_fini,
+    .postfilter = report_postfilter,
     .finish = report_finish,
 };

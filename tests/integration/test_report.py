@@ -11,11 +11,20 @@ a real SMTP server on 127.0.0.1 (python3-aiosmtpd):
     domains; the sum of the row counts is the number of messages scanned;
   - report.enabled = no writes nothing.
 Prints "N passed, N failed"; exits non-zero on failure."""
+import calendar
 import collections
+import glob
+import gzip
+import json
 import os
+import re
+import shlex
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
+import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -29,17 +38,26 @@ GOOD_IP = "192.0.2.10"
 BAD_IP = "203.0.113.9"
 ZONE = """$ORIGIN .
 $TTL 300
-_dmarc.reject.example. TXT "v=DMARC1; p=reject; rua=mailto:agg@reject.example"
+_dmarc.reject.example. TXT "v=DMARC1; p=reject; rua=mailto:agg@reject.example,mailto:slow@reject.example"
 reject.example. TXT "v=spf1 ip4:192.0.2.10 -all"
 _dmarc.quar.example. TXT "v=DMARC1; p=quarantine; sp=none; adkim=s; rua=mailto:dmarc@quar.example"
 quar.example. TXT "v=spf1 ip4:192.0.2.10 -all"
 _dmarc.none.example. TXT "v=DMARC1; p=none; rua=mailto:agg@none.example"
 none.example. TXT "v=spf1 ip4:192.0.2.10 -all"
-_dmarc.testing.example. TXT "v=DMARC1; p=reject; t=y; rua=mailto:agg@testing.example"
+_dmarc.testing.example. TXT "v=DMARC1; p=reject; t=y; rua=mailto:ext@reports.test"
+testing.example._report._dmarc.reports.test. TXT "v=DMARC1"
 testing.example. TXT "v=spf1 -all"
-_dmarc.list.example. TXT "v=DMARC1; p=reject; rua=mailto:agg@list.example"
+_dmarc.list.example. TXT "v=DMARC1; p=reject; rua=mailto:ext@unauth.test"
 list.example. TXT "v=spf1 -all"
 nodmarc.example. TXT "v=spf1 ip4:192.0.2.10 -all"
+_dmarc.partner.example. TXT "v=DMARC1; p=reject"
+partner.example. TXT "v=spf1 -all"
+_dmarc.fail.example. TXT "v=DMARC1; p=reject; ruf=mailto:ruf@fail.example; fo=1"
+fail.example. TXT "v=spf1 -all"
+_dmarc.psd.example. TXT "v=DMARC1; p=reject; psd=y; ruf=mailto:ruf@psd.example"
+psd.example. TXT "v=spf1 -all"
+_dmarc.extruf.example. TXT "v=DMARC1; p=none; ruf=mailto:x@elsewhere.test"
+extruf.example. TXT "v=spf1 -all"
 """
 # (From domain, client IP, extra header lines): the kinds of messages the
 # counters must keep apart.
@@ -53,7 +71,24 @@ KINDS = [
     ("testing.example", BAD_IP, []),
     ("list.example", BAD_IP, ["List-Id: <l.lists.test>", "X-Test-DKIM: fail list.example ls"]),
     ("nodmarc.example", GOOD_IP, []),          # no policy: not counted
+    ("partner.example", BAD_IP, []),           # Lua softens reject: local_policy
+    ("reject.example", "2001:db8::25", ["X-Test-DKIM: fail reject.example s1"]),
 ]
+# A site override in Lua (rspamd's set_pre_result): the disposition applied
+# is lower than DMARC asked, and the report must say why.
+LUA_RULE = """
+rspamd_config:register_symbol{
+  name = 'SITE_PARTNER_SOFTENED', type = 'postfilter', score = 0.0,
+  callback = function(task)
+    local dmarc = task:get_dmarc()
+    if dmarc and dmarc.author_domain == 'partner.example' and dmarc.result == 'fail' then
+      task:set_pre_result('quarantine', 'partner softened', 'site_partner')
+      task:insert_result('SITE_PARTNER_SOFTENED', 1.0)
+    end
+  end,
+}
+"""
+LUA_DIR = None
 
 
 def message(frm_domain, extra, n):
@@ -73,7 +108,8 @@ def scan(d, kind, n):
 
 
 def config(r, extra=""):
-    return ("redis.servers = %s\nreport.enabled = yes\n" % r.address) + extra
+    return ("redis.servers = %s\nreport.enabled = yes\nlua.dir = %s\n" % (
+        r.address if r else None, LUA_DIR)) + extra
 
 
 def scan_load(d, n_msgs):
@@ -131,7 +167,11 @@ def test_counters(plugins):
         T.eq("row counts per policy domain", row_sums(r, day), dict(want))
         rows = rcmd(r, "HGETALL", "as:{reject.example}rr:%s" % day)
         fields = rows[0::2]
-        T.eq("reject.example: distinct rows (s1/s2 kept apart, pass)", len(fields), 3)
+        T.eq("reject.example: distinct rows (s1/s2 kept apart, pass, IPv6)", len(fields), 4)
+        prow = rcmd(r, "HGETALL", "as:{partner.example}rr:%s" % day)[0::2]
+        T.check("Lua override: quarantine, local_policy with the module and text",
+                any("\tquarantine\tfail\tfail\tlocal_policy=site_partner:%20partner%20"
+                    "softened\t" in f for f in prow), prow)
         T.check("rows carry the selector", any("reject.example;s2;fail" in f for f in fields),
                 fields)
         T.check("rejected row says reject", any("\treject\tfail\tfail\t" in f for f in fields),
@@ -149,6 +189,352 @@ def test_counters(plugins):
                     "as:{report:}rd:%s" % day):
             ttl = r.cmd("TTL", key)
             T.check("TTL on %s" % key, 6 * 86400 < ttl <= 7 * 86400, "got %r" % ttl)
+        check_aggregate(r, plugins, want)
+
+
+SCHEMAS = {
+    "rfc7489": os.path.join(harness.SRC, "tests", "data", "report",
+                            "rfc7489-appendix-c.no-namespace.xsd"),
+    "dmarcbis": os.path.join(harness.SRC, "tests", "data", "report",
+                             "rfc9990-draft32-dmarc-xml-0.2.xsd"),
+}
+NS = {"rfc7489": "", "dmarcbis": "{urn:ietf:params:xml:ns:dmarc-2.0}"}
+REPORT_CONF = ("report.org_name = Receiver Test Org\nreport.email = dmarc-reports@receiver.test\n"
+               "report.domain = receiver.test\n")
+
+
+def report_cmd(r, plugins, tmp, args, extra_conf="", zone=ZONE):
+    """Runs authscan report with a config file like the daemon's."""
+    conf = os.path.join(tmp, "report.conf")
+    with open(conf, "w") as f:
+        f.write(config(r, REPORT_CONF + extra_conf))
+    zpath = os.path.join(tmp, "report.zone")
+    with open(zpath, "w") as f:
+        f.write(zone)
+    cmd = shlex.split(os.environ.get("AUTHSCAN_WRAP", "")) + [harness.AUTHSCAN, "report"] + list(args) + [
+        "-c", conf, "--plugins-dir", plugins, "--dns-zone", zpath]
+    return subprocess.run(cmd, capture_output=True, timeout=300, encoding="utf-8",
+                          errors="backslashreplace")
+
+
+def xmllint(path, schema):
+    p = subprocess.run(["xmllint", "--noout", "--schema", schema, path],
+                       capture_output=True, text=True, timeout=60)
+    return p.returncode, p.stderr.strip()
+
+
+def read_report(path, fmt):
+    """(policy domain, report_id, {count sum}, root) of a .xml.gz."""
+    with gzip.open(path) as f:
+        data = f.read()
+    root = ET.fromstring(data)
+    ns = NS[fmt]
+    pd = root.find("%spolicy_published/%sdomain" % (ns, ns)).text
+    rid = root.find("%sreport_metadata/%sreport_id" % (ns, ns)).text
+    total = sum(int(c.text) for c in root.iter(ns + "count"))
+    return pd, rid, total, root, data
+
+
+FNAME = re.compile(r"^receiver\.test!([a-z.]+)!(\d+)!(\d+)!([^!]+)\.xml\.gz$")
+
+
+def check_aggregate(r, plugins, want):
+    date = utc_day("%Y-%m-%d")
+    begin = calendar.timegm(time.strptime(date, "%Y-%m-%d"))
+    for fmt in ("rfc7489", "dmarcbis"):
+        with tempfile.TemporaryDirectory(prefix="authscan-report-out-") as tmp:
+            out = os.path.join(tmp, "out")
+            os.mkdir(out)
+            p = report_cmd(r, plugins, tmp, ["aggregate", "--date", date, "--out", out,
+                                            "--format", fmt])
+            T.eq("%s: report exit status (stderr %s)" % (fmt, p.stderr.strip()), p.returncode, 0)
+            files = sorted(os.listdir(out))
+            T.eq("%s: one file per policy domain" % fmt, len(files), len(want))
+            got = {}
+            for name in files:
+                path = os.path.join(out, name)
+                m = FNAME.match(name)
+                if not T.check("%s: file name %s" % (fmt, name), m, "want receiver!pd!begin!end!id.xml.gz"):
+                    continue
+                with open(path, "rb") as f:
+                    T.eq("%s: %s is gzip" % (fmt, name), f.read(2), b"\x1f\x8b")
+                plain = os.path.join(tmp, name[:-3])
+                with gzip.open(path) as f, open(plain, "wb") as g:
+                    g.write(f.read())
+                rc, err = xmllint(plain, SCHEMAS[fmt])
+                T.eq("%s: %s valid against its schema (%s)" % (fmt, name, err[-500:]), rc, 0)
+                pd, rid, total, root, _ = read_report(path, fmt)
+                T.eq("%s: %s: policy domain in name" % (fmt, name), m.group(1), pd)
+                T.eq("%s: %s: Report-ID in name" % (fmt, name), m.group(4), rid)
+                T.eq("%s: %s: date range" % (fmt, name), (int(m.group(2)), int(m.group(3))),
+                     (begin, begin + 86399))
+                got[pd] = total
+            T.eq("%s: sum of <count> per policy domain" % fmt, got, dict(want))
+            if fmt == "rfc7489":
+                consumer([os.path.join(out, f) for f in files])
+
+
+def consumer(paths, reports=None):
+    """The independent consumer (npm dmarc-report-parser) reads our files
+    (.xml.gz), or our report mails (.eml, with the .xml.gz each carries in
+    reports)."""
+    reports = reports or {p: p for p in paths}
+    mod = os.environ.get("AUTHSCAN_DMARC_REPORT_PARSER",
+                         os.path.join(harness.SRC, "build-npm", "dmarc-report-parser-0.1.5"))
+    node = shutil.which("node")
+    if not node or not os.path.isdir(os.path.join(mod, "node_modules", "dmarc-report-parser")):
+        harness.log("skip: dmarc-report-parser not installed in %s (scripts/test installs it)"
+                    % mod)
+        return
+    env = dict(os.environ, NODE_PATH=os.path.join(mod, "node_modules"))
+    p = subprocess.run([node, os.path.join(harness.HERE, "report_parse.js")] + list(paths),
+                       capture_output=True, text=True, env=env, timeout=120)
+    results = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
+    T.eq("consumer: one result per file (stderr %s)" % p.stderr[-300:], len(results), len(paths))
+    for res in results:
+        gz = reports[res["file"]]
+        with gzip.open(gz) as f:
+            has_reason = b"<reason>" in f.read()
+        if res["ok"]:
+            rep = res["reports"][0]
+            pd, rid, total, _, _ = read_report(gz, "rfc7489")
+            T.eq("consumer: %s" % os.path.basename(res["file"]),
+                 (rep["domain"], rep["report_id"], rep["messages"]), (pd, rid, total))
+        else:
+            # dmarc-report-parser 0.1.5 reads <reason><type> without unwrapping
+            # xml2js's one-element array, so it refuses every report with a
+            # reason (its defect: the file is schema-valid, checked above)
+            T.check("consumer: %s refused only for its <reason> defect" % res["file"],
+                    has_reason and "type" in res["error"], res["error"][:500])
+
+
+class SmtpSink:
+    """A real SMTP server on 127.0.0.1 (aiosmtpd) that keeps what it
+    accepts.  Per recipient local-part: "slow" always answers 451 to DATA,
+    "tempfail" answers 451 the first time and 250 after, "dmarc" is
+    refused at RCPT with 550; everything else is accepted."""
+
+    def __init__(self):
+        from aiosmtpd.controller import Controller
+        self.port = harness.free_port()
+        self.accepted = []      # (rcpt, message bytes)
+        self.tries = collections.Counter()
+        sink = self
+
+        class Handler:
+            async def handle_RCPT(self, server, session, envelope, address, options):
+                if address.startswith("dmarc@"):
+                    sink.tries[address] += 1
+                    return "550 5.1.1 no such user"
+                envelope.rcpt_tos.append(address)
+                return "250 OK"
+
+            async def handle_DATA(self, server, session, envelope):
+                rcpt = envelope.rcpt_tos[0]
+                sink.tries[rcpt] += 1
+                if rcpt.startswith("slow@") or (rcpt.startswith("tempfail@") and
+                                                 sink.tries[rcpt] == 1):
+                    return "451 4.3.0 try again later"
+                sink.accepted.append((rcpt, envelope.original_content or envelope.content))
+                return "250 2.0.0 accepted"
+
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+
+    def __enter__(self):
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.controller.stop()
+
+    def to(self, rcpt):
+        return [m for r, m in self.accepted if r == rcpt]
+
+
+def test_send(plugins):
+    zone = ZONE.replace("mailto:agg@none.example", "mailto:tempfail@none.example")
+    with SmtpSink() as smtp, harness.RedisServer() as r, harness.Daemon(
+            workers=2, config=config(r), zone=zone, plugins_dir=plugins) as d:
+        day = utc_day()
+        want = scan_load(d, 90)
+        wait_total(r, day, sum(want.values()))
+        send_conf = ("report.smtp = smtp://127.0.0.1:%d\nreport.smtp_retries = 3\n"
+                     "report.smtp_retry_delay = 0s\nreport.format = rfc7489\n" % smtp.port)
+        date = utc_day("%Y-%m-%d")
+        with tempfile.TemporaryDirectory(prefix="authscan-report-send-") as tmp:
+            with open(os.path.join(tmp, "report.zone"), "w") as f:
+                f.write(zone)
+            lock = "as:{report:}rl:%s" % day
+            r.cmd("SET", lock, "another-host", "PX", "60000")
+            p = report_cmd(r, plugins, tmp, ["aggregate", "--date", date, "--send"], send_conf,
+                           zone=zone)
+            T.check("locked day: skipped with a log line", "holds the lock" in p.stderr, p.stderr)
+            T.eq("locked day: nothing sent", smtp.accepted, [])
+            r.cmd("DEL", lock)
+
+            p = report_cmd(r, plugins, tmp, ["aggregate", "--date", date, "--send"], send_conf,
+                           zone=zone)
+            T.eq("first run: exit 1 (slow@ left for later) (stderr %s)" % p.stderr, p.returncode, 1)
+            T.eq("lock released", r.cmd("EXISTS", lock), 0)
+            T.eq("agg@reject.example got one report", len(smtp.to("agg@reject.example")), 1)
+            T.eq("slow@: tried smtp_retries times", smtp.tries["slow@reject.example"], 3)
+            T.eq("4xx then success: tempfail@none.example got one report after 2 tries",
+                 (len(smtp.to("tempfail@none.example")), smtp.tries["tempfail@none.example"]),
+                 (1, 2))
+            T.eq("5xx: dmarc@quar.example tried once, nothing delivered",
+                 (smtp.tries["dmarc@quar.example"], smtp.to("dmarc@quar.example")), (1, []))
+            T.eq("verified external destination got its report",
+                 len(smtp.to("ext@reports.test")), 1)
+            T.eq("unauthorised external destination got nothing", smtp.to("ext@unauth.test"), [])
+            T.check("unauthorised destination logged", "ext@unauth.test is not authorised"
+                    in p.stderr, p.stderr)
+            T.eq("reject.example kept (slow@ is left)",
+                 rcmd(r, "SMEMBERS", "as:{report:}rd:%s" % day), ["reject.example"])
+            T.eq("reject.example: agg@ marked sent",
+                 rcmd(r, "HKEYS", "as:{reject.example}rs:%s" % day), ["mailto:agg@reject.example"])
+            T.eq("done domains deleted", [k for k in rcmd(r, "KEYS", "as:{*}r[rp]:*")
+                                          if "reject.example" not in k], [])
+            check_mails(smtp, tmp, want)
+
+            p = report_cmd(r, plugins, tmp, ["aggregate", "--date", date, "--send"], send_conf,
+                           zone=zone)
+            T.eq("second run: agg@ not sent again", len(smtp.to("agg@reject.example")), 1)
+            T.eq("second run: slow@ tried again", smtp.tries["slow@reject.example"], 6)
+
+
+def check_mails(smtp, tmp, want):
+    files, reports = [], {}
+    for i, (rcpt, raw) in enumerate(smtp.accepted):
+        msg = __import__("email").message_from_bytes(raw)
+        subj = msg["Subject"]
+        m = re.match(r"^Report Domain: (\S+) Submitter: receiver\.test Report-ID: <([^>]+)>$",
+                     subj or "")
+        if not T.check("mail to %s: Subject" % rcpt, m, subj):
+            continue
+        parts = [p for p in msg.walk() if p.get_content_type() == "application/gzip"]
+        if not T.eq("mail to %s: one application/gzip part" % rcpt, len(parts), 1):
+            continue
+        fname = parts[0].get_filename()
+        fm = FNAME.match(fname or "")
+        T.check("mail to %s: attachment name %s" % (rcpt, fname), fm and fm.group(1) == m.group(1)
+                and fm.group(4) == m.group(2))
+        path = os.path.join(tmp, "mail-%d.xml.gz" % i)
+        with open(path, "wb") as f:
+            f.write(parts[0].get_payload(decode=True))
+        pd, rid, total, _, data = read_report(path, "rfc7489")
+        T.eq("mail to %s: report content" % rcpt, (pd, rid, total), (m.group(1), m.group(2), want[pd]))
+        eml = os.path.join(tmp, "mail-%d.eml" % i)
+        with open(eml, "wb") as f:
+            f.write(raw)
+        files.append(eml)
+        reports[eml] = path
+    consumer(files, reports)
+
+
+def feedback_fields(raw):
+    """The fields of the message/feedback-report part of an ARF mail."""
+    text = raw.decode("utf-8", "replace")
+    m = re.search(r"Content-Type: message/feedback-report\r\n\r\n(.*?)\r\n\r?\n?--", text, re.S)
+    out = collections.defaultdict(list)
+    for line in (m.group(1) if m else "").split("\r\n"):
+        if ":" in line:
+            k, v = line.split(":", 1)
+            out[k.strip()].append(v.strip())
+    return out
+
+
+def test_failure(plugins):
+    conf = config(None, "report.failure = yes\nreport.failure_rate = 2\n")
+    with SmtpSink() as smtp, harness.RedisServer() as r, harness.Daemon(
+            workers=2, config=conf.replace("None", r.address), zone=ZONE,
+            plugins_dir=plugins) as d:
+        for i in range(4):
+            scan(d, ("fail.example", BAD_IP, ["X-Test-DKIM: fail fail.example sel"]), 100 + i)
+        for i in range(2):
+            scan(d, ("psd.example", BAD_IP, []), 200 + i)
+            scan(d, ("extruf.example", BAD_IP, []), 300 + i)
+        q = "as:{report:}fq"
+        try:
+            harness.wait_for(lambda: r.cmd("LLEN", q) >= 6, 20, what="6 queued")
+        except TimeoutError:
+            pass
+        time.sleep(0.5)
+        T.eq("queued failure reports (psd=y never)", r.cmd("LLEN", q), 6)
+        entries = rcmd(r, "LRANGE", q, 0, -1)
+        T.check("queued entries are redacted", all("user1" not in e for e in entries) and
+                any("redacted@fail.example" in e for e in entries), entries[:1])
+        send_conf = ("report.smtp = smtp://127.0.0.1:%d\nreport.smtp_retry_delay = 0s\n"
+                     "report.failure = yes\nreport.failure_rate = 2\n" % smtp.port)
+        with tempfile.TemporaryDirectory(prefix="authscan-report-failure-") as tmp:
+            p = report_cmd(r, plugins, tmp, ["failure", "--send"], send_conf)
+        T.eq("failure --send: exit status (stderr %s)" % p.stderr, p.returncode, 0)
+        T.eq("queue drained", r.cmd("LLEN", q), 0)
+        T.eq("rate limit: 2 of 4 sent to ruf@fail.example", len(smtp.to("ruf@fail.example")), 2)
+        T.check("rate limit logged", "report.failure_rate" in p.stderr, p.stderr)
+        T.eq("unverified external ruf: nothing", smtp.to("x@elsewhere.test"), [])
+        T.eq("psd=y: nothing", smtp.to("ruf@psd.example"), [])
+        for raw in smtp.to("ruf@fail.example"):
+            msg = __import__("email").message_from_bytes(raw)
+            T.eq("ARF: content type", (msg.get_content_type(), msg.get_param("report-type")),
+                 ("multipart/report", "feedback-report"))
+            T.eq("ARF: part order", [p.get_content_type() for p in msg.get_payload()],
+                 ["text/plain", "message/feedback-report", "text/rfc822-headers"])
+            fb = feedback_fields(raw)
+            got = {k: fb.get(k, [None])[0] for k in (
+                "Feedback-Type", "Auth-Failure", "Reported-Domain", "Identity-Alignment",
+                "Source-IP", "DKIM-Domain", "DKIM-Selector", "Version")}
+            T.eq("ARF: feedback fields", got, {
+                "Feedback-Type": "auth-failure", "Auth-Failure": "dmarc",
+                "Reported-Domain": "fail.example", "Identity-Alignment": "none",
+                "Source-IP": BAD_IP, "DKIM-Domain": "fail.example", "DKIM-Selector": "sel",
+                "Version": "1"})
+            T.check("ARF: User-Agent and Authentication-Results",
+                    fb.get("User-Agent") and "dmarc=fail" in (fb.get("Authentication-Results")
+                                                              or [""])[0], dict(fb))
+            text = raw.decode("utf-8", "replace")
+            T.check("ARF: headers redacted (RFC 6590)", "From: redacted@fail.example" in text and
+                    not re.search(r"user1\d\d@", text), text[-600:])
+
+
+def test_psl_auto(plugins):
+    """RFC 7489 mode (dmarc.discovery = psl): pct sampling is reported as
+    sampled_out, envelope_to when configured, and --format auto picks the
+    RFC 7489 XML (no namespace), valid against its schema."""
+    zone = ZONE + '_dmarc.pct.example. TXT "v=DMARC1; p=reject; pct=0; rua=mailto:a@pct.example"\n' \
+        'pct.example. TXT "v=spf1 -all"\n'
+    conf = config(None, "dmarc.discovery = psl\nreport.envelope_to = yes\n")
+    with harness.RedisServer() as r, harness.Daemon(
+            workers=1, config=conf.replace("None", r.address, 1), zone=zone,
+            plugins_dir=plugins) as d:
+        for i in range(6):
+            scan(d, ("pct.example", BAD_IP, []), 400 + i)
+        day = utc_day()
+        wait_total(r, day, 6)
+        rows = rcmd(r, "HGETALL", "as:{pct.example}rr:%s" % day)
+        T.eq("pct=0: one row of 6, reject lowered to quarantine, sampled_out, envelope_to",
+             rows, ["1\t%s\tquarantine\tfail\tfail\tsampled_out=pct%%3D0\tpct.example\tpct.example\t"
+                    "receiver.test\tpct.example;mfrom;fail\t" % BAD_IP, "6"])
+        with tempfile.TemporaryDirectory(prefix="authscan-report-psl-") as tmp:
+            out = os.path.join(tmp, "out")
+            os.mkdir(out)
+            p = report_cmd(r, plugins, tmp, ["aggregate", "--date", utc_day("%Y-%m-%d"),
+                                            "--out", out], zone=zone)
+            T.eq("psl: report exit status (%s)" % p.stderr, p.returncode, 0)
+            files = os.listdir(out)
+            T.eq("psl: one file", len(files), 1)
+            for name in files:
+                path = os.path.join(out, name)
+                plain = path[:-3]
+                with gzip.open(path) as f, open(plain, "wb") as g:
+                    data = f.read()
+                    g.write(data)
+                T.check("auto format for psl: RFC 7489 (no namespace)",
+                        b"<feedback>" in data and b"dmarc-2.0" not in data, data[:200])
+                rc, err = xmllint(plain, SCHEMAS["rfc7489"])
+                T.eq("psl: valid RFC 7489 (%s)" % err[-300:], rc, 0)
+                T.check("psl: sampled_out, pct 0, envelope_to in the XML",
+                        b"<type>sampled_out</type>" in data and b"<pct>0</pct>" in data and
+                        b"<envelope_to>receiver.test</envelope_to>" in data, data[-1200:])
 
 
 def test_disabled(plugins):
@@ -161,6 +547,40 @@ def test_disabled(plugins):
         T.eq("report.enabled = no: keys", rcmd(r, "KEYS", "*"), [])
 
 
+def test_config_errors(plugins):
+    """Bad report.* values are refused with their origin; usage errors say why."""
+    with tempfile.TemporaryDirectory(prefix="authscan-report-cfg-") as tmp:
+        conf = os.path.join(tmp, "bad.conf")
+        cases = [
+            ("report.enabled = yes\n", "bad.conf:1: report.enabled = yes: DMARC report "
+             "counters need redis.servers"),
+            ("redis.servers = 127.0.0.1:1\nreport.format = xml\n",
+             "bad.conf:2: report.format = xml: expected auto, rfc7489 or dmarcbis"),
+            ("redis.servers = 127.0.0.1:1\nreport.smtp = mail.example:25\n",
+             "bad.conf:2: report.smtp = mail.example:25: expected smtp://"),
+            ("redis.servers = 127.0.0.1:1\nreport.failure = yes\n",
+             "bad.conf:2: report.failure = yes: failure reports need report.enabled = yes"),
+            ("redis.servers = 127.0.0.1:1\nreport.enabled = yes\nreport.ttl = 1h\n",
+             "bad.conf:3: report.ttl = 1h: expected 1d to 366d"),
+        ]
+        for text, want in cases:
+            with open(conf, "w") as f:
+                f.write(text)
+            p = subprocess.run([harness.AUTHSCAN, "symbols", "-c", conf, "--plugins-dir", plugins],
+                               capture_output=True, text=True, timeout=60)
+            T.check("config %r: refused with %r" % (text, want),
+                    p.returncode != 0 and want in p.stderr, p.stderr)
+        for args, want in [(["aggregate"], "give --out DIR, --send or both"),
+                           (["aggregate", "--out", tmp, "--date", "2026-02-30"], "--date"),
+                           (["aggregate", "--send", "--format", "json"], "--format"),
+                           (["failure"], "report failure needs --send"),
+                           (["weekly"], "usage")]:
+            p = subprocess.run([harness.AUTHSCAN, "report"] + args, capture_output=True,
+                               text=True, timeout=60)
+            T.check("report %s: exit 2, says %r" % (" ".join(args), want),
+                    p.returncode == 2 and want in p.stderr, (p.returncode, p.stderr))
+
+
 def plugins_dir(tmp):
     d = H.fixture_dir(tmp)
     if not os.path.exists(os.path.join(d, "report.so")):
@@ -169,10 +589,19 @@ def plugins_dir(tmp):
 
 
 def main():
+    global LUA_DIR
     with tempfile.TemporaryDirectory(prefix="authscan-report-") as tmp:
         plugins = plugins_dir(tmp)
+        LUA_DIR = os.path.join(tmp, "lua")
+        os.mkdir(LUA_DIR)
+        with open(os.path.join(LUA_DIR, "site.lua"), "w") as f:
+            f.write(LUA_RULE)
         T.run(test_counters, plugins)
+        T.run(test_send, plugins)
+        T.run(test_failure, plugins)
+        T.run(test_psl_auto, plugins)
         T.run(test_disabled, plugins)
+        T.run(test_config_errors, plugins)
     return T.finish()
 
 
