@@ -108,6 +108,8 @@ def test_layout(root, debs):
                  "lib/systemd/system/authscand.service",
                  "lib/systemd/system/authscan-report.service",
                  "lib/systemd/system/authscan-report.timer",
+                 "lib/systemd/system/authscan-report-failure.service",
+                 "lib/systemd/system/authscan-report-failure.timer",
                  "usr/share/man/man8/authscand.8.gz", "usr/share/man/man1/authscan.1.gz",
                  "usr/share/man/man5/authscand.conf.5.gz",
                  "usr/share/doc/authscan/config.md.gz", "usr/share/doc/authscan/copyright"]:
@@ -131,10 +133,11 @@ def test_layout(root, debs):
             "deb-systemd-helper enable 'authscand.service'" in postinst, postinst)
     # dh_installsystemd --no-enable --no-start: enabled only where the
     # administrator had enabled it before, never started by the package
-    # (`authscan report` is not built yet)
-    T.check("postinst leaves the report timer off",
-            "deb-systemd-helper debian-installed 'authscan-report.timer'" in postinst and
-            not re.search(r"deb-systemd-invoke .*authscan-report", postinst), postinst)
+    # (reports need report.enabled and report.smtp, which the site sets)
+    for timer in ("authscan-report.timer", "authscan-report-failure.timer"):
+        T.check("postinst leaves %s off" % timer,
+                "deb-systemd-helper debian-installed '%s'" % timer in postinst and
+                not re.search(r"deb-systemd-invoke .*authscan-report", postinst), postinst)
 
     devroot = os.path.join(os.path.dirname(root), "devroot")
     sh(["dpkg", "-x", dev[0], devroot])
@@ -224,7 +227,9 @@ def test_units(root):
     shutil.copy(os.path.realpath(shutil.which("kill")), os.path.join(root, "bin", "kill"))
     units = ["/lib/systemd/system/authscand.service",
              "/lib/systemd/system/authscan-report.service",
-             "/lib/systemd/system/authscan-report.timer"]
+             "/lib/systemd/system/authscan-report.timer",
+             "/lib/systemd/system/authscan-report-failure.service",
+             "/lib/systemd/system/authscan-report-failure.timer"]
     rc, out, err = sh(["systemd-analyze", "verify", "--man=no", "--root=" + root] + units)
     T.check("systemd-analyze verify: clean", rc == 0 and not err.strip(),
             "got rc=%d %r" % (rc, (out + err)[-3000:]))
