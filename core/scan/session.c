@@ -48,6 +48,13 @@ static void session_free(struct as_session *ss)
     as_poison_untrack(inflight);
 }
 
+static int engine_has_finish(const struct as_engine *e)
+{
+    for (size_t i = 0; i < as_engine_plugin_count(e); i++)
+        if (as_engine_plugin_at(e, i)->finish) return 1;
+    return 0;
+}
+
 struct as_session *as_session_new(struct as_session_ctx *sc, const char *peer, const char *msg,
                                   size_t len)
 {
@@ -65,7 +72,11 @@ struct as_session *as_session_new(struct as_session_ctx *sc, const char *peer, c
     memset(ss, 0, sizeof *ss);
     ss->sc = sc;
     ss->task = t;
-    ss->msg = msg;
+    /* The finish stage runs after the reply, when the protocol may already
+     * have reused or freed the buffer msg points into (the HTTP adapter's
+     * keep-alive buffer), yet plugin.h promises finish hooks the message:
+     * copy it whenever a finish hook may run.  A memcpy against a scan. */
+    ss->msg = len && engine_has_finish(sc->engine) ? as_pool_memdup(as_task_pool(t), msg, len) : msg;
     ss->len = len;
     ss->peer = as_pool_strdup(as_task_pool(t), peer ? peer : "-");
     ss->digest = digest;
@@ -77,7 +88,7 @@ struct as_session *as_session_new_copy(struct as_session_ctx *sc, const char *pe
                                        const char *msg, size_t len)
 {
     struct as_session *ss = as_session_new(sc, peer, msg, len);
-    ss->msg = len ? as_pool_memdup(as_task_pool(ss->task), msg, len) : "";
+    if (ss->msg == msg) ss->msg = len ? as_pool_memdup(as_task_pool(ss->task), msg, len) : "";
     return ss;
 }
 

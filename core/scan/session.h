@@ -57,10 +57,12 @@ void as_session_ctx_init(struct as_session_ctx *sc, struct as_engine *e);
  * peer (for log lines; copied). */
 struct as_session *as_session_new(struct as_session_ctx *sc, const char *peer, const char *msg,
                                   size_t len);
-/* The same, with the message copied into the session's memory: for an
- * adapter that assembles the message in a buffer it reuses for the next
- * one (milter), since the task reads the message until it is destroyed,
- * which may be after the reply (the finish stage, task.h). */
+/* The same, with the message always copied into the session's memory:
+ * for an adapter whose buffer may change while the scan runs.
+ * as_session_new() itself copies when any plugin has a finish hook, since
+ * the task reads the message until it is destroyed, which is after the
+ * reply then (the finish stage, task.h); otherwise msg must stay valid
+ * until done() returns. */
 struct as_session *as_session_new_copy(struct as_session_ctx *sc, const char *peer,
                                        const char *msg, size_t len);
 typedef enum as_session_error (*as_session_fill_fn)(struct as_task *t, void *arg, char *err,

@@ -68,6 +68,13 @@ def opts(reply, name):
     return (reply["symbols"].get(name) or {}).get("options", [])
 
 
+def fnv1a(data):
+    h = 1469598103934665603
+    for b in data:
+        h = ((h ^ b) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return "%x" % h
+
+
 def records(path):
     if not os.path.exists(path):
         return []
@@ -186,15 +193,23 @@ def main():
             T.eq("daemon: action", reply.get("action"), "reject")
             T.check("daemon: reply did not wait for the finish stage (1.5 s)", took < 1.0, took)
             T.check("daemon: no finish record yet at reply time", not records(log), records(log))
-            harness.wait_for(lambda: records(log), timeout=10, what="finish record")
+            # a second message of the same size while the first one's finish
+            # stage waits: the memory of the first request may be reused
+            other = body.replace(b"Subject:", b"Subjekt:")
+            status2, _ = d.checkv2(other, headers={"IP": "203.0.113.66",
+                                                   "From": "bounce@evil.example"})
+            T.eq("daemon: second status", status2, 200)
+            harness.wait_for(lambda: len(records(log)) >= 2, timeout=10, what="finish records")
             rec = records(log)
             T.check("daemon: finish record after the delay",
                     rec and rec[0]["action"] == "reject" and rec[0]["readonly"] == "1", rec)
+            T.eq("daemon: the finish stage reads the message it was sent, after the reply",
+                 sorted(r.get("raw") for r in rec), sorted([fnv1a(body), fnv1a(other)]))
             code, _, stat_body = d.request("GET", "/stat")
             import json
             st = json.loads(stat_body)
             T.check("/stat: scan counted, dns service member present",
-                    st.get("scanned") == 1 and "queries" in st.get("dns", {}), st)
+                    st.get("scanned") == 2 and "queries" in st.get("dns", {}), st)
 
         # 5b. the finish stage has a deadline (limits.scan_timeout): work
         #     still outstanding then is cancelled, the worker carries on

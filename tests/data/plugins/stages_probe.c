@@ -129,16 +129,29 @@ struct finish_wait {
     int readonly;
 };
 
+/* FNV-1a of the raw message: the finish stage runs after the reply, when
+ * the protocol may have let go of its buffer; plugin.h promises the
+ * message anyway (the test compares this with what it sent, and ASan
+ * catches a read of freed memory). */
+static unsigned long long raw_hash(const struct as_task *t)
+{
+    struct as_str raw = as_msg_raw(as_task_message(t));
+    unsigned long long h = 1469598103934665603ULL;
+    for (size_t i = 0; i < raw.len; i++) h = (h ^ (unsigned char)raw.ptr[i]) * 1099511628211ULL;
+    return h;
+}
+
 static void write_record(struct finish_wait *w)
 {
     struct as_task *t = w->t;
     FILE *f = w->p->log ? fopen(w->p->log, "a") : NULL;
     if (!f) return;
-    fprintf(f, "action=%s\tscore=%.2f\tforced_by=%s\tsmtp=%s\tstage=%d\treadonly=%d\tsymbols=",
+    fprintf(f, "action=%s\tscore=%.2f\tforced_by=%s\tsmtp=%s\tstage=%d\treadonly=%d\traw=%llx\t"
+            "symbols=",
             as_action_name(as_task_action(t)), as_task_score(t),
             as_task_forced_by(t) ? as_task_forced_by(t) : "-",
             as_task_smtp_message(t) ? as_task_smtp_message(t) : "-", (int)as_task_stage(t),
-            w->readonly);
+            w->readonly, raw_hash(t));
     for (size_t i = 0; i < as_task_symbol_total(t); i++) {
         const struct as_symbol_result *r = as_task_symbol_get(t, i);
         fprintf(f, "%s%s", i ? "," : "", r->name);
