@@ -7,9 +7,12 @@ arc_verify and with our own plugin, for RSA and Ed25519 keys, as the first
 set, on top of a chain dkimpy sealed, and under a later dkimpy seal;
 tampering after our seal must fail; a failed chain is sealed with
 cv=fail; rejected mail is not sealed; configuration errors are refused.
+The set also reaches a spamd client: spamc's default mode (PROCESS) gets
+the message back with the set in its header, and it verifies.
 """
 import base64
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -207,8 +210,29 @@ def test_config():
         T.check("config %s: refused with %r" % (name, want), reply is None and want in err, err)
 
 
+def test_spamd_process():
+    """spamc PROCESS: the set is in the message spamc prints, and verifies."""
+    spamc = shutil.which("spamc") or "/usr/bin/spamc"
+    port = H.free_port()
+    cfg = "[arc]\nsign_domain = seal.example\nselector = rsa\nkey = %s\n" % KEYS["rsa"][0]
+    msg = A.BASE.replace(b"\r\n", b"\n")
+    with H.Daemon(workers=1, config=cfg, zone=U.zone_text(records()),
+                  listen=["127.0.0.1:%d" % H.free_port(), "spamd@127.0.0.1:%d" % port]):
+        p = subprocess.run([spamc, "-d", "127.0.0.1", "-p", str(port), "-t", "30"], input=msg,
+                           capture_output=True, timeout=60)
+    T.eq("spamc PROCESS: exit 0", p.returncode, 0)
+    out = p.stdout
+    head = out.split(b"\n\n", 1)[0]
+    for name in (b"ARC-Seal:", b"ARC-Message-Signature:", b"ARC-Authentication-Results:"):
+        T.check("spamc PROCESS: %s in the returned header" % name.decode(),
+                (b"\n" + name) in (b"\n" + head), head[:2000])
+    crlf = out.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    T.eq("spamc PROCESS: dkimpy verifies the set", dkimpy_cv(crlf)[0], "pass")
+    T.eq("spamc PROCESS: we verify the set", ours_cv(crlf), "pass")
+
+
 def main():
-    for fn in (test_first_set, test_chains, test_not_sealed, test_config):
+    for fn in (test_first_set, test_chains, test_not_sealed, test_config, test_spamd_process):
         T.run(fn)
     return T.finish()
 

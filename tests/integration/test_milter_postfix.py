@@ -15,7 +15,9 @@ to a small SMTP sink in this process, which keeps what it receives.
                                  per DMARC policy of reject.example
   DMARC pass                     delivered to the sink, with our
                                  Authentication-Results (authserv-id: the
-                                 MTA's myhostname, from the j macro)
+                                 MTA's myhostname, from the j macro) and
+                                 our ARC set (arc.sign_domain is set), which
+                                 dkimpy's arc_verify accepts
   spoof of a p=quarantine domain accepted into Postfix's hold queue
 Prints "N passed, N failed"; exits non-zero on failure."""
 import os
@@ -30,6 +32,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+import dkim_util  # noqa: E402
 
 T = harness.Tests("milter_postfix")
 POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
@@ -215,7 +218,35 @@ class Postfix:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def test_postfix(d, pf, sink):
+def seal_key(tmp):
+    """An RSA-2048 sealing key: (arc config text, its DNS record)."""
+    import base64
+    pem = subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
+                          "rsa_keygen_bits:2048"], capture_output=True, check=True).stdout
+    path = os.path.join(tmp, "seal.pem")
+    with open(path, "wb") as f:
+        f.write(pem)
+    der = subprocess.run(["openssl", "pkey", "-pubout", "-outform", "DER"], input=pem,
+                         capture_output=True, check=True).stdout
+    rec = "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode()
+    cfg = "[arc]\nsign_domain = receiver.test\nselector = seal\nkey = %s\n" % path
+    return cfg, "seal._domainkey.receiver.test. TXT %s\n" % dkim_util.txt_rdata(rec), rec
+
+
+def arc_cv(msg, rec):
+    """dkimpy's verdict on the ARC chain of a delivered message."""
+    try:
+        import dkim
+    except ImportError:
+        return "dkimpy missing"
+
+    def dnsfunc(name, timeout=5):
+        return rec.encode() if name.decode().rstrip(".") == "seal._domainkey.receiver.test" else None
+    cv, _, why = dkim.arc_verify(msg, dnsfunc=dnsfunc)
+    return (cv or b"none").decode().lower() + ("" if cv == b"pass" else " (%s)" % why)
+
+
+def test_postfix(d, pf, sink, seal_rec):
     # a spoof of a p=reject domain: refused at the end of DATA
     rc, out = swaks(pf.port, "x@spoofer.test", "Boss <ceo@reject.example>", "spoof",
                     "203.0.113.9")
@@ -240,6 +271,10 @@ def test_postfix(d, pf, sink):
     T.check("delivered: spf=pass for MAIL FROM pass.example from 192.0.2.10 (XCLIENT)",
             "spf=pass smtp.mailfrom=pass.example" in head, head)
     T.check("delivered: no X-Spam header on a clean message", "X-Spam" not in head, head)
+    T.check("delivered: our ARC set (i=1, d=receiver.test) in the header",
+            "ARC-Seal: i=1;" in head and "ARC-Message-Signature: i=1;" in head and
+            "ARC-Authentication-Results: i=1;" in head and "d=receiver.test" in head, head)
+    T.eq("delivered: dkimpy verifies our ARC set", arc_cv(sink.messages[-1], seal_rec), "pass")
 
     # p=quarantine: held in Postfix's hold queue
     rc, out = swaks(pf.port, "x@spoofer.test", "q@quar.example", "quarantine", "203.0.113.9")
@@ -259,17 +294,21 @@ def main():
     sink = Sink()
     threading.Thread(target=sink.serve_forever, daemon=True).start()
     http_port, milter_port = harness.free_port(), harness.free_port()
-    with harness.Daemon(workers=1, zone=ZONE, listen=["127.0.0.1:%d" % http_port,
-                                                       "milter@127.0.0.1:%d" % milter_port]) as d:
+    keydir = tempfile.mkdtemp(prefix="authscan-seal-")
+    seal_cfg, seal_zone, seal_rec = seal_key(keydir)
+    with harness.Daemon(workers=1, zone=ZONE + seal_zone, config=seal_cfg,
+                        listen=["127.0.0.1:%d" % http_port,
+                                "milter@127.0.0.1:%d" % milter_port]) as d:
         pf = Postfix(milter_port, sink.server_address[1])
         try:
             pf.start()
-            T.run(test_postfix, d, pf, sink)
+            T.run(test_postfix, d, pf, sink, seal_rec)
         finally:
             pf.stop()
             if T.failed:
                 print(pf.maillog()[-4000:])
             pf.cleanup()
+    shutil.rmtree(keydir, ignore_errors=True)
     sink.shutdown()
     return T.finish()
 
