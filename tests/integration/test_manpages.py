@@ -91,6 +91,12 @@ def test_conf_page():
         T.check("authscand.conf(5) has %s" % k, ("\n.B %s\n" % k) in text, k)
     for k in ("user", "group", "log.ident", "log.facility"):
         T.check("authscand.conf(5) has %s" % k, ("\n.B %s\n" % k) in text, k)
+    # one key of each section and plugin table, so that a table the
+    # generator stops finding fails here
+    for k in ("redis.servers", "lua.dir", "milter.reject_code", "spamd.trusted_networks",
+              "controller.password", "spf.trusted_relays", "dkim.min_rsa_bits",
+              "dmarc.discovery", "arc.sign_domain", "history.cache_ttl", "report.enabled"):
+        T.check("authscand.conf(5) has %s" % k, re.search(r"\n\.B (.*, )?%s(,|\n)" % re.escape(k), text), k)
 
 
 def test_render():
