@@ -53,15 +53,13 @@ static void *block_new(struct as_pool *p, size_t size)
     return b->data;
 }
 
-void *as_pool_alloc(struct as_pool *p, size_t size)
+/* Uninitialized memory, for the callers below that fill every byte they
+ * asked for (a message copy is kilobytes: zeroing it first is waste). */
+static void *pool_alloc_raw(struct as_pool *p, size_t size)
 {
     size = (size + POOL_ALIGN - 1) & ~(POOL_ALIGN - 1);
     if (size == 0) size = POOL_ALIGN;
-    if (size > p->chunk / 4) {
-        void *m = block_new(p, size);
-        memset(m, 0, size);
-        return m;
-    }
+    if (size > p->chunk / 4) return block_new(p, size);
     if (size > p->left) {
         p->cur = block_new(p, p->chunk);
         p->left = p->chunk;
@@ -69,20 +67,27 @@ void *as_pool_alloc(struct as_pool *p, size_t size)
     void *m = p->cur;
     p->cur += size;
     p->left -= size;
+    return m;
+}
+
+void *as_pool_alloc(struct as_pool *p, size_t size)
+{
+    void *m = pool_alloc_raw(p, size);
     memset(m, 0, size);
     return m;
 }
 
 void *as_pool_memdup(struct as_pool *p, const void *src, size_t n)
 {
-    void *m = as_pool_alloc(p, n);
+    char *m = pool_alloc_raw(p, n + 1);
     if (n) memcpy(m, src, n);
+    m[n] = '\0';   /* a copied message or field may be read as a C string */
     return m;
 }
 
 char *as_pool_strndup(struct as_pool *p, const char *s, size_t n)
 {
-    char *m = as_pool_alloc(p, n + 1);
+    char *m = pool_alloc_raw(p, n + 1);
     if (n) memcpy(m, s, n);
     m[n] = '\0';
     return m;
@@ -104,7 +109,7 @@ char *as_pool_vprintf(struct as_pool *p, const char *fmt, va_list ap)
     va_end(cp);
     if (n < 0) return as_pool_strdup(p, "");
     if ((size_t)n < sizeof tmp) return as_pool_strndup(p, tmp, (size_t)n);
-    char *m = as_pool_alloc(p, (size_t)n + 1);
+    char *m = pool_alloc_raw(p, (size_t)n + 1);
     vsnprintf(m, (size_t)n + 1, fmt, ap);
     return m;
 }

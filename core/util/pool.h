@@ -18,6 +18,7 @@ struct as_pool *as_pool_new(size_t chunk_size);   /* 0 = default (16 KiB) */
 void as_pool_destroy(struct as_pool *pool);
 size_t as_pool_allocated(const struct as_pool *pool); /* bytes obtained from malloc */
 char *as_pool_vprintf(struct as_pool *pool, const char *fmt, va_list ap);
+/* n bytes of p, followed by a NUL byte. */
 void *as_pool_memdup(struct as_pool *pool, const void *p, size_t n);
 
 #endif
