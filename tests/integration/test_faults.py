@@ -426,7 +426,8 @@ def row_slowloris():
         t0 = time.monotonic()
         firsts = {
             "http": (("127.0.0.1", d.port), b"POST /checkv2 HTTP/1.1\r\nHost: x\r\n" * 50),
-            "milter": (d.milter_addr, struct.pack(">I", 13) + b"O" + b"\0" * 12),
+            # an OPTNEG packet that never ends: 4000 bytes announced
+            "milter": (d.milter_addr, struct.pack(">I", 4000) + b"O" + b"\0" * 3999),
             "spamd": (("127.0.0.1", d.spamd_port), b"CHECK SPAMC/1.5\r\nUser: x\r\n" * 50),
         }
         threads = []
