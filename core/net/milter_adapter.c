@@ -70,6 +70,9 @@ struct milter_conn {
     int in_session;                 /* between CONNECT and QUIT/QUIT_NC */
     struct as_session *ss;          /* scan in flight: input waits */
     int resume;                     /* the timer fires to read what waited */
+    double quiet_since;             /* the last whole packet (or accept, or a verdict):
+                                       milter.timeout counts from it, so bytes
+                                       trickling in do not keep a connection */
 
     /* SMTP session */
     char *client_addr, *client_name, *helo;
@@ -389,6 +392,7 @@ static void scan_done(struct as_session *ss, void *arg)
     /* input that arrived during the scan is read from the timer, outside
      * the session's callback (the session ends after this returns) */
     mc->resume = 1;
+    mc->quiet_since = as_now();
     as_conn_timer_set(mc->c, 0.000001);
 }
 
@@ -634,6 +638,7 @@ static void milter_process(struct milter_conn *mc)
         int rc = dispatch(mc, cmd);
         if (rc < 0) return;
         evbuffer_drain(in, plen + 4);
+        mc->quiet_since = as_now();
     }
     if (mc->ss) return;
     if (as_conn_draining(mc->c) && as_conn_state(mc->c) == AS_CONN_IDLE &&
@@ -643,7 +648,8 @@ static void milter_process(struct milter_conn *mc)
         as_conn_close(mc->c);
         return;
     }
-    as_conn_timer_set(mc->c, mc->m->timeout);
+    double left = mc->m->timeout - (as_now() - mc->quiet_since);
+    as_conn_timer_set(mc->c, left > 0.001 ? left : 0.001);
 }
 
 /* ---------------------------------------------------------------- */
@@ -702,6 +708,7 @@ static void *milter_open(void *ps, struct as_conn *c)
     mc->m = m;
     mc->c = c;
     as_conn_read_limit(c, m->max_packet + 4);
+    mc->quiet_since = as_now();
     as_conn_timer_set(c, m->timeout);
     return mc;
 }

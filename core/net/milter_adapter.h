@@ -28,8 +28,9 @@
  *                with INSHEADER/CHGHEADER whenever the message is kept.
  * Bounds: packets up to the message size limit plus a margin, the message
  * up to limits.max_message_size (beyond it: accepted unscanned, logged),
- * at most MILTER_MAX_RCPTS recipients kept per message, an MTA silent for
- * milter.timeout is dropped, a malformed packet closes the connection
+ * at most MILTER_MAX_RCPTS recipients kept per message, an MTA that
+ * completes no packet for milter.timeout is dropped (silent, or trickling
+ * bytes: a slow-loris), a malformed packet closes the connection
  * with one log line.  See docs/protocol.md.
  */
 #ifndef AS_MILTER_ADAPTER_H

@@ -323,24 +323,23 @@ static int chain_has(char chain[][NS_MAXDNAME], int n, const char *name)
 /* Builds the answer for (name, type) from what libunbound returned.
  * Answer records count if their owner is the name or a CNAME target on
  * the chain starting at it (unbound follows CNAMEs and returns them all). */
-static struct dns_ans *ans_from_wire(const char *qname, uint16_t qtype, int rcode,
-                                     const void *pkt, int len)
+static void wire_answer(struct as_dns_answer *a, struct as_pool *pool, const char *qname,
+                        uint16_t qtype, int rcode, const void *pkt, int len)
 {
-    struct dns_ans *d = ans_new(qname, qtype, AS_DNS_SERVFAIL);
     if (rcode == ns_r_nxdomain && (!pkt || len <= 0)) {
-        d->a.status = AS_DNS_NXDOMAIN;
-        return d;
+        a->status = AS_DNS_NXDOMAIN;
+        return;
     }
-    if ((rcode != ns_r_noerror && rcode != ns_r_nxdomain) || !pkt || len <= 0) return d;
+    if ((rcode != ns_r_noerror && rcode != ns_r_nxdomain) || !pkt || len <= 0) return;
     ns_msg msg;
-    if (ns_initparse(pkt, len, &msg) < 0) return d;
+    if (ns_initparse(pkt, len, &msg) < 0) return;
     int prc = ns_msg_getflag(msg, ns_f_rcode);
     if (prc == ns_r_nxdomain) {
-        d->a.status = AS_DNS_NXDOMAIN;
-        d->a.ttl = wire_negative_ttl(&msg);
-        return d;
+        a->status = AS_DNS_NXDOMAIN;
+        a->ttl = wire_negative_ttl(&msg);
+        return;
     }
-    if (prc != ns_r_noerror) return d;
+    if (prc != ns_r_noerror) return;
 
     int an = ns_msg_count(msg, ns_s_an);
     char chain[DNS_MAX_CHAIN][NS_MAXDNAME];
@@ -351,11 +350,11 @@ static struct dns_ans *ans_from_wire(const char *qname, uint16_t qtype, int rcod
     while (grew && qtype != AS_DNS_CNAME) {
         grew = 0;
         for (int i = 0; i < an && nchain < DNS_MAX_CHAIN; i++) {
-            if (ns_parserr(&msg, ns_s_an, i, &rr) < 0) return d;
+            if (ns_parserr(&msg, ns_s_an, i, &rr) < 0) return;
             if (ns_rr_type(rr) != ns_t_cname || ns_rr_class(rr) != ns_c_in) continue;
             owner_name(&rr, owner, sizeof owner);
             if (!chain_has(chain, nchain, owner)) continue;
-            if (wire_name(&msg, ns_rr_rdata(rr), target, sizeof target) < 0) return d;
+            if (wire_name(&msg, ns_rr_rdata(rr), target, sizeof target) < 0) return;
             if (chain_has(chain, nchain, target)) continue;
             as_strlcpy(chain[nchain++], target, sizeof chain[0]);
             grew = 1;
@@ -363,33 +362,53 @@ static struct dns_ans *ans_from_wire(const char *qname, uint16_t qtype, int rcod
     }
     size_t count = 0;
     for (int i = 0; i < an; i++) {
-        if (ns_parserr(&msg, ns_s_an, i, &rr) < 0) return d;
+        if (ns_parserr(&msg, ns_s_an, i, &rr) < 0) return;
         if (ns_rr_type(rr) != qtype || ns_rr_class(rr) != ns_c_in) continue;
         owner_name(&rr, owner, sizeof owner);
         if (chain_has(chain, nchain, owner)) count++;
     }
     if (count == 0) {
-        d->a.status = AS_DNS_NODATA;
-        d->a.ttl = wire_negative_ttl(&msg);
-        return d;
+        a->status = AS_DNS_NODATA;
+        a->ttl = wire_negative_ttl(&msg);
+        return;
     }
-    struct as_dns_rr *rrs = as_pool_alloc(d->pool, count * sizeof *rrs);
+    struct as_dns_rr *rrs = as_pool_alloc(pool, count * sizeof *rrs);
     size_t k = 0;
     uint32_t ttl = UINT32_MAX;
     for (int i = 0; i < an && k < count; i++) {
-        if (ns_parserr(&msg, ns_s_an, i, &rr) < 0) return d;
+        if (ns_parserr(&msg, ns_s_an, i, &rr) < 0) return;
         if (ns_rr_type(rr) != qtype || ns_rr_class(rr) != ns_c_in) continue;
         owner_name(&rr, owner, sizeof owner);
         if (!chain_has(chain, nchain, owner)) continue;
-        if (wire_rdata(&msg, &rr, d->pool, &rrs[k]) < 0) return d;   /* malformed: SERVFAIL */
+        if (wire_rdata(&msg, &rr, pool, &rrs[k]) < 0) return;   /* malformed: SERVFAIL */
         if (rrs[k].ttl < ttl) ttl = rrs[k].ttl;
         k++;
     }
-    d->a.rr = rrs;
-    d->a.nrr = k;
-    d->a.ttl = ttl;
-    d->a.status = AS_DNS_OK;
+    a->rr = rrs;
+    a->nrr = k;
+    a->ttl = ttl;
+    a->status = AS_DNS_OK;
+}
+
+static struct dns_ans *ans_from_wire(const char *qname, uint16_t qtype, int rcode,
+                                     const void *pkt, int len)
+{
+    struct dns_ans *d = ans_new(qname, qtype, AS_DNS_SERVFAIL);
+    wire_answer(&d->a, d->pool, qname, qtype, rcode, pkt, len);
     return d;
+}
+
+enum as_dns_status as_dns_answer_from_wire(const char *qname, uint16_t qtype, int rcode,
+                                           const void *pkt, size_t len, struct as_pool *pool,
+                                           struct as_dns_answer *out)
+{
+    memset(out, 0, sizeof *out);
+    out->name = as_pool_strdup(pool, qname);
+    out->type = qtype;
+    out->status = AS_DNS_SERVFAIL;
+    if (len > 65535) return out->status;
+    wire_answer(out, pool, qname, qtype, rcode, pkt, (int)len);
+    return out->status;
 }
 
 /* ------------------------------------------------------------------ */

@@ -110,6 +110,16 @@ void as_resolver_note_budget_refusal(struct as_resolver *r);
 
 void as_resolver_get_stats(const struct as_resolver *r, struct as_resolver_stats *st);
 
+/* Reads a response packet as libunbound hands it over (rcode, wire data)
+ * into the answer for (qname, qtype): the code every online answer goes
+ * through, exposed for the fuzz target (tests/fuzz/fuzz_dns.c).  qname is
+ * normalized (as_dns_name_normalize).  A malformed packet or record is
+ * AS_DNS_SERVFAIL.  Name and records are allocated from pool.  Returns
+ * out->status. */
+enum as_dns_status as_dns_answer_from_wire(const char *qname, uint16_t qtype, int rcode,
+                                           const void *pkt, size_t len, struct as_pool *pool,
+                                           struct as_dns_answer *out);
+
 /* The resolver as a per-worker service (service.h): config keys under
  * "dns.", one resolver per engine, the task slot that holds pinned answers
  * and the budget, and the "dns" member of /stat. */

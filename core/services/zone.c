@@ -25,6 +25,10 @@
 #define ZONE_MAX_INCLUDE 8
 #define ZONE_MAX_CNAME   8
 #define ZONE_DEFAULT_TTL 3600   /* what nsd assumes without $TTL */
+/* A name as kept in the zone: presentation form with every octet that a
+ * query name cannot hold (blank, control, 8-bit, '\\', '.' inside a label)
+ * written as \DDD, so up to 4 characters per octet. */
+#define ZONE_KEY_MAX     (4 * AS_DNS_NAME_MAX)
 
 /* node flags */
 #define N_EXISTS   0x01u   /* has records, or a name below it has */
@@ -145,6 +149,8 @@ struct ztoken {
     size_t off, len;           /* into the record's text buffer */
     int quoted, escaped, line;
     const char *s;             /* resolved after the record is complete */
+    const char *raw;           /* the token as written (names need the escapes) */
+    size_t rawlen;
 };
 
 struct zfile {
@@ -156,9 +162,9 @@ struct zfile {
 
 struct zparse {
     struct as_zone *z;
-    char origin[AS_DNS_NAME_MAX + 2];
+    char origin[ZONE_KEY_MAX + 2];
     int have_origin;
-    char prev_owner[AS_DNS_NAME_MAX + 2];
+    char prev_owner[ZONE_KEY_MAX + 2];
     int have_prev;
     uint32_t default_ttl, last_ttl;
     int have_default_ttl, have_last_ttl;
@@ -180,6 +186,7 @@ static int zerr(struct zparse *p, const struct zfile *f, int line, const char *f
     return -1;
 }
 
+static int is_digit(char c) { return c >= '0' && c <= '9'; }
 static int is_blank(char c) { return c == ' ' || c == '\t' || c == '\r'; }
 static int is_delim(char c)
 {
@@ -262,6 +269,7 @@ static int read_record(struct zparse *p, struct zfile *f, struct sbuf *buf,
         memset(t, 0, sizeof *t);
         t->line = f->line;
         t->off = buf->len;
+        t->raw = f->text + f->pos;
         if (c == '"') {
             t->quoted = 1;
             f->pos++;
@@ -291,6 +299,7 @@ static int read_record(struct zparse *p, struct zfile *f, struct sbuf *buf,
             }
         }
         t->len = buf->len - t->off;
+        t->rawlen = (size_t)(f->text + f->pos - t->raw);
         sbuf_addc(buf, '\0');
     }
     if (f->pos - line_start > ZONE_MAX_LINE)
@@ -299,35 +308,85 @@ static int read_record(struct zparse *p, struct zfile *f, struct sbuf *buf,
     return *ntoks > 0;
 }
 
-/* Resolves a name token against the origin into out (no trailing dot;
- * "" is the root). */
+/* Appends one octet of a label to a zone key (see ZONE_KEY_MAX). */
+static size_t key_octet(char *out, size_t o, unsigned char c)
+{
+    if (c <= 0x20 || c >= 0x7f || c == '\\' || c == '.') {
+        snprintf(out + o, 5, "\\%03u", c);
+        return o + 4;
+    }
+    out[o] = (char)as_tolower(c);
+    return o + 1;
+}
+
+/* Resolves a name token against the origin into out[ZONE_KEY_MAX + 2]
+ * (no trailing dot; "" is the root).  RFC 1035 escapes are read from the
+ * token as written: "\." is a dot inside a label, "\032" a blank.  Names
+ * that a query name can spell come out as as_dns_name_normalize() writes
+ * them, so lookups find them; the others load (the file stays usable)
+ * but no query reaches them. */
 static int zone_name(struct zparse *p, const struct zfile *f, const struct ztoken *t,
                      char *out)
 {
-    char full[2 * AS_DNS_NAME_MAX + 8];
-    if (t->escaped || t->quoted)
-        return zerr(p, f, t->line, "escapes and quotes in names are not supported: '%s'",
-                    t->s);
-    if (strcmp(t->s, "@") == 0) {
+    const char *r = t->raw;
+    size_t n = t->rawlen;
+    if (t->quoted) return zerr(p, f, t->line, "a name cannot be quoted: '\"%s\"'", t->s);
+    if (n == 1 && r[0] == '@') {
         if (!p->have_origin) return zerr(p, f, t->line, "'@' used without $ORIGIN");
         strcpy(out, p->origin);
         return 0;
     }
-    if (strcmp(t->s, ".") == 0) {
+    if (n == 1 && r[0] == '.') {
         out[0] = '\0';
         return 0;
     }
-    if (t->len > AS_DNS_NAME_MAX + 1) return zerr(p, f, t->line, "name too long: '%s'", t->s);
-    if (t->s[t->len - 1] == '.') {
-        memcpy(full, t->s, t->len + 1);
-    } else {
-        if (!p->have_origin)
-            return zerr(p, f, t->line, "relative name '%s' without $ORIGIN", t->s);
-        if (p->origin[0]) snprintf(full, sizeof full, "%s.%s", t->s, p->origin);
-        else snprintf(full, sizeof full, "%s", t->s);
+    size_t o = 0, octets = 0, label = 0;
+    int absolute = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)r[i];
+        if (c == '.') {
+            if (label == 0) return zerr(p, f, t->line, "bad name '%.*s'", (int)n, r);
+            if (i + 1 == n) { absolute = 1; break; }
+            out[o++] = '.';
+            octets++;
+            label = 0;
+            continue;
+        }
+        if (c == '\\') {
+            /* checked here too: directive names are not tokenized */
+            if (i + 1 >= n) return zerr(p, f, t->line, "backslash at end of name");
+            if (is_digit(r[i + 1])) {
+                if (i + 3 >= n || !is_digit(r[i + 2]) || !is_digit(r[i + 3]))
+                    return zerr(p, f, t->line, "bad \\DDD escape in '%.*s'", (int)n, r);
+                int v = (r[i + 1] - '0') * 100 + (r[i + 2] - '0') * 10 + (r[i + 3] - '0');
+                if (v > 255) return zerr(p, f, t->line, "bad \\DDD escape (%d > 255)", v);
+                c = (unsigned char)v;
+                i += 3;
+            } else {
+                c = (unsigned char)r[++i];
+            }
+        }
+        if (++label > 63 || ++octets > AS_DNS_NAME_MAX)
+            return zerr(p, f, t->line, "name too long: '%.*s'", (int)n, r);
+        o = key_octet(out, o, c);
     }
-    if (as_dns_name_normalize(full, strlen(full), out) < 0)
-        return zerr(p, f, t->line, "bad name '%s'", t->s);
+    if (label == 0 && n > 0) return zerr(p, f, t->line, "bad name '%.*s'", (int)n, r);
+    if (!absolute) {
+        if (!p->have_origin)
+            return zerr(p, f, t->line, "relative name '%.*s' without $ORIGIN", (int)n, r);
+        if (p->origin[0]) {
+            /* the origin's octets: its key with each \DDD counted once */
+            size_t on = 1;
+            for (const char *c = p->origin; *c; c++, on++)
+                if (*c == '\\') c += 3;
+            if (octets + on > AS_DNS_NAME_MAX)
+                return zerr(p, f, t->line, "name too long: '%.*s'", (int)n, r);
+            out[o++] = '.';
+            strcpy(out + o, p->origin);
+            o += strlen(p->origin);
+        }
+    }
+    out[o] = '\0';
     return 0;
 }
 
@@ -403,7 +462,7 @@ static int zone_include(struct zparse *p, const struct zfile *f, struct ztoken *
     int saved_have = p->have_origin;
     memcpy(saved_origin, p->origin, sizeof saved_origin);
     if (n == 3) {
-        char o[AS_DNS_NAME_MAX + 2];
+        char o[ZONE_KEY_MAX + 2];
         if (zone_name(p, f, &toks[2], o) < 0) return -1;
         strcpy(p->origin, o);
         p->have_origin = 1;
@@ -456,8 +515,8 @@ static int zone_directive(struct zparse *p, const struct zfile *f, const char *t
     else return zerr(p, f, f->line, "unknown authscan directive '%s' (timeout, servfail)",
                      kind ? kind : "");
     if (!name || extra) return zerr(p, f, f->line, "authscan: %s needs one name", kind);
-    struct ztoken t = { 0, strlen(name), 0, 0, f->line, name };
-    char owner[AS_DNS_NAME_MAX + 2];
+    struct ztoken t = { 0, strlen(name), 0, 0, f->line, name, name, strlen(name) };
+    char owner[ZONE_KEY_MAX + 2];
     if (zone_name(p, f, &t, owner) < 0) return -1;
     node_get(p->z, owner)->flags |= flag;
     return 0;
@@ -538,7 +597,7 @@ static int zone_record(struct zparse *p, const struct zfile *f, struct ztoken *t
         const char *d = toks[0].s;
         if (as_strcaseeq(d, "$ORIGIN")) {
             if (n != 2) return zerr(p, f, toks[0].line, "$ORIGIN needs one name");
-            char o[AS_DNS_NAME_MAX + 2];
+            char o[ZONE_KEY_MAX + 2];
             if (zone_name(p, f, &toks[1], o) < 0) return -1;
             strcpy(p->origin, o);
             p->have_origin = 1;
@@ -554,7 +613,7 @@ static int zone_record(struct zparse *p, const struct zfile *f, struct ztoken *t
         return zerr(p, f, toks[0].line, "unknown directive '%s'", d);
     }
 
-    char owner[AS_DNS_NAME_MAX + 2];
+    char owner[ZONE_KEY_MAX + 2];
     int line = toks[0].line;
     if (owner_blank) {
         if (!p->have_prev) return zerr(p, f, line, "no owner name and no previous record");
@@ -623,7 +682,7 @@ static int zone_record(struct zparse *p, const struct zfile *f, struct ztoken *t
     memset(&rr, 0, sizeof rr);
     rr.type = zt->type;
     rr.ttl = ttl;
-    char target[AS_DNS_NAME_MAX + 2];
+    char target[ZONE_KEY_MAX + 2];
     unsigned long num;
     switch (zt->type) {
     case AS_DNS_A:
@@ -787,7 +846,7 @@ static const struct zone_node *node_existing(const struct as_zone *z, const char
 /* RFC 4592: the wildcard at the closest encloser, if there is one. */
 static const struct zone_node *zone_wildcard(const struct as_zone *z, const char *name)
 {
-    char wild[AS_DNS_NAME_MAX + 4];
+    char wild[ZONE_KEY_MAX + 4];
     for (const char *s = name_parent(name); s; s = name_parent(s)) {
         if (*s && !node_existing(z, s)) continue;
         snprintf(wild, sizeof wild, *s ? "*.%s" : "*", s);

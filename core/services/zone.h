@@ -12,8 +12,12 @@
  *   parentheses spanning lines; ';' comments; quoted strings with \" \\
  *   \DDD escapes.  Types with data: A, AAAA, MX, PTR, CNAME, NS, SOA, TXT,
  *   SPF.  Other well-known types (SRV, CAA, DS, TLSA, ...) are accepted and
- *   make their owner name exist, but their data is not kept.  Escapes in
- *   owner/target names are not supported (an error).
+ *   make their owner name exist, but their data is not kept.  Names take
+ *   RFC 1035 escapes too ("\\." a dot inside a label, "\\032" a blank,
+ *   "\\X" the character X); lengths count octets.  A name holding an
+ *   octet no query name can (see as_dns_name_normalize) loads, so the rest
+ *   of the file is usable, but no lookup reaches it; as a CNAME/MX/PTR
+ *   target it is returned with those octets written \\DDD.
  *
  * Lookup semantics (those of an authoritative server):
  *   - a name with records of the type: AS_DNS_OK;

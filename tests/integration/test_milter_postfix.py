@@ -281,6 +281,11 @@ def test_postfix(d, pf, sink, seal_rec):
     T.check("p=quarantine: accepted by the MTA (250)", rc == 0, out[-1500:])
     harness.wait_for(lambda: pf.hold(), 30, what="a file in the hold queue")
     T.eq("p=quarantine: one message in Postfix's hold queue", len(pf.hold()), 1)
+    # postlogd writes the maillog after cleanup moved the file: wait for it
+    try:
+        harness.wait_for(lambda: "milter-hold" in pf.maillog(), 30, what="the milter-hold line")
+    except TimeoutError:
+        pass
     log = pf.maillog()
     T.check("maillog: milter-hold by authscand", "milter-hold" in log, log[-2000:])
     d.wait_log(r'action="quarantine"')

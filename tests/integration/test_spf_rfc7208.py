@@ -40,9 +40,8 @@ SYMBOL_RESULT = {
     "R_SPF_PERMFAIL": "permerror", "R_SPF_NA": "none",
 }
 
-# Owner names with blanks cannot be written in a master file without
-# escapes (unsupported by the zone loader) and are refused by the resolver
-# as query names; the case passes in process.
+# Owner names with blanks load from a master file (as \032) but are
+# refused by the resolver as query names; the case passes in process.
 NOT_EXPRESSIBLE = {"macro-mania-in-domain"}
 # The suite's fake DNS follows one CNAME and then answers NODATA; the
 # core's zone mode (like a real resolver) answers a CNAME loop with

@@ -19,6 +19,7 @@
 #include "check.h"
 #include "util/config.h"
 #include "services/dns.h"
+#include "util/pool.h"
 #include "util/util.h"
 
 static struct event_base *base;
@@ -600,11 +601,56 @@ static void test_config(void)
     CHECK(strstr(err, "timeout") != NULL);
 }
 
+/* The reader of response packets (as_dns_answer_from_wire), on packets
+ * built by hand: a CNAME chain to a two-string TXT, a negative answer with
+ * its SOA, and every cut of the first packet (SERVFAIL, never a crash). */
+static void test_wire(void)
+{
+    static const unsigned char pkt[] = {
+        0x12, 0x34, 0x81, 0x80, 0, 1, 0, 2, 0, 0, 0, 0,
+        3, 'w', 'w', 'w', 7, 'e', 'x', 'a', 'm', 'p', 'l', 'e', 0, 0, 16, 0, 1,
+        /* www.example CNAME t.example */
+        0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 60, 0, 4, 1, 't', 0xc0, 16,
+        /* t.example TXT "ab" "c" */
+        0xc0, 41, 0, 16, 0, 1, 0, 0, 0, 30, 0, 5, 2, 'a', 'b', 1, 'c',
+    };
+    struct as_pool *pool = as_pool_new(0);
+    struct as_dns_answer a;
+    CHECK_INT(as_dns_answer_from_wire("www.example", 16, 0, pkt, sizeof pkt, pool, &a), AS_DNS_OK);
+    CHECK_INT(a.nrr, 1);
+    if (a.nrr == 1) {
+        CHECK_INT(a.rr[0].d.txt.nstrings, 2);
+        CHECK_STR(a.rr[0].d.txt.joined.ptr, "abc");
+        CHECK_INT(a.ttl, 30);
+    }
+    CHECK_INT(as_dns_answer_from_wire("www.example", 5, 0, pkt, sizeof pkt, pool, &a), AS_DNS_OK);
+    if (a.nrr == 1) CHECK_STR(a.rr[0].d.name, "t.example");
+    CHECK_INT(as_dns_answer_from_wire("www.example", 1, 0, pkt, sizeof pkt, pool, &a),
+              AS_DNS_NODATA);
+    int cut_ok = 1;
+    for (size_t n = 0; n < sizeof pkt; n++) {
+        enum as_dns_status st = as_dns_answer_from_wire("www.example", 16, 0, pkt, n, pool, &a);
+        if (st == AS_DNS_OK) cut_ok = 0;
+    }
+    CHECK(cut_ok);
+    /* the TXT rdata claims more than it holds */
+    unsigned char bad[sizeof pkt];
+    memcpy(bad, pkt, sizeof pkt);
+    bad[sizeof pkt - 5] = 9;
+    CHECK_INT(as_dns_answer_from_wire("www.example", 16, 0, bad, sizeof bad, pool, &a),
+              AS_DNS_SERVFAIL);
+    CHECK_INT(as_dns_answer_from_wire("www.example", 16, 2, pkt, sizeof pkt, pool, &a),
+              AS_DNS_SERVFAIL);
+    CHECK_INT(as_dns_answer_from_wire("www.example", 16, 3, NULL, 0, pool, &a), AS_DNS_NXDOMAIN);
+    as_pool_destroy(pool);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     base = event_base_new();
     test_config();
+    test_wire();
     test_offline_directives();
     if (nsd_start() < 0) {
         fprintf(stderr, "cannot start nsd through integration/nsd.py\n");

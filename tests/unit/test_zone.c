@@ -201,8 +201,7 @@ static void test_constructs(void)
     /* the last line has an unquoted owner made of a quoted string: reject */
     struct as_zone *z = parse(text, err, sizeof err);
     CHECK(z == NULL);
-    CHECK_STR(err, "t.zone:16: escapes and quotes in names are not supported: "
-                   "'quoted-owner-is-ok'");
+    CHECK_STR(err, "t.zone:16: a name cannot be quoted: '\"quoted-owner-is-ok\"'");
     as_zone_free(z);
 
     const char *good_end = strstr(text, "\"quoted");
@@ -334,13 +333,91 @@ static const struct bad_case bad_cases[] = {
     { "$ORIGIN\n", "t.zone:1: $ORIGIN needs one name" },
     { "$FOO bar\n", "t.zone:1: unknown directive '$FOO'" },
     { "a TXT \"\\999\"\n", "t.zone:1: bad \\DDD escape (999 > 255)" },
-    { "a\\.b A 1.2.3.4\n", "t.zone:1: escapes and quotes in names are not supported: 'a.b'" },
+    { "a\\", "t.zone:1: backslash at end of line" },
+    { "a\\12 A 1.2.3.4\n", "t.zone:1: bad \\DDD escape" },
+    { "a\\256 A 1.2.3.4\n", "t.zone:1: bad \\DDD escape (256 > 255)" },
+    { "; authscan: timeout a\\\n", "t.zone:1: backslash at end of name" },
+    { "; authscan: timeout a\\1\n", "t.zone:1: bad \\DDD escape in 'a\\1'" },
+    { "\\...b A 1.2.3.4\n", "t.zone:1: bad name '\\...b'" },
     { "@ SOA ns hm 1 2 3 4\n", "t.zone:1: SOA record needs 7 fields, got 6" },
     { "@ SOA ns hm x 2 3 4 5\n", "t.zone:1: bad SOA serial 'x'" },
     { "; authscan: slowly a\n", "t.zone:1: unknown authscan directive 'slowly' (timeout, servfail)" },
     { "\n; authscan: timeout\n", "t.zone:2: authscan: timeout needs one name" },
     { "a TXT \"x\0y\"\n", "t.zone:1: unterminated quoted string" },  /* text ends at NUL */
 };
+
+/* RFC 1035 escapes in names: "\\." is a dot inside a label, "\\032" a
+ * blank.  A file with such names loads; names a query can spell answer. */
+static void test_escapes(void)
+{
+    char err[512] = "";
+    const char *text =
+        "a\\032b TXT \"escaped space\"\n"
+        "dot\\.inside A 10.0.0.1\n"
+        "\\065Bc A 10.0.0.2\n"
+        "x\\(y TXT semi\\;colon\n"
+        "t TXT v=spf1\\032-all \"q\\\"uote\"\n"
+        "c CNAME tgt\\032x\n"
+        "$ORIGIN sp\\032ace.example.\n"
+        "in A 10.0.0.3\n"
+        "$ORIGIN example.\n"
+        "plain A 10.0.0.4\n";
+    struct as_zone *z = parse(text, err, sizeof err);
+    CHECK(z != NULL);
+    if (!z) { fprintf(stderr, "%s\n", err); return; }
+    CHECK_INT(as_zone_record_count(z), 8);
+    /* a query name cannot hold a blank: refused, the rest of the file answers */
+    CHECK_INT(look(z, "a b.example", 16)->status, AS_DNS_BADNAME);
+    CHECK_INT(look(z, "plain.example", 1)->status, AS_DNS_OK);
+    /* "\\." does not split labels */
+    CHECK_INT(look(z, "inside.example", 1)->status, AS_DNS_NXDOMAIN);
+    CHECK_INT(look(z, "dot.inside.example", 1)->status, AS_DNS_NXDOMAIN);
+    /* an escaped ordinary character is that character, case-folded */
+    CHECK_STR(ip4(&look(z, "abc.example", 1)->rr[0]), "10.0.0.2");
+    const struct as_dns_answer *a = look(z, "x(y.example", 16);
+    CHECK_INT(a->status, AS_DNS_OK);
+    if (a->nrr) CHECK_STR(a->rr[0].d.txt.joined.ptr, "semi;colon");
+    a = look(z, "t.example", 16);
+    CHECK_INT(a->status, AS_DNS_OK);
+    if (a->nrr) {
+        CHECK_INT(a->rr[0].d.txt.nstrings, 2);
+        CHECK_STR(a->rr[0].d.txt.strings[0].ptr, "v=spf1 -all");
+        CHECK_STR(a->rr[0].d.txt.strings[1].ptr, "q\"uote");
+    }
+    /* a target no query can reach: the CNAME is kept, following it ends */
+    a = look(z, "c.example", 5);
+    CHECK_INT(a->status, AS_DNS_OK);
+    if (a->nrr) CHECK_STR(a->rr[0].d.name, "tgt\\032x.example");
+    CHECK_INT(look(z, "c.example", 1)->status, AS_DNS_NXDOMAIN);
+    /* the escaped origin made "example" exist: the rest is unchanged */
+    CHECK_INT(look(z, "example", 1)->status, AS_DNS_NODATA);
+    as_zone_free(z);
+
+    /* length counts octets, not the characters of their escapes: four
+     * labels of 63 escaped octets (255) are too long, 63+63+63+61 fit */
+    char name[1200];
+    size_t o = 0;
+    for (int l = 0; l < 4; l++) {
+        for (int k = 0; k < (l == 3 ? 61 : 63); k++) o += (size_t)sprintf(name + o, "\\%03d", 32);
+        name[o++] = '.';
+    }
+    snprintf(name + o, sizeof name - o, " A 10.0.0.9\n");
+    z = as_zone_parse("t.zone", name, strlen(name), ".", err, sizeof err);
+    CHECK(z != NULL);
+    if (!z) fprintf(stderr, "%s\n", err);
+    as_zone_free(z);
+    char *last = strstr(name, ". A ");
+    memmove(last + 8, last, strlen(last) + 1);
+    memcpy(last, "\\032\\032", 8);
+    z = as_zone_parse("t.zone", name, strlen(name), ".", err, sizeof err);
+    CHECK(z == NULL);
+    CHECK(strncmp(err, "t.zone:1: name too long: '\\032", 30) == 0);
+    as_zone_free(z);
+    /* the same through a relative name and the origin */
+    z = parse("a\\032b\\032c A 10.0.0.1\n", err, sizeof err);
+    CHECK(z != NULL);
+    as_zone_free(z);
+}
 
 static void test_malformed(void)
 {
@@ -403,6 +480,7 @@ int main(void)
     test_test_zone_file();
     test_constructs();
     test_include();
+    test_escapes();
     test_malformed();
     as_pool_destroy(P);
     return check_done();
