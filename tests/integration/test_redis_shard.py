@@ -8,6 +8,8 @@ redis-servers and `authscan report`:
     finalizer, 160 points per shard named "<server as written>#<i>"), on no
     other; the per-day report index on the shard of "report:"; the three
     shards share the domains about evenly;
+  - the controller's API walks every shard (/api/v1/domains lists the
+    domains of all three; /api/v1/domain reads a domain on another shard);
   - `authscan report aggregate` reads each policy domain's counters from
     its shard: one report per policy domain with the right counts;
   - one shard stopped (SIGKILL) under load: every scan answered 200; the
@@ -25,6 +27,7 @@ import calendar
 import concurrent.futures
 import glob
 import gzip
+import json
 import os
 import re
 import subprocess
@@ -40,6 +43,7 @@ T = harness.Tests("redis_shard")
 GOOD_IP = "192.0.2.10"
 NPOL = 48          # policy domains p<i>.example, with DMARC and rua
 NLOAD = 120        # domains q<i>.example scanned while a shard is down
+CP = []            # the controller's port
 REPORT_CONF = ("report.enabled = yes\nreport.org_name = Receiver Test Org\n"
                "report.email = dmarc-reports@receiver.test\nreport.domain = receiver.test\n")
 
@@ -118,9 +122,14 @@ def wait_keys(servers, keys, timeout=15.0):
 
 
 def report_cmd(d, tmp, out):
+    """authscan report with the daemon's config, less its controller keys."""
+    conf = os.path.join(tmp, "report.conf")
+    with open(conf, "w") as f:
+        f.write("".join(line for line in d.config_text.splitlines(True)
+                        if not line.startswith("controller.")))
     date = time.strftime("%Y-%m-%d", time.gmtime())
     cmd = [harness.AUTHSCAN, "report", "aggregate", "--date", date, "--out", out,
-           "-c", d.config_path, "--dns-zone", d.zone_path]
+           "-c", conf, "--dns-zone", d.zone_path]
     return subprocess.run(cmd, capture_output=True, timeout=120, encoding="utf-8",
                           errors="backslashreplace")
 
@@ -166,6 +175,19 @@ def shards(servers, d, ring, tmp):
     st = d.stat()["redis"]
     T.check("/stat: 3 shards, all up in both workers", st.get("shards") == 3 and
             st.get("shards_up") == 6 and st.get("state") == "up", st)
+
+    # the controller walks every shard
+    st_, _, raw = harness.http_request("127.0.0.1", CP[0], "GET", "/api/v1/domains", None,
+                                       {"Password": "pw"})
+    got = {x["domain"] for x in json.loads(raw).get("domains", [])} if st_ == 200 else raw
+    T.eq("controller: /api/v1/domains lists the domains of all shards", got, set(pols))
+    far = next(p_ for p_ in pols if ring.shard(p_) != 0)
+    st_, _, raw = harness.http_request("127.0.0.1", CP[0], "GET", "/api/v1/domain?domain=" + far,
+                                       None, {"Password": "pw"})
+    got = json.loads(raw) if st_ == 200 else {}
+    T.check("controller: /api/v1/domain of a domain on shard %d: its history and source"
+            % ring.shard(far), got.get("sources_seen") == 1 and
+            (got.get("history") or {}).get("dp", 0) >= 2, (st_, raw[:300]))
 
     out = os.path.join(tmp, "all-up")
     os.mkdir(out)
@@ -239,7 +261,11 @@ def main():
             ring = Ring(names)
             config = ("redis.servers = %s\nredis.timeout = 300ms\nhistory.cache_ttl = 0\n"
                       % ", ".join(names)) + REPORT_CONF
-            with harness.Daemon(workers=2, config=config, zone=zone()) as d:
+            config += "controller.password = pw\n"
+            CP.append(harness.free_port())
+            with harness.Daemon(workers=2, config=config, zone=zone(),
+                                listen=["127.0.0.1:%d" % harness.free_port(),
+                                        "controller@127.0.0.1:%d" % CP[0]]) as d:
                 T.run(shards, servers, d, ring, tmp)
                 T.check("no sanitizer report", "Sanitizer" not in d.log() and
                         "runtime error" not in d.log(), d.log()[-2000:])
