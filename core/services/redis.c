@@ -1341,7 +1341,7 @@ struct as_redis_req *as_redis_submit(struct as_redis *r, size_t argc, const char
                                      const size_t *argvlen, as_redis_done_fn cb, void *arg)
 {
     if (!r || !r->nshards || !argv_ok(argc, argv)) return NULL;
-    size_t shard = as_redis_ring_route(r->ring, argc, argv, argvlen);
+    size_t shard = r->nshards == 1 ? 0 : as_redis_ring_route(r->ring, argc, argv, argvlen);
     return shard_submit(&r->shards[shard], argc, argv, argvlen, cb, arg);
 }
 

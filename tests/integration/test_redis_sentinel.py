@@ -15,13 +15,20 @@ daemon, a real master + replica and three real sentinels
     died, at most 1 %, and never more than the daemon counted
     (dropped_writes) plus one write per client thread and worker;
   - /stat: redis up again, switches counted, the log names the move;
+  - `authscan report aggregate` asks the sentinels for the master too: the
+    report rows written before (replicated) and after the failover are
+    all in example.com's report;
   - a sentinel that does not know the master name: reads fail open, the
     log says which sentinel said what.
 Prints "N passed, N failed"; exits non-zero on failure."""
 import concurrent.futures
+import glob
+import gzip
 import os
 import re
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -33,7 +40,10 @@ T = harness.Tests("redis_sentinel")
 ZONE = """$ORIGIN .
 $TTL 300
 example.com. TXT "v=spf1 ip4:192.0.2.0/24 -all"
+_dmarc.example.com. TXT "v=DMARC1; p=none; rua=mailto:agg@example.com"
 """
+REPORT_CONF = ("report.enabled = yes\nreport.org_name = Receiver Test Org\n"
+               "report.email = dmarc-reports@receiver.test\nreport.domain = receiver.test\n")
 NAME = "authscan-master"
 THREADS = 8
 
@@ -43,8 +53,8 @@ def message(frm, n):
             "Message-ID: <s%d@test>\r\n\r\nhi\r\n" % (frm, n, n)).encode()
 
 
-def scan(d, n, timeout=30.0):
-    addr = "u@s%d.example" % n
+def scan(d, n, timeout=30.0, domain=None):
+    addr = "u@%s" % (domain or "s%d.example" % n)
     return d.checkv2(message(addr, n), headers={"IP": "192.0.2.1", "From": addr,
                                                "Helo": "mail.test"}, timeout=timeout)
 
@@ -117,6 +127,16 @@ def failover(master, replica, sentinels, d):
     harness.wait_for(lambda: replica.cmd("EXISTS", key(1000000)) == 1, 10,
                      what="the write on the replica")
     T.check("before: /stat redis up", d.stat()["redis"].get("state") == "up", d.stat())
+    # two DMARC report rows of example.com, replicated before the kill
+    day = time.strftime("%Y%m%d", time.gmtime())
+    rows = "as:{example.com}rr:%s" % day
+    for n in (1, 2):
+        T.eq("before: example.com scan %d" % n, scan(d, 3000000 + n, domain="example.com")[0], 200)
+
+    def replicated():
+        h = replica.cmd("HGETALL", rows) or []
+        return sum(int(h[i + 1]) for i in range(0, len(h), 2)) == 2
+    harness.wait_for(replicated, 10, what="the report rows on the replica")
     switches0 = d.stat()["redis"].get("switches", 0)
 
     with Load(d) as load:
@@ -175,6 +195,26 @@ def failover(master, replica, sentinels, d):
     harness.wait_for(lambda: replica.cmd("EXISTS", key(2000000)) == 1, 10,
                      what="a write on the new master")
 
+    # authscan report asks the sentinels too: the new master has all four rows
+    for n in (3, 4):
+        T.eq("after: example.com scan %d" % n, scan(d, 3000000 + n, domain="example.com")[0], 200)
+    harness.wait_for(lambda: sum(int(x) for x in (replica.cmd("HVALS", rows) or [])) == 4, 10,
+                     what="the report rows on the new master")
+    with tempfile.TemporaryDirectory(prefix="authscan-sentinel-report-") as out:
+        p = subprocess.run([harness.AUTHSCAN, "report", "aggregate", "--date",
+                            time.strftime("%Y-%m-%d", time.gmtime()), "--out", out,
+                            "-c", d.config_path, "--dns-zone", d.zone_path],
+                           capture_output=True, timeout=120, encoding="utf-8",
+                           errors="backslashreplace")
+        T.eq("report via the sentinels: exit status (stderr %s)" % p.stderr[-500:],
+             p.returncode, 0)
+        counts = []
+        for path in glob.glob(os.path.join(out, "*example.com*.xml.gz")):
+            with gzip.open(path) as f:
+                counts.append(sum(int(c) for c in re.findall(r"<count>(\d+)</count>",
+                                                             f.read().decode())))
+        T.eq("report via the sentinels: example.com's report counts", counts, [4])
+
 
 def unknown_name(sentinels):
     config = ("redis.sentinels = %s\nredis.master_name = no-such-master\n"
@@ -200,7 +240,7 @@ def main():
             wait_topology(sentinels)
             config = ("redis.sentinels = %s\nredis.master_name = %s\nredis.timeout = 300ms\n"
                       "redis.queue_max = 100000\nhistory.cache_ttl = 0\n" % (
-                          ", ".join(s.address for s in sentinels), NAME))
+                          ", ".join(s.address for s in sentinels), NAME)) + REPORT_CONF
             with harness.Daemon(workers=2, config=config, zone=ZONE) as d:
                 T.run(failover, master, replica, sentinels, d)
                 T.check("no sanitizer report", "Sanitizer" not in d.log() and
