@@ -884,8 +884,8 @@ static void shard_set_master(struct redis_shard *s, const char *host, int port, 
     if (!same) {
         if (s->have_addr) {
             r->st.switches++;
-            as_log(AS_LOG_NOTICE, "redis: master '%s' moved from %s:%d to %s:%d", s->name,
-                   s->host, s->port, host, port);
+            as_log(AS_LOG_NOTICE, "redis: master '%s' moved from %s:%d to %s:%d (%s)", s->name,
+                   s->host, s->port, host, port, moved ? "+switch-master" : "a sentinel's answer");
         }
         as_strlcpy(s->host, host, sizeof s->host);
         s->port = port;

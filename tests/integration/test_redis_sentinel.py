@@ -8,7 +8,8 @@ daemon, a real master + replica and three real sentinels
   - failover under load: a client loop scans all along (8 threads, a new
     From domain per scan: one history write each); the master is killed
     (SIGKILL).  Every scan is answered 200 (zero failed requests); writes
-    land on the new master within seconds (+switch-master is followed);
+    land on the new master within seconds of its promotion (+switch-master
+    is followed);
     the counter loss (scans whose write is missing on the new master) is
     measured and printed: with a write queue large enough for the
     failover (redis.queue_max) it is what was on the wire when the master
@@ -146,7 +147,7 @@ def failover(master, replica, sentinels, d):
         master.kill()
         # writes resume: the replica is master and gets keys it did not have
         t_promoted = t_resumed = None
-        while time.monotonic() - t_kill < 20:
+        while time.monotonic() - t_kill < 40:
             if t_promoted is None and role(replica) == "master":
                 t_promoted = time.monotonic()
             if t_promoted is not None and replica.cmd("DBSIZE") > base:
@@ -160,10 +161,16 @@ def failover(master, replica, sentinels, d):
     T.check("failover: the replica was promoted", t_promoted is not None, role(replica))
     T.check("failover: writes landed on the new master", t_resumed is not None)
     if t_resumed is not None:
-        resume = t_resumed - t_kill
         harness.log("failover: promoted %.2fs after the kill, writes resumed %.2fs after it"
-                    % (t_promoted - t_kill, resume))
-        T.check("failover: writes resumed within 10 s (got %.2fs)" % resume, resume < 10)
+                    % (t_promoted - t_kill, t_resumed - t_kill))
+        # Sentinel's part (down-after 1 s, the vote, the promotion) takes
+        # longer when a loaded machine makes a vote fail and retry; ours,
+        # from the promotion to writes landing, is +switch-master (sentinel
+        # publishes it once the replica reports its new role) and a connect.
+        T.check("failover: promoted within 30 s of the kill (got %.2fs)" % (
+            t_promoted - t_kill), t_promoted - t_kill < 30)
+        T.check("failover: writes resumed within 5 s of the promotion (got %.2fs)" % (
+            t_resumed - t_promoted), t_resumed - t_promoted < 5)
 
     # counter loss: every scan wrote its own key
     def settled():
@@ -190,6 +197,8 @@ def failover(master, replica, sentinels, d):
     T.check("failover: the log names the new master",
             re.search(r"master '%s' moved from 127\.0\.0\.1:%d to 127\.0\.0\.1:%d" % (
                 NAME, master.port, replica.port), d.log()) is not None, d.log()[-3000:])
+    harness.log("failover: followed by %s" % ", ".join(
+        re.findall(r"moved from \S+ to \S+ \(([^)]*)\)", d.log())))
     st, _ = scan(d, 2000000)
     T.eq("after: scan status", st, 200)
     harness.wait_for(lambda: replica.cmd("EXISTS", key(2000000)) == 1, 10,
