@@ -828,7 +828,7 @@ class RedisSentinel(RedisServer):
             s.cmd("SENTINEL", "get-master-addr-by-name", "mymaster")"""
 
     def __init__(self, master_name, master_port, quorum=2, down_after_ms=1000,
-                 failover_timeout_ms=2000):
+                 failover_timeout_ms=4000):
         super().__init__()
         self.master_name = master_name
         self.master_port = master_port

@@ -19,6 +19,9 @@ daemon, a real master + replica and three real sentinels
   - `authscan report aggregate` asks the sentinels for the master too: the
     report rows written before (replicated) and after the failover are
     all in example.com's report;
+  - switchover: the old master back (a replica now), SENTINEL FAILOVER
+    under load: zero failed requests, writes move to it within seconds of
+    its promotion, the demoted one (alive: READONLY) takes none after;
   - a sentinel that does not know the master name: reads fail open, the
     log says which sentinel said what.
 Prints "N passed, N failed"; exits non-zero on failure."""
@@ -225,6 +228,63 @@ def failover(master, replica, sentinels, d):
         T.eq("report via the sentinels: example.com's report counts", counts, [4])
 
 
+def switchover(master, replica, sentinels, d):
+    """The old master back (as a replica), then SENTINEL FAILOVER under
+    load: the master being demoted is alive, so connections to it see
+    READONLY (or +switch-master first): either way writes move to it."""
+    master.start()   # empty; the sentinels make it a replica of the new master
+    harness.wait_for(lambda: role(master) == "slave" and b"master_link_status:up" in
+                     master.cmd("INFO", "replication"), 30, what="the old master as replica")
+
+    def healthy():
+        for s in sentinels:
+            reps = s.cmd("SENTINEL", "replicas", NAME)
+            ok = [r for r in reps if b"127.0.0.1" in r and
+                  str(master.port).encode() in r and b"s_down" not in b" ".join(r)]
+            if not ok:
+                return False
+        return True
+    harness.wait_for(healthy, 30, interval=0.2, what="the sentinels to see the replica")
+    switches0 = d.stat()["redis"].get("switches", 0)
+    with Load(d) as load:
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        sentinels[0].cmd("SENTINEL", "FAILOVER", NAME)
+        # done when the sentinels name it (a promotion sentinel gives up
+        # on turns it back into a replica)
+        harness.wait_for(lambda: role(master) == "master", 30, what="the switchover")
+        t_promoted = time.monotonic()
+        harness.wait_for(lambda: sentinels[0].cmd("SENTINEL", "get-master-addr-by-name", NAME)
+                         == [b"127.0.0.1", str(master.port).encode()], 30,
+                         what="the sentinels to name the switched-to master")
+
+        def landed():
+            with load.lock:
+                later = [n for n, t, st in load.results if t > t_promoted and st == 200]
+            return any(master.cmd("EXISTS", key(n)) == 1 for n in later[-20:])
+        harness.wait_for(landed, 15, what="writes on the switched-to master")
+        t_landed = time.monotonic()
+        time.sleep(0.5)
+    results = load.results
+    harness.log("switchover: %d scans, promoted %.2fs after SENTINEL FAILOVER, writes there "
+                "%.2fs after" % (len(results), t_promoted - t0, t_landed - t0))
+    T.eq("switchover under load: failed requests (of %d)" % len(results),
+         [(n, st) for n, _, st in results if st != 200], [])
+    T.check("switchover: writes there within 5 s of the promotion (got %.2fs)" % (
+        t_landed - t_promoted), t_landed - t_promoted < 5)
+    late = [n for n, _, st in sorted(results)[-50:] if master.cmd("EXISTS", key(n)) != 1]
+    T.eq("switchover: the last 50 writes on the new master (missing)", late, [])
+    rs = d.stat()["redis"]
+    T.check("switchover: /stat switches counted (%d -> %d)" % (switches0, rs.get("switches", 0)),
+            rs.get("switches", 0) > switches0,
+            "\n".join(line for line in d.log().splitlines() if "redis" in line)[-3000:])
+    harness.log("switchover: followed by %s; %d writes lost in both phases (dropped_writes: "
+                "on the wire at the kill, refused READONLY at the switchover)" % (
+        ", ".join(re.findall(r"moved from \S+ to \S+ \(([^)]*)\)", d.log())[2:]),
+        rs.get("dropped_writes", 0)))
+    T.check("switchover: nothing queued, up", rs.get("state") == "up", rs)
+
+
 def unknown_name(sentinels):
     config = ("redis.sentinels = %s\nredis.master_name = no-such-master\n"
               "redis.timeout = 300ms\n" % ", ".join(s.address for s in sentinels))
@@ -252,6 +312,7 @@ def main():
                           ", ".join(s.address for s in sentinels), NAME)) + REPORT_CONF
             with harness.Daemon(workers=2, config=config, zone=ZONE) as d:
                 T.run(failover, master, replica, sentinels, d)
+                T.run(switchover, master, replica, sentinels, d)
                 T.check("no sanitizer report", "Sanitizer" not in d.log() and
                         "runtime error" not in d.log(), d.log()[-2000:])
             T.run(unknown_name, sentinels)
