@@ -34,14 +34,111 @@
 /* ------------------------------------------------------------------ */
 /* Redis                                                               */
 
+/* A synchronous connection to one shard, made on first use: with
+ * Sentinel to the master the sentinels name (asked in turn, confirmed with
+ * ROLE).  A shard that cannot be reached fails only what lives on it. */
+static redisContext *shard_conn(struct rpt *r, size_t k)
+{
+    if (r->shards[k]) return r->shards[k];
+    if (r->shard_failed[k]) return NULL;
+    const struct as_redis_config *rc = &r->rc;
+    struct timeval tv;
+    as_timeval(rc->timeout > 5 ? rc->timeout : 5, &tv);
+    char host[64] = "", where[320];
+    int port = 0;
+    const char *unix_path = rc->shards[k].unix_path;
+    if (rc->nsentinels) {
+        for (size_t i = 0; i < rc->nsentinels && !port; i++) {
+            const struct as_redis_addr *sn = &rc->sentinels[i];
+            redisContext *sc = redisConnectWithTimeout(sn->host, sn->port, tv);
+            redisReply *rep = NULL;
+            if (sc && !sc->err) {
+                redisSetTimeout(sc, tv);
+                const char *a[] = { "SENTINEL", "get-master-addr-by-name", rc->shards[k].name };
+                rep = redisCommandArgv(sc, 3, a, NULL);
+            }
+            if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+                rep->element[0]->type == REDIS_REPLY_STRING &&
+                rep->element[1]->type == REDIS_REPLY_STRING &&
+                strlen(rep->element[0]->str) < sizeof host) {
+                as_strlcpy(host, rep->element[0]->str, sizeof host);
+                port = atoi(rep->element[1]->str);
+            } else {
+                fprintf(stderr, "authscan report: sentinel %s: %s\n", sn->name,
+                        !sc ? "out of memory" : sc->err ? sc->errstr :
+                        !rep ? "no reply" : rep->type == REDIS_REPLY_ERROR ? rep->str :
+                        "does not know the master");
+            }
+            if (rep) freeReplyObject(rep);
+            if (sc) redisFree(sc);
+        }
+        if (!port) {
+            fprintf(stderr, "authscan report: redis: no sentinel named the master '%s'\n",
+                    rc->shards[k].name);
+            r->shard_failed[k] = 1;
+            r->status = 1;
+            return NULL;
+        }
+        snprintf(where, sizeof where, "master '%s' at %s:%d", rc->shards[k].name, host, port);
+    } else {
+        as_strlcpy(host, rc->shards[k].host, sizeof host);
+        port = rc->shards[k].port;
+        snprintf(where, sizeof where, "%s", rc->shards[k].name);
+    }
+    redisContext *c = unix_path ? redisConnectUnixWithTimeout(unix_path, tv)
+                                : redisConnectWithTimeout(host, port, tv);
+    if (!c || c->err) {
+        fprintf(stderr, "authscan report: redis %s: %s\n", where,
+                c ? c->errstr : "out of memory");
+        if (c) redisFree(c);
+        r->shard_failed[k] = 1;
+        r->status = 1;
+        return NULL;
+    }
+    redisSetTimeout(c, tv);
+    char db[16];
+    snprintf(db, sizeof db, "%d", rc->db);
+    const char *auth[] = { "AUTH", rc->password }, *sel[] = { "SELECT", db }, *role[] = { "ROLE" };
+    struct { const char **argv; int argc, when; } hs[] = {
+        { auth, 2, rc->password != NULL }, { sel, 2, rc->db != 0 }, { role, 1, rc->nsentinels > 0 },
+    };
+    for (size_t i = 0; i < AS_ARRAY_LEN(hs); i++) {
+        if (!hs[i].when) continue;
+        redisReply *rep = redisCommandArgv(c, hs[i].argc, hs[i].argv, NULL);
+        const char *bad = !rep ? (c->errstr[0] ? c->errstr : "no reply")
+                        : rep->type == REDIS_REPLY_ERROR ? rep->str
+                        : hs[i].argv == role && (rep->type != REDIS_REPLY_ARRAY || !rep->elements ||
+                                                 rep->element[0]->type != REDIS_REPLY_STRING ||
+                                                 strcmp(rep->element[0]->str, "master") != 0)
+                          ? "not a master (a failover under way? run again)" : NULL;
+        if (bad) {
+            fprintf(stderr, "authscan report: redis %s: %s: %s\n", where, hs[i].argv[0], bad);
+            if (rep) freeReplyObject(rep);
+            redisFree(c);
+            r->shard_failed[k] = 1;
+            r->status = 1;
+            return NULL;
+        }
+        freeReplyObject(rep);
+    }
+    r->shards[k] = c;
+    return c;
+}
+
 redisReply *rpt_redis(struct rpt *r, size_t argc, const char *const *argv)
 {
     /* hiredis 0.14 takes const char ** (it never writes through it) */
     const char **args = (const char **)(uintptr_t)argv;
-    redisReply *rep = redisCommandArgv(r->redis, (int)argc, args, NULL);
+    size_t k = as_redis_ring_route(r->ring, argc, argv, NULL);
+    redisContext *c = shard_conn(r, k);
+    if (!c) return NULL;
+    redisReply *rep = redisCommandArgv(c, (int)argc, args, NULL);
     if (!rep) {
-        fprintf(stderr, "authscan report: redis: %s\n",
-                r->redis->errstr[0] ? r->redis->errstr : "no reply");
+        fprintf(stderr, "authscan report: redis %s: %s\n", r->rc.shards[k].name,
+                c->errstr[0] ? c->errstr : "no reply");
+        /* a broken context answers nothing more: connect again next time */
+        redisFree(c);
+        r->shards[k] = NULL;
         r->status = 1;
         return NULL;
     }
@@ -63,38 +160,21 @@ const char *rpt_key(struct rpt *r, struct sbuf *b, const char *tag, const char *
 
 static int redis_connect(struct rpt *r, const struct as_config *cfg)
 {
-    struct as_redis_config rc;
-    as_redis_config_from(cfg, &rc);
-    if (!rc.server) {
+    as_redis_config_from(cfg, &r->rc);
+    if (!r->rc.server) {
         fprintf(stderr, "authscan report: redis.servers is not set: there are no counters\n");
         return -1;
     }
-    r->prefix = rc.prefix ? rc.prefix : "";
-    struct timeval tv;
-    as_timeval(rc.timeout > 5 ? rc.timeout : 5, &tv);
-    r->redis = rc.unix_path ? redisConnectUnixWithTimeout(rc.unix_path, tv)
-                            : redisConnectWithTimeout(rc.host, rc.port, tv);
-    if (!r->redis || r->redis->err) {
-        fprintf(stderr, "authscan report: redis %s: %s\n", rc.server,
-                r->redis ? r->redis->errstr : "out of memory");
-        return -1;
-    }
-    redisSetTimeout(r->redis, tv);
-    if (rc.password) {
-        const char *a[] = { "AUTH", rc.password };
-        redisReply *rep = rpt_redis(r, 2, a);
-        if (!rep) return -1;
-        freeReplyObject(rep);
-    }
-    if (rc.db) {
-        char db[16];
-        snprintf(db, sizeof db, "%d", rc.db);
-        const char *a[] = { "SELECT", db };
-        redisReply *rep = rpt_redis(r, 2, a);
-        if (!rep) return -1;
-        freeReplyObject(rep);
-    }
+    r->prefix = r->rc.prefix ? r->rc.prefix : "";
+    r->ring = as_redis_ring_new(&r->rc);
     return 0;
+}
+
+static void redis_close(struct rpt *r)
+{
+    for (size_t k = 0; k < AS_REDIS_SHARDS_MAX; k++)
+        if (r->shards[k]) redisFree(r->shards[k]);
+    as_redis_ring_free(r->ring);
 }
 
 /* ------------------------------------------------------------------ */
@@ -742,7 +822,7 @@ int as_report_main(int argc, char **argv)
     if (conf_read(&r, cfg) < 0 || redis_connect(&r, cfg) < 0) goto out;
     status = failure ? rpt_failure_run(&r) : run_aggregate(&r, date ? day : NULL, begin);
 out:
-    if (r.redis) redisFree(r.redis);
+    redis_close(&r);
     as_engine_free(r.engine);
     if (r.base) event_base_free(r.base);
     as_cli_free(&cli);

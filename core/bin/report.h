@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <hiredis/hiredis.h>
 #include "scan/engine.h"
+#include "services/redis.h"
 #include "util/util.h"
 
 struct event_base;
@@ -39,7 +40,10 @@ struct rpt {
     struct rpt_conf conf;
     struct as_engine *engine;
     struct event_base *base;
-    redisContext *redis;
+    struct as_redis_config rc;    /* redis.*: points into the engine's config */
+    struct as_redis_ring *ring;   /* which shard holds a key */
+    redisContext *shards[AS_REDIS_SHARDS_MAX];   /* connected on first use */
+    int shard_failed[AS_REDIS_SHARDS_MAX];       /* not again in this run */
     const char *prefix;           /* redis.prefix */
     const char *format;           /* --format, or conf.format */
     const char *out_dir;          /* --out, or NULL */
@@ -47,8 +51,10 @@ struct rpt {
     int status;                   /* exit status so far: 0, or 1 after a failure */
 };
 
-/* A Redis command, argv-style; NULL (after printing why) when Redis did
- * not answer or answered an error.  The caller frees the reply. */
+/* A Redis command, argv-style, sent to the shard of its key (the
+ * service's ring, services/redis.h; with Sentinel to the master the
+ * sentinels name); NULL (after printing why) when Redis did not answer
+ * or answered an error.  The caller frees the reply. */
 redisReply *rpt_redis(struct rpt *r, size_t argc, const char *const *argv);
 /* redis.prefix + "{" tag "}" + name into b (reset first). */
 const char *rpt_key(struct rpt *r, struct sbuf *b, const char *tag, const char *name);

@@ -364,6 +364,7 @@ struct job {
     char domain[256];
     char net[64];
     char cursor[32];
+    size_t shard;                     /* the Redis shard SCAN walks now */
     unsigned rounds;
     struct row *rows;
     size_t nrows, rows_cap;
@@ -419,14 +420,19 @@ static void jreq_done(enum as_redis_status st, const struct as_redis_reply *r, v
     q->cb(q->j, q->idx, st, r);
 }
 
-/* Sends a command; idx is handed back to cb.  -1: Redis is down. */
-static int job_send(struct job *j, size_t argc, const char *const *argv, job_cb cb, size_t idx)
+/* Sends a command to the shard of its key, or to shard when that is not
+ * SIZE_MAX (SCAN); idx is handed back to cb.  -1: Redis (that shard) is
+ * down. */
+static int job_send_to(struct job *j, size_t shard, size_t argc, const char *const *argv,
+                       job_cb cb, size_t idx)
 {
     struct jreq *q = xcalloc(1, sizeof *q);
     q->j = j;
     q->idx = idx;
     q->cb = cb;
-    q->req = as_redis_submit(j->redis, argc, argv, NULL, jreq_done, q);
+    q->req = shard == SIZE_MAX ? as_redis_submit(j->redis, argc, argv, NULL, jreq_done, q)
+                               : as_redis_submit_to(j->redis, shard, argc, argv, NULL,
+                                                    jreq_done, q);
     if (!q->req) {
         free(q);
         return -1;
@@ -438,6 +444,11 @@ static int job_send(struct job *j, size_t argc, const char *const *argv, job_cb 
     j->reqs[j->nreqs++] = q;
     j->outstanding++;
     return 0;
+}
+
+static int job_send(struct job *j, size_t argc, const char *const *argv, job_cb cb, size_t idx)
+{
+    return job_send_to(j, SIZE_MAX, argc, argv, cb, idx);
 }
 
 static void job_fail(struct job *j, enum as_redis_status st, const struct as_redis_reply *r)
@@ -507,12 +518,24 @@ static void glob_escape(struct sbuf *b, const char *s)
     }
 }
 
-/* Starts or continues a SCAN with pattern; cb gets each batch. */
+/* Starts or continues a SCAN with pattern on shard j->shard; cb gets
+ * each batch. */
 static int scan_next(struct job *j, const char *pattern, job_cb cb)
 {
     const char *argv[] = { "SCAN", j->cursor, "MATCH", pattern, "COUNT", SCAN_COUNT };
     j->rounds++;
-    return job_send(j, AS_ARRAY_LEN(argv), argv, cb, 0);
+    return job_send_to(j, j->shard, AS_ARRAY_LEN(argv), argv, cb, 0);
+}
+
+/* After a batch: is there more to walk?  The cursor, else the next shard
+ * (sharded keys: each shard holds its own part of the keyspace). */
+static int scan_more(struct job *j)
+{
+    if (j->rounds >= SCAN_ROUNDS) return 0;
+    if (strcmp(j->cursor, "0") != 0) return 1;
+    if (j->shard + 1 >= as_redis_shards(j->redis)) return 0;
+    j->shard++;
+    return 1;
 }
 
 /* A SCAN reply: the next cursor into j->cursor; the keys. */
@@ -593,7 +616,7 @@ static void domains_scan_cb(struct job *j, size_t idx, enum as_redis_status st,
         if (*s != '{' || !close || strcmp(close, "}d") != 0) continue;
         add_row(j, s + 1, (size_t)(close - s - 1));
     }
-    if (strcmp(j->cursor, "0") != 0 && j->nrows < MAX_DOMAINS && j->rounds < SCAN_ROUNDS) {
+    if (j->nrows < MAX_DOMAINS && scan_more(j)) {
         struct sbuf pat = {0};
         glob_escape(&pat, j->prefix);
         sbuf_adds(&pat, "{*}d");
@@ -702,7 +725,7 @@ static void domain_scan_cb(struct job *j, size_t idx, enum as_redis_status st,
             return;
         }
     }
-    if (strcmp(j->cursor, "0") != 0 && j->nrows < MAX_SOURCES && j->rounds < SCAN_ROUNDS) {
+    if (j->nrows < MAX_SOURCES && scan_more(j)) {
         struct sbuf pat = {0};
         glob_escape(&pat, j->prefix);
         sbuf_addc(&pat, '{');
@@ -894,7 +917,7 @@ static void reports_scan_cb(struct job *j, size_t idx, enum as_redis_status st,
         }
         j->sent[j->nsent++] = sbuf_steal(&name);
     }
-    if (strcmp(j->cursor, "0") != 0 && j->rounds < SCAN_ROUNDS) {
+    if (scan_more(j)) {
         struct sbuf pat = {0};
         glob_escape(&pat, j->prefix);
         sbuf_adds(&pat, "{*}rs:*");

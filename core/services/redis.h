@@ -60,20 +60,33 @@ struct as_redis_req;
 #define AS_REDIS_CONNECTIONS_MAX 16
 #define AS_REDIS_QUEUE_MAX 1000000
 #define AS_REDIS_PREFIX_MAX 64
+#define AS_REDIS_SHARDS_MAX 16
+#define AS_REDIS_SENTINELS_MAX 8
 #define AS_REDIS_BACKOFF_MIN 0.1     /* seconds */
 #define AS_REDIS_BACKOFF_MAX 5.0
 
-struct as_redis_config {
-    const char *server;           /* as written; NULL: the service is off */
+/* Where a server (or a sentinel) listens. */
+struct as_redis_addr {
+    const char *name;             /* as written: the shard's name on the ring */
     const char *unix_path;        /* unix socket, or NULL for TCP */
     char host[64];                /* TCP: the IP address */
     int port;
+};
+
+struct as_redis_config {
+    const char *server;           /* the first shard's name; NULL: the service is off */
+    /* redis.servers, or with redis.sentinels the masters of
+     * redis.master_name (name set, address found at run time) */
+    struct as_redis_addr shards[AS_REDIS_SHARDS_MAX];
+    size_t nshards;
+    struct as_redis_addr sentinels[AS_REDIS_SENTINELS_MAX];
+    size_t nsentinels;            /* 0: no Sentinel */
     const char *password;         /* NULL: no AUTH */
     int db;                       /* 0: no SELECT */
     const char *prefix;           /* of every key */
     double timeout;               /* per command, seconds */
-    unsigned connections;
-    size_t queue_max;             /* writes held while no connection is up */
+    unsigned connections;         /* per shard */
+    size_t queue_max;             /* per shard: writes held while it is down */
 };
 
 /* Config keys under "redis." (relative to that prefix). */
@@ -108,6 +121,14 @@ typedef void (*as_redis_done_fn)(enum as_redis_status st, const struct as_redis_
  * it was dropped (off, or the queue full). */
 struct as_redis_req *as_redis_submit(struct as_redis *r, size_t argc, const char *const *argv,
                                      const size_t *argvlen, as_redis_done_fn cb, void *arg);
+/* The same to one shard, whatever the command's key (SCAN, which has
+ * none, over every shard in turn).  shard < as_redis_shards(r). */
+struct as_redis_req *as_redis_submit_to(struct as_redis *r, size_t shard, size_t argc,
+                                        const char *const *argv, const size_t *argvlen,
+                                        as_redis_done_fn cb, void *arg);
+/* How many shards (redis.servers or redis.master_name entries); 0 when off. */
+size_t as_redis_shards(const struct as_redis *r);
+
 /* cb will not run after this; a late reply is dropped. */
 void as_redis_cancel(struct as_redis_req *req);
 
@@ -116,6 +137,26 @@ void as_redis_cancel(struct as_redis_req *req);
  * the returned SHA1 finds it, after a Redis restart too.  Returns the
  * SHA1 in hex (owned by r), or NULL when the service is off. */
 const char *as_redis_script(struct as_redis *r, const char *body);
+
+/* Sharding.  A command goes to the shard of its key's hash tag (the
+ * text between the key's first '{' and the next '}', else the whole key:
+ * Redis Cluster's rule, so all keys of one tag live on one shard and a
+ * script over them works).  Shards sit on a consistent-hash ring, 160
+ * points per shard placed by its name as written (redis.servers entry or
+ * master name): adding a shard moves only the keys that now hash to it,
+ * and a shard that is down keeps its place (its keys fail open; they do
+ * not move elsewhere and come back when it does).  The functions below
+ * are the routing alone, for a client that is not the service
+ * (authscan report). */
+struct as_redis_ring;
+struct as_redis_ring *as_redis_ring_new(const struct as_redis_config *rc);
+void as_redis_ring_free(struct as_redis_ring *ring);
+/* The shard a command goes to: its key's (the first key of EVAL and
+ * EVALSHA); 0 for a command without a key (PING, SCAN, SCRIPT...). */
+size_t as_redis_ring_route(const struct as_redis_ring *ring, size_t argc,
+                           const char *const *argv, const size_t *argvlen);
+/* The shard of one key. */
+size_t as_redis_ring_key(const struct as_redis_ring *ring, const char *key, size_t len);
 
 struct as_redis_stats {
     uint64_t commands;        /* sent to Redis (handshake excluded) */
@@ -127,7 +168,10 @@ struct as_redis_stats {
     uint64_t dropped_writes;  /* writes dropped: queue full, or lost with a connection */
     uint64_t connects;        /* connections made ready */
     uint64_t disconnects;     /* connections lost or dropped */
+    uint64_t switches;        /* Sentinel: master changes followed (+switch-master,
+                                 READONLY, a master that was no longer one) */
     unsigned connections_up;  /* ready now */
+    unsigned shards_up;       /* shards with a connection ready now */
 };
 void as_redis_get_stats(const struct as_redis *r, struct as_redis_stats *st);
 

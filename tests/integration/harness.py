@@ -739,8 +739,9 @@ class RedisServer:
     stop() (and leaving the with block) terminates it and removes the
     directory.  password sets requirepass."""
 
-    def __init__(self, password=None):
+    def __init__(self, password=None, args=()):
         self.password = password
+        self.args = list(args)          # more redis-server options, e.g. replicaof
         self.port = free_port()
         self.tmp = tempfile.mkdtemp(prefix="authscan-redis-")
         self.proc = None
@@ -756,6 +757,7 @@ class RedisServer:
                 "--logfile", os.path.join(self.tmp, "redis.log")]
         if self.password:
             args += ["--requirepass", self.password]
+        args += self.args
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
 
@@ -815,3 +817,50 @@ class RedisServer:
 
     def __exit__(self, *exc):
         self.cleanup()
+
+
+class RedisSentinel(RedisServer):
+    """A private Redis Sentinel (redis-server --sentinel) on a free port,
+    monitoring one master on 127.0.0.1 with a short down-after, so a
+    failover takes a few seconds:
+
+        with harness.RedisSentinel("mymaster", master.port) as s:
+            s.cmd("SENTINEL", "get-master-addr-by-name", "mymaster")"""
+
+    def __init__(self, master_name, master_port, quorum=2, down_after_ms=1000,
+                 failover_timeout_ms=4000):
+        super().__init__()
+        self.master_name = master_name
+        self.master_port = master_port
+        self.quorum = quorum
+        self.down_after_ms = down_after_ms
+        self.failover_timeout_ms = failover_timeout_ms
+
+    def start(self, timeout=20.0):
+        conf = os.path.join(self.tmp, "sentinel.conf")
+        if not os.path.exists(conf):   # a restart keeps what it learnt
+            with open(conf, "w") as f:
+                f.write("port %d\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\n"
+                        "dir %s\nlogfile %s\n"
+                        "sentinel monitor %s 127.0.0.1 %d %d\n"
+                        "sentinel down-after-milliseconds %s %d\n"
+                        "sentinel failover-timeout %s %d\n"
+                        "sentinel parallel-syncs %s 1\n" % (
+                            self.port, self.tmp, os.path.join(self.tmp, "redis.log"),
+                            self.master_name, self.master_port, self.quorum,
+                            self.master_name, self.down_after_ms,
+                            self.master_name, self.failover_timeout_ms, self.master_name))
+        self.proc = subprocess.Popen([REDIS_SERVER, conf, "--sentinel"],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+
+        def up():
+            if self.proc.poll() is not None:
+                raise StartError("redis-server --sentinel exited with %s: %s" % (
+                    self.proc.returncode, self.log()[-1000:]))
+            try:
+                return self.cmd("PING") == "PONG"
+            except (OSError, ConnectionError):
+                return False
+        wait_for(up, timeout, what="redis sentinel on port %d" % self.port)
+        return self

@@ -68,8 +68,12 @@ BROKEN = [
     ("unknown key", "# comment\nworkers = 2\nworkres = 2\n", 3, ["workres"]),
     ("redis server host name", "[redis]\nservers = redis.example:6379\n", 2,
      ["redis.servers", "redis.example:6379", "host names"]),
-    ("redis two servers", "redis.servers = 127.0.0.1:6379\nredis.servers += 127.0.0.2\n", 2,
-     ["one server"]),
+    ("redis server twice", "redis.servers = 127.0.0.1:6379, 127.0.0.2\n[redis]\n"
+     "servers += 127.0.0.1:6379\n", 1, ["redis.servers", "twice"]),
+    ("redis servers and sentinels", "redis.servers = 127.0.0.1\n[redis]\nsentinels = 127.0.0.1\n"
+     "master_name = m\n", 3, ["redis.servers", "Sentinel", "use one"]),
+    ("redis master name without sentinels", "redis.master_name = m\n", 1,
+     ["redis.master_name", "redis.sentinels"]),
     ("redis timeout zero", "redis.servers = 127.0.0.1\n\nredis.timeout = 0\n", 3,
      ["redis.timeout"]),
     ("redis db out of range", "redis.servers = 127.0.0.1\nredis.db = 70000\n", 2, ["redis.db"]),

@@ -359,7 +359,21 @@ static const struct cfg_case cfg_cases[] = {
     { "redis.servers = redis.example:6379\n", "<c>:1: bad value 'redis.example:6379'" },
     { "redis.servers = 127.0.0.1:0\n", "<c>:1: bad value" },
     { "redis.servers = 127.0.0.1:70000\n", "<c>:1: bad value" },
-    { "redis.servers = 127.0.0.1, 127.0.0.2\n", "one server for now" },
+    { "redis.servers = 127.0.0.1, 127.0.0.2:6380, /run/r.sock\n", NULL },
+    { "redis.servers = 127.0.0.1, 127.0.0.1\n", "<c>:1: 'redis.servers' names '127.0.0.1' twice" },
+    { "redis.servers = 127.0.0.1, 127.0.0.2, 127.0.0.3, 127.0.0.4, 127.0.0.5, 127.0.0.6, "
+      "127.0.0.7, 127.0.0.8, 127.0.0.9, 127.0.0.10, 127.0.0.11, 127.0.0.12, 127.0.0.13, "
+      "127.0.0.14, 127.0.0.15, 127.0.0.16, 127.0.0.17\n", "names 17 entries: at most 16" },
+    { "redis.sentinels = 127.0.0.1, [::1]:26380\nredis.master_name = m1, m2\n", NULL },
+    { "redis.sentinels = 127.0.0.1\n", "<c>:1: 'redis.sentinels' without 'redis.master_name'" },
+    { "redis.master_name = m\n", "<c>:1: 'redis.master_name' without 'redis.sentinels'" },
+    { "redis.servers = 127.0.0.1\nredis.sentinels = 127.0.0.1\nredis.master_name = m\n",
+      "<c>:2: 'redis.servers' and Sentinel" },
+    { "redis.sentinels = sentinel.example\nredis.master_name = m\n",
+      "<c>:1: bad value 'sentinel.example' in 'redis.sentinels'" },
+    { "redis.sentinels = /run/s.sock\nredis.master_name = m\n", "<c>:1: bad value" },
+    { "redis.sentinels = 127.0.0.1\nredis.master_name = m\nredis.timeout = 0\n",
+      "<c>:3: bad value '0'" },
     { "redis.servers = 127.0.0.1\nredis.timeout = 0\n", "<c>:2: bad value '0' for 'redis.timeout'" },
     { "redis.servers = 127.0.0.1\nredis.timeout = 2m\n", "<c>:2: bad value" },
     { "redis.servers = 127.0.0.1\nredis.db = -1\n", "<c>:2: bad value '-1' for 'redis.db'" },
@@ -404,11 +418,55 @@ static void test_config(void)
     as_config_free(cfg);
 }
 
+/* The ring: even shares, keys of one tag together, EVALSHA by its first
+ * key, and a shard's removal moves only its own keys. */
+static void test_ring(void)
+{
+    struct as_redis_config three = { 0 }, two = { 0 };
+    static const char *const names[] = { "127.0.0.1:6379", "127.0.0.1:6380", "127.0.0.1:6381" };
+    for (size_t i = 0; i < 3; i++) three.shards[three.nshards++].name = names[i];
+    for (size_t i = 0; i < 2; i++) two.shards[two.nshards++].name = names[i];
+    struct as_redis_ring *r3 = as_redis_ring_new(&three), *r2 = as_redis_ring_new(&two);
+    size_t count[3] = { 0 }, moved_wrongly = 0;
+    enum { N = 3000 };
+    for (int i = 0; i < N; i++) {
+        char key[64], other[64];
+        snprintf(key, sizeof key, "as:{example%d.com}d", i);
+        snprintf(other, sizeof other, "as:{example%d.com}s:192.0.2", i);
+        size_t k = as_redis_ring_key(r3, key, strlen(key));
+        CHECK(k < 3);
+        count[k < 3 ? k : 0]++;
+        if (as_redis_ring_key(r3, other, strlen(other)) != k) CHECK(0);
+        /* without the third shard only its keys move */
+        size_t k2 = as_redis_ring_key(r2, key, strlen(key));
+        if (k != 2 && k2 != k) moved_wrongly++;
+    }
+    for (size_t i = 0; i < 3; i++) {
+        if (count[i] < N / 5 || count[i] > N / 2)
+            fprintf(stderr, "ring: shard %zu got %zu of %d keys\n", i, count[i], N);
+        CHECK(count[i] >= N / 5 && count[i] <= N / 2);
+    }
+    CHECK_INT(moved_wrongly, 0);
+    /* a key without a tag hashes whole; "{}" is no tag */
+    CHECK(as_redis_ring_key(r3, "x{}y", 4) == as_redis_ring_key(r3, "x{}y", 4));
+    const char *hmget[] = { "HMGET", "as:{example7.com}d", "n" };
+    const char *eval[] = { "EVALSHA", "0123", "2", "as:{example7.com}d", "as:{other}d", "1" };
+    const char *ping[] = { "PING" }, *scan[] = { "SCAN", "0", "MATCH", "as:{example7.com}*" };
+    size_t want = as_redis_ring_key(r3, "example7.com", strlen("example7.com"));
+    CHECK_INT(as_redis_ring_route(r3, 3, hmget, NULL), want);
+    CHECK_INT(as_redis_ring_route(r3, 6, eval, NULL), want);
+    CHECK_INT(as_redis_ring_route(r3, 1, ping, NULL), 0);
+    CHECK_INT(as_redis_ring_route(r3, 4, scan, NULL), 0);
+    as_redis_ring_free(r3);
+    as_redis_ring_free(r2);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     base = event_base_new();
     test_config();
+    test_ring();
     test_no_connect_before_loop();
     struct server s = { 0 };
     if (server_start(&s, NULL) < 0) {

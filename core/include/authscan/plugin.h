@@ -604,7 +604,10 @@ struct as_plugin {
  * Keys: build every key with as_redis_key(), which puts redis.prefix in
  * front, so sites can share a Redis between installations, and a hash
  * tag {tag} after it, so that one domain's keys live in one Redis Cluster
- * slot and a script may touch several of them.
+ * slot and a script may touch several of them.  With several shards
+ * (redis.servers, docs/redis.md "Sharding") a command goes to the shard
+ * of its key's tag (EVAL/EVALSHA: its first key's), so the keys of one
+ * command must share one tag.
  *
  * Fail open: Redis down, slow, refusing or answering errors never fails a
  * scan; every command with a callback is answered within redis.timeout.
