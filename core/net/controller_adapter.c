@@ -36,6 +36,9 @@
 #define SCAN_COUNT "10000"            /* keys Redis looks at per round */
 #define SCAN_ROUNDS 2000                  /* bounds a SCAN over a huge keyspace */
 #define MAX_REPORT_DAYS 31
+#define LOGIN_SLOTS 256                   /* client addresses tracked per worker */
+#define LOGIN_FAILURES 10                 /* wrong passwords allowed per window */
+#define LOGIN_WINDOW 300.0                /* seconds */
 
 enum level { LEVEL_NONE, LEVEL_READ, LEVEL_WRITE };
 
@@ -60,11 +63,19 @@ struct as_embedded {
 };
 extern const struct as_embedded as_embedded_dashboard[];
 
+/* Failed logins of one client address (IPv6: its /64) in this worker. */
+struct login_failures {
+    char client[48];               /* "" : free slot */
+    double since;                  /* first failure of the window */
+    unsigned count;
+};
+
 struct controller {
     struct as_session_ctx *sc;
     struct as_http *http;
     const char *password;          /* NULL: none (loopback only) */
     const char *enable_password;
+    struct login_failures failures[LOGIN_SLOTS];
 };
 
 /* ---------------------------------------------------------------- */
@@ -193,6 +204,92 @@ static enum level password_level(const struct controller *ctl, const char *pw)
     return LEVEL_NONE;
 }
 
+/* ---------------------------------------------------------------- */
+/* failed-login limit                                                 */
+
+/* The client part of a peer ("1.2.3.4:5678", "[2001:db8::1]:5678",
+ * "unix"): the IPv4 address, or the IPv6 /64, since one host usually holds
+ * a whole /64. */
+static void client_of(const char *peer, char *out, size_t len)
+{
+    char host[64];
+    const char *p = peer;
+    size_t n;
+    if (*p == '[') {
+        p++;
+        n = strcspn(p, "]");
+    } else {
+        const char *colon = strrchr(p, ':');
+        n = colon ? (size_t)(colon - p) : strlen(p);
+    }
+    if (n >= sizeof host) n = sizeof host - 1;
+    memcpy(host, p, n);
+    host[n] = '\0';
+    unsigned char b[16];
+    if (inet_pton(AF_INET6, host, b) == 1) {
+        snprintf(out, len, "%x:%x:%x:%x::/64", (unsigned)(b[0] << 8 | b[1]),
+                 (unsigned)(b[2] << 8 | b[3]), (unsigned)(b[4] << 8 | b[5]),
+                 (unsigned)(b[6] << 8 | b[7]));
+        return;
+    }
+    as_strlcpy(out, host, len);
+}
+
+/* The slot of client, or NULL; a window that is over frees its slot. */
+static struct login_failures *failures_find(struct controller *ctl, const char *client,
+                                            double now)
+{
+    for (size_t i = 0; i < LOGIN_SLOTS; i++) {
+        struct login_failures *f = &ctl->failures[i];
+        if (!f->client[0]) continue;
+        if (now - f->since >= LOGIN_WINDOW) {
+            f->client[0] = '\0';
+            continue;
+        }
+        if (strcmp(f->client, client) == 0) return f;
+    }
+    return NULL;
+}
+
+/* Seconds until client may try a password again, 0 if it may now. */
+static int login_blocked(struct controller *ctl, const char *peer)
+{
+    char client[48];
+    client_of(peer, client, sizeof client);
+    double now = as_now();
+    struct login_failures *f = failures_find(ctl, client, now);
+    if (!f || f->count < LOGIN_FAILURES) return 0;
+    return (int)ceil(f->since + LOGIN_WINDOW - now);
+}
+
+/* Counts a wrong password from peer.  A full table gives up the slot
+ * whose window started first: an attacker with many addresses can push
+ * one out, but each address still gets at most LOGIN_FAILURES a window
+ * while it stays in. */
+static void login_failed(struct controller *ctl, const char *peer)
+{
+    char client[48];
+    client_of(peer, client, sizeof client);
+    double now = as_now();
+    struct login_failures *f = failures_find(ctl, client, now);
+    if (!f) {
+        for (size_t i = 0; i < LOGIN_SLOTS; i++) {
+            struct login_failures *s = &ctl->failures[i];
+            if (!s->client[0]) {
+                f = s;
+                break;
+            }
+            if (!f || s->since < f->since) f = s;
+        }
+        as_strlcpy(f->client, client, sizeof f->client);
+        f->since = now;
+        f->count = 0;
+    }
+    if (++f->count == LOGIN_FAILURES)
+        as_log(AS_LOG_WARN, "controller: %u wrong passwords from %s: refused for %.0f s",
+               f->count, client, LOGIN_WINDOW);
+}
+
 struct access {
     enum level level;
     int wrong;           /* a password or a session was sent and refused */
@@ -239,13 +336,14 @@ static const char *const security_headers[] = {
     NULL,
 };
 
+/* extra: one more "Name: value" header, or NULL. */
 static void reply(struct as_http_conn *c, int status, const char *ctype, struct sbuf *b,
-                  const char *cookie)
+                  const char *extra)
 {
     const char *hdrs[AS_ARRAY_LEN(security_headers) + 1];
     size_t n = 0;
     for (; security_headers[n]; n++) hdrs[n] = security_headers[n];
-    if (cookie) hdrs[n++] = cookie;
+    if (extra) hdrs[n++] = extra;
     hdrs[n] = NULL;
     as_http_reply(c, status, ctype, b->data ? b->data : "", b->len, hdrs);
 }
@@ -260,6 +358,16 @@ static void reply_error(struct as_http_conn *c, int status, const char *msg)
     struct sbuf b = {0};
     as_http_adapter_write_error(&b, msg);
     reply_json(c, status, &b);
+    sbuf_free(&b);
+}
+
+static void reply_too_many(struct as_http_conn *c, int seconds)
+{
+    char retry[64];
+    snprintf(retry, sizeof retry, "Retry-After: %d", seconds);
+    struct sbuf b = {0};
+    as_http_adapter_write_error(&b, "too many wrong passwords from this address: try again later");
+    reply(c, 429, "application/json", &b, retry);
     sbuf_free(&b);
 }
 
@@ -997,6 +1105,7 @@ static void login(struct controller *ctl, struct as_http_conn *c,
     json_decref(body);
     if (lv == LEVEL_NONE) {
         as_log(AS_LOG_WARN, "controller: wrong password from %s", req->peer);
+        login_failed(ctl, req->peer);
         reply_error(c, 403, "wrong password");
         return;
     }
@@ -1016,7 +1125,8 @@ static void handle_request(struct as_http_conn *c, const struct as_http_request 
 {
     struct controller *ctl = arg;
     const char *path = req->path;
-    int get = strcmp(req->method, "GET") == 0;
+    /* the framing leaves out the body of a HEAD reply */
+    int get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
     int post = strcmp(req->method, "POST") == 0;
 
     /* the dashboard's files hold no data: no login needed to load them */
@@ -1028,6 +1138,15 @@ static void handle_request(struct as_http_conn *c, const struct as_http_request 
     if (strcmp(path, "/ping") == 0) {
         as_http_reply(c, 200, "text/plain", "pong\r\n", 6, NULL);
         return;
+    }
+    /* a client over its wrong passwords tries none, right or wrong, until
+     * its window ends: otherwise the answer would tell it when it guessed */
+    if (header_password(req) || (post && strcmp(path, "/login") == 0)) {
+        int wait = login_blocked(ctl, req->peer);
+        if (wait > 0) {
+            reply_too_many(c, wait);
+            return;
+        }
     }
     if (strcmp(path, "/login") == 0) {
         if (!post) reply_error(c, 405, "/login takes POST {\"password\": \"...\"}");
@@ -1044,6 +1163,10 @@ static void handle_request(struct as_http_conn *c, const struct as_http_request 
     }
 
     struct access a = check_access(ctl, req);
+    if (a.wrong && header_password(req)) {
+        as_log(AS_LOG_WARN, "controller: wrong password from %s", req->peer);
+        login_failed(ctl, req->peer);
+    }
     if (get && strcmp(path, "/api/v1/session") == 0 && a.level == LEVEL_NONE) {
         /* the page asks before it knows whether to show the login form:
          * not an error */

@@ -18,7 +18,10 @@ real scans feeding the history plugin:
   - without a password, on loopback: reads are open, a write still needs a
     custom header;
   - the dashboard's files come from the binary with a strict
-    Content-Security-Policy.
+    Content-Security-Policy;
+  - HEAD answers like GET without a body (controller and scanning port);
+  - 10 wrong passwords from one address in 5 minutes: 429 with Retry-After
+    for any password until the window ends; another address still gets in.
 Prints "N passed, N failed"; exits non-zero on failure."""
 import json
 import os
@@ -240,6 +243,66 @@ def test_no_password():
         T.check("no Redis: says so", "redis" in (body or {}).get("error", ""), body)
 
 
+def test_head(d, cp):
+    """HEAD answers like GET, with the length and no body."""
+    pw = {"Password": READ}
+    cases = [
+        # (what, port, path, headers)
+        ("controller /", cp, "/", None),
+        ("controller /app.js", cp, "/app.js", None),
+        ("controller /stat", cp, "/stat", pw),
+        ("controller /metrics", cp, "/metrics", pw),
+        ("controller /api/v1/domains", cp, "/api/v1/domains", pw),
+        ("controller /api/v1/session", cp, "/api/v1/session", None),
+        ("scanning port /ping", d.port, "/ping", None),
+        ("scanning port /stat", d.port, "/stat", None),
+        ("scanning port /metrics", d.port, "/metrics", None),
+    ]
+    for what, port, path, headers in cases:
+        gst, gh, gbody = harness.http_request("127.0.0.1", port, "GET", path, None, headers)
+        st, h, body = harness.http_request("127.0.0.1", port, "HEAD", path, None, headers)
+        T.eq("HEAD %s: status" % what, st, gst)
+        T.eq("HEAD %s: content type" % what, h.get("content-type"), gh.get("content-type"))
+        T.eq("HEAD %s: no body" % what, body, b"")
+        # /stat and /metrics move between the two calls; the length is there
+        T.check("HEAD %s: Content-Length" % what, int(h.get("content-length", "0")) > 0, h)
+    st, _, _ = harness.http_request("127.0.0.1", cp, "HEAD", "/stat")
+    T.eq("HEAD without a password: refused like GET", st, 401)
+
+
+def test_login_limit():
+    """Wrong passwords from one address: after 10 in a window, 429 with
+    Retry-After for every password try, the right one included; another
+    address is not affected (the daemon sees ::1 as another client)."""
+    cp = harness.free_port()
+    config = 'controller.password = "%s"\n' % READ
+    with harness.Daemon(workers=1, config=config, listen=[
+            "127.0.0.1:%d" % harness.free_port(), "controller@127.0.0.1:%d" % cp,
+            "controller@[::1]:%d" % cp]) as d:
+        assert d
+        got = []
+        for i in range(10):
+            if i % 2:
+                st, _, _ = login(cp, "wrong-%d" % i)
+            else:
+                st, _, _ = call(cp, "GET", "/stat", {"Password": "wrong-%d" % i})
+            got.append(st)
+        T.eq("10 wrong passwords (login and header): refused one by one", got, [403] * 10)
+        st, h, body = call(cp, "GET", "/stat", {"Password": READ})
+        T.eq("the 11th try, with the right password: too many", st, 429)
+        T.check("429: Retry-After within the window",
+                0 < int(h.get("retry-after", "0")) <= 300, h)
+        T.check("429: says why", "too many" in (body or {}).get("error", ""), body)
+        st, _, _ = login(cp, READ)
+        T.eq("login while blocked: too many", st, 429)
+        st, _, _ = call(cp, "GET", "/", None)
+        T.eq("the page (no password) still loads", st, 200)
+        st, _, _ = call(cp, "GET", "/api/v1/session", None)
+        T.eq("the session call (no password) still answers", st, 200)
+        st, _, _, = harness.http_request("::1", cp, "GET", "/stat", None, {"Password": READ})
+        T.eq("another address: not blocked", st, 200)
+
+
 def main():
     with harness.RedisServer() as r:
         cp = harness.free_port()
@@ -253,7 +316,9 @@ def main():
             T.run(test_reports, r, cp)
             T.run(test_sessions, r, cp)
             T.run(test_assets, cp)
+            T.run(test_head, d, cp)
     T.run(test_no_password)
+    T.run(test_login_limit)
     T.finish()
 
 
