@@ -478,7 +478,6 @@ struct job {
     struct row head;                  /* the domain's own counts */
     char **sent;                      /* reports: "DAY:domain" sent */
     size_t nsent, sent_cap;
-    int scan_done;
     int failed;                       /* a command failed: the reply says so */
     char errmsg[128];
     int days;
@@ -910,12 +909,12 @@ static void api_clear(struct job *j)
 
 /* ---- GET /api/v1/reports?days=N: aggregate report status per day ----
  * The report plugin (docs/reports.md) lists each day's policy domains in
- * {report:}rd:DAY and `authscan report` records what it sent in
- * {PD}rs:DAY: a domain with rows and nothing sent is pending once its day
- * is over.  rows[] are "DAY:domain" from the day sets; sent[] the same
- * names from one SCAN for the rs keys (one HLEN per domain and day would
- * be 70,000 commands for a week of 10,000 domains; the SCAN is a few
- * rounds).  v[0] of a row: 1 once something was sent for it. */
+ * {report:}rd:DAY; `authscan report` marks what it sent in {PD}rs:DAY,
+ * lists those domains in {report:}rsd:DAY, and takes a domain out of
+ * rd:DAY once every destination is done.  So a day is two SMEMBERS, all
+ * of them sent at once: no SCAN, and no command per domain.  rows[] are
+ * "DAY:domain" from both sets; v[0] of a row: 1 if something was sent for
+ * it.  idx of a reply: 2 * days back, + 1 for the sent set. */
 
 static int by_str(const void *a, const void *b)
 {
@@ -928,12 +927,20 @@ static void reports_reply(struct job *j)
         job_error(j, 502, j->errmsg);
         return;
     }
+    /* a sent domain still in rd:DAY (a destination left for a later run)
+     * is one row; one that is done is only in rsd:DAY */
     qsort(j->sent, j->nsent, sizeof *j->sent, by_str);
-    for (size_t k = 0; k < j->nrows; k++) {
-        const char *key = j->rows[k].name;
-        j->rows[k].v[0] = bsearch(&key, j->sent, j->nsent, sizeof *j->sent, by_str) != NULL;
-    }
     qsort(j->rows, j->nrows, sizeof *j->rows, by_name);
+    size_t nindexed = j->nrows, at = 0;
+    for (size_t i = 0; i < j->nsent; i++) {
+        if (i && strcmp(j->sent[i], j->sent[i - 1]) == 0) continue;
+        int c = 1;
+        while (at < nindexed && (c = strcmp(j->rows[at].name, j->sent[i])) < 0) at++;
+        struct row *row = at < nindexed && c == 0 ? &j->rows[at]
+                                                 : add_row(j, j->sent[i], strlen(j->sent[i]));
+        row->v[0] = 1;
+    }
+    if (j->nrows > nindexed) qsort(j->rows, j->nrows, sizeof *j->rows, by_name);
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
@@ -970,74 +977,37 @@ static void reports_reply(struct job *j)
     sbuf_free(&b);
 }
 
-static void reports_maybe_done(struct job *j)
-{
-    if (j->outstanding == 0 && j->scan_done) reports_reply(j);
-}
-
-static void reports_scan_cb(struct job *j, size_t idx, enum as_redis_status st,
-                            const struct as_redis_reply *r)
-{
-    AS_UNUSED(idx);
-    const struct as_redis_reply *keys = st == AS_REDIS_OK ? scan_batch(j, r) : NULL;
-    if (!keys) {
-        job_fail(j, st == AS_REDIS_OK ? AS_REDIS_ERROR : st, NULL);
-        j->scan_done = 1;
-        reports_maybe_done(j);
-        return;
-    }
-    size_t plen = strlen(j->prefix);
-    for (size_t i = 0; i < keys->nelem && j->nsent < 1000000; i++) {
-        /* "<prefix>{domain}rs:DAY" -> "DAY:domain" */
-        const struct as_redis_reply *k = &keys->elem[i];
-        if (k->type != AS_REDIS_REPLY_STRING || k->str.len < plen + 13) continue;
-        const char *s = k->str.ptr + plen, *close = strchr(s, '}');
-        if (*s != '{' || !close || strncmp(close, "}rs:", 4) != 0 || strlen(close + 4) != 8)
-            continue;
-        struct sbuf name = {0};
-        sbuf_printf(&name, "%s:%.*s", close + 4, (int)(close - s - 1), s + 1);
-        if (j->nsent == j->sent_cap) {
-            j->sent_cap = j->sent_cap ? 2 * j->sent_cap : 64;
-            j->sent = xrealloc(j->sent, j->sent_cap * sizeof *j->sent);
-        }
-        j->sent[j->nsent++] = sbuf_steal(&name);
-    }
-    if (strcmp(j->cursor, "0") != 0 && j->rounds < SCAN_ROUNDS) {
-        struct sbuf pat = {0};
-        glob_escape(&pat, j->prefix);
-        sbuf_adds(&pat, "{*}rs:*");
-        int rc = scan_next(j, pat.data, reports_scan_cb);
-        sbuf_free(&pat);
-        if (rc < 0) job_error(j, 503, "redis: unavailable");
-        return;
-    }
-    j->scan_done = 1;
-    reports_maybe_done(j);
-}
-
 static void reports_index_cb(struct job *j, size_t idx, enum as_redis_status st,
                              const struct as_redis_reply *r)
 {
-    /* idx: days back */
     if (st != AS_REDIS_OK || !r || r->type != AS_REDIS_REPLY_ARRAY) {
         job_fail(j, st == AS_REDIS_OK ? AS_REDIS_ERROR : st, r);
     } else {
-        time_t t = time(NULL) - (time_t)idx * 86400;
+        int is_sent = idx & 1;
+        time_t t = time(NULL) - (time_t)(idx / 2) * 86400;
         struct tm tm;
         gmtime_r(&t, &tm);
         char day[16];
         strftime(day, sizeof day, "%Y%m%d", &tm);
-        for (size_t i = 0; i < r->nelem && j->nrows < 1000000; i++) {
+        for (size_t i = 0; i < r->nelem && j->nrows + j->nsent < 2000000; i++) {
             const struct as_redis_reply *e = &r->elem[i];
             if (e->type != AS_REDIS_REPLY_STRING || !e->str.ptr || strpbrk(e->str.ptr, "{}"))
                 continue;
             struct sbuf name = {0};
             sbuf_printf(&name, "%s:%s", day, e->str.ptr);
-            add_row(j, name.data, name.len);
-            sbuf_free(&name);
+            if (!is_sent) {
+                add_row(j, name.data, name.len);
+                sbuf_free(&name);
+                continue;
+            }
+            if (j->nsent == j->sent_cap) {
+                j->sent_cap = j->sent_cap ? 2 * j->sent_cap : 64;
+                j->sent = xrealloc(j->sent, j->sent_cap * sizeof *j->sent);
+            }
+            j->sent[j->nsent++] = sbuf_steal(&name);
         }
     }
-    reports_maybe_done(j);
+    if (j->outstanding == 0) reports_reply(j);
 }
 
 static void api_reports(struct job *j)
@@ -1046,24 +1016,19 @@ static void api_reports(struct job *j)
         time_t t = time(NULL) - (time_t)d * 86400;
         struct tm tm;
         gmtime_r(&t, &tm);
-        char kn[32];
-        strftime(kn, sizeof kn, "rd:%Y%m%d", &tm);
-        char *key = key_of(j, "report:", kn);
-        const char *argv[] = { "SMEMBERS", key };
-        int rc = job_send(j, 2, argv, reports_index_cb, (size_t)d);
-        free(key);
-        if (rc < 0) {
-            job_error(j, 503, "redis: unavailable");
-            return;
+        for (int sent = 0; sent < 2; sent++) {
+            char kn[32];
+            strftime(kn, sizeof kn, sent ? "rsd:%Y%m%d" : "rd:%Y%m%d", &tm);
+            char *key = key_of(j, "report:", kn);
+            const char *argv[] = { "SMEMBERS", key };
+            int rc = job_send(j, 2, argv, reports_index_cb, (size_t)(2 * d + sent));
+            free(key);
+            if (rc < 0) {
+                job_error(j, 503, "redis: unavailable");
+                return;
+            }
         }
     }
-    strcpy(j->cursor, "0");
-    struct sbuf pat = {0};
-    glob_escape(&pat, j->prefix);
-    sbuf_adds(&pat, "{*}rs:*");
-    int rc = scan_next(j, pat.data, reports_scan_cb);
-    sbuf_free(&pat);
-    if (rc < 0) job_error(j, 503, "redis: unavailable");
 }
 
 /* ---------------------------------------------------------------- */

@@ -151,6 +151,9 @@ def test_reports(r, cp):
     r.cmd("SADD", "as:{report:}rd:" + day(0), "example.com")
     r.cmd("SADD", "as:{report:}rd:" + day(1), "example.com", "example.net")
     r.cmd("HSET", "as:{example.com}rs:" + day(1), "mailto:dmarc@example.com", "rid-1")
+    r.cmd("SADD", "as:{report:}rsd:" + day(1), "example.com")
+    # done: `authscan report` took it out of the day's rows, only the sent index has it
+    r.cmd("SADD", "as:{report:}rsd:" + day(2), "done.example")
     st, _, rep = call(cp, "GET", "/api/v1/reports?days=3", {"Password": READ})
     T.eq("reports: status", st, 200)
     days = {x["day"]: x for x in rep.get("days", [])}
@@ -162,6 +165,9 @@ def test_reports(r, cp):
     T.eq("reports: yesterday per domain",
          {x["domain"]: x["status"] for x in days[day(1)]["domains"]},
          {"example.com": "sent", "example.net": "pending"})
+    T.eq("reports: a domain that is done (sent index only) is sent",
+         (days[day(2)]["sent"], days[day(2)]["pending"], days[day(2)]["domains"]),
+         (1, 0, [{"domain": "done.example", "status": "sent"}]))
 
 
 def login(cp, password):
