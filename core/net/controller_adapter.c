@@ -461,6 +461,13 @@ struct row {
     int present;
 };
 
+/* One UTC day of report status (see reports_script). */
+struct report_day {
+    long long indexed, sent, both;    /* SCARD rd, SCARD rsd, SINTERCARD */
+    struct row *listed;               /* name; v[0]: 1 if sent */
+    size_t nlisted;
+};
+
 struct job {
     struct controller *ctl;
     struct as_http_conn *conn;
@@ -476,8 +483,7 @@ struct job {
     struct row *rows;
     size_t nrows, rows_cap;
     struct row head;                  /* the domain's own counts */
-    char **sent;                      /* reports: "DAY:domain" sent */
-    size_t nsent, sent_cap;
+    struct report_day *rdays;         /* reports: one per day back */
     int failed;                       /* a command failed: the reply says so */
     char errmsg[128];
     int days;
@@ -495,8 +501,11 @@ static void job_free(struct job *j)
     free(j->reqs);
     for (size_t i = 0; i < j->nrows; i++) free(j->rows[i].name);
     free(j->rows);
-    for (size_t i = 0; i < j->nsent; i++) free(j->sent[i]);
-    free(j->sent);
+    for (int d = 0; j->rdays && d < j->days; d++) {
+        for (size_t i = 0; i < j->rdays[d].nlisted; i++) free(j->rdays[d].listed[i].name);
+        free(j->rdays[d].listed);
+    }
+    free(j->rdays);
     free(j->head.name);
     free(j);
 }
@@ -911,15 +920,44 @@ static void api_clear(struct job *j)
  * The report plugin (docs/reports.md) lists each day's policy domains in
  * {report:}rd:DAY; `authscan report` marks what it sent in {PD}rs:DAY,
  * lists those domains in {report:}rsd:DAY, and takes a domain out of
- * rd:DAY once every destination is done.  So a day is two SMEMBERS, all
- * of them sent at once: no SCAN, and no command per domain.  rows[] are
- * "DAY:domain" from both sets; v[0] of a row: 1 if something was sent for
- * it.  idx of a reply: 2 * days back, + 1 for the sent set. */
+ * rd:DAY once every destination is done.  A domain in rsd:DAY is sent (in
+ * rd:DAY too: a destination is left for a later run); one only in rd:DAY
+ * is pending, or collecting today.
+ *
+ * A week of 10,000 domains is 70,000 names: reading them all costs Redis
+ * more than the 100 ms the dashboard may take, so one script per day
+ * (both keys share the {report:} tag: one cluster slot) counts with
+ * SCARD and SINTERCARD and returns at most MAX_LISTED names, the ones
+ * still in rd:DAY first: {indexed, sent, both, name, sent?, name, ...}.
+ * All days' scripts go out at once. */
+#define MAX_LISTED 100
 
-static int by_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
+static const char reports_script[] =
+    "local out = {redis.call('SCARD', KEYS[1]), redis.call('SCARD', KEYS[2]),"
+    " redis.call('SINTERCARD', 2, KEYS[1], KEYS[2])}\n"
+    "local left = tonumber(ARGV[1])\n"
+    "for k = 1, 2 do\n"
+    "  local cur = '0'\n"
+    "  while left > 0 do\n"
+    "    local page = redis.call('SSCAN', KEYS[k], cur, 'COUNT', 100)\n"
+    "    cur = page[1]\n"
+    "    for _, d in ipairs(page[2]) do\n"
+    "      if left > 0 then\n"
+    "        if k == 1 then\n"
+    "          out[#out + 1] = d\n"
+    "          out[#out + 1] = redis.call('SISMEMBER', KEYS[2], d)\n"
+    "          left = left - 1\n"
+    "        elseif redis.call('SISMEMBER', KEYS[1], d) == 0 then\n"
+    "          out[#out + 1] = d\n"
+    "          out[#out + 1] = 1\n"
+    "          left = left - 1\n"
+    "        end\n"
+    "      end\n"
+    "    end\n"
+    "    if cur == '0' then break end\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
 
 static void reports_reply(struct job *j)
 {
@@ -927,25 +965,8 @@ static void reports_reply(struct job *j)
         job_error(j, 502, j->errmsg);
         return;
     }
-    /* a sent domain still in rd:DAY (a destination left for a later run)
-     * is one row; one that is done is only in rsd:DAY */
-    qsort(j->sent, j->nsent, sizeof *j->sent, by_str);
-    qsort(j->rows, j->nrows, sizeof *j->rows, by_name);
-    size_t nindexed = j->nrows, at = 0;
-    for (size_t i = 0; i < j->nsent; i++) {
-        if (i && strcmp(j->sent[i], j->sent[i - 1]) == 0) continue;
-        int c = 1;
-        while (at < nindexed && (c = strcmp(j->rows[at].name, j->sent[i])) < 0) at++;
-        struct row *row = at < nindexed && c == 0 ? &j->rows[at]
-                                                 : add_row(j, j->sent[i], strlen(j->sent[i]));
-        row->v[0] = 1;
-    }
-    if (j->nrows > nindexed) qsort(j->rows, j->nrows, sizeof *j->rows, by_name);
     time_t now = time(NULL);
     struct tm tm;
-    gmtime_r(&now, &tm);
-    char today[16];
-    strftime(today, sizeof today, "%Y%m%d", &tm);
     struct sbuf b = {0};
     sbuf_adds(&b, "{\"days\":[");
     for (int d = 0; d < j->days; d++) {
@@ -953,58 +974,59 @@ static void reports_reply(struct job *j)
         gmtime_r(&t, &tm);
         char day[16];
         strftime(day, sizeof day, "%Y%m%d", &tm);
-        size_t sent = 0, pending = 0, open = 0, listed = 0;
-        struct sbuf list = {0};
-        for (size_t k = 0; k < j->nrows; k++) {
-            if (strncmp(j->rows[k].name, day, 8) != 0) continue;
-            const char *status = strcmp(day, today) == 0 ? "collecting"
-                                 : j->rows[k].v[0] > 0 ? "sent" : "pending";
-            if (*status == 'c') open++;
-            else if (*status == 's') sent++;
-            else pending++;
-            if (listed++ >= 100) continue;   /* the counts cover every domain */
-            sbuf_adds(&list, list.len ? ",{\"domain\":" : "{\"domain\":");
-            as_json_string(&list, j->rows[k].name + 9, strlen(j->rows[k].name + 9));
-            sbuf_printf(&list, ",\"status\":\"%s\"}", status);
+        struct report_day *rd = &j->rdays[d];
+        long long all = rd->indexed + rd->sent - rd->both;
+        long long open = d == 0 ? all : 0;
+        long long sent = d == 0 ? 0 : rd->sent;
+        long long pending = d == 0 ? 0 : rd->indexed - rd->both;
+        qsort(rd->listed, rd->nlisted, sizeof *rd->listed, by_name);
+        size_t n = 0;   /* SSCAN may return a name twice */
+        for (size_t i = 0; i < rd->nlisted; i++) {
+            if (n && strcmp(rd->listed[n - 1].name, rd->listed[i].name) == 0)
+                free(rd->listed[i].name);
+            else
+                rd->listed[n++] = rd->listed[i];
         }
-        sbuf_printf(&b, "%s{\"day\":\"%s\",\"collecting\":%zu,\"pending\":%zu,\"sent\":%zu,"
-                    "\"domains\":[%s],\"domains_truncated\":%s}", d ? "," : "", day, open,
-                    pending, sent, list.data ? list.data : "", listed > 100 ? "true" : "false");
-        sbuf_free(&list);
+        rd->nlisted = n;
+        sbuf_printf(&b, "%s{\"day\":\"%s\",\"collecting\":%lld,\"pending\":%lld,"
+                    "\"sent\":%lld,\"domains\":[", d ? "," : "", day, open, pending, sent);
+        for (size_t i = 0; i < rd->nlisted; i++) {
+            const struct row *row = &rd->listed[i];
+            sbuf_adds(&b, i ? ",{\"domain\":" : "{\"domain\":");
+            as_json_string(&b, row->name, strlen(row->name));
+            sbuf_printf(&b, ",\"status\":\"%s\"}", d == 0 ? "collecting"
+                                                      : row->v[0] > 0 ? "sent" : "pending");
+        }
+        sbuf_printf(&b, "],\"domains_truncated\":%s}",
+                    all > (long long)rd->nlisted ? "true" : "false");
     }
     sbuf_adds(&b, "]}\n");
     job_reply(j, 200, &b);
     sbuf_free(&b);
 }
 
-static void reports_index_cb(struct job *j, size_t idx, enum as_redis_status st,
-                             const struct as_redis_reply *r)
+static void reports_day_cb(struct job *j, size_t idx, enum as_redis_status st,
+                           const struct as_redis_reply *r)
 {
-    if (st != AS_REDIS_OK || !r || r->type != AS_REDIS_REPLY_ARRAY) {
+    /* idx: days back */
+    if (st != AS_REDIS_OK || !r || r->type != AS_REDIS_REPLY_ARRAY || r->nelem < 3 ||
+        r->nelem % 2 == 0) {
         job_fail(j, st == AS_REDIS_OK ? AS_REDIS_ERROR : st, r);
     } else {
-        int is_sent = idx & 1;
-        time_t t = time(NULL) - (time_t)(idx / 2) * 86400;
-        struct tm tm;
-        gmtime_r(&t, &tm);
-        char day[16];
-        strftime(day, sizeof day, "%Y%m%d", &tm);
-        for (size_t i = 0; i < r->nelem && j->nrows + j->nsent < 2000000; i++) {
+        struct report_day *rd = &j->rdays[idx];
+        rd->indexed = (long long)reply_num(&r->elem[0]);
+        rd->sent = (long long)reply_num(&r->elem[1]);
+        rd->both = (long long)reply_num(&r->elem[2]);
+        rd->listed = xcalloc((r->nelem - 3) / 2 + 1, sizeof *rd->listed);
+        for (size_t i = 3; i + 1 < r->nelem; i += 2) {
             const struct as_redis_reply *e = &r->elem[i];
-            if (e->type != AS_REDIS_REPLY_STRING || !e->str.ptr || strpbrk(e->str.ptr, "{}"))
+            /* a name with a NUL or a brace is no policy domain of ours */
+            if (e->type != AS_REDIS_REPLY_STRING || !e->str.ptr ||
+                strlen(e->str.ptr) != e->str.len || strpbrk(e->str.ptr, "{}"))
                 continue;
-            struct sbuf name = {0};
-            sbuf_printf(&name, "%s:%s", day, e->str.ptr);
-            if (!is_sent) {
-                add_row(j, name.data, name.len);
-                sbuf_free(&name);
-                continue;
-            }
-            if (j->nsent == j->sent_cap) {
-                j->sent_cap = j->sent_cap ? 2 * j->sent_cap : 64;
-                j->sent = xrealloc(j->sent, j->sent_cap * sizeof *j->sent);
-            }
-            j->sent[j->nsent++] = sbuf_steal(&name);
+            struct row *row = &rd->listed[rd->nlisted++];
+            row->name = xstrndup(e->str.ptr, e->str.len);
+            row->v[0] = reply_num(&r->elem[i + 1]);
         }
     }
     if (j->outstanding == 0) reports_reply(j);
@@ -1012,21 +1034,24 @@ static void reports_index_cb(struct job *j, size_t idx, enum as_redis_status st,
 
 static void api_reports(struct job *j)
 {
+    j->rdays = xcalloc((size_t)j->days, sizeof *j->rdays);
+    char limit[16];
+    snprintf(limit, sizeof limit, "%d", MAX_LISTED);
     for (int d = 0; d < j->days; d++) {
         time_t t = time(NULL) - (time_t)d * 86400;
         struct tm tm;
         gmtime_r(&t, &tm);
-        for (int sent = 0; sent < 2; sent++) {
-            char kn[32];
-            strftime(kn, sizeof kn, sent ? "rsd:%Y%m%d" : "rd:%Y%m%d", &tm);
-            char *key = key_of(j, "report:", kn);
-            const char *argv[] = { "SMEMBERS", key };
-            int rc = job_send(j, 2, argv, reports_index_cb, (size_t)(2 * d + sent));
-            free(key);
-            if (rc < 0) {
-                job_error(j, 503, "redis: unavailable");
-                return;
-            }
+        char rdn[32], rsdn[32];
+        strftime(rdn, sizeof rdn, "rd:%Y%m%d", &tm);
+        strftime(rsdn, sizeof rsdn, "rsd:%Y%m%d", &tm);
+        char *rd = key_of(j, "report:", rdn), *rsd = key_of(j, "report:", rsdn);
+        const char *argv[] = { "EVAL", reports_script, "2", rd, rsd, limit };
+        int rc = job_send(j, AS_ARRAY_LEN(argv), argv, reports_day_cb, (size_t)d);
+        free(rd);
+        free(rsd);
+        if (rc < 0) {
+            job_error(j, 503, "redis: unavailable");
+            return;
         }
     }
 }

@@ -154,10 +154,14 @@ def test_reports(r, cp):
     r.cmd("SADD", "as:{report:}rsd:" + day(1), "example.com")
     # done: `authscan report` took it out of the day's rows, only the sent index has it
     r.cmd("SADD", "as:{report:}rsd:" + day(2), "done.example")
-    st, _, rep = call(cp, "GET", "/api/v1/reports?days=3", {"Password": READ})
+    # a bigger day: 150 pending, 20 sent with a destination left, 30 done
+    big = ["big%03d.example" % i for i in range(200)]
+    r.cmd("SADD", "as:{report:}rd:" + day(3), *big[:170])
+    r.cmd("SADD", "as:{report:}rsd:" + day(3), *big[150:])
+    st, _, rep = call(cp, "GET", "/api/v1/reports?days=4", {"Password": READ})
     T.eq("reports: status", st, 200)
     days = {x["day"]: x for x in rep.get("days", [])}
-    T.eq("reports: three days", sorted(days), sorted([day(0), day(1), day(2)]))
+    T.eq("reports: four days", sorted(days), sorted([day(0), day(1), day(2), day(3)]))
     T.eq("reports: today is collecting", (days[day(0)]["collecting"], days[day(0)]["sent"]),
          (1, 0))
     T.eq("reports: yesterday one sent, one pending",
@@ -168,6 +172,17 @@ def test_reports(r, cp):
     T.eq("reports: a domain that is done (sent index only) is sent",
          (days[day(2)]["sent"], days[day(2)]["pending"], days[day(2)]["domains"]),
          (1, 0, [{"domain": "done.example", "status": "sent"}]))
+    b = days[day(3)]
+    T.eq("reports: 200 domains: counts", (b["pending"], b["sent"], b["collecting"]), (150, 50, 0))
+    T.eq("reports: 200 domains: 100 listed, truncated", (len(b["domains"]),
+                                                         b["domains_truncated"]), (100, True))
+    listed = [x["domain"] for x in b["domains"]]
+    T.eq("reports: listed sorted, no name twice", listed, sorted(set(listed)))
+    T.check("reports: listed statuses right", all(
+        x["status"] == ("sent" if x["domain"] >= "big150" else "pending") for x in b["domains"]),
+        b["domains"])
+    T.eq("reports: days=1 is today only", len(call(cp, "GET", "/api/v1/reports?days=1",
+                                                   {"Password": READ})[2]["days"]), 1)
 
 
 def login(cp, password):
