@@ -34,7 +34,7 @@
 #define MAX_SOURCES 1000                  /* sources of one domain read */
 #define TOP_SOURCES 50                    /* sources of one domain listed */
 #define SCAN_COUNT "10000"            /* keys Redis looks at per round */
-#define SCAN_ROUNDS 2000                  /* bounds a SCAN over a huge keyspace */
+#define SCAN_BUDGET 0.06                  /* seconds a keyspace walk may take */
 #define MAX_REPORT_DAYS 31
 #define LOGIN_SLOTS 256                   /* client addresses tracked per worker */
 #define LOGIN_FAILURES 10                 /* wrong passwords allowed per window */
@@ -479,7 +479,8 @@ struct job {
     char domain[256];
     char net[64];
     char cursor[32];
-    unsigned rounds;
+    double started;                   /* as_now() at the request */
+    int partial;                      /* the SCAN stopped at SCAN_BUDGET */
     struct row *rows;
     size_t nrows, rows_cap;
     struct row head;                  /* the domain's own counts */
@@ -627,8 +628,19 @@ static void glob_escape(struct sbuf *b, const char *s)
 static int scan_next(struct job *j, const char *pattern, job_cb cb)
 {
     const char *argv[] = { "SCAN", j->cursor, "MATCH", pattern, "COUNT", SCAN_COUNT };
-    j->rounds++;
     return job_send(j, AS_ARRAY_LEN(argv), argv, cb, 0);
+}
+
+/* 1 if the SCAN goes on: keys left, and the walk within its time budget
+ * (the history keeps no index of domains and sources, so a keyspace of
+ * millions of keys would otherwise hold the dashboard for seconds: the
+ * answer says "partial" instead). */
+static int scan_more(struct job *j)
+{
+    if (strcmp(j->cursor, "0") == 0) return 0;
+    if (as_now() - j->started < SCAN_BUDGET) return 1;
+    j->partial = 1;
+    return 0;
 }
 
 /* A SCAN reply: the next cursor into j->cursor; the keys. */
@@ -677,7 +689,8 @@ static void domains_reply(struct job *j)
         write_counts(&b, &j->rows[i]);
         sbuf_addc(&b, '}');
     }
-    sbuf_printf(&b, "],\"truncated\":%s}\n", j->nrows >= MAX_DOMAINS ? "true" : "false");
+    sbuf_printf(&b, "],\"truncated\":%s,\"partial\":%s}\n",
+                j->nrows >= MAX_DOMAINS ? "true" : "false", j->partial ? "true" : "false");
     job_reply(j, 200, &b);
     sbuf_free(&b);
 }
@@ -709,7 +722,7 @@ static void domains_scan_cb(struct job *j, size_t idx, enum as_redis_status st,
         if (*s != '{' || !close || strcmp(close, "}d") != 0) continue;
         add_row(j, s + 1, (size_t)(close - s - 1));
     }
-    if (strcmp(j->cursor, "0") != 0 && j->nrows < MAX_DOMAINS && j->rounds < SCAN_ROUNDS) {
+    if (j->nrows < MAX_DOMAINS && scan_more(j)) {
         struct sbuf pat = {0};
         glob_escape(&pat, j->prefix);
         sbuf_adds(&pat, "{*}d");
@@ -766,7 +779,8 @@ static void domain_reply(struct job *j)
     as_json_string(&b, j->domain, strlen(j->domain));
     sbuf_adds(&b, ",\"history\":");
     write_counts(&b, &j->head);
-    sbuf_printf(&b, ",\"sources_seen\":%zu,\"sources\":[", j->nrows);
+    sbuf_printf(&b, ",\"sources_seen\":%zu,\"partial\":%s,\"sources\":[", j->nrows,
+                j->partial ? "true" : "false");
     for (size_t i = 0; i < j->nrows && i < TOP_SOURCES; i++) {
         sbuf_adds(&b, i ? ",{\"net\":" : "{\"net\":");
         as_json_string(&b, j->rows[i].name, strlen(j->rows[i].name));
@@ -818,7 +832,7 @@ static void domain_scan_cb(struct job *j, size_t idx, enum as_redis_status st,
             return;
         }
     }
-    if (strcmp(j->cursor, "0") != 0 && j->nrows < MAX_SOURCES && j->rounds < SCAN_ROUNDS) {
+    if (j->nrows < MAX_SOURCES && scan_more(j)) {
         struct sbuf pat = {0};
         glob_escape(&pat, j->prefix);
         sbuf_addc(&pat, '{');
@@ -1222,6 +1236,7 @@ static void handle_request(struct as_http_conn *c, const struct as_http_request 
         return;
     }
     struct job *j = xcalloc(1, sizeof *j);
+    j->started = as_now();
     j->ctl = ctl;
     j->conn = c;
     j->redis = r;

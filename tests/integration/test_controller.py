@@ -125,6 +125,7 @@ def test_reads(d, cp):
     T.eq("domains: status", st, 200)
     doms = {x["domain"]: x["history"] for x in r.get("domains", [])}
     T.eq("domains: the scanned domains", set(doms), {"example.com", "example.net"})
+    T.eq("domains: the whole keyspace walked", r.get("partial"), False)
     T.check("domains: example.com DMARC passes", doms.get("example.com", {}).get("dp", 0) >= 3,
             doms)
     T.check("domains: example.net DMARC passes", doms.get("example.net", {}).get("dp", 0) >= 2,
@@ -133,7 +134,8 @@ def test_reads(d, cp):
     st, _, r = call(cp, "GET", "/api/v1/domain?domain=EXAMPLE.com", pw)
     T.eq("domain: status", st, 200)
     src = r.get("sources", [])
-    T.eq("domain: two sources seen", r.get("sources_seen"), 2)
+    T.eq("domain: two sources seen, whole keyspace", (r.get("sources_seen"), r.get("partial")),
+         (2, False))
     T.eq("domain: top failing source first", src[0]["net"] if src else None, "198.51.100")
     T.check("domain: its failures", src and src[0]["history"]["df"] >= 2, src)
 
@@ -324,6 +326,31 @@ def test_login_limit():
         T.eq("another address: not blocked", st, 200)
 
 
+def test_scan_budget():
+    """A keyspace too big to walk within the budget (1.5M keys that are not
+    history): the domain list and a domain's sources answer within a
+    second, saying "partial"; a domain's own counts are still exact."""
+    with harness.RedisServer() as r:
+        r.cmd("EVAL", "for i = 1, tonumber(ARGV[1]) do redis.call('SET', 'other:' .. i, 1) end",
+              "0", "1500000")
+        r.cmd("HSET", "as:{big.example}d", "n", "5", "dp", "5")
+        cp = harness.free_port()
+        config = 'redis.servers = %s\ncontroller.password = "%s"\n' % (r.address, READ)
+        with harness.Daemon(workers=1, config=config, listen=[
+                "127.0.0.1:%d" % harness.free_port(), "controller@127.0.0.1:%d" % cp]) as d:
+            assert d
+            for path in ("/api/v1/domains", "/api/v1/domain?domain=big.example"):
+                t = time.monotonic()
+                st, _, body = call(cp, "GET", path, {"Password": READ})
+                took = time.monotonic() - t
+                T.eq("%s on 1.5M keys: status" % path, st, 200)
+                T.eq("%s on 1.5M keys: partial" % path, (body or {}).get("partial"), True)
+                T.check("%s on 1.5M keys: within a second (took %.2f s)" % (path, took),
+                        took < 1.0)
+            st, _, body = call(cp, "GET", "/api/v1/domain?domain=big.example", {"Password": READ})
+            T.eq("the domain's own counts, read by key", (body.get("history") or {}).get("n"), 5)
+
+
 def main():
     with harness.RedisServer() as r:
         cp = harness.free_port()
@@ -340,6 +367,7 @@ def main():
             T.run(test_head, d, cp)
     T.run(test_no_password)
     T.run(test_login_limit)
+    T.run(test_scan_budget)
     T.finish()
 
 
