@@ -368,7 +368,7 @@ def main():
     T.run(test_no_password)
     T.run(test_login_limit)
     T.run(test_scan_budget)
-    T.finish()
+    sys.exit(T.finish())
 
 
 if __name__ == "__main__":

@@ -278,7 +278,7 @@ def main():
         T.run(test_respawn, d)
         T.run(test_reload, d)
         T.run(test_metrics, d)
-    T.finish()
+    sys.exit(T.finish())
 
 
 if __name__ == "__main__":
