@@ -73,7 +73,8 @@ def fill(r):
 
 
 def time_call(cp, path, n=20):
-    times = []
+    """(median ms, max ms, bytes, runs that answered "partial": true)."""
+    times, partial = [], 0
     for _ in range(n):
         t = time.perf_counter()
         st, _, body = harness.http_request("127.0.0.1", cp, "GET", path, None,
@@ -81,7 +82,8 @@ def time_call(cp, path, n=20):
         times.append((time.perf_counter() - t) * 1000)
         if st != 200:
             raise SystemExit("%s: status %d %s" % (path, st, body[:200]))
-    return statistics.median(times), max(times), len(body)
+        partial += b'"partial":true' in body
+    return statistics.median(times), max(times), len(body), partial
 
 
 WRK_SCRIPT = r"""
@@ -115,12 +117,13 @@ def main():
         with harness.Daemon(workers=2, config=cfg, log_level="warning",
                             listen=["127.0.0.1:%d" % sp, "controller@127.0.0.1:%d" % cp]) as d:
             print("Redis keys: %d (%d domains)" % (keys, DOMAINS))
-            print("%-48s %10s %10s %10s" % ("call", "median ms", "max ms", "bytes"))
+            print("%-48s %10s %10s %10s %8s" % ("call", "median ms", "max ms", "bytes",
+                                                 "partial"))
             for path in ("/api/v1/domains", "/api/v1/domain?domain=d04242.example",
                          "/api/v1/sender?domain=d04242.example&ip=192.0.42.1",
                          "/api/v1/reports?days=7", "/stat", "/metrics"):
-                med, mx, size = time_call(cp, path)
-                print("%-48s %10.1f %10.1f %10d" % (path, med, mx, size))
+                med, mx, size, partial = time_call(cp, path)
+                print("%-48s %10.1f %10.1f %10d %5d/20" % (path, med, mx, size, partial))
             if "--calls-only" in sys.argv[1:]:
                 return
             # alternate runs: the machine is shared, so compare neighbours

@@ -481,6 +481,7 @@ struct job {
     char cursor[32];
     double started;                   /* as_now() at the request */
     int partial;                      /* the SCAN stopped at SCAN_BUDGET */
+    int from_index;                   /* domain: rows from {D}si, not a SCAN */
     struct row *rows;
     size_t nrows, rows_cap;
     struct row head;                  /* the domain's own counts */
@@ -773,6 +774,12 @@ static void domain_reply(struct job *j)
         job_error(j, 502, j->errmsg);
         return;
     }
+    size_t n = 0;   /* index names whose hash expired are not sources */
+    for (size_t i = 0; i < j->nrows; i++) {
+        if (j->rows[i].present) j->rows[n++] = j->rows[i];
+        else free(j->rows[i].name);
+    }
+    j->nrows = n;
     qsort(j->rows, j->nrows, sizeof *j->rows, by_failures_desc);
     struct sbuf b = {0};
     sbuf_adds(&b, "{\"domain\":");
@@ -793,11 +800,33 @@ static void domain_reply(struct job *j)
     sbuf_free(&b);
 }
 
+static void domain_srem_cb(struct job *j, size_t idx, enum as_redis_status st,
+                           const struct as_redis_reply *r)
+{
+    AS_UNUSED(idx);
+    AS_UNUSED(st);
+    AS_UNUSED(r);   /* pruning is best effort: the next call tries again */
+    if (j->outstanding == 0) domain_reply(j);
+}
+
 static void domain_hmget_cb(struct job *j, size_t idx, enum as_redis_status st,
                             const struct as_redis_reply *r)
 {
-    if (st != AS_REDIS_OK) job_fail(j, st, r);
-    else read_fields(idx == SIZE_MAX ? &j->head : &j->rows[idx], r);
+    if (st != AS_REDIS_OK) {
+        job_fail(j, st, r);
+    } else {
+        struct row *row = idx == SIZE_MAX ? &j->head : &j->rows[idx];
+        read_fields(row, r);
+        if (idx != SIZE_MAX && j->from_index && !row->present) {
+            /* the source's hash expired (history.ttl) but the index lives
+             * on with the domain's newer writes: drop the name from it */
+            char *key = key_of(j, j->domain, "si");
+            const char *argv[] = { "SREM", key, row->name };
+            if (job_send(j, AS_ARRAY_LEN(argv), argv, domain_srem_cb, 0) < 0)
+                job_fail(j, AS_REDIS_UNAVAILABLE, NULL);
+            free(key);
+        }
+    }
     if (j->outstanding == 0) domain_reply(j);
 }
 
@@ -846,19 +875,80 @@ static void domain_scan_cb(struct job *j, size_t idx, enum as_redis_status st,
     if (j->outstanding == 0) domain_reply(j);
 }
 
-static void api_domain(struct job *j)
+/* Without an index (history written before it, or a domain never seen):
+ * walk the keyspace for {D}s:* keys, within SCAN_BUDGET. */
+static int domain_scan_start(struct job *j)
 {
-    char *key = key_of(j, j->domain, "d");
-    int rc = hmget(j, key, domain_hmget_cb, SIZE_MAX);
-    free(key);
     strcpy(j->cursor, "0");
     struct sbuf pat = {0};
     glob_escape(&pat, j->prefix);
     sbuf_addc(&pat, '{');
     glob_escape(&pat, j->domain);
     sbuf_adds(&pat, "}s:*");
-    if (rc == 0) rc = scan_next(j, pat.data, domain_scan_cb);
+    int rc = scan_next(j, pat.data, domain_scan_cb);
     sbuf_free(&pat);
+    return rc;
+}
+
+static int domain_sscan_next(struct job *j);
+
+/* A page of {D}si, the history plugin's index of the domain's sources. */
+static void domain_index_cb(struct job *j, size_t idx, enum as_redis_status st,
+                            const struct as_redis_reply *r)
+{
+    AS_UNUSED(idx);
+    const struct as_redis_reply *nets = st == AS_REDIS_OK ? scan_batch(j, r) : NULL;
+    if (!nets) {
+        job_fail(j, st == AS_REDIS_OK ? AS_REDIS_ERROR : st, NULL);
+        if (j->outstanding == 0) domain_reply(j);
+        return;
+    }
+    size_t first = j->nrows;
+    for (size_t i = 0; i < nets->nelem && j->nrows < MAX_SOURCES; i++) {
+        const struct as_redis_reply *n = &nets->elem[i];
+        if (n->type != AS_REDIS_REPLY_STRING || !n->str.ptr || n->str.len == 0 ||
+            n->str.len > 40 || strspn(n->str.ptr, "0123456789abcdef.:") != n->str.len)
+            continue;   /* not a network the plugin writes */
+        add_row(j, n->str.ptr, n->str.len);
+    }
+    j->from_index |= j->nrows > 0;
+    for (size_t i = first; i < j->nrows; i++) {
+        char name[128];
+        snprintf(name, sizeof name, "s:%s", j->rows[i].name);
+        char *key = key_of(j, j->domain, name);
+        int rc = hmget(j, key, domain_hmget_cb, i);
+        free(key);
+        if (rc < 0) {
+            job_error(j, 503, "redis: unavailable");
+            return;
+        }
+    }
+    int rc = 0;
+    if (j->nrows < MAX_SOURCES && scan_more(j)) rc = domain_sscan_next(j);
+    else if (!j->from_index && !j->partial) rc = domain_scan_start(j);
+    if (rc < 0) {
+        job_error(j, 503, "redis: unavailable");
+        return;
+    }
+    if (j->outstanding == 0) domain_reply(j);
+}
+
+static int domain_sscan_next(struct job *j)
+{
+    char *key = key_of(j, j->domain, "si");
+    const char *argv[] = { "SSCAN", key, j->cursor, "COUNT", "1000" };
+    int rc = job_send(j, AS_ARRAY_LEN(argv), argv, domain_index_cb, 0);
+    free(key);
+    return rc;
+}
+
+static void api_domain(struct job *j)
+{
+    char *key = key_of(j, j->domain, "d");
+    int rc = hmget(j, key, domain_hmget_cb, SIZE_MAX);
+    free(key);
+    strcpy(j->cursor, "0");
+    if (rc == 0) rc = domain_sscan_next(j);
     if (rc < 0) job_error(j, 503, "redis: unavailable");
 }
 

@@ -112,7 +112,7 @@ def test_access(cp):
             T.check("%s: JSON error" % what, isinstance(body, dict) and body.get("error"), body)
 
 
-def test_reads(d, cp):
+def test_reads(d, cp, rc):
     pw = {"Password": READ}
     st, _, s = call(cp, "GET", "/stat", pw)
     T.eq("/stat on the controller: scanned is the daemon's", s["scanned"], d.stat()["scanned"])
@@ -138,6 +138,25 @@ def test_reads(d, cp):
          (2, False))
     T.eq("domain: top failing source first", src[0]["net"] if src else None, "198.51.100")
     T.check("domain: its failures", src and src[0]["history"]["df"] >= 2, src)
+
+    T.eq("domain: the history plugin's source index", sorted(
+        x.decode() for x in rc.cmd("SMEMBERS", "as:{example.com}si")), ["192.0.2", "198.51.100"])
+    # a network in the index whose hash expired: not listed, and pruned
+    rc.cmd("SADD", "as:{example.com}si", "10.9.9")
+    st, _, r = call(cp, "GET", "/api/v1/domain?domain=example.com", pw)
+    T.eq("domain: an expired source is not listed", (st, r.get("sources_seen"),
+                                                     sorted(x["net"] for x in r["sources"])),
+         (200, 2, ["192.0.2", "198.51.100"]))
+    T.eq("domain: the expired source is pruned from the index",
+         rc.cmd("SISMEMBER", "as:{example.com}si", "10.9.9"), 0)
+    # history written before the index: found by walking the keyspace
+    rc.cmd("HSET", "as:{legacy.example}d", "n", "3", "dp", "1", "df", "2")
+    rc.cmd("HSET", "as:{legacy.example}s:10.1.2", "n", "3", "df", "2")
+    st, _, r = call(cp, "GET", "/api/v1/domain?domain=legacy.example", pw)
+    T.eq("domain without an index: sources from the keyspace", (st, r.get("sources_seen"),
+                                                                 r.get("partial")), (200, 1, False))
+    for k in ("as:{legacy.example}d", "as:{legacy.example}s:10.1.2"):
+        rc.cmd("DEL", k)
 
     st, _, r = call(cp, "GET", "/api/v1/sender?domain=example.com&ip=192.0.2.200", pw)
     T.eq("sender: status", st, 200)
@@ -360,7 +379,7 @@ def main():
                                              "controller@127.0.0.1:%d" % cp]) as d:
             populate(d, r)
             T.run(test_access, cp)
-            T.run(test_reads, d, cp)
+            T.run(test_reads, d, cp, r)
             T.run(test_reports, r, cp)
             T.run(test_sessions, r, cp)
             T.run(test_assets, cp)
