@@ -4,8 +4,8 @@
   1. the dashboard's API calls on a reporting-sized data set: today's
      report counters exactly as bench/report_bench.py generates them
      (1,000,000 messages over 10,000 policy domains, Zipf), 10,000 From
-     domains of history in Redis (a domain hash and 2 source hashes each,
-     as the history plugin writes them) and 6 closed days of report index
+     domains of history in Redis (a domain hash, 2 source hashes and the
+     source index each, as the history plugin writes them) and 6 closed days of report index
      with 10,000 policy domains a day: half of them done (marked in
      {PD}rs:DAY and {report:}rsd:DAY, out of rd:DAY, as `authscan report`
      leaves them), a tenth sent with a destination left (in both), the
@@ -40,9 +40,11 @@ def fill(r):
         d = "d%05d.example" % i
         pipe.append(("HSET", "as:{%s}d" % d, "n", "40", "dp", "35", "df", "5", "sp", "36",
                      "sf", "4", "kp", "30", "kf", "2", "f", str(now - 86400 * 20), "l", str(now)))
-        for net in ("192.0.%d" % (i % 250), "198.51.%d" % (i % 250)):
+        nets = ("192.0.%d" % (i % 250), "198.51.%d" % (i % 250))
+        for net in nets:
             pipe.append(("HSET", "as:{%s}s:%s" % (d, net), "n", "20", "dp", "18", "df", "2",
                          "f", str(now - 86400), "l", str(now)))
+        pipe.append(("SADD", "as:{%s}si" % d) + nets)   # the plugin's source index
     for back in range(1, 7):
         day = time.strftime("%Y%m%d", time.gmtime(now - back * 86400))
         done = [k for k in range(DOMAINS) if k % 2 == 0]
