@@ -226,6 +226,13 @@ static void client_of(const char *peer, char *out, size_t len)
     memcpy(host, p, n);
     host[n] = '\0';
     unsigned char b[16];
+    static const unsigned char v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+    if (inet_pton(AF_INET6, host, b) == 1 && memcmp(b, v4mapped, 12) == 0) {
+        /* an IPv4 client of a dual-stack socket: its own address, not the
+         * /64 that every IPv4 client shares */
+        snprintf(out, len, "%u.%u.%u.%u", b[12], b[13], b[14], b[15]);
+        return;
+    }
     if (inet_pton(AF_INET6, host, b) == 1) {
         snprintf(out, len, "%x:%x:%x:%x::/64", (unsigned)(b[0] << 8 | b[1]),
                  (unsigned)(b[2] << 8 | b[3]), (unsigned)(b[4] << 8 | b[5]),
@@ -286,8 +293,9 @@ static void login_failed(struct controller *ctl, const char *peer)
         f->count = 0;
     }
     if (++f->count == LOGIN_FAILURES)
-        as_log(AS_LOG_WARN, "controller: %u wrong passwords from %s: refused for %.0f s",
-               f->count, client, LOGIN_WINDOW);
+        as_log(AS_LOG_WARN, "controller: %u wrong passwords from %s within %.0f s: its "
+               "password tries are refused (429) until %.0f s after the first",
+               f->count, client, LOGIN_WINDOW, LOGIN_WINDOW);
 }
 
 struct access {
