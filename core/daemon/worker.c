@@ -9,7 +9,6 @@
 #include <string.h>
 #include <unistd.h>
 #include "scan/engine.h"
-#include "scan/stats.h"
 #include "util/log.h"
 #include "net/protocol.h"
 #include "net/server.h"
@@ -31,7 +30,7 @@ struct worker {
     struct as_server *server;
     struct worker_proto protos[8];
     size_t nprotos;
-    struct event *sig_term, *sig_quit, *parent_ev, *force_exit, *stats_tick;
+    struct event *sig_term, *sig_quit, *parent_ev, *force_exit;
     int draining;
     int shut;              /* listening sockets shut down (final stop) */
 };
@@ -57,17 +56,6 @@ static int proto_state(struct worker *w, const struct as_protocol *proto, void *
 }
 
 static void drained(void *arg);
-
-/* The services count in their own state; their values reach the shared
- * slot after each scan and on this tick, so /stat shows the Redis replies
- * of an idle worker's last finish stage, and a worker that crashes loses
- * at most the last second of them. */
-static void stats_tick_cb(evutil_socket_t fd, short what, void *arg)
-{
-    AS_UNUSED(fd);
-    AS_UNUSED(what);
-    as_stats_publish(as_engine_stats(((struct worker *)arg)->engine));
-}
 
 static void drain_poll_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -187,9 +175,6 @@ void as_worker_main(struct as_config *cfg, const struct as_worker_socket *socks,
     w.sig_quit = evsignal_new(w.base, SIGQUIT, signal_cb, &w);
     evsignal_add(w.sig_term, NULL);
     evsignal_add(w.sig_quit, NULL);
-    static const struct timeval second = { 1, 0 };
-    w.stats_tick = event_new(w.base, -1, EV_PERSIST, stats_tick_cb, &w);
-    if (!w.stats_tick || event_add(w.stats_tick, &second) < 0) as_oom();
     if (ready_fd >= 0) {
         /* The same pipe tells us when the master dies (EOF on read). */
         w.parent_ev = event_new(w.base, ready_fd, EV_READ | EV_PERSIST, parent_cb, &w);
@@ -208,7 +193,6 @@ void as_worker_main(struct as_config *cfg, const struct as_worker_socket *socks,
     if (w.force_exit) event_free(w.force_exit);
     event_free(w.sig_term);
     event_free(w.sig_quit);
-    event_free(w.stats_tick);
     as_engine_free(w.engine);
     event_base_free(w.base);
     as_log(AS_LOG_INFO, "exiting");

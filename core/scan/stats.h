@@ -15,8 +15,7 @@
  * forks (as_stats_shm_new), with one slot per worker slot of the master
  * (the same index as the poison slots).  A worker writes only its own
  * slot (as_stats_shm_attach): its core counters directly, the services'
- * values copied in after each scan, before each read and once a second
- * by the worker's timer (as_stats_publish).
+ * values copied in after each scan and once a second (as_stats_publish).
  * When a worker exits or dies, the master folds the slot's counters into
  * a "retired" total and empties the slot (as_stats_shm_retire): counts
  * survive a crash, a respawn and a reload's change of generation, and a
