@@ -688,7 +688,7 @@ static void domains_reply(struct job *j)
         job_error(j, 502, j->errmsg);
         return;
     }
-    qsort(j->rows, j->nrows, sizeof *j->rows, by_count_desc);
+    if (j->nrows) qsort(j->rows, j->nrows, sizeof *j->rows, by_count_desc);
     struct sbuf b = {0};
     sbuf_adds(&b, "{\"domains\":[");
     for (size_t i = 0; i < j->nrows; i++) {
@@ -741,7 +741,7 @@ static void domains_scan_cb(struct job *j, size_t idx, enum as_redis_status st,
         return;
     }
     /* SCAN may return a key twice */
-    qsort(j->rows, j->nrows, sizeof *j->rows, by_name);
+    if (j->nrows) qsort(j->rows, j->nrows, sizeof *j->rows, by_name);
     size_t k = 0;
     for (size_t i = 0; i < j->nrows; i++) {
         if (k && strcmp(j->rows[k - 1].name, j->rows[i].name) == 0) free(j->rows[i].name);
@@ -788,7 +788,7 @@ static void domain_reply(struct job *j)
         else free(j->rows[i].name);
     }
     j->nrows = n;
-    qsort(j->rows, j->nrows, sizeof *j->rows, by_failures_desc);
+    if (j->nrows) qsort(j->rows, j->nrows, sizeof *j->rows, by_failures_desc);
     struct sbuf b = {0};
     sbuf_adds(&b, "{\"domain\":");
     as_json_string(&b, j->domain, strlen(j->domain));
