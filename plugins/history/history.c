@@ -24,7 +24,8 @@
  *             Redis did not answer (fail open);
  * finish      after the reply, records this message from the final
  *             verdict: one EVALSHA (decay, add, refresh the TTL) on both
- *             keys, fire-and-forget; the service loads the script on every
+ *             keys, adding the source to the domain's index {D}si (the
+ *             controller's list of its sources), fire-and-forget; the service loads the script on every
  *             connection.  Mail we refused (reject, soft reject) is not
  *             recorded, and a DMARC failure counts against the domain only
  *             from a source the domain passed from, so a spoofer cannot
