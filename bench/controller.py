@@ -1,16 +1,20 @@
 #!/usr/bin/python3
 """The controller's figures (issue 17):
 
-  1. the dashboard's API calls on a reporting-sized data set: 10,000 From
-     domains of history in Redis (a domain hash and 2 source hashes each,
-     as the history plugin writes them) and 7 days of report index with
-     10,000 policy domains a day (half of them sent); each call timed 20
-     times, median and max reported; the slowest is the figure (target:
-     under 100 ms);
+  1. the dashboard's API calls on a reporting-sized data set: today's
+     report counters exactly as bench/report_bench.py generates them
+     (1,000,000 messages over 10,000 policy domains, Zipf), 10,000 From
+     domains of history in Redis (a domain hash, 2 source hashes and the
+     source index each, as the history plugin writes them) and 6 closed days of report index
+     with 10,000 policy domains a day: half of them done (marked in
+     {PD}rs:DAY and {report:}rsd:DAY, out of rd:DAY, as `authscan report`
+     leaves them), a tenth sent with a destination left (in both), the
+     rest pending; each call timed 20 times, median and max reported; the
+     slowest is the figure (target: under 100 ms);
   2. what serving /metrics costs the scanning workers: wrk on /checkv2
      for 10 s with and without a scraper fetching /metrics every second
      from the controller; throughput of both runs.
-Prints a table; writes nothing else.  Needs redis-server and wrk."""
+Prints a table; writes nothing else.  --calls-only: part 1 only.  Needs redis-server and wrk."""
 import os
 import statistics
 import subprocess
@@ -20,9 +24,12 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
                                 "integration"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+import report_bench  # noqa: E402
 
 DOMAINS = 10000
+MESSAGES = 1000000
 READ = "bench"
 
 
@@ -33,16 +40,25 @@ def fill(r):
         d = "d%05d.example" % i
         pipe.append(("HSET", "as:{%s}d" % d, "n", "40", "dp", "35", "df", "5", "sp", "36",
                      "sf", "4", "kp", "30", "kf", "2", "f", str(now - 86400 * 20), "l", str(now)))
-        for net in ("192.0.%d" % (i % 250), "198.51.%d" % (i % 250)):
+        nets = ("192.0.%d" % (i % 250), "198.51.%d" % (i % 250))
+        for net in nets:
             pipe.append(("HSET", "as:{%s}s:%s" % (d, net), "n", "20", "dp", "18", "df", "2",
                          "f", str(now - 86400), "l", str(now)))
-    for back in range(7):
+        pipe.append(("SADD", "as:{%s}si" % d) + nets)   # the plugin's source index
+    for back in range(1, 7):
         day = time.strftime("%Y%m%d", time.gmtime(now - back * 86400))
-        for i in range(0, DOMAINS, 500):
+        done = [k for k in range(DOMAINS) if k % 2 == 0]
+        partly = [k for k in range(DOMAINS) if k % 10 == 1]
+        indexed = [k for k in range(DOMAINS) if k % 2 == 1]
+        for i in range(0, len(indexed), 500):
             pipe.append(tuple(["SADD", "as:{report:}rd:" + day] +
-                              ["d%05d.example" % k for k in range(i, i + 500)]))
-        for i in range(0, DOMAINS, 2):
-            pipe.append(("HSET", "as:{d%05d.example}rs:%s" % (i, day), "mailto:x@y", "id"))
+                              ["d%05d.example" % k for k in indexed[i:i + 500]]))
+        sent = done + partly
+        for i in range(0, len(sent), 500):
+            pipe.append(tuple(["SADD", "as:{report:}rsd:" + day] +
+                              ["d%05d.example" % k for k in sent[i:i + 500]]))
+        for k in sent:
+            pipe.append(("HSET", "as:{d%05d.example}rs:%s" % (k, day), "mailto:x@y", "id"))
     # redis-cli --pipe would be faster; a batch of MULTI-less commands is enough
     p = subprocess.Popen(["redis-cli", "-p", str(r.port), "--pipe"], stdin=subprocess.PIPE,
                          stdout=subprocess.DEVNULL)
@@ -53,11 +69,14 @@ def fill(r):
             a = a.encode()
             out += b"$%d\r\n%s\r\n" % (len(a), a)
     p.communicate(bytes(out))
+    # today: the report plugin's counters and index, as report_bench.py writes them
+    report_bench._fill(r.port, time.strftime("%Y%m%d", time.gmtime(now)), MESSAGES, DOMAINS)
     return r.cmd("DBSIZE")
 
 
 def time_call(cp, path, n=20):
-    times = []
+    """(median ms, max ms, bytes, runs that answered "partial": true)."""
+    times, partial = [], 0
     for _ in range(n):
         t = time.perf_counter()
         st, _, body = harness.http_request("127.0.0.1", cp, "GET", path, None,
@@ -65,7 +84,8 @@ def time_call(cp, path, n=20):
         times.append((time.perf_counter() - t) * 1000)
         if st != 200:
             raise SystemExit("%s: status %d %s" % (path, st, body[:200]))
-    return statistics.median(times), max(times), len(body)
+        partial += b'"partial":true' in body
+    return statistics.median(times), max(times), len(body), partial
 
 
 WRK_SCRIPT = r"""
@@ -99,12 +119,15 @@ def main():
         with harness.Daemon(workers=2, config=cfg, log_level="warning",
                             listen=["127.0.0.1:%d" % sp, "controller@127.0.0.1:%d" % cp]) as d:
             print("Redis keys: %d (%d domains)" % (keys, DOMAINS))
-            print("%-48s %10s %10s %10s" % ("call", "median ms", "max ms", "bytes"))
+            print("%-48s %10s %10s %10s %8s" % ("call", "median ms", "max ms", "bytes",
+                                                 "partial"))
             for path in ("/api/v1/domains", "/api/v1/domain?domain=d04242.example",
                          "/api/v1/sender?domain=d04242.example&ip=192.0.42.1",
                          "/api/v1/reports?days=7", "/stat", "/metrics"):
-                med, mx, size = time_call(cp, path)
-                print("%-48s %10.1f %10.1f %10d" % (path, med, mx, size))
+                med, mx, size, partial = time_call(cp, path)
+                print("%-48s %10.1f %10.1f %10d %5d/20" % (path, med, mx, size, partial))
+            if "--calls-only" in sys.argv[1:]:
+                return
             # alternate runs: the machine is shared, so compare neighbours
             runs = {"none": [], "scrape": []}
             for _ in range(3):

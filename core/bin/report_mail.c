@@ -257,6 +257,28 @@ static void mail_head(struct sbuf *m, const struct rpt *r, const char *to, const
                 r->conf.org_name, r->conf.email, to, date, subject, msgid, ctype, boundary);
 }
 
+/* Adds pd to the day's set of policy domains something was sent for
+ * ({report:}rsd:DAY), so the controller reads a day's status with one
+ * SMEMBERS instead of scanning the keyspace for {PD}rs:DAY keys.  The
+ * {PD}rs:DAY mark stays the truth for "sent before": an index that
+ * failed to be written costs only the dashboard's view, never a report. */
+static void mark_day_sent(struct rpt *r, const char *pd, const char *day, const char *ttl)
+{
+    struct sbuf key = {0}, name = {0};
+    sbuf_printf(&name, "rsd:%s", day);
+    rpt_key(r, &key, AS_REPORT_INDEX_TAG, name.data);
+    const char *sadd[] = { "SADD", key.data, pd };
+    const char *exp[] = { "EXPIRE", key.data, ttl };
+    redisReply *a = rpt_redis(r, 3, sadd), *b = a ? rpt_redis(r, 3, exp) : NULL;
+    if (!a || !b)
+        fprintf(stderr, "authscan report: %s %s: sent, but not added to %s (the dashboard "
+                "will show it as pending)\n", pd, day, key.data);
+    if (a) freeReplyObject(a);
+    if (b) freeReplyObject(b);
+    sbuf_free(&key);
+    sbuf_free(&name);
+}
+
 int rpt_mail_aggregate(struct rpt *r, const char *pd, const char *day, const char *id,
                        const char *rua, const char *fname, const struct sbuf *gz, int bis)
 {
@@ -314,6 +336,7 @@ int rpt_mail_aggregate(struct rpt *r, const char *pd, const char *day, const cha
             if (!a || !b) all_done = 0;   /* not marked: keep the data, resend is the lesser harm */
             if (a) freeReplyObject(a);
             if (b) freeReplyObject(b);
+            if (a && b) mark_day_sent(r, pd, day, ttl);
         } else if (s == RPT_TEMPORARY) {
             all_done = 0;
             r->status = 1;

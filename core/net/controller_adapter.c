@@ -34,8 +34,11 @@
 #define MAX_SOURCES 1000                  /* sources of one domain read */
 #define TOP_SOURCES 50                    /* sources of one domain listed */
 #define SCAN_COUNT "10000"            /* keys Redis looks at per round */
-#define SCAN_ROUNDS 2000                  /* bounds a SCAN over a huge keyspace */
+#define SCAN_BUDGET 0.06                  /* seconds a keyspace walk may take */
 #define MAX_REPORT_DAYS 31
+#define LOGIN_SLOTS 256                   /* client addresses tracked per worker */
+#define LOGIN_FAILURES 10                 /* wrong passwords allowed per window */
+#define LOGIN_WINDOW 300.0                /* seconds */
 
 enum level { LEVEL_NONE, LEVEL_READ, LEVEL_WRITE };
 
@@ -60,11 +63,19 @@ struct as_embedded {
 };
 extern const struct as_embedded as_embedded_dashboard[];
 
+/* Failed logins of one client address (IPv6: its /64) in this worker. */
+struct login_failures {
+    char client[48];               /* "" : free slot */
+    double since;                  /* first failure of the window */
+    unsigned count;
+};
+
 struct controller {
     struct as_session_ctx *sc;
     struct as_http *http;
     const char *password;          /* NULL: none (loopback only) */
     const char *enable_password;
+    struct login_failures failures[LOGIN_SLOTS];
 };
 
 /* ---------------------------------------------------------------- */
@@ -193,6 +204,100 @@ static enum level password_level(const struct controller *ctl, const char *pw)
     return LEVEL_NONE;
 }
 
+/* ---------------------------------------------------------------- */
+/* failed-login limit                                                 */
+
+/* The client part of a peer ("1.2.3.4:5678", "[2001:db8::1]:5678",
+ * "unix"): the IPv4 address, or the IPv6 /64, since one host usually holds
+ * a whole /64. */
+static void client_of(const char *peer, char *out, size_t len)
+{
+    char host[64];
+    const char *p = peer;
+    size_t n;
+    if (*p == '[') {
+        p++;
+        n = strcspn(p, "]");
+    } else {
+        const char *colon = strrchr(p, ':');
+        n = colon ? (size_t)(colon - p) : strlen(p);
+    }
+    if (n >= sizeof host) n = sizeof host - 1;
+    memcpy(host, p, n);
+    host[n] = '\0';
+    unsigned char b[16];
+    static const unsigned char v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+    if (inet_pton(AF_INET6, host, b) == 1 && memcmp(b, v4mapped, 12) == 0) {
+        /* an IPv4 client of a dual-stack socket: its own address, not the
+         * /64 that every IPv4 client shares */
+        snprintf(out, len, "%u.%u.%u.%u", b[12], b[13], b[14], b[15]);
+        return;
+    }
+    if (inet_pton(AF_INET6, host, b) == 1) {
+        snprintf(out, len, "%x:%x:%x:%x::/64", (unsigned)(b[0] << 8 | b[1]),
+                 (unsigned)(b[2] << 8 | b[3]), (unsigned)(b[4] << 8 | b[5]),
+                 (unsigned)(b[6] << 8 | b[7]));
+        return;
+    }
+    as_strlcpy(out, host, len);
+}
+
+/* The slot of client, or NULL; a window that is over frees its slot. */
+static struct login_failures *failures_find(struct controller *ctl, const char *client,
+                                            double now)
+{
+    for (size_t i = 0; i < LOGIN_SLOTS; i++) {
+        struct login_failures *f = &ctl->failures[i];
+        if (!f->client[0]) continue;
+        if (now - f->since >= LOGIN_WINDOW) {
+            f->client[0] = '\0';
+            continue;
+        }
+        if (strcmp(f->client, client) == 0) return f;
+    }
+    return NULL;
+}
+
+/* Seconds until client may try a password again, 0 if it may now. */
+static int login_blocked(struct controller *ctl, const char *peer)
+{
+    char client[48];
+    client_of(peer, client, sizeof client);
+    double now = as_now();
+    struct login_failures *f = failures_find(ctl, client, now);
+    if (!f || f->count < LOGIN_FAILURES) return 0;
+    return (int)ceil(f->since + LOGIN_WINDOW - now);
+}
+
+/* Counts a wrong password from peer.  A full table gives up the slot
+ * whose window started first: an attacker with many addresses can push
+ * one out, but each address still gets at most LOGIN_FAILURES a window
+ * while it stays in. */
+static void login_failed(struct controller *ctl, const char *peer)
+{
+    char client[48];
+    client_of(peer, client, sizeof client);
+    double now = as_now();
+    struct login_failures *f = failures_find(ctl, client, now);
+    if (!f) {
+        for (size_t i = 0; i < LOGIN_SLOTS; i++) {
+            struct login_failures *s = &ctl->failures[i];
+            if (!s->client[0]) {
+                f = s;
+                break;
+            }
+            if (!f || s->since < f->since) f = s;
+        }
+        as_strlcpy(f->client, client, sizeof f->client);
+        f->since = now;
+        f->count = 0;
+    }
+    if (++f->count == LOGIN_FAILURES)
+        as_log(AS_LOG_WARN, "controller: %u wrong passwords from %s within %.0f s: its "
+               "password tries are refused (429) until %.0f s after the first",
+               f->count, client, LOGIN_WINDOW, LOGIN_WINDOW);
+}
+
 struct access {
     enum level level;
     int wrong;           /* a password or a session was sent and refused */
@@ -239,13 +344,14 @@ static const char *const security_headers[] = {
     NULL,
 };
 
+/* extra: one more "Name: value" header, or NULL. */
 static void reply(struct as_http_conn *c, int status, const char *ctype, struct sbuf *b,
-                  const char *cookie)
+                  const char *extra)
 {
     const char *hdrs[AS_ARRAY_LEN(security_headers) + 1];
     size_t n = 0;
     for (; security_headers[n]; n++) hdrs[n] = security_headers[n];
-    if (cookie) hdrs[n++] = cookie;
+    if (extra) hdrs[n++] = extra;
     hdrs[n] = NULL;
     as_http_reply(c, status, ctype, b->data ? b->data : "", b->len, hdrs);
 }
@@ -260,6 +366,16 @@ static void reply_error(struct as_http_conn *c, int status, const char *msg)
     struct sbuf b = {0};
     as_http_adapter_write_error(&b, msg);
     reply_json(c, status, &b);
+    sbuf_free(&b);
+}
+
+static void reply_too_many(struct as_http_conn *c, int seconds)
+{
+    char retry[64];
+    snprintf(retry, sizeof retry, "Retry-After: %d", seconds);
+    struct sbuf b = {0};
+    as_http_adapter_write_error(&b, "too many wrong passwords from this address: try again later");
+    reply(c, 429, "application/json", &b, retry);
     sbuf_free(&b);
 }
 
@@ -353,6 +469,13 @@ struct row {
     int present;
 };
 
+/* One UTC day of report status (see reports_script). */
+struct report_day {
+    long long indexed, sent, both;    /* SCARD rd, SCARD rsd, SINTERCARD */
+    struct row *listed;               /* name; v[0]: 1 if sent */
+    size_t nlisted;
+};
+
 struct job {
     struct controller *ctl;
     struct as_http_conn *conn;
@@ -366,12 +489,13 @@ struct job {
     char cursor[32];
     size_t shard;                     /* the Redis shard SCAN walks now */
     unsigned rounds;
+    double started;                   /* as_now() at the request */
+    int partial;                      /* the SCAN stopped at SCAN_BUDGET */
+    int from_index;                   /* domain: rows from {D}si, not a SCAN */
     struct row *rows;
     size_t nrows, rows_cap;
     struct row head;                  /* the domain's own counts */
-    char **sent;                      /* reports: "DAY:domain" sent */
-    size_t nsent, sent_cap;
-    int scan_done;
+    struct report_day *rdays;         /* reports: one per day back */
     int failed;                       /* a command failed: the reply says so */
     char errmsg[128];
     int days;
@@ -389,8 +513,11 @@ static void job_free(struct job *j)
     free(j->reqs);
     for (size_t i = 0; i < j->nrows; i++) free(j->rows[i].name);
     free(j->rows);
-    for (size_t i = 0; i < j->nsent; i++) free(j->sent[i]);
-    free(j->sent);
+    for (int d = 0; j->rdays && d < j->days; d++) {
+        for (size_t i = 0; i < j->rdays[d].nlisted; i++) free(j->rdays[d].listed[i].name);
+        free(j->rdays[d].listed);
+    }
+    free(j->rdays);
     free(j->head.name);
     free(j);
 }
@@ -527,15 +654,31 @@ static int scan_next(struct job *j, const char *pattern, job_cb cb)
     return job_send_to(j, j->shard, AS_ARRAY_LEN(argv), argv, cb, 0);
 }
 
-/* After a batch: is there more to walk?  The cursor, else the next shard
- * (sharded keys: each shard holds its own part of the keyspace). */
+/* 1 if the SCAN goes on: keys left on this shard or a next shard to walk
+ * (sharded keys: each shard holds its own part of the keyspace), and the
+ * walk within its time and round budget (the history keeps no index of
+ * domains, so a keyspace of millions of keys would otherwise hold the
+ * dashboard for seconds: the answer says "partial" instead). */
+static int scan_more_budget(struct job *j)
+{
+    if (as_now() - j->started < SCAN_BUDGET) return 1;
+    j->partial = 1;
+    return 0;
+}
+
+/* The same for an SSCAN of one key: its shard only. */
+static int sscan_more(struct job *j)
+{
+    return strcmp(j->cursor, "0") != 0 && scan_more_budget(j);
+}
+
 static int scan_more(struct job *j)
 {
-    if (j->rounds >= SCAN_ROUNDS) return 0;
-    if (strcmp(j->cursor, "0") != 0) return 1;
-    if (j->shard + 1 >= as_redis_shards(j->redis)) return 0;
-    j->shard++;
-    return 1;
+    if (strcmp(j->cursor, "0") == 0) {
+        if (j->shard + 1 >= as_redis_shards(j->redis)) return 0;
+        j->shard++;
+    }
+    return scan_more_budget(j);
 }
 
 /* A SCAN reply: the next cursor into j->cursor; the keys. */
@@ -574,7 +717,7 @@ static void domains_reply(struct job *j)
         job_error(j, 502, j->errmsg);
         return;
     }
-    qsort(j->rows, j->nrows, sizeof *j->rows, by_count_desc);
+    if (j->nrows) qsort(j->rows, j->nrows, sizeof *j->rows, by_count_desc);
     struct sbuf b = {0};
     sbuf_adds(&b, "{\"domains\":[");
     for (size_t i = 0; i < j->nrows; i++) {
@@ -584,7 +727,8 @@ static void domains_reply(struct job *j)
         write_counts(&b, &j->rows[i]);
         sbuf_addc(&b, '}');
     }
-    sbuf_printf(&b, "],\"truncated\":%s}\n", j->nrows >= MAX_DOMAINS ? "true" : "false");
+    sbuf_printf(&b, "],\"truncated\":%s,\"partial\":%s}\n",
+                j->nrows >= MAX_DOMAINS ? "true" : "false", j->partial ? "true" : "false");
     job_reply(j, 200, &b);
     sbuf_free(&b);
 }
@@ -626,7 +770,7 @@ static void domains_scan_cb(struct job *j, size_t idx, enum as_redis_status st,
         return;
     }
     /* SCAN may return a key twice */
-    qsort(j->rows, j->nrows, sizeof *j->rows, by_name);
+    if (j->nrows) qsort(j->rows, j->nrows, sizeof *j->rows, by_name);
     size_t k = 0;
     for (size_t i = 0; i < j->nrows; i++) {
         if (k && strcmp(j->rows[k - 1].name, j->rows[i].name) == 0) free(j->rows[i].name);
@@ -651,6 +795,7 @@ static void domains_scan_cb(struct job *j, size_t idx, enum as_redis_status st,
 static void api_domains(struct job *j)
 {
     strcpy(j->cursor, "0");
+    j->shard = 0;
     struct sbuf pat = {0};
     glob_escape(&pat, j->prefix);
     sbuf_adds(&pat, "{*}d");
@@ -667,13 +812,20 @@ static void domain_reply(struct job *j)
         job_error(j, 502, j->errmsg);
         return;
     }
-    qsort(j->rows, j->nrows, sizeof *j->rows, by_failures_desc);
+    size_t n = 0;   /* index names whose hash expired are not sources */
+    for (size_t i = 0; i < j->nrows; i++) {
+        if (j->rows[i].present) j->rows[n++] = j->rows[i];
+        else free(j->rows[i].name);
+    }
+    j->nrows = n;
+    if (j->nrows) qsort(j->rows, j->nrows, sizeof *j->rows, by_failures_desc);
     struct sbuf b = {0};
     sbuf_adds(&b, "{\"domain\":");
     as_json_string(&b, j->domain, strlen(j->domain));
     sbuf_adds(&b, ",\"history\":");
     write_counts(&b, &j->head);
-    sbuf_printf(&b, ",\"sources_seen\":%zu,\"sources\":[", j->nrows);
+    sbuf_printf(&b, ",\"sources_seen\":%zu,\"partial\":%s,\"sources\":[", j->nrows,
+                j->partial ? "true" : "false");
     for (size_t i = 0; i < j->nrows && i < TOP_SOURCES; i++) {
         sbuf_adds(&b, i ? ",{\"net\":" : "{\"net\":");
         as_json_string(&b, j->rows[i].name, strlen(j->rows[i].name));
@@ -686,11 +838,33 @@ static void domain_reply(struct job *j)
     sbuf_free(&b);
 }
 
+static void domain_srem_cb(struct job *j, size_t idx, enum as_redis_status st,
+                           const struct as_redis_reply *r)
+{
+    AS_UNUSED(idx);
+    AS_UNUSED(st);
+    AS_UNUSED(r);   /* pruning is best effort: the next call tries again */
+    if (j->outstanding == 0) domain_reply(j);
+}
+
 static void domain_hmget_cb(struct job *j, size_t idx, enum as_redis_status st,
                             const struct as_redis_reply *r)
 {
-    if (st != AS_REDIS_OK) job_fail(j, st, r);
-    else read_fields(idx == SIZE_MAX ? &j->head : &j->rows[idx], r);
+    if (st != AS_REDIS_OK) {
+        job_fail(j, st, r);
+    } else {
+        struct row *row = idx == SIZE_MAX ? &j->head : &j->rows[idx];
+        read_fields(row, r);
+        if (idx != SIZE_MAX && j->from_index && !row->present) {
+            /* the source's hash expired (history.ttl) but the index lives
+             * on with the domain's newer writes: drop the name from it */
+            char *key = key_of(j, j->domain, "si");
+            const char *argv[] = { "SREM", key, row->name };
+            if (job_send(j, AS_ARRAY_LEN(argv), argv, domain_srem_cb, 0) < 0)
+                job_fail(j, AS_REDIS_UNAVAILABLE, NULL);
+            free(key);
+        }
+    }
     if (j->outstanding == 0) domain_reply(j);
 }
 
@@ -739,19 +913,82 @@ static void domain_scan_cb(struct job *j, size_t idx, enum as_redis_status st,
     if (j->outstanding == 0) domain_reply(j);
 }
 
+/* Without an index (history written before it, or a domain never seen):
+ * walk the keyspace for {D}s:* keys, within SCAN_BUDGET. */
+static int domain_scan_start(struct job *j)
+{
+    strcpy(j->cursor, "0");
+    j->shard = 0;
+    struct sbuf pat = {0};
+    glob_escape(&pat, j->prefix);
+    sbuf_addc(&pat, '{');
+    glob_escape(&pat, j->domain);
+    sbuf_adds(&pat, "}s:*");
+    int rc = scan_next(j, pat.data, domain_scan_cb);
+    sbuf_free(&pat);
+    return rc;
+}
+
+static int domain_sscan_next(struct job *j);
+
+/* A page of {D}si, the history plugin's index of the domain's sources. */
+static void domain_index_cb(struct job *j, size_t idx, enum as_redis_status st,
+                            const struct as_redis_reply *r)
+{
+    AS_UNUSED(idx);
+    const struct as_redis_reply *nets = st == AS_REDIS_OK ? scan_batch(j, r) : NULL;
+    if (!nets) {
+        job_fail(j, st == AS_REDIS_OK ? AS_REDIS_ERROR : st, NULL);
+        if (j->outstanding == 0) domain_reply(j);
+        return;
+    }
+    size_t first = j->nrows;
+    for (size_t i = 0; i < nets->nelem && j->nrows < MAX_SOURCES; i++) {
+        const struct as_redis_reply *n = &nets->elem[i];
+        if (n->type != AS_REDIS_REPLY_STRING || !n->str.ptr || n->str.len == 0 ||
+            n->str.len > 40 || strspn(n->str.ptr, "0123456789abcdef.:") != n->str.len)
+            continue;   /* not a network the plugin writes */
+        add_row(j, n->str.ptr, n->str.len);
+    }
+    j->from_index |= j->nrows > 0;
+    for (size_t i = first; i < j->nrows; i++) {
+        char name[128];
+        snprintf(name, sizeof name, "s:%s", j->rows[i].name);
+        char *key = key_of(j, j->domain, name);
+        int rc = hmget(j, key, domain_hmget_cb, i);
+        free(key);
+        if (rc < 0) {
+            job_error(j, 503, "redis: unavailable");
+            return;
+        }
+    }
+    int rc = 0;
+    if (j->nrows < MAX_SOURCES && sscan_more(j)) rc = domain_sscan_next(j);
+    else if (!j->from_index && !j->partial) rc = domain_scan_start(j);
+    if (rc < 0) {
+        job_error(j, 503, "redis: unavailable");
+        return;
+    }
+    if (j->outstanding == 0) domain_reply(j);
+}
+
+static int domain_sscan_next(struct job *j)
+{
+    char *key = key_of(j, j->domain, "si");
+    const char *argv[] = { "SSCAN", key, j->cursor, "COUNT", "1000" };
+    int rc = job_send(j, AS_ARRAY_LEN(argv), argv, domain_index_cb, 0);
+    free(key);
+    return rc;
+}
+
 static void api_domain(struct job *j)
 {
     char *key = key_of(j, j->domain, "d");
     int rc = hmget(j, key, domain_hmget_cb, SIZE_MAX);
     free(key);
     strcpy(j->cursor, "0");
-    struct sbuf pat = {0};
-    glob_escape(&pat, j->prefix);
-    sbuf_addc(&pat, '{');
-    glob_escape(&pat, j->domain);
-    sbuf_adds(&pat, "}s:*");
-    if (rc == 0) rc = scan_next(j, pat.data, domain_scan_cb);
-    sbuf_free(&pat);
+    j->shard = 0;
+    if (rc == 0) rc = domain_sscan_next(j);
     if (rc < 0) job_error(j, 503, "redis: unavailable");
 }
 
@@ -825,17 +1062,46 @@ static void api_clear(struct job *j)
 
 /* ---- GET /api/v1/reports?days=N: aggregate report status per day ----
  * The report plugin (docs/reports.md) lists each day's policy domains in
- * {report:}rd:DAY and `authscan report` records what it sent in
- * {PD}rs:DAY: a domain with rows and nothing sent is pending once its day
- * is over.  rows[] are "DAY:domain" from the day sets; sent[] the same
- * names from one SCAN for the rs keys (one HLEN per domain and day would
- * be 70,000 commands for a week of 10,000 domains; the SCAN is a few
- * rounds).  v[0] of a row: 1 once something was sent for it. */
+ * {report:}rd:DAY; `authscan report` marks what it sent in {PD}rs:DAY,
+ * lists those domains in {report:}rsd:DAY, and takes a domain out of
+ * rd:DAY once every destination is done.  A domain in rsd:DAY is sent (in
+ * rd:DAY too: a destination is left for a later run); one only in rd:DAY
+ * is pending, or collecting today.
+ *
+ * A week of 10,000 domains is 70,000 names: reading them all costs Redis
+ * more than the 100 ms the dashboard may take, so one script per day
+ * (both keys share the {report:} tag: one cluster slot) counts with
+ * SCARD and SINTERCARD and returns at most MAX_LISTED names, the ones
+ * still in rd:DAY first: {indexed, sent, both, name, sent?, name, ...}.
+ * All days' scripts go out at once. */
+#define MAX_LISTED 100
 
-static int by_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
+static const char reports_script[] =
+    "local out = {redis.call('SCARD', KEYS[1]), redis.call('SCARD', KEYS[2]),"
+    " redis.call('SINTERCARD', 2, KEYS[1], KEYS[2])}\n"
+    "local left = tonumber(ARGV[1])\n"
+    "for k = 1, 2 do\n"
+    "  local cur = '0'\n"
+    "  while left > 0 do\n"
+    "    local page = redis.call('SSCAN', KEYS[k], cur, 'COUNT', 100)\n"
+    "    cur = page[1]\n"
+    "    for _, d in ipairs(page[2]) do\n"
+    "      if left > 0 then\n"
+    "        if k == 1 then\n"
+    "          out[#out + 1] = d\n"
+    "          out[#out + 1] = redis.call('SISMEMBER', KEYS[2], d)\n"
+    "          left = left - 1\n"
+    "        elseif redis.call('SISMEMBER', KEYS[1], d) == 0 then\n"
+    "          out[#out + 1] = d\n"
+    "          out[#out + 1] = 1\n"
+    "          left = left - 1\n"
+    "        end\n"
+    "      end\n"
+    "    end\n"
+    "    if cur == '0' then break end\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
 
 static void reports_reply(struct job *j)
 {
@@ -843,17 +1109,8 @@ static void reports_reply(struct job *j)
         job_error(j, 502, j->errmsg);
         return;
     }
-    qsort(j->sent, j->nsent, sizeof *j->sent, by_str);
-    for (size_t k = 0; k < j->nrows; k++) {
-        const char *key = j->rows[k].name;
-        j->rows[k].v[0] = bsearch(&key, j->sent, j->nsent, sizeof *j->sent, by_str) != NULL;
-    }
-    qsort(j->rows, j->nrows, sizeof *j->rows, by_name);
     time_t now = time(NULL);
     struct tm tm;
-    gmtime_r(&now, &tm);
-    char today[16];
-    strftime(today, sizeof today, "%Y%m%d", &tm);
     struct sbuf b = {0};
     sbuf_adds(&b, "{\"days\":[");
     for (int d = 0; d < j->days; d++) {
@@ -861,124 +1118,86 @@ static void reports_reply(struct job *j)
         gmtime_r(&t, &tm);
         char day[16];
         strftime(day, sizeof day, "%Y%m%d", &tm);
-        size_t sent = 0, pending = 0, open = 0, listed = 0;
-        struct sbuf list = {0};
-        for (size_t k = 0; k < j->nrows; k++) {
-            if (strncmp(j->rows[k].name, day, 8) != 0) continue;
-            const char *status = strcmp(day, today) == 0 ? "collecting"
-                                 : j->rows[k].v[0] > 0 ? "sent" : "pending";
-            if (*status == 'c') open++;
-            else if (*status == 's') sent++;
-            else pending++;
-            if (listed++ >= 100) continue;   /* the counts cover every domain */
-            sbuf_adds(&list, list.len ? ",{\"domain\":" : "{\"domain\":");
-            as_json_string(&list, j->rows[k].name + 9, strlen(j->rows[k].name + 9));
-            sbuf_printf(&list, ",\"status\":\"%s\"}", status);
+        struct report_day *rd = &j->rdays[d];
+        long long all = rd->indexed + rd->sent - rd->both;
+        long long open = d == 0 ? all : 0;
+        long long sent = d == 0 ? 0 : rd->sent;
+        long long pending = d == 0 ? 0 : rd->indexed - rd->both;
+        qsort(rd->listed, rd->nlisted, sizeof *rd->listed, by_name);
+        size_t n = 0;   /* SSCAN may return a name twice */
+        for (size_t i = 0; i < rd->nlisted; i++) {
+            if (n && strcmp(rd->listed[n - 1].name, rd->listed[i].name) == 0)
+                free(rd->listed[i].name);
+            else
+                rd->listed[n++] = rd->listed[i];
         }
-        sbuf_printf(&b, "%s{\"day\":\"%s\",\"collecting\":%zu,\"pending\":%zu,\"sent\":%zu,"
-                    "\"domains\":[%s],\"domains_truncated\":%s}", d ? "," : "", day, open,
-                    pending, sent, list.data ? list.data : "", listed > 100 ? "true" : "false");
-        sbuf_free(&list);
+        rd->nlisted = n;
+        sbuf_printf(&b, "%s{\"day\":\"%s\",\"collecting\":%lld,\"pending\":%lld,"
+                    "\"sent\":%lld,\"domains\":[", d ? "," : "", day, open, pending, sent);
+        for (size_t i = 0; i < rd->nlisted; i++) {
+            const struct row *row = &rd->listed[i];
+            sbuf_adds(&b, i ? ",{\"domain\":" : "{\"domain\":");
+            as_json_string(&b, row->name, strlen(row->name));
+            sbuf_printf(&b, ",\"status\":\"%s\"}", d == 0 ? "collecting"
+                                                      : row->v[0] > 0 ? "sent" : "pending");
+        }
+        sbuf_printf(&b, "],\"domains_truncated\":%s}",
+                    all > (long long)rd->nlisted ? "true" : "false");
     }
     sbuf_adds(&b, "]}\n");
     job_reply(j, 200, &b);
     sbuf_free(&b);
 }
 
-static void reports_maybe_done(struct job *j)
-{
-    if (j->outstanding == 0 && j->scan_done) reports_reply(j);
-}
-
-static void reports_scan_cb(struct job *j, size_t idx, enum as_redis_status st,
-                            const struct as_redis_reply *r)
-{
-    AS_UNUSED(idx);
-    const struct as_redis_reply *keys = st == AS_REDIS_OK ? scan_batch(j, r) : NULL;
-    if (!keys) {
-        job_fail(j, st == AS_REDIS_OK ? AS_REDIS_ERROR : st, NULL);
-        j->scan_done = 1;
-        reports_maybe_done(j);
-        return;
-    }
-    size_t plen = strlen(j->prefix);
-    for (size_t i = 0; i < keys->nelem && j->nsent < 1000000; i++) {
-        /* "<prefix>{domain}rs:DAY" -> "DAY:domain" */
-        const struct as_redis_reply *k = &keys->elem[i];
-        if (k->type != AS_REDIS_REPLY_STRING || k->str.len < plen + 13) continue;
-        const char *s = k->str.ptr + plen, *close = strchr(s, '}');
-        if (*s != '{' || !close || strncmp(close, "}rs:", 4) != 0 || strlen(close + 4) != 8)
-            continue;
-        struct sbuf name = {0};
-        sbuf_printf(&name, "%s:%.*s", close + 4, (int)(close - s - 1), s + 1);
-        if (j->nsent == j->sent_cap) {
-            j->sent_cap = j->sent_cap ? 2 * j->sent_cap : 64;
-            j->sent = xrealloc(j->sent, j->sent_cap * sizeof *j->sent);
-        }
-        j->sent[j->nsent++] = sbuf_steal(&name);
-    }
-    if (scan_more(j)) {
-        struct sbuf pat = {0};
-        glob_escape(&pat, j->prefix);
-        sbuf_adds(&pat, "{*}rs:*");
-        int rc = scan_next(j, pat.data, reports_scan_cb);
-        sbuf_free(&pat);
-        if (rc < 0) job_error(j, 503, "redis: unavailable");
-        return;
-    }
-    j->scan_done = 1;
-    reports_maybe_done(j);
-}
-
-static void reports_index_cb(struct job *j, size_t idx, enum as_redis_status st,
-                             const struct as_redis_reply *r)
+static void reports_day_cb(struct job *j, size_t idx, enum as_redis_status st,
+                           const struct as_redis_reply *r)
 {
     /* idx: days back */
-    if (st != AS_REDIS_OK || !r || r->type != AS_REDIS_REPLY_ARRAY) {
+    if (st != AS_REDIS_OK || !r || r->type != AS_REDIS_REPLY_ARRAY || r->nelem < 3 ||
+        r->nelem % 2 == 0) {
         job_fail(j, st == AS_REDIS_OK ? AS_REDIS_ERROR : st, r);
     } else {
-        time_t t = time(NULL) - (time_t)idx * 86400;
-        struct tm tm;
-        gmtime_r(&t, &tm);
-        char day[16];
-        strftime(day, sizeof day, "%Y%m%d", &tm);
-        for (size_t i = 0; i < r->nelem && j->nrows < 1000000; i++) {
+        struct report_day *rd = &j->rdays[idx];
+        rd->indexed = (long long)reply_num(&r->elem[0]);
+        rd->sent = (long long)reply_num(&r->elem[1]);
+        rd->both = (long long)reply_num(&r->elem[2]);
+        rd->listed = xcalloc((r->nelem - 3) / 2 + 1, sizeof *rd->listed);
+        for (size_t i = 3; i + 1 < r->nelem; i += 2) {
             const struct as_redis_reply *e = &r->elem[i];
-            if (e->type != AS_REDIS_REPLY_STRING || !e->str.ptr || strpbrk(e->str.ptr, "{}"))
+            /* a name with a NUL or a brace is no policy domain of ours */
+            if (e->type != AS_REDIS_REPLY_STRING || !e->str.ptr ||
+                strlen(e->str.ptr) != e->str.len || strpbrk(e->str.ptr, "{}"))
                 continue;
-            struct sbuf name = {0};
-            sbuf_printf(&name, "%s:%s", day, e->str.ptr);
-            add_row(j, name.data, name.len);
-            sbuf_free(&name);
+            struct row *row = &rd->listed[rd->nlisted++];
+            row->name = xstrndup(e->str.ptr, e->str.len);
+            row->v[0] = reply_num(&r->elem[i + 1]);
         }
     }
-    reports_maybe_done(j);
+    if (j->outstanding == 0) reports_reply(j);
 }
 
 static void api_reports(struct job *j)
 {
+    j->rdays = xcalloc((size_t)j->days, sizeof *j->rdays);
+    char limit[16];
+    snprintf(limit, sizeof limit, "%d", MAX_LISTED);
     for (int d = 0; d < j->days; d++) {
         time_t t = time(NULL) - (time_t)d * 86400;
         struct tm tm;
         gmtime_r(&t, &tm);
-        char kn[32];
-        strftime(kn, sizeof kn, "rd:%Y%m%d", &tm);
-        char *key = key_of(j, "report:", kn);
-        const char *argv[] = { "SMEMBERS", key };
-        int rc = job_send(j, 2, argv, reports_index_cb, (size_t)d);
-        free(key);
+        char rdn[32], rsdn[32];
+        strftime(rdn, sizeof rdn, "rd:%Y%m%d", &tm);
+        strftime(rsdn, sizeof rsdn, "rsd:%Y%m%d", &tm);
+        char *rd = key_of(j, "report:", rdn), *rsd = key_of(j, "report:", rsdn);
+        const char *argv[] = { "EVAL", reports_script, "2", rd, rsd, limit };
+        int rc = job_send(j, AS_ARRAY_LEN(argv), argv, reports_day_cb, (size_t)d);
+        free(rd);
+        free(rsd);
         if (rc < 0) {
             job_error(j, 503, "redis: unavailable");
             return;
         }
     }
-    strcpy(j->cursor, "0");
-    struct sbuf pat = {0};
-    glob_escape(&pat, j->prefix);
-    sbuf_adds(&pat, "{*}rs:*");
-    int rc = scan_next(j, pat.data, reports_scan_cb);
-    sbuf_free(&pat);
-    if (rc < 0) job_error(j, 503, "redis: unavailable");
 }
 
 /* ---------------------------------------------------------------- */
@@ -1020,6 +1239,7 @@ static void login(struct controller *ctl, struct as_http_conn *c,
     json_decref(body);
     if (lv == LEVEL_NONE) {
         as_log(AS_LOG_WARN, "controller: wrong password from %s", req->peer);
+        login_failed(ctl, req->peer);
         reply_error(c, 403, "wrong password");
         return;
     }
@@ -1039,7 +1259,8 @@ static void handle_request(struct as_http_conn *c, const struct as_http_request 
 {
     struct controller *ctl = arg;
     const char *path = req->path;
-    int get = strcmp(req->method, "GET") == 0;
+    /* the framing leaves out the body of a HEAD reply */
+    int get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
     int post = strcmp(req->method, "POST") == 0;
 
     /* the dashboard's files hold no data: no login needed to load them */
@@ -1051,6 +1272,15 @@ static void handle_request(struct as_http_conn *c, const struct as_http_request 
     if (strcmp(path, "/ping") == 0) {
         as_http_reply(c, 200, "text/plain", "pong\r\n", 6, NULL);
         return;
+    }
+    /* a client over its wrong passwords tries none, right or wrong, until
+     * its window ends: otherwise the answer would tell it when it guessed */
+    if (header_password(req) || (post && strcmp(path, "/login") == 0)) {
+        int wait = login_blocked(ctl, req->peer);
+        if (wait > 0) {
+            reply_too_many(c, wait);
+            return;
+        }
     }
     if (strcmp(path, "/login") == 0) {
         if (!post) reply_error(c, 405, "/login takes POST {\"password\": \"...\"}");
@@ -1067,6 +1297,10 @@ static void handle_request(struct as_http_conn *c, const struct as_http_request 
     }
 
     struct access a = check_access(ctl, req);
+    if (a.wrong && header_password(req)) {
+        as_log(AS_LOG_WARN, "controller: wrong password from %s", req->peer);
+        login_failed(ctl, req->peer);
+    }
     if (get && strcmp(path, "/api/v1/session") == 0 && a.level == LEVEL_NONE) {
         /* the page asks before it knows whether to show the login form:
          * not an error */
@@ -1132,6 +1366,7 @@ static void handle_request(struct as_http_conn *c, const struct as_http_request 
         return;
     }
     struct job *j = xcalloc(1, sizeof *j);
+    j->started = as_now();
     j->ctl = ctl;
     j->conn = c;
     j->redis = r;

@@ -24,7 +24,8 @@
  *             Redis did not answer (fail open);
  * finish      after the reply, records this message from the final
  *             verdict: one EVALSHA (decay, add, refresh the TTL) on both
- *             keys, fire-and-forget; the service loads the script on every
+ *             keys, adding the source to the domain's index {D}si (the
+ *             controller's list of its sources), fire-and-forget; the service loads the script on every
  *             connection.  Mail we refused (reject, soft reject) is not
  *             recorded, and a DMARC failure counts against the domain only
  *             from a source the domain passed from, so a spoofer cannot
@@ -370,18 +371,23 @@ static void hist_finish(struct as_task *t, void *state)
 
     struct as_pool *pool = as_task_pool(t);
     double now = (double)time(NULL);
-    const char *argv[3 + 2 + 3 + 7 + 7];
+    /* {domain}si, the set of the domain's source networks: the controller
+     * lists a domain's sources from it instead of scanning the keyspace */
+    const char *ikey = ht->skey ? as_redis_key(pool, h->ctx, ht->domain, "si") : NULL;
+    const char *argv[3 + 3 + 3 + 7 + 7 + 1];
     size_t argc = 0;
     argv[argc++] = "EVALSHA";   /* every connection has loaded it */
     argv[argc++] = h->update_sha;
-    argv[argc++] = ht->skey ? "2" : "1";
+    argv[argc++] = !ht->skey ? "1" : ikey ? "3" : "2";
     argv[argc++] = ht->dkey;
     if (ht->skey) argv[argc++] = ht->skey;
+    if (ikey) argv[argc++] = ikey;
     argv[argc++] = as_pool_printf(pool, "%.0f", now);
     argv[argc++] = as_pool_printf(pool, "%.0f", h->p.half_life);
     argv[argc++] = as_pool_printf(pool, "%lld", h->ttl);
     for (size_t i = 0; i < 7; i++) argv[argc++] = dom_inc[i] ? "1" : "0";
     for (size_t i = 0; ht->skey && i < 7; i++) argv[argc++] = inc[i] ? "1" : "0";
+    if (ikey) argv[argc++] = ht->net;
     /* -1: Redis down and the queue full; /stat counts the dropped write */
     (void)as_redis_send(h->ctx, argc, argv, NULL);
     cache_apply(h, ht->dkey, dom_inc, now);

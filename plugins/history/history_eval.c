@@ -18,7 +18,8 @@ const char hist_update_script[] =
     "local hl = tonumber(ARGV[2])\n"
     "local ttl = tonumber(ARGV[3])\n"
     "local names = {'n','dp','df','sp','sf','kp','kf'}\n"
-    "for i = 1, #KEYS do\n"
+    "local nhash = math.min(#KEYS, 2)\n"
+    "for i = 1, nhash do\n"
     "  local k = KEYS[i]\n"
     "  local v = redis.call('HMGET', k, 'n','dp','df','sp','sf','kp','kf','l')\n"
     "  local l = tonumber(v[8])\n"
@@ -42,7 +43,11 @@ const char hist_update_script[] =
     "  redis.call('HSETNX', k, 'f', ARGV[1])\n"
     "  redis.call('EXPIRE', k, ttl)\n"
     "end\n"
-    "return #KEYS\n";
+    "if #KEYS == 3 then\n"
+    "  redis.call('SADD', KEYS[3], ARGV[#ARGV])\n"
+    "  redis.call('EXPIRE', KEYS[3], ttl)\n"
+    "end\n"
+    "return nhash\n";
 
 void hist_decay(struct hist_counts *c, double now, double half_life)
 {

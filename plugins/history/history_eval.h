@@ -73,8 +73,10 @@ void hist_evaluate(const struct hist_params *p, const struct hist_counts *dom,
 int hist_source_net(int family, const void *addr, char *out, size_t outlen);
 
 /* The Lua script the finish stage runs with EVAL: KEYS = the domain key
- * and, when there is a source, the source key; ARGV = now, half-life (s),
- * TTL (s), then for each key the increments of n dp df sp sf kp kf. */
+ * and, when there is a source, the source key and the domain's source
+ * index ({D}si); ARGV = now, half-life (s), TTL (s), then for each hash
+ * the increments of n dp df sp sf kp kf, then (with the index) the source
+ * network, which the script adds to the index. */
 extern const char hist_update_script[];
 
 #endif

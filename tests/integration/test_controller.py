@@ -18,7 +18,10 @@ real scans feeding the history plugin:
   - without a password, on loopback: reads are open, a write still needs a
     custom header;
   - the dashboard's files come from the binary with a strict
-    Content-Security-Policy.
+    Content-Security-Policy;
+  - HEAD answers like GET without a body (controller and scanning port);
+  - 10 wrong passwords from one address in 5 minutes: 429 with Retry-After
+    for any password until the window ends; another address still gets in.
 Prints "N passed, N failed"; exits non-zero on failure."""
 import json
 import os
@@ -109,7 +112,7 @@ def test_access(cp):
             T.check("%s: JSON error" % what, isinstance(body, dict) and body.get("error"), body)
 
 
-def test_reads(d, cp):
+def test_reads(d, cp, rc):
     pw = {"Password": READ}
     st, _, s = call(cp, "GET", "/stat", pw)
     T.eq("/stat on the controller: scanned is the daemon's", s["scanned"], d.stat()["scanned"])
@@ -122,6 +125,7 @@ def test_reads(d, cp):
     T.eq("domains: status", st, 200)
     doms = {x["domain"]: x["history"] for x in r.get("domains", [])}
     T.eq("domains: the scanned domains", set(doms), {"example.com", "example.net"})
+    T.eq("domains: the whole keyspace walked", r.get("partial"), False)
     T.check("domains: example.com DMARC passes", doms.get("example.com", {}).get("dp", 0) >= 3,
             doms)
     T.check("domains: example.net DMARC passes", doms.get("example.net", {}).get("dp", 0) >= 2,
@@ -130,9 +134,29 @@ def test_reads(d, cp):
     st, _, r = call(cp, "GET", "/api/v1/domain?domain=EXAMPLE.com", pw)
     T.eq("domain: status", st, 200)
     src = r.get("sources", [])
-    T.eq("domain: two sources seen", r.get("sources_seen"), 2)
+    T.eq("domain: two sources seen, whole keyspace", (r.get("sources_seen"), r.get("partial")),
+         (2, False))
     T.eq("domain: top failing source first", src[0]["net"] if src else None, "198.51.100")
     T.check("domain: its failures", src and src[0]["history"]["df"] >= 2, src)
+
+    T.eq("domain: the history plugin's source index", sorted(
+        x.decode() for x in rc.cmd("SMEMBERS", "as:{example.com}si")), ["192.0.2", "198.51.100"])
+    # a network in the index whose hash expired: not listed, and pruned
+    rc.cmd("SADD", "as:{example.com}si", "10.9.9")
+    st, _, r = call(cp, "GET", "/api/v1/domain?domain=example.com", pw)
+    T.eq("domain: an expired source is not listed", (st, r.get("sources_seen"),
+                                                     sorted(x["net"] for x in r["sources"])),
+         (200, 2, ["192.0.2", "198.51.100"]))
+    T.eq("domain: the expired source is pruned from the index",
+         rc.cmd("SISMEMBER", "as:{example.com}si", "10.9.9"), 0)
+    # history written before the index: found by walking the keyspace
+    rc.cmd("HSET", "as:{legacy.example}d", "n", "3", "dp", "1", "df", "2")
+    rc.cmd("HSET", "as:{legacy.example}s:10.1.2", "n", "3", "df", "2")
+    st, _, r = call(cp, "GET", "/api/v1/domain?domain=legacy.example", pw)
+    T.eq("domain without an index: sources from the keyspace", (st, r.get("sources_seen"),
+                                                                 r.get("partial")), (200, 1, False))
+    for k in ("as:{legacy.example}d", "as:{legacy.example}s:10.1.2"):
+        rc.cmd("DEL", k)
 
     st, _, r = call(cp, "GET", "/api/v1/sender?domain=example.com&ip=192.0.2.200", pw)
     T.eq("sender: status", st, 200)
@@ -148,10 +172,17 @@ def test_reports(r, cp):
     r.cmd("SADD", "as:{report:}rd:" + day(0), "example.com")
     r.cmd("SADD", "as:{report:}rd:" + day(1), "example.com", "example.net")
     r.cmd("HSET", "as:{example.com}rs:" + day(1), "mailto:dmarc@example.com", "rid-1")
-    st, _, rep = call(cp, "GET", "/api/v1/reports?days=3", {"Password": READ})
+    r.cmd("SADD", "as:{report:}rsd:" + day(1), "example.com")
+    # done: `authscan report` took it out of the day's rows, only the sent index has it
+    r.cmd("SADD", "as:{report:}rsd:" + day(2), "done.example")
+    # a bigger day: 150 pending, 20 sent with a destination left, 30 done
+    big = ["big%03d.example" % i for i in range(200)]
+    r.cmd("SADD", "as:{report:}rd:" + day(3), *big[:170])
+    r.cmd("SADD", "as:{report:}rsd:" + day(3), *big[150:])
+    st, _, rep = call(cp, "GET", "/api/v1/reports?days=4", {"Password": READ})
     T.eq("reports: status", st, 200)
     days = {x["day"]: x for x in rep.get("days", [])}
-    T.eq("reports: three days", sorted(days), sorted([day(0), day(1), day(2)]))
+    T.eq("reports: four days", sorted(days), sorted([day(0), day(1), day(2), day(3)]))
     T.eq("reports: today is collecting", (days[day(0)]["collecting"], days[day(0)]["sent"]),
          (1, 0))
     T.eq("reports: yesterday one sent, one pending",
@@ -159,6 +190,20 @@ def test_reports(r, cp):
     T.eq("reports: yesterday per domain",
          {x["domain"]: x["status"] for x in days[day(1)]["domains"]},
          {"example.com": "sent", "example.net": "pending"})
+    T.eq("reports: a domain that is done (sent index only) is sent",
+         (days[day(2)]["sent"], days[day(2)]["pending"], days[day(2)]["domains"]),
+         (1, 0, [{"domain": "done.example", "status": "sent"}]))
+    b = days[day(3)]
+    T.eq("reports: 200 domains: counts", (b["pending"], b["sent"], b["collecting"]), (150, 50, 0))
+    T.eq("reports: 200 domains: 100 listed, truncated", (len(b["domains"]),
+                                                         b["domains_truncated"]), (100, True))
+    listed = [x["domain"] for x in b["domains"]]
+    T.eq("reports: listed sorted, no name twice", listed, sorted(set(listed)))
+    T.check("reports: listed statuses right", all(
+        x["status"] == ("sent" if x["domain"] >= "big150" else "pending") for x in b["domains"]),
+        b["domains"])
+    T.eq("reports: days=1 is today only", len(call(cp, "GET", "/api/v1/reports?days=1",
+                                                   {"Password": READ})[2]["days"]), 1)
 
 
 def login(cp, password):
@@ -240,6 +285,93 @@ def test_no_password():
         T.check("no Redis: says so", "redis" in (body or {}).get("error", ""), body)
 
 
+def test_head(d, cp):
+    """HEAD answers like GET, with the length and no body."""
+    pw = {"Password": READ}
+    cases = [
+        # (what, port, path, headers)
+        ("controller /", cp, "/", None),
+        ("controller /app.js", cp, "/app.js", None),
+        ("controller /stat", cp, "/stat", pw),
+        ("controller /metrics", cp, "/metrics", pw),
+        ("controller /api/v1/domains", cp, "/api/v1/domains", pw),
+        ("controller /api/v1/session", cp, "/api/v1/session", None),
+        ("scanning port /ping", d.port, "/ping", None),
+        ("scanning port /stat", d.port, "/stat", None),
+        ("scanning port /metrics", d.port, "/metrics", None),
+    ]
+    for what, port, path, headers in cases:
+        gst, gh, gbody = harness.http_request("127.0.0.1", port, "GET", path, None, headers)
+        st, h, body = harness.http_request("127.0.0.1", port, "HEAD", path, None, headers)
+        T.eq("HEAD %s: status" % what, st, gst)
+        T.eq("HEAD %s: content type" % what, h.get("content-type"), gh.get("content-type"))
+        T.eq("HEAD %s: no body" % what, body, b"")
+        # /stat and /metrics move between the two calls; the length is there
+        T.check("HEAD %s: Content-Length" % what, int(h.get("content-length", "0")) > 0, h)
+    st, _, _ = harness.http_request("127.0.0.1", cp, "HEAD", "/stat")
+    T.eq("HEAD without a password: refused like GET", st, 401)
+
+
+def test_login_limit():
+    """Wrong passwords from one address: after 10 in a window, 429 with
+    Retry-After for every password try, the right one included; another
+    address is not affected (the daemon sees ::1 as another client)."""
+    cp = harness.free_port()
+    config = 'controller.password = "%s"\n' % READ
+    with harness.Daemon(workers=1, config=config, listen=[
+            "127.0.0.1:%d" % harness.free_port(), "controller@127.0.0.1:%d" % cp,
+            "controller@[::1]:%d" % cp]) as d:
+        assert d
+        got = []
+        for i in range(10):
+            if i % 2:
+                st, _, _ = login(cp, "wrong-%d" % i)
+            else:
+                st, _, _ = call(cp, "GET", "/stat", {"Password": "wrong-%d" % i})
+            got.append(st)
+        T.eq("10 wrong passwords (login and header): refused one by one", got, [403] * 10)
+        st, h, body = call(cp, "GET", "/stat", {"Password": READ})
+        T.eq("the 11th try, with the right password: too many", st, 429)
+        T.check("429: Retry-After within the window",
+                0 < int(h.get("retry-after", "0")) <= 300, h)
+        T.check("429: says why", "too many" in (body or {}).get("error", ""), body)
+        st, _, _ = login(cp, READ)
+        T.eq("login while blocked: too many", st, 429)
+        st, _, _ = call(cp, "GET", "/", None)
+        T.eq("the page (no password) still loads", st, 200)
+        st, _, _ = call(cp, "GET", "/api/v1/session", None)
+        T.eq("the session call (no password) still answers", st, 200)
+        st, _, _, = harness.http_request("::1", cp, "GET", "/stat", None, {"Password": READ})
+        T.eq("another address: not blocked", st, 200)
+
+
+def test_scan_budget():
+    """A keyspace too big to walk within the budget (1.5M keys that are not
+    history): the domain list and a domain's sources answer within a
+    few hundred ms, saying "partial"; a domain's own counts are still exact."""
+    with harness.RedisServer() as r:
+        # about 2 s of Redis' time; far more on a busy machine
+        r.cmd("EVAL", "for i = 1, tonumber(ARGV[1]) do redis.call('SET', 'other:' .. i, 1) end",
+              "0", "1500000", timeout=300)
+        r.cmd("HSET", "as:{big.example}d", "n", "5", "dp", "5")
+        cp = harness.free_port()
+        config = 'redis.servers = %s\ncontroller.password = "%s"\n' % (r.address, READ)
+        with harness.Daemon(workers=1, config=config, listen=[
+                "127.0.0.1:%d" % harness.free_port(), "controller@127.0.0.1:%d" % cp]) as d:
+            assert d
+            for path in ("/api/v1/domains", "/api/v1/domain?domain=big.example"):
+                t = time.monotonic()
+                st, _, body = call(cp, "GET", path, {"Password": READ})
+                took = time.monotonic() - t
+                T.eq("%s on 1.5M keys: status" % path, st, 200)
+                T.eq("%s on 1.5M keys: partial" % path, (body or {}).get("partial"), True)
+                # the walk alone takes a second or more; the budget is 60 ms
+                T.check("%s on 1.5M keys: within 2 s (took %.2f s)" % (path, took),
+                        took < 2.0)
+            st, _, body = call(cp, "GET", "/api/v1/domain?domain=big.example", {"Password": READ})
+            T.eq("the domain's own counts, read by key", (body.get("history") or {}).get("n"), 5)
+
+
 def main():
     with harness.RedisServer() as r:
         cp = harness.free_port()
@@ -249,12 +381,15 @@ def main():
                                              "controller@127.0.0.1:%d" % cp]) as d:
             populate(d, r)
             T.run(test_access, cp)
-            T.run(test_reads, d, cp)
+            T.run(test_reads, d, cp, r)
             T.run(test_reports, r, cp)
             T.run(test_sessions, r, cp)
             T.run(test_assets, cp)
+            T.run(test_head, d, cp)
     T.run(test_no_password)
-    T.finish()
+    T.run(test_login_limit)
+    T.run(test_scan_budget)
+    sys.exit(T.finish())
 
 
 if __name__ == "__main__":

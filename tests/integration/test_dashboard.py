@@ -176,7 +176,7 @@ def test_browser(wd, cp):
 def main():
     if not shutil.which("chromedriver"):
         T.check("chromedriver installed (scripts/install-deps: chromium chromium-driver)", False)
-        T.finish()
+        sys.exit(T.finish())
     with harness.RedisServer() as r:
         cp = harness.free_port()
         config = ("redis.servers = %s\ncontroller.password = \"%s\"\n"
@@ -191,7 +191,7 @@ def main():
                 T.run(test_browser, wd, cp)
             finally:
                 wd.quit()
-    T.finish()
+    sys.exit(T.finish())
 
 
 if __name__ == "__main__":

@@ -392,6 +392,14 @@ def test_send(plugins):
                  rcmd(r, "SMEMBERS", "as:{report:}rd:%s" % day), ["reject.example"])
             T.eq("reject.example: agg@ marked sent",
                  rcmd(r, "HKEYS", "as:{reject.example}rs:%s" % day), ["mailto:agg@reject.example"])
+            marked = sorted(k[len("as:{"):k.index("}")]
+                            for k in rcmd(r, "KEYS", "as:{*}rs:%s" % day))
+            T.check("some domains marked sent", "reject.example" in marked and
+                    "none.example" in marked, marked)
+            T.eq("the day's sent index lists exactly the marked domains",
+                 sorted(rcmd(r, "SMEMBERS", "as:{report:}rsd:%s" % day) or []), marked)
+            T.check("the sent index expires", 0 < rcmd(r, "TTL", "as:{report:}rsd:%s" % day),
+                    rcmd(r, "TTL", "as:{report:}rsd:%s" % day))
             T.eq("done domains deleted", [k for k in rcmd(r, "KEYS", "as:{*}r[rp]:*")
                                           if "reject.example" not in k], [])
             check_mails(smtp, tmp, want)

@@ -17,6 +17,7 @@
    counter, the actions, the latency histogram and the declared symbols
    agree with /stat; no label carries an address or a domain.
 Prints "N passed, N failed"; exits non-zero on failure."""
+import json
 import os
 import re
 import shutil
@@ -271,14 +272,39 @@ def test_plugin_counter():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def test_service_tick():
+    """The services' counts reach the shared slot once a second, not only
+    after a scan or when the worker itself answers /stat: Redis going away
+    while a worker is idle shows in the totals another worker reports."""
+    with harness.RedisServer() as r:
+        with harness.Daemon(workers=2, config="redis.servers = %s\n" % r.address) as d:
+            # both workers have reported Redis up (each publishes on /stat)
+            T.check("Redis up: both workers' 2 connections",
+                    wait_for(lambda: d.stat()["redis"]["connections_up"] == 4, 15,
+                             what="4 connections up"))
+            c = harness.Conn(("127.0.0.1", d.port))
+            try:
+                def up():
+                    return json.loads(c.request("GET", "/stat").body)["redis"]["connections_up"]
+                T.eq("one keep-alive connection: one worker answers", up(), 4)
+                r.stop()
+                # only the answering worker publishes on /stat: the other
+                # one's connections show as down only through its tick
+                T.check("Redis gone: both workers' connections down within 5 s",
+                        wait_for(lambda: up() == 0, 5, what="both down"), up())
+            finally:
+                c.close()
+
+
 def main():
     T.run(test_plugin_counter)
+    T.run(test_service_tick)
     with harness.Daemon(workers=None, expect_workers=3, config=CONFIG) as d:
         T.run(test_totals, d)
         T.run(test_respawn, d)
         T.run(test_reload, d)
         T.run(test_metrics, d)
-    T.finish()
+    sys.exit(T.finish())
 
 
 if __name__ == "__main__":
