@@ -139,6 +139,18 @@ struct as_task {
     int skip;                     /* answer without running any plugin */
 };
 
+/* A plugin or module name: letters, digits, '-', '_', '.' (it goes into
+ * the log line and the reply unquoted). */
+static int policy_name(const char *s)
+{
+    if (!s || !*s) return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '-' || *s == '_' || *s == '.'))
+            return 0;
+    return 1;
+}
+
 /* Grows a pool-allocated array: pool memory cannot be realloc'ed, so the
  * old array is left in the pool (they are small and die with the task). */
 static void *grow(struct as_pool *pool, void *arr, size_t n, size_t *cap, size_t elem)
@@ -644,7 +656,7 @@ const char *as_override_type_name(enum as_override_type type)
 int as_task_add_override(struct as_task *t, const char *policy, enum as_override_type type,
                          const char *comment)
 {
-    if ((unsigned)type >= AS_OVERRIDE__COUNT || !policy || !as_authres_keyword(policy)) {
+    if ((unsigned)type >= AS_OVERRIDE__COUNT || !policy_name(policy)) {
         as_task_log(t, AS_LOG_ERR, "%s: override refused: bad type or policy name",
                     plugin_name(t));
         return -1;
@@ -1050,7 +1062,9 @@ static void find_overrides(struct as_task *t)
     const struct force *by = t->decided;
     for (size_t i = 0; i < t->nforces; i++) {
         const struct force *f = &t->forces[i];
-        if (f->mode != AS_FORCE_LEAST || !f->module || f->action <= t->verdict.action) continue;
+        if (f->mode != AS_FORCE_LEAST || f->action <= t->verdict.action ||
+            !policy_name(f->module))
+            continue;
         int seen = 0;
         for (size_t k = 0; k < t->noverrides && !seen; k++)
             seen = t->overrides[k].type == AS_OVERRIDE_LOCAL_POLICY &&
