@@ -50,6 +50,8 @@
 #define MAX_SYMBOL_OPTIONS 64
 #define MAX_OPTION_LEN 1024
 #define OPTION_MARK "..."
+/* Bytes of an override's comment (as_task_add_override) kept. */
+#define MAX_OVERRIDE_COMMENT 256
 
 enum stage { STAGE_NEW, STAGE_FILTER, STAGE_POSTFILTER, STAGE_FINAL, STAGE_FINISH };
 
@@ -653,6 +655,21 @@ const char *as_override_type_name(enum as_override_type type)
     return (unsigned)type < AS_ARRAY_LEN(names) ? names[type] : "other";
 }
 
+/* A comment goes into a header field, the reply and the log line: a
+ * site rule's text is cut (at a UTF-8 character boundary) and marked. */
+static const char *bounded_comment(struct as_pool *pool, const char *c)
+{
+    if (!c) return "";
+    size_t n = strlen(c);
+    if (n <= MAX_OVERRIDE_COMMENT) return as_pool_strdup(pool, c);
+    n = MAX_OVERRIDE_COMMENT - (sizeof OPTION_MARK - 1);
+    while (n && ((unsigned char)c[n] & 0xC0) == 0x80) n--;
+    char *out = as_pool_alloc(pool, n + sizeof OPTION_MARK);
+    memcpy(out, c, n);
+    memcpy(out + n, OPTION_MARK, sizeof OPTION_MARK);
+    return out;
+}
+
 int as_task_add_override(struct as_task *t, const char *policy, enum as_override_type type,
                          const char *comment)
 {
@@ -669,7 +686,7 @@ int as_task_add_override(struct as_task *t, const char *policy, enum as_override
     t->overrides = grow(t->pool, t->overrides, t->noverrides, &t->overcap,
                         sizeof *t->overrides);
     t->overrides[t->noverrides++] = (struct as_policy_override){
-        as_pool_strdup(t->pool, policy), type, as_pool_strdup(t->pool, comment ? comment : "") };
+        as_pool_strdup(t->pool, policy), type, bounded_comment(t->pool, comment) };
     return 0;
 }
 

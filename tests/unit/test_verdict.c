@@ -158,6 +158,21 @@ int main(void)
         CHECK_STR(as_task_override_text(t), NULL);
         as_task_free(t);
     }
+    /* a long comment is cut at a character boundary, and marked */
+    {
+        struct as_task *t = as_task_new(e);
+        char longc[400];
+        memset(longc, 'a', sizeof longc);
+        memcpy(longc + 252, "\xc3\xa9", 2);         /* U+00E9 across the cut */
+        longc[sizeof longc - 1] = 0;
+        CHECK(as_task_add_override(t, "dmarc", AS_OVERRIDE_OTHER, longc) == 0);
+        const struct as_policy_override *o;
+        CHECK_INT(as_task_overrides(t, &o), 1);
+        CHECK_INT(strlen(o[0].comment), 255);
+        CHECK(strncmp(o[0].comment, longc, 252) == 0 &&
+              strcmp(o[0].comment + 252, "...") == 0);
+        as_task_free(t);
+    }
     CHECK_STR(as_override_type_name(AS_OVERRIDE_POLICY_TEST_MODE), "policy_test_mode");
     CHECK_STR(as_override_type_name((enum as_override_type)99), "other");
     /* unknown symbols are refused, a repeated symbol keeps one entry */

@@ -727,9 +727,10 @@ struct as_policy_override {
 /* "forwarded", "sampled_out", ... as in the aggregate report's XML;
  * "other" for a value out of range. */
 AS_API const char *as_override_type_name(enum as_override_type type);
-/* Records an override of `policy` (a plugin's name; its
- * Authentication-Results entries of that method carry it).  comment may
- * be NULL.  Copied to the task pool.  0, or -1 (bad type or policy, or
+/* Records an override of `policy` (a plugin's name: letters, digits,
+ * '-', '_', '.'; its Authentication-Results entries of that method carry
+ * it).  comment may be NULL; copied to the task pool, cut to 256 bytes
+ * ("..." at the end) since it goes into a header field.  0, or -1 (bad type or policy, or
  * the verdict is already final). */
 AS_API int as_task_add_override(struct as_task *t, const char *policy,
                                 enum as_override_type type, const char *comment);
