@@ -132,7 +132,8 @@ struct as_task {
     size_t nauth, authcap;
     struct as_policy_override *overrides;
     size_t noverrides, overcap;
-    const struct force *decided;  /* the force that chose the verdict's action */
+    size_t decided;               /* index of the force that chose the verdict's
+                                     action, SIZE_MAX: none (forces may move) */
 
     struct as_verdict verdict;
     void **service_slots;         /* one per as_service_at(i) */
@@ -179,6 +180,7 @@ struct as_task *as_task_new(struct as_engine *e)
     as_engine_next_task_id(e, t->id, sizeof t->id);
     t->env.family = AF_UNSPEC;
     t->current = NO_PLUGIN;
+    t->decided = SIZE_MAX;
     t->ops.next = t->ops.prev = &t->ops;
     t->runs = as_pool_alloc(pool, (np ? np : 1) * sizeof *t->runs);
     t->sym_pos = as_pool_alloc(pool, (as_symtab_count(as_engine_symtab(e)) + 1) *
@@ -1012,7 +1014,7 @@ static void compute_verdict_rspamd(struct as_task *t, const struct as_actions *a
 done:
     v->score = score;
     v->action = a;
-    t->decided = by;
+    t->decided = by ? (size_t)(by - t->forces) : SIZE_MAX;
     v->forced_by = by ? by->module : NULL;
     v->smtp_message = by && by->message ? by->message : acts->message[a];
 }
@@ -1065,18 +1067,19 @@ static void compute_verdict(struct as_task *t)
         have_last = 1;
     }
     v->action = a;
-    t->decided = by && by->action == a ? by : NULL;
+    t->decided = by && by->action == a ? (size_t)(by - t->forces) : SIZE_MAX;
     v->forced_by = by && by->action == a ? by->module : NULL;
     v->smtp_message = (by && by->action == a && by->message) ? by->message : acts->message[a];
 }
 
 /* A plugin's "at least" force that the final action stays below was
- * overridden by local policy: whoever decided the action (a Lua rule's
- * set_pre_result, a site force) or else the thresholds (a settings
- * profile's, or the engine's).  One override per policy. */
+ * overridden by local policy: by whoever decided the action (a Lua rule's
+ * set_pre_result, a site force), or by the score under such a rule (the
+ * thresholds of a settings profile, or the engine's).  One override per
+ * policy.  Runs right after the final compute_verdict(). */
 static void find_overrides(struct as_task *t)
 {
-    const struct force *by = t->decided;
+    const struct force *by = t->decided < t->nforces ? &t->forces[t->decided] : NULL;
     for (size_t i = 0; i < t->nforces; i++) {
         const struct force *f = &t->forces[i];
         if (f->mode != AS_FORCE_LEAST || f->action <= t->verdict.action ||
