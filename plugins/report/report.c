@@ -54,8 +54,18 @@ static const struct as_option_def options[] = {
     { "lock_ttl", AS_OPT_DURATION, "30m", "a report run's lock in Redis expires after this" },
 };
 
+/* Daemon-wide counts of DMARC policy overrides by type (/stat, /metrics:
+ * authscan_report_override_<type>_total), counted whether or not the
+ * Redis counters are on.  "forwarded" and "other" are never recorded. */
+static const enum as_override_type counted_types[] = {
+    AS_OVERRIDE_LOCAL_POLICY, AS_OVERRIDE_TRUSTED_FORWARDER, AS_OVERRIDE_MAILING_LIST,
+    AS_OVERRIDE_SAMPLED_OUT, AS_OVERRIDE_POLICY_TEST_MODE,
+};
+#define NCOUNTED (sizeof counted_types / sizeof counted_types[0])
+
 struct report {
     const struct as_plugin_ctx *ctx;
+    int override_counter[AS_OVERRIDE__COUNT];   /* -1: not counted */
     int enabled, failure, envelope_to, failure_redact;
     long long ttl, failure_queue_max;
     char day[16];                   /* the day the index cache is for */
@@ -96,6 +106,15 @@ static int report_init(struct as_plugin_ctx *ctx, void **state)
     }
     *state = r;
     r->ctx = ctx;
+    for (size_t i = 0; i < AS_OVERRIDE__COUNT; i++) r->override_counter[i] = -1;
+    for (size_t i = 0; i < NCOUNTED; i++) {
+        const char *type = as_override_type_name(counted_types[i]);
+        char name[48], help[96];
+        snprintf(name, sizeof name, "override_%s", type);
+        snprintf(help, sizeof help, "DMARC policy overrides of type %s.", type);
+        if ((r->override_counter[counted_types[i]] = as_plugin_counter(ctx, name, help)) < 0)
+            return -1;
+    }
     r->enabled = as_plugin_opt_bool(ctx, "enabled");
     r->failure = as_plugin_opt_bool(ctx, "failure");
     r->envelope_to = as_plugin_opt_bool(ctx, "envelope_to");
@@ -472,9 +491,20 @@ static void index_domain(struct report *r, struct as_pool *pool, const char *day
     *slot = strdup(pd);   /* NULL (no memory) only costs another SADD */
 }
 
+static void count_overrides(const struct as_task *t, const struct report *r)
+{
+    const struct as_policy_override *o;
+    size_t n = as_task_overrides(t, &o);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(o[i].policy, "dmarc") == 0 && (unsigned)o[i].type < AS_OVERRIDE__COUNT &&
+            r->override_counter[o[i].type] >= 0)
+            as_plugin_count(r->ctx, r->override_counter[o[i].type], 1);
+}
+
 static void report_finish(struct as_task *t, void *state)
 {
     struct report *r = state;
+    count_overrides(t, r);
     if (!r->enabled) return;
     const struct as_dmarc_result *d = as_task_get_result(t, AS_DMARC_RESULT_KEY);
     if (!d || d->version < 1 || !d->policy_domain || !d->record ||

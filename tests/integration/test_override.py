@@ -7,7 +7,7 @@ the /checkv2 reply (messages.policy_override), the dmarc= entry of
 Authentication-Results (policy.applied-disposition, policy.override-reason
 and a comment), the scan's log line (override="...") and the aggregate
 report (`authscan report aggregate`: <reason><type>/<comment>, valid
-against both schemas).  Through the real daemon with every shipped plugin
+against both schemas), and the daemon-wide counts by type (/stat).  Through the real daemon with every shipped plugin
 (real DKIM and ARC verification) and a real redis-server, one case each:
 
   a. a Lua rule softens p=reject to quarantine for a partner domain
@@ -185,6 +185,21 @@ def check_plain(d):
             d.log()[mark:][-1500:])
 
 
+def check_counts(d):
+    """Daemon-wide counts by type (report plugin counters, /stat)."""
+    want = {"override_local_policy": 1, "override_trusted_forwarder": 1,
+            "override_mailing_list": 1, "override_sampled_out": 1,
+            "override_policy_test_mode": 0}
+
+    def got():
+        return d.stat().get("plugins", {}).get("report", {})
+    try:
+        harness.wait_for(lambda: got() == want, 20, what="override counts")
+    except TimeoutError:
+        pass
+    T.eq("/stat plugins.report: overrides by type", got(), want)
+
+
 def rows(r, dom, day):
     h = r.cmd("HGETALL", "as:{%s}rr:%s" % (dom, day)) or []
     return [f.decode() for f in h[0::2]]
@@ -297,6 +312,7 @@ def test_overrides(tmp):
             check_scan(d, name, make(), env, action, otype, comment)
         check_plain(d)
         check_rows(r, day)
+        check_counts(d)
         if time.strftime("%Y%m%d", time.gmtime()) != day:
             harness.log("skip: the UTC day changed during the test: --date today would "
                         "read the new day")
