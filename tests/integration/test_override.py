@@ -170,6 +170,20 @@ def log_line(d, rx, mark):
         return None
 
 
+def check_rspamc(d, tmp):
+    """The real rspamc (rspamd's client) prints the override as it prints
+    every entry of "messages"."""
+    path = os.path.join(tmp, "partner.eml")
+    with open(path, "wb") as f:
+        f.write(plain_msg("partner.example", 5))
+    p = subprocess.run(["rspamc", "-h", "127.0.0.1:%d" % d.port, "-t", "30", "-i", BAD_IP,
+                        "-F", "b@partner.example", "symbols", path],
+                       capture_output=True, text=True, timeout=60)
+    T.check("rspamc shows the override",
+            "Message - policy_override: dmarc local_policy: partner_relay: partner relay"
+            in p.stdout, p.stdout + p.stderr)
+
+
 def check_plain(d):
     mark = d.log_mark()
     reply = scan(d, plain_msg("plain.example", 9), BAD_IP, "b@plain.example")
@@ -186,8 +200,9 @@ def check_plain(d):
 
 
 def check_counts(d):
-    """Daemon-wide counts by type (report plugin counters, /stat)."""
-    want = {"override_local_policy": 1, "override_trusted_forwarder": 1,
+    """Daemon-wide counts by type (report plugin counters, /stat): the
+    partner was scanned twice (checkv2, rspamc)."""
+    want = {"override_local_policy": 2, "override_trusted_forwarder": 1,
             "override_mailing_list": 1, "override_sampled_out": 1,
             "override_policy_test_mode": 0}
 
@@ -310,6 +325,7 @@ def test_overrides(tmp):
         day = time.strftime("%Y%m%d", time.gmtime())
         for name, make, env, action, otype, comment in CASES:
             check_scan(d, name, make(), env, action, otype, comment)
+        check_rspamc(d, tmp)
         check_plain(d)
         check_rows(r, day)
         check_counts(d)
