@@ -671,7 +671,8 @@ out:
 static void usage(FILE *f)
 {
     fprintf(f,
-"usage: authscan report aggregate [--date YYYY-MM-DD] [--out DIR] [--send]\n"
+"usage: authscan report aggregate [--date YYYY-MM-DD|today|yesterday] [--out DIR]\n"
+"                                 [--send]\n"
 "                                 [--format auto|rfc7489|dmarcbis] [config options]\n"
 "       authscan report failure --send [config options]\n"
 "  --date DAY    report this UTC day (today included); default: every closed day\n"
@@ -716,6 +717,16 @@ static int parse_day(const char *s, char *day, size_t len, long long *begin)
     memset(&tm, 0, sizeof tm);
     int y, m, d;
     char tail;
+    /* "today" / "yesterday": the UTC days a cron job or a test means */
+    int back = strcmp(s, "today") == 0 ? 0 : strcmp(s, "yesterday") == 0 ? 1 : -1;
+    if (back >= 0) {
+        time_t now = time(NULL) - back * 86400;
+        gmtime_r(&now, &tm);
+        tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+        *begin = (long long)timegm(&tm);
+        strftime(day, len, "%Y%m%d", &tm);
+        return 0;
+    }
     if (strlen(s) != 10 || sscanf(s, "%4d-%2d-%2d%c", &y, &m, &d, &tail) != 3 || y < 1970 ||
         m < 1 || m > 12 || d < 1 || d > 31)
         return -1;
@@ -807,7 +818,7 @@ int as_report_main(int argc, char **argv)
     char day[16];
     long long begin = 0;
     if (!bad && date && parse_day(date, day, sizeof day, &begin) < 0)
-        bad = "--date: expected a UTC day as YYYY-MM-DD";
+        bad = "--date: expected a UTC day as YYYY-MM-DD, today or yesterday";
     struct stat st;
     if (!bad && r.out_dir && (stat(r.out_dir, &st) != 0 || !S_ISDIR(st.st_mode)))
         bad = "--out: not a directory";

@@ -163,6 +163,20 @@ const char *as_authres_resinfo(struct as_pool *pool, const struct as_auth_result
     return out;
 }
 
+const char *as_authres_extend(struct as_pool *pool, const char *resinfo,
+                              const struct as_auth_prop *props, size_t nprops,
+                              const char *comment)
+{
+    struct sbuf b = {0};
+    sbuf_adds(&b, resinfo);
+    for (size_t i = 0; i < nprops; i++)
+        sbuf_printf(&b, " %s=%s", props[i].name, as_authres_value(pool, props[i].value));
+    if (comment && *comment) add_comment(&b, comment);
+    char *out = as_pool_strndup(pool, b.data, b.len);
+    sbuf_free(&b);
+    return out;
+}
+
 const char *as_authres_field(struct as_pool *pool, const char *authserv_id,
                              const char *const *resinfo, size_t n)
 {

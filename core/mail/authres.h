@@ -38,6 +38,14 @@ int as_authres_keyword(const char *s);
 const char *as_authres_resinfo(struct as_pool *pool, const struct as_auth_result *r,
                                const char **err);
 
+/* resinfo (from as_authres_resinfo()) with properties and a comment
+ * appended: "... p.q=v ... (comment)".  Names are the caller's constants
+ * (ptype.property); values are quoted as needed; comment may be NULL.
+ * For a policy override found after the entry was written (task.c). */
+const char *as_authres_extend(struct as_pool *pool, const char *resinfo,
+                              const struct as_auth_prop *props, size_t nprops,
+                              const char *comment);
+
 /* The whole field value: "<authserv-id>; <resinfo>; <resinfo>" with the
  * authserv-id quoted as needed, or "<authserv-id>; none" when n is 0. */
 const char *as_authres_field(struct as_pool *pool, const char *authserv_id,

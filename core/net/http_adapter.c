@@ -275,6 +275,13 @@ void as_http_adapter_write_checkv2(const struct as_task *t, struct sbuf *b)
         add_key(b, "smtp_message");
         add_str(b, v->smtp_message);
     }
+    /* a policy not applied as published, and why (docs/protocol.md) */
+    const char *ovr = as_task_override_text(t);
+    if (ovr) {
+        if (v->smtp_message) sbuf_addc(b, ',');
+        add_key(b, "policy_override");
+        add_str(b, ovr);
+    }
     sbuf_addc(b, '}');
     write_milter(t, b);
 

@@ -152,13 +152,16 @@ static void log_verdict(const struct as_task *t)
         sbuf_printf(&syms, "%s%s(%.2f)", i ? "," : "", s->sym->name, s->score);
     }
     /* a forced action names who forced it (a Lua site rule, DMARC...) */
-    as_task_log(t, AS_LOG_INFO, "ip=%s from=%s qid=%s action=\"%s\"%s%s score=%.2f/%.2f "
+    /* and a policy it did not apply as published, with why */
+    const char *ovr = as_task_override_text(t);
+    as_task_log(t, AS_LOG_INFO, "ip=%s from=%s qid=%s action=\"%s\"%s%s%s%s%s score=%.2f/%.2f "
                 "symbols=[%s] time=%.3fms%s",
                 env->ip ? env->ip : "-", env->mail_from ? env->mail_from : "-",
                 env->queue_id ? env->queue_id : "-", as_action_name(v->action),
-                v->forced_by ? " forced_by=" : "", v->forced_by ? v->forced_by : "", v->score,
-                v->required_score, syms.data ? syms.data : "", as_task_elapsed(t) * 1000,
-                v->timed_out ? " timed_out" : "");
+                v->forced_by ? " forced_by=" : "", v->forced_by ? v->forced_by : "",
+                ovr ? " override=\"" : "", ovr ? ovr : "", ovr ? "\"" : "",
+                v->score, v->required_score, syms.data ? syms.data : "",
+                as_task_elapsed(t) * 1000, v->timed_out ? " timed_out" : "");
     sbuf_free(&syms);
 }
 

@@ -50,6 +50,8 @@
 #define MAX_SYMBOL_OPTIONS 64
 #define MAX_OPTION_LEN 1024
 #define OPTION_MARK "..."
+/* Bytes of an override's comment (as_task_add_override) kept. */
+#define MAX_OVERRIDE_COMMENT 256
 
 enum stage { STAGE_NEW, STAGE_FILTER, STAGE_POSTFILTER, STAGE_FINAL, STAGE_FINISH };
 
@@ -86,6 +88,7 @@ struct result {
 /* One resinfo for our Authentication-Results field, formatted when added. */
 struct auth_entry {
     const char *text;
+    const char *method;           /* the method, to find a policy's entry */
     unsigned rank;                /* method: spf, dkim, dmarc, others */
     size_t plugin;                /* who added it (NO_PLUGIN: core) */
     size_t seq;                   /* order of adding */
@@ -127,6 +130,10 @@ struct as_task {
     size_t nresults, rescap;
     struct auth_entry *auth;
     size_t nauth, authcap;
+    struct as_policy_override *overrides;
+    size_t noverrides, overcap;
+    size_t decided;               /* index of the force that chose the verdict's
+                                     action, SIZE_MAX: none (forces may move) */
 
     struct as_verdict verdict;
     void **service_slots;         /* one per as_service_at(i) */
@@ -134,6 +141,18 @@ struct as_task {
     uint64_t digest;              /* poison.h identity, 0 if none */
     int skip;                     /* answer without running any plugin */
 };
+
+/* A plugin or module name: letters, digits, '-', '_', '.' (it goes into
+ * the log line and the reply unquoted). */
+static int policy_name(const char *s)
+{
+    if (!s || !*s) return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '-' || *s == '_' || *s == '.'))
+            return 0;
+    return 1;
+}
 
 /* Grows a pool-allocated array: pool memory cannot be realloc'ed, so the
  * old array is left in the pool (they are small and die with the task). */
@@ -161,6 +180,7 @@ struct as_task *as_task_new(struct as_engine *e)
     as_engine_next_task_id(e, t->id, sizeof t->id);
     t->env.family = AF_UNSPEC;
     t->current = NO_PLUGIN;
+    t->decided = SIZE_MAX;
     t->ops.next = t->ops.prev = &t->ops;
     t->runs = as_pool_alloc(pool, (np ? np : 1) * sizeof *t->runs);
     t->sym_pos = as_pool_alloc(pool, (as_symtab_count(as_engine_symtab(e)) + 1) *
@@ -619,6 +639,83 @@ const void *as_task_get_result(const struct as_task *t, const char *key)
     return NULL;
 }
 
+/* ---- policy overrides ---------------------------------------------------- */
+
+static const char *plugin_name(const struct as_task *t);
+
+const char *as_override_type_name(enum as_override_type type)
+{
+    static const char *const names[] = {
+        [AS_OVERRIDE_FORWARDED] = "forwarded",
+        [AS_OVERRIDE_SAMPLED_OUT] = "sampled_out",
+        [AS_OVERRIDE_TRUSTED_FORWARDER] = "trusted_forwarder",
+        [AS_OVERRIDE_MAILING_LIST] = "mailing_list",
+        [AS_OVERRIDE_LOCAL_POLICY] = "local_policy",
+        [AS_OVERRIDE_OTHER] = "other",
+        [AS_OVERRIDE_POLICY_TEST_MODE] = "policy_test_mode",
+    };
+    return (unsigned)type < AS_ARRAY_LEN(names) ? names[type] : "other";
+}
+
+/* A comment goes into a header field, the reply and the log line: a
+ * site rule's text is cut (at a UTF-8 character boundary) and marked. */
+static const char *bounded_comment(struct as_pool *pool, const char *c)
+{
+    if (!c) return "";
+    size_t n = strlen(c);
+    if (n <= MAX_OVERRIDE_COMMENT) return as_pool_strdup(pool, c);
+    n = MAX_OVERRIDE_COMMENT - (sizeof OPTION_MARK - 1);
+    while (n && ((unsigned char)c[n] & 0xC0) == 0x80) n--;
+    char *out = as_pool_alloc(pool, n + sizeof OPTION_MARK);
+    memcpy(out, c, n);
+    memcpy(out + n, OPTION_MARK, sizeof OPTION_MARK);
+    return out;
+}
+
+int as_task_add_override(struct as_task *t, const char *policy, enum as_override_type type,
+                         const char *comment)
+{
+    if ((unsigned)type >= AS_OVERRIDE__COUNT || !policy_name(policy)) {
+        as_task_log(t, AS_LOG_ERR, "%s: override refused: bad type or policy name",
+                    plugin_name(t));
+        return -1;
+    }
+    if (t->finished) {
+        as_task_log(t, AS_LOG_ERR, "%s: override of %s recorded after the verdict was final",
+                    plugin_name(t), policy);
+        return -1;
+    }
+    t->overrides = grow(t->pool, t->overrides, t->noverrides, &t->overcap,
+                        sizeof *t->overrides);
+    t->overrides[t->noverrides++] = (struct as_policy_override){
+        as_pool_strdup(t->pool, policy), type, bounded_comment(t->pool, comment) };
+    return 0;
+}
+
+size_t as_task_overrides(const struct as_task *t, const struct as_policy_override **out)
+{
+    *out = t->overrides;
+    return t->noverrides;
+}
+
+const char *as_task_override_text(const struct as_task *t)
+{
+    if (!t->noverrides) return NULL;
+    struct sbuf b = {0};
+    for (size_t i = 0; i < t->noverrides; i++) {
+        const struct as_policy_override *o = &t->overrides[i];
+        sbuf_printf(&b, "%s%s %s%s%s", i ? "; " : "", o->policy,
+                    as_override_type_name(o->type), *o->comment ? ": " : "", o->comment);
+    }
+    char *s = as_pool_strndup(t->pool, b.data, b.len);
+    sbuf_free(&b);
+    /* one log line, quoted: comments come from site rules and sealers */
+    for (char *p = s; *p; p++)
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e) *p = '?';
+        else if (*p == '"') *p = '\'';
+    return s;
+}
+
 /* ---- Authentication-Results ---------------------------------------------- */
 
 static unsigned method_rank(const char *method)
@@ -651,8 +748,8 @@ int as_task_add_auth_resultv(struct as_task *t, const struct as_auth_result *r)
         return -1;
     }
     t->auth = grow(t->pool, t->auth, t->nauth, &t->authcap, sizeof *t->auth);
-    t->auth[t->nauth] = (struct auth_entry){ text, method_rank(r->method), t->current,
-                                             t->nauth };
+    t->auth[t->nauth] = (struct auth_entry){ text, as_pool_strdup(t->pool, r->method),
+                                             method_rank(r->method), t->current, t->nauth };
     t->nauth++;
     return 0;
 }
@@ -735,6 +832,37 @@ static void authres_remove_forged(struct as_task *t, const char *id)
                     "carrying our authserv-id %s", nours, n, id);
 }
 
+/* The disposition an action amounts to, in DMARC's words (RFC 7489 6.3). */
+static const char *action_disposition(enum as_action a)
+{
+    return a >= AS_ACTION_SOFT_REJECT ? "reject" : a >= AS_ACTION_ADD_HEADER ? "quarantine"
+                                                                            : "none";
+}
+
+/* An entry of a policy that was overridden says so, the way Fastmail's
+ * Authentication-Milter does (docs/protocol.md): what was applied, the
+ * reason type of the last override (the one that decided), and every
+ * override with its comment in a comment. */
+static void authres_override(struct as_task *t, struct auth_entry *e)
+{
+    const char *type = NULL;
+    struct sbuf why = {0};
+    for (size_t i = 0; i < t->noverrides; i++) {
+        const struct as_policy_override *o = &t->overrides[i];
+        if (!as_strcaseeq(o->policy, e->method)) continue;
+        type = as_override_type_name(o->type);
+        sbuf_printf(&why, "%s%s%s%s", why.len ? "; " : "", type, *o->comment ? ": " : "",
+                    o->comment);
+    }
+    if (!type) return;
+    const struct as_auth_prop props[] = {
+        { "policy.applied-disposition", action_disposition(t->verdict.action) },
+        { "policy.override-reason", type },
+    };
+    e->text = as_authres_extend(t->pool, e->text, props, AS_ARRAY_LEN(props), why.data);
+    sbuf_free(&why);
+}
+
 /* The finishing step of every scan that is not exempt: a skipped one (no
  * plugin ran: a poison message) or a Settings-ID profile with
  * auth_results = no.  Runs just before the verdict is final, so what the
@@ -747,6 +875,7 @@ static void authres_finish(struct as_task *t)
     const char *id = authserv_id(t, c);
     if (c->remove_forged) authres_remove_forged(t, id);
     if (!c->add) return;
+    for (size_t i = 0; i < t->nauth; i++) authres_override(t, &t->auth[i]);
     if (t->nauth > 1) qsort(t->auth, t->nauth, sizeof *t->auth, auth_entry_cmp);
     const char **parts = as_pool_alloc(t->pool, (t->nauth + 1) * sizeof *parts);
     for (size_t i = 0; i < t->nauth; i++) parts[i] = t->auth[i].text;
@@ -885,6 +1014,7 @@ static void compute_verdict_rspamd(struct as_task *t, const struct as_actions *a
 done:
     v->score = score;
     v->action = a;
+    t->decided = by ? (size_t)(by - t->forces) : SIZE_MAX;
     v->forced_by = by ? by->module : NULL;
     v->smtp_message = by && by->message ? by->message : acts->message[a];
 }
@@ -937,8 +1067,41 @@ static void compute_verdict(struct as_task *t)
         have_last = 1;
     }
     v->action = a;
+    t->decided = by && by->action == a ? (size_t)(by - t->forces) : SIZE_MAX;
     v->forced_by = by && by->action == a ? by->module : NULL;
     v->smtp_message = (by && by->action == a && by->message) ? by->message : acts->message[a];
+}
+
+/* A plugin's "at least" force that the final action stays below was
+ * overridden by local policy: by whoever decided the action (a Lua rule's
+ * set_pre_result, a site force), or by the score under such a rule (the
+ * thresholds of a settings profile, or the engine's).  One override per
+ * policy.  Runs right after the final compute_verdict(). */
+static void find_overrides(struct as_task *t)
+{
+    const struct force *by = t->decided < t->nforces ? &t->forces[t->decided] : NULL;
+    for (size_t i = 0; i < t->nforces; i++) {
+        const struct force *f = &t->forces[i];
+        if (f->mode != AS_FORCE_LEAST || f->action <= t->verdict.action ||
+            !policy_name(f->module))
+            continue;
+        int seen = 0;
+        for (size_t k = 0; k < t->noverrides && !seen; k++)
+            seen = t->overrides[k].type == AS_OVERRIDE_LOCAL_POLICY &&
+                   strcmp(t->overrides[k].policy, f->module) == 0;
+        if (seen) continue;
+        const char *why =
+            by && by->module ? (by->message ? as_pool_printf(t->pool, "%s: %s", by->module,
+                                                             by->message)
+                                            : by->module)
+            : t->settings ? as_pool_printf(t->pool, "settings %s: action %s by score",
+                                           t->settings->id, as_action_name(t->verdict.action))
+                          : as_pool_printf(t->pool, "action %s by score",
+                                           as_action_name(t->verdict.action));
+        if (as_task_add_override(t, f->module, AS_OVERRIDE_LOCAL_POLICY, why) == 0)
+            as_task_log(t, AS_LOG_INFO, "%s asked for %s, got %s: local_policy (%s)", f->module,
+                        as_action_name(f->action), as_action_name(t->verdict.action), why);
+    }
 }
 
 /* The verdict is final: count it, hand the task to the protocol. */
@@ -946,8 +1109,9 @@ static void finalize(struct as_task *t)
 {
     if (t->finished) return;
     event_del(t->deadline_ev);
-    authres_finish(t);
     compute_verdict(t);
+    find_overrides(t);
+    authres_finish(t);
     t->finished = 1;
     t->stage = STAGE_FINAL;
     as_stats_scan_done(as_engine_stats(t->e), t->verdict.action, t->verdict.timed_out);

@@ -105,6 +105,11 @@ int as_task_pre_result(struct as_task *t, enum as_action action, int least, int 
                        double score, const char *smtp_message, const char *module);
 
 const struct as_verdict *as_task_verdict(const struct as_task *t);
+/* Every policy override of the task (as_task_overrides()) as one line for
+ * the log and the reply, "dmarc local_policy: rule: text; ...", or NULL
+ * when there is none.  Bytes outside printable ASCII become '?', '"'
+ * becomes '\'' (the log line quotes it).  Task pool. */
+const char *as_task_override_text(const struct as_task *t);
 size_t as_task_symbol_count(const struct as_task *t);
 const struct as_task_symbol *as_task_symbol_at(const struct as_task *t, size_t i);
 size_t as_task_header_ops(const struct as_task *t, const struct as_task_header_op **ops,

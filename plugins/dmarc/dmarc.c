@@ -504,6 +504,27 @@ static void arc_override(struct dmarc_scan *s, struct as_dmarc_result *r)
     }
 }
 
+/* The task's record of what lowered the policy (plugin.h, ABI 1.4): the
+ * aggregate report, the reply, the log line and our Authentication-Results
+ * entry all read it from there.  A local override of the action itself (a
+ * Lua rule, a site force) is found by the core when the verdict is final. */
+static void record_overrides(struct as_task *t, const struct as_dmarc_result *r)
+{
+    if (r->result != AS_DMARC_FAIL)
+        return;
+    struct as_pool *p = as_task_pool(t);
+    if (r->reasons & AS_DMARC_REASON_TESTING)
+        as_task_add_override(t, "dmarc", AS_OVERRIDE_POLICY_TEST_MODE, "t=y");
+    if (r->reasons & AS_DMARC_REASON_SAMPLED_OUT)
+        as_task_add_override(t, "dmarc", AS_OVERRIDE_SAMPLED_OUT,
+                             as_pool_printf(p, "pct=%d", r->record ? r->record->pct : 100));
+    if (r->reasons & AS_DMARC_REASON_MAILING_LIST)
+        as_task_add_override(t, "dmarc", AS_OVERRIDE_MAILING_LIST,
+                             "List-Id mail, DKIM broken by the list");
+    if ((r->reasons & AS_DMARC_REASON_ARC_TRUSTED) && r->override_comment)
+        as_task_add_override(t, "dmarc", AS_OVERRIDE_TRUSTED_FORWARDER, r->override_comment);
+}
+
 static void publish(struct dmarc_scan *s)
 {
     struct as_task *t = s->t;
@@ -556,6 +577,7 @@ static void publish(struct dmarc_scan *s)
     arc_override(s, r);
     r->auth_results = dmarc_ar_resinfo(p, r);
     as_task_set_result(t, AS_DMARC_RESULT_KEY, r);
+    record_overrides(t, r);
 
     /* symbols: options [domain, policy, reasons...] */
     const char *dom = r->policy_domain ? r->policy_domain : r->author_domain;

@@ -26,7 +26,6 @@
 #include <time.h>
 #include <event2/event.h>
 #include <authscan/plugin.h>
-#include <authscan/arc.h>
 #include <authscan/dkim.h>
 #include <authscan/dmarc.h>
 #include <authscan/report.h>
@@ -55,8 +54,18 @@ static const struct as_option_def options[] = {
     { "lock_ttl", AS_OPT_DURATION, "30m", "a report run's lock in Redis expires after this" },
 };
 
+/* Daemon-wide counts of DMARC policy overrides by type (/stat, /metrics:
+ * authscan_report_override_<type>_total), counted whether or not the
+ * Redis counters are on.  "forwarded" and "other" are never recorded. */
+static const enum as_override_type counted_types[] = {
+    AS_OVERRIDE_LOCAL_POLICY, AS_OVERRIDE_TRUSTED_FORWARDER, AS_OVERRIDE_MAILING_LIST,
+    AS_OVERRIDE_SAMPLED_OUT, AS_OVERRIDE_POLICY_TEST_MODE,
+};
+#define NCOUNTED (sizeof counted_types / sizeof counted_types[0])
+
 struct report {
     const struct as_plugin_ctx *ctx;
+    int override_counter[AS_OVERRIDE__COUNT];   /* -1: not counted */
     int enabled, failure, envelope_to, failure_redact;
     long long ttl, failure_queue_max;
     char day[16];                   /* the day the index cache is for */
@@ -97,6 +106,15 @@ static int report_init(struct as_plugin_ctx *ctx, void **state)
     }
     *state = r;
     r->ctx = ctx;
+    for (size_t i = 0; i < AS_OVERRIDE__COUNT; i++) r->override_counter[i] = -1;
+    for (size_t i = 0; i < NCOUNTED; i++) {
+        const char *type = as_override_type_name(counted_types[i]);
+        char name[48], help[96];
+        snprintf(name, sizeof name, "override_%s", type);
+        snprintf(help, sizeof help, "DMARC policy overrides of type %s.", type);
+        if ((r->override_counter[counted_types[i]] = as_plugin_counter(ctx, name, help)) < 0)
+            return -1;
+    }
     r->enabled = as_plugin_opt_bool(ctx, "enabled");
     r->failure = as_plugin_opt_bool(ctx, "failure");
     r->envelope_to = as_plugin_opt_bool(ctx, "envelope_to");
@@ -205,20 +223,6 @@ static const char *path_domain(struct as_pool *pool, const char *path)
     return d;
 }
 
-/* The hook for ARC: a chain that passes, sealed by a sealer the site
- * trusts (arc.trusted_sealers).  When DMARC itself comes to lower its
- * disposition for such mail, it will say so in its reasons; until then a
- * disposition lowered while a trusted chain was present is reported as
- * trusted_forwarder. */
-static int trusted_forwarder(const struct as_task *t)
-{
-    const struct as_arc_result *a = as_task_get_result(t, AS_ARC_RESULT_KEY);
-    if (!a || a->version < 1 || a->cv != AS_ARC_PASS || !a->trust_configured) return 0;
-    for (size_t i = 0; i < a->nsets; i++)
-        if (a->sets[i].trusted) return 1;
-    return 0;
-}
-
 static enum as_dmarc_policy action_disposition(enum as_action a)
 {
     return a >= AS_ACTION_SOFT_REJECT ? AS_DMARC_POLICY_REJECT
@@ -237,7 +241,11 @@ static void add_reason(struct field *f, int *n, const char *type, const char *co
 }
 
 /* Fields 2..5: disposition applied, aligned DKIM/SPF, reasons.  What was
- * applied is what the final verdict did, never more than DMARC asked. */
+ * applied is what the final verdict did, never more than DMARC asked.
+ * The reasons are the task's overrides of the dmarc policy (plugin.h):
+ * the plugin's own (t=y, pct, the list safeguard, a trusted ARC sealer)
+ * and the core's local_policy (a Lua rule or site force that decided a
+ * lower action, with its module and message). */
 static void row_policy(struct as_task *t, const struct as_dmarc_result *d, struct field *f)
 {
     struct as_pool *pool = as_task_pool(t);
@@ -250,25 +258,19 @@ static void row_policy(struct as_task *t, const struct as_dmarc_result *d, struc
         enum as_dmarc_policy got = action_disposition(as_task_action(t));
         enum as_dmarc_policy applied = got < want ? got : want;
         disp = as_dmarc_policy_name(applied);
-        if (d->reasons & AS_DMARC_REASON_TESTING)
-            add_reason(&reasons, &n, "policy_test_mode", "t=y");
-        if (d->reasons & AS_DMARC_REASON_SAMPLED_OUT)
-            add_reason(&reasons, &n, "sampled_out",
-                       d->record ? as_pool_printf(pool, "pct=%d", d->record->pct) : NULL);
-        if (d->reasons & AS_DMARC_REASON_MAILING_LIST)
-            add_reason(&reasons, &n, "mailing_list", "List-Id mail, DKIM broken by the list");
-        if (applied < want) {
-            const char *by = as_task_forced_by(t);
-            const char *msg = as_task_smtp_message(t);
-            if (trusted_forwarder(t))
-                add_reason(&reasons, &n, "trusted_forwarder", "ARC chain of a trusted sealer");
-            else if (by && strcmp(by, "dmarc") != 0)
-                add_reason(&reasons, &n, "local_policy",
-                           msg ? as_pool_printf(pool, "%s: %s", by, msg) : by);
-            else
-                add_reason(&reasons, &n, "local_policy",
-                           as_pool_printf(pool, "action %s", as_action_name(as_task_action(t))));
+        const struct as_policy_override *o;
+        size_t no = as_task_overrides(t, &o);
+        int local = 0;
+        for (size_t i = 0; i < no; i++) {
+            if (strcmp(o[i].policy, "dmarc") != 0) continue;
+            add_reason(&reasons, &n, as_override_type_name(o[i].type), o[i].comment);
+            local |= o[i].type == AS_OVERRIDE_LOCAL_POLICY;
         }
+        /* below what DMARC asked without a force of its own to lower
+         * (dmarc.reject = no, say): the site's configuration decided */
+        if (applied < want && !local)
+            add_reason(&reasons, &n, "local_policy",
+                       as_pool_printf(pool, "action %s", as_action_name(as_task_action(t))));
     }
     f_tab(f, disp);
     f_tab(f, d->dkim_aligned ? "pass" : "fail");
@@ -489,9 +491,20 @@ static void index_domain(struct report *r, struct as_pool *pool, const char *day
     *slot = strdup(pd);   /* NULL (no memory) only costs another SADD */
 }
 
+static void count_overrides(const struct as_task *t, const struct report *r)
+{
+    const struct as_policy_override *o;
+    size_t n = as_task_overrides(t, &o);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(o[i].policy, "dmarc") == 0 && (unsigned)o[i].type < AS_OVERRIDE__COUNT &&
+            r->override_counter[o[i].type] >= 0)
+            as_plugin_count(r->ctx, r->override_counter[o[i].type], 1);
+}
+
 static void report_finish(struct as_task *t, void *state)
 {
     struct report *r = state;
+    count_overrides(t, r);
     if (!r->enabled) return;
     const struct as_dmarc_result *d = as_task_get_result(t, AS_DMARC_RESULT_KEY);
     if (!d || d->version < 1 || !d->policy_domain || !d->record ||

@@ -98,6 +98,17 @@ static void test_resinfo(void)
               "mx.test; spf=pass smtp.mailfrom=a.test; dmarc=pass");
     CHECK_STR(as_authres_field(pool, "mx.test", parts, 0), "mx.test; none");
     CHECK_STR(as_authres_field(pool, "my host", parts, 0), "\"my host\"; none");
+    /* a policy override appended to an entry: values quoted, the comment
+     * cannot be closed early by what a site rule wrote */
+    const struct as_auth_prop ov[] = { { "policy.applied-disposition", "quarantine" },
+                                       { "policy.override-reason", "local_policy" } };
+    CHECK_STR(as_authres_extend(pool, "dmarc=fail header.from=a.test", ov, 2,
+                                "local_policy: rule: a) b\\ \x01"),
+              "dmarc=fail header.from=a.test policy.applied-disposition=quarantine "
+              "policy.override-reason=local_policy (local_policy: rule: a\\) b\\\\ ?)");
+    const struct as_auth_prop odd[] = { { "policy.x", "two words" } };
+    CHECK_STR(as_authres_extend(pool, "dmarc=fail", odd, 1, NULL),
+              "dmarc=fail policy.x=\"two words\"");
 }
 
 static void test_authserv_id(void)

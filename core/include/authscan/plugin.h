@@ -90,6 +90,8 @@
  * as_plugin_redis_enabled(), as_plugin_redis_script(); struct as_plugin
  * member `after` (soft ordering; ARC).  Counters: as_plugin_counter(),
  * as_plugin_count().
+ * 1.4: Policy overrides: enum as_override_type, struct as_policy_override,
+ * as_override_type_name(), as_task_add_override(), as_task_overrides().
  *
  * Typed results of the shipped plugins are installed beside this file:
  * authscan/spf.h, authscan/dkim.h, authscan/dmarc.h, authscan/arc.h.
@@ -106,7 +108,7 @@ extern "C" {
 #endif
 
 #define AS_PLUGIN_ABI_MAJOR 1
-#define AS_PLUGIN_ABI_MINOR 3
+#define AS_PLUGIN_ABI_MINOR 4
 
 #if defined(__GNUC__)
 #define AS_API __attribute__((visibility("default")))
@@ -695,6 +697,50 @@ AS_API const char *as_plugin_redis_script(struct as_plugin_ctx *c, const char *b
 AS_API int as_plugin_counter(struct as_plugin_ctx *c, const char *name, const char *help);
 /* Adds n to the counter (any stage, any callback of the worker). */
 AS_API void as_plugin_count(const struct as_plugin_ctx *c, int counter, uint64_t n);
+
+/* ---- Policy overrides (issues 14, 15, 20: since ABI 1.4) ----
+ * When a message is not handled the way a policy asked (DMARC's p=), the
+ * task keeps why, once, for everything that shows it: the policy's
+ * Authentication-Results entry (policy.override-reason), the /checkv2
+ * reply, the log line and the DMARC aggregate report (RFC 7489 C
+ * PolicyOverrideType; DMARCbis adds policy_test_mode, drops sampled_out).
+ * The policy's plugin records the overrides it makes itself (t=y, pct,
+ * its mailing-list safeguard, a trusted ARC sealer); the core records
+ * local_policy when the verdict is final and the action is below what a
+ * plugin's AS_FORCE_LEAST force asked (a Lua rule's set_pre_result, a
+ * site force, a settings profile's thresholds), with the module that
+ * decided and its message as the comment.  docs/dmarc.md has the table. */
+enum as_override_type {
+    AS_OVERRIDE_FORWARDED = 0,
+    AS_OVERRIDE_SAMPLED_OUT,
+    AS_OVERRIDE_TRUSTED_FORWARDER,
+    AS_OVERRIDE_MAILING_LIST,
+    AS_OVERRIDE_LOCAL_POLICY,
+    AS_OVERRIDE_OTHER,
+    AS_OVERRIDE_POLICY_TEST_MODE,
+    AS_OVERRIDE__COUNT
+};
+
+struct as_policy_override {
+    const char *policy;           /* whose policy: the plugin name, "dmarc" */
+    enum as_override_type type;
+    const char *comment;          /* why, e.g. "partner_relay: partner relay"; never NULL */
+};
+
+/* "forwarded", "sampled_out", ... as in the aggregate report's XML;
+ * "other" for a value out of range. */
+AS_API const char *as_override_type_name(enum as_override_type type);
+/* Records an override of `policy` (a plugin's name: letters, digits,
+ * '-', '_', '.'; its Authentication-Results entries of that method carry
+ * it).  comment may be NULL; copied to the task pool, cut to 256 bytes
+ * ("..." at the end) since it goes into a header field.  0, or -1 (bad type or policy, or
+ * the verdict is already final). */
+AS_API int as_task_add_override(struct as_task *t, const char *policy,
+                                enum as_override_type type, const char *comment);
+/* The overrides recorded so far, in order, in *out (task pool, read-only);
+ * returns how many.  Complete from the finish stage on: the core's
+ * local_policy ones are recorded when the verdict becomes final. */
+AS_API size_t as_task_overrides(const struct as_task *t, const struct as_policy_override **out);
 
 #ifdef __cplusplus
 }

@@ -133,7 +133,11 @@ struct as_dmarc_result {
      * when a sealer in arc.trusted_sealers vouched for the message
      * (AS_DMARC_REASON_ARC_TRUSTED), NULL when nothing was overridden; the
      * comment names the sealer, its instance and the result it recorded;
-     * override_from is the disposition before the override. */
+     * override_from is the disposition before the override.  Every
+     * override (t=y, pct, the list safeguard, this one, and the core's
+     * local_policy when a Lua rule or site force lowers the action) is in
+     * the task's list, as_task_overrides() (plugin.h, ABI 1.4): read that
+     * one for reporting. */
     const char *override_type;
     const char *override_comment;
     enum as_dmarc_policy override_from;
