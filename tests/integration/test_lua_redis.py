@@ -201,6 +201,34 @@ rspamd_config:register_symbol{
   end,
 }
 
+-- with and without redis.servers
+rspamd_config.SITE_CONFIG = function(task)
+  if not task:get_header('X-Config') then return false end
+  local ok, err = rspamd_redis.make_request({task = task, cmd = 'PING',
+                                             callback = function() end})
+  return true, 'params=' .. tostring(redis_params ~= nil), 'ok=' .. tostring(ok),
+    'err=' .. tostring(ok and 'none' or err)
+end
+
+-- a failing callback and one that loops: logged, the next rule still runs
+rspamd_config.SITE_CB_FAIL = function(task)
+  if not task:get_header('X-Cb-Fail') then return false end
+  rspamd_redis.make_request({task = task, cmd = 'PING', callback = function(err, data)
+    task:insert_result('SITE_CB_FAIL', 1.0, 'before:' .. tostring(data))
+    error('boom in callback')
+  end})
+  rspamd_redis.make_request({task = task, cmd = 'PING', callback = function()
+    while true do end
+  end})
+end
+rspamd_config:register_symbol{
+  name = 'SITE_CB_NEXT', priority = -20,
+  callback = function(task)
+    if not task:get_header('X-Cb-Fail') then return false end
+    return true, tostring(task:has_symbol('SITE_CB_FAIL'))
+  end,
+}
+
 -- faults: Redis down or paused
 rspamd_config.SITE_FAULT = function(task)
   if not task:get_header('X-Fault') then return false end
@@ -309,6 +337,24 @@ def dns_callbacks(r, d):
          opts(rep, "SITE_AFTER_DNS"), [str(len(want))])
 
 
+def callbacks_fail(r, d):
+    mark = d.log_mark()
+    rep = scan(d, "s@example.com", 40, "X-Cb-Fail: 1")
+    T.eq("failing callback: what it inserted before the error stays",
+         opts(rep, "SITE_CB_FAIL"), ["before:PONG"])
+    T.eq("failing callback: the next rule ran after both callbacks",
+         opts(rep, "SITE_CB_NEXT"), ["true"])
+    m = d.wait_log(r"lua: rule SITE_CB_FAIL \(\S+10-redis.lua:\d+\) failed: "
+                   r"\S+10-redis.lua:\d+: boom in callback", since=mark)
+    T.check("failing callback: logged with the rule and file:line", m is not None)
+    m = d.wait_log(r"lua: rule SITE_CB_FAIL \(\S+\) stopped: \S+10-redis.lua:\d+: "
+                   r"instruction budget exhausted", since=mark)
+    T.check("looping callback: stopped by the budget", m is not None)
+    rep = scan(d, "s@example.com", 41, "X-Config: 1")
+    T.eq("with redis.servers: parse_redis_server gives params, make_request true",
+         opts(rep, "SITE_CONFIG"), ["params=true", "ok=true", "err=none"])
+
+
 def faults(r, d, dd):
     # paused: the callback gets a timeout within redis.timeout
     r.cmd("CLIENT", "PAUSE", "3000")
@@ -360,14 +406,22 @@ def main():
             T.run(counter, r, d)
             T.run(shapes, r, d)
             T.run(dns_callbacks, r, d)
+            T.run(callbacks_fail, r, d)
             T.run(faults, r, d, dd)
             for name, x in (("d", d), ("deadline", dd)):
-                T.check("%s: no sanitizer report, no failed rule" % name,
+                failed = [l for l in x.log().splitlines()
+                          if "failed:" in l and "SITE_CB_FAIL" not in l]
+                T.check("%s: no sanitizer report, no other failed rule" % name,
                         "Sanitizer" not in x.log() and "runtime error" not in x.log() and
-                        "failed:" not in x.log(), x.log()[-3000:])
+                        not failed, failed or x.log()[-3000:])
 
-    # without redis.servers: parse_redis_server is nil, make_request says why
-    # (covered by the unit test)
+        # without redis.servers: parse_redis_server is nil, make_request says why
+        off = "workers = 1\n[lua]\ndir = %s\n" % luadir
+        with harness.Daemon(workers=1, config=off, zone=ZONE) as d:
+            rep = scan(d, "s@example.com", 50, "X-Config: 1")
+            T.eq("without redis.servers: no params, make_request false with the reason",
+                 opts(rep, "SITE_CONFIG"),
+                 ["params=false", "ok=false", "err=redis is not configured (redis.servers)"])
 
 
 if __name__ == "__main__":
