@@ -1397,6 +1397,9 @@ static const luaL_Reg dns_funcs[] = { { "request", dns_request }, { NULL, NULL }
 
 #define REDIS_MT "rspamd{redis}"
 #define REDIS_MAX_ARGS 1024
+/* Commands one conn:exec() may send: its results go on the coroutine's
+ * stack, which must not have to grow past what Lua allows. */
+#define REDIS_MAX_PIPELINE 1000
 
 /* Where a command's keys are.  redis.prefix goes in front of every key a
  * rule names, so that a site's keys stay under the installation's prefix
@@ -1740,6 +1743,9 @@ static int conn_add_cmd(lua_State *L)
         luaL_checktype(L, 3, LUA_TTABLE);
         args = 3;
     }
+    if (k->n >= REDIS_MAX_PIPELINE)
+        return luaL_error(L, "%s: more than %d commands for one exec()", what,
+                          REDIS_MAX_PIPELINE);
     struct redis_cmd *rc = redis_build(L, t, cmd, args, what);
     if (k->tail) k->tail->next = rc;
     else k->head = rc;
