@@ -417,6 +417,24 @@ def main():
                         "Sanitizer" not in x.log() and "runtime error" not in x.log() and
                         not failed, failed or x.log()[-3000:])
 
+        # the shipped example, unchanged, with its limit lowered by hand
+        exdir = os.path.join(r.tmp, "example")
+        os.mkdir(exdir)
+        with open(os.path.join(harness.SRC, "lua", "examples", "sender_rate.lua")) as f:
+            text = f.read()
+        with open(os.path.join(exdir, "sender_rate.lua"), "w") as f:
+            f.write(text.replace("local LIMIT = 100 ", "local LIMIT = 2 "))
+        with harness.Daemon(workers=1, config=CONFIG % (r.address, REDIS_TIMEOUT, exdir),
+                            zone=ZONE) as d:
+            got = ["SITE_SENDER_BURST" in scan(d, "dave@example.com", 60 + n, "X-N: 1").get(
+                "symbols", {}) for n in range(3)]
+            T.eq("example sender_rate.lua: burst from the third message", got,
+                 [False, False, True])
+            keys = r.cmd("KEYS", "as:site:rate:dave@example.com:*")
+            ttl = r.cmd("TTL", keys[0]) if keys else None
+            T.check("example: one key under the prefix with its TTL (got %r, ttl %r)" % (
+                keys, ttl), len(keys) == 1 and isinstance(ttl, int) and 7000 < ttl <= 7200)
+
         # without redis.servers: parse_redis_server is nil, make_request says why
         off = "workers = 1\n[lua]\ndir = %s\n" % luadir
         with harness.Daemon(workers=1, config=off, zone=ZONE) as d:
