@@ -3,6 +3,7 @@
  * that runs the Lua rules in the stages (see lua_task.h, docs/lua.md).
  */
 #include <arpa/inet.h>
+#include <event2/event.h>
 #include <lauxlib.h>
 #include <math.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include "scan/lua_task.h"
 #include "scan/task.h"
 #include "services/lua.h"
+#include "services/redis.h"
 #include "util/pool.h"
 #include "util/util.h"
 
@@ -34,6 +36,8 @@ struct lua_plugin {
     size_t nstage[LS_COUNT];
 };
 
+struct lua_cb_op;
+
 /* One task's Lua side, in the task pool (the Lua service's task slot). */
 struct lua_task_ctx {
     struct as_task *t;
@@ -44,7 +48,12 @@ struct lua_task_ctx {
     size_t n, next;
     enum lua_stage stage;
     struct as_lua_run run;        /* run.co != NULL: a rule is running */
-    int waiting;                  /* its coroutine waits for DNS */
+    struct as_lua_rule *current;  /* the rule whose run or callbacks are outstanding */
+    int waiting;                  /* its coroutine waits for DNS or Redis */
+    struct lua_cb_op *ops;        /* callback-style requests not answered yet */
+    int sync_ref;                 /* the results of a waiting conn:exec(), or 0 */
+    size_t sync_left;             /* its commands not answered yet */
+    size_t sync_n;                /* its commands */
     int result_ref[LR_COUNT];     /* get_spf()... proxies, 0 until made */
 };
 
@@ -473,7 +482,7 @@ static int t_get_metric_action(lua_State *L)
 static const char *rule_label(struct as_task *t)
 {
     struct lua_task_ctx *c = task_ctx(t);
-    const struct as_lua_rule *r = c && c->run.co ? c->run.rule : NULL;
+    const struct as_lua_rule *r = c ? c->current : NULL;
     return r && r->name ? r->name : "lua";
 }
 
@@ -844,6 +853,8 @@ static int t_tostring(lua_State *L)
     return 1;
 }
 
+static int t_get_resolver(lua_State *L);
+
 static const luaL_Reg task_methods[] = {
     { "insert_result", t_insert_result }, { "has_symbol", t_has_symbol },
     { "get_symbol", t_get_symbol }, { "get_symbols", t_get_symbols },
@@ -859,6 +870,7 @@ static const luaL_Reg task_methods[] = {
     { "get_subject", t_get_subject }, { "get_message_id", t_get_message_id },
     { "has_from", t_has_from }, { "has_recipients", t_has_recipients },
     { "get_principal_recipient", t_get_principal_recipient },
+    { "get_resolver", t_get_resolver },
     { NULL, NULL },
 };
 
@@ -871,11 +883,17 @@ static const luaL_Reg ip_methods[] = {
 /* Running the rules                                                    */
 
 static void advance(struct lua_task_ctx *c, int nargs);
+static void ops_drop(struct lua_task_ctx *c);
 
 static void ctx_destroy(void *arg)
 {
     struct lua_task_ctx *c = arg;
     c->ud->task = NULL;
+    if (!c->run.co && c->ops && c->current)
+        as_log(AS_LOG_WARN, "<%s> lua: rule %s (%s) did not finish: the scan ended while its "
+               "callbacks waited", c->ud->id, c->current->name ? c->current->name : "(callback)",
+               c->current->where);
+    ops_drop(c);
     if (c->run.co && c->run.rule)   /* the deadline or the client cut it short */
         as_log(AS_LOG_WARN, "<%s> lua: rule %s (%s) did not finish: the scan ended while it "
                "waited", c->ud->id, c->run.rule->name ? c->run.rule->name : "(callback)",
@@ -944,12 +962,17 @@ static void report_failure(struct lua_task_ctx *c, const struct as_lua_rule *r,
                                                      "reload (lua.max_overruns)" : "");
 }
 
+/* Runs the stage's rules one after the other: a rule is done when its
+ * callback returned and every callback-style request it made (or its
+ * callbacks made) was answered and called back. */
 static void advance(struct lua_task_ctx *c, int nargs)
 {
     for (;;) {
         if (!c->run.co) {
+            if (c->ops) return;    /* op_call() comes back here */
             while (c->next < c->n && c->order[c->next]->disabled) c->next++;
             if (c->next >= c->n) return;
+            c->current = c->order[c->next];
             as_lua_run_start(c->s, c->order[c->next++], &c->run);
             lua_rawgeti(c->run.co, LUA_REGISTRYINDEX, c->ud_ref);
             nargs = 1;
@@ -983,6 +1006,12 @@ static void run_stage(struct as_task *t, void *state, enum lua_stage st)
         as_lua_run_end(c->s, &c->run);
         c->waiting = 0;
     }
+    if (c->ops) {
+        as_task_log(t, AS_LOG_WARN, "lua: rule %s (%s): callbacks cut short by the scan deadline",
+                    c->current && c->current->name ? c->current->name : "(callback)",
+                    c->current ? c->current->where : "?");
+        ops_drop(c);
+    }
     c->order = lp->stage[st];
     c->n = lp->nstage[st];
     c->next = 0;
@@ -995,7 +1024,166 @@ static void lua_postfilter(struct as_task *t, void *state) { run_stage(t, state,
 static void lua_finish(struct as_task *t, void *state) { run_stage(t, state, LS_FINISH); }
 
 /* ------------------------------------------------------------------ */
-/* rspamd_dns: coroutine-style lookups                                  */
+/* Callback-style requests                                              */
+
+/* One rspamd_dns.request{callback=}, resolver:resolve_*() or
+ * rspamd_redis.make_request{callback=} call: the task waits for it (it
+ * is an asynchronous operation of the lua plugin), and the rule is not
+ * done until its callback ran.  In the task pool; the callback is
+ * anchored in the registry until it ran or the task ended. */
+struct lua_cb_op {
+    struct lua_task_ctx *c;
+    struct lua_cb_op *prev, *next;
+    int fn_ref;                   /* the Lua callback */
+    const char *to_resolve;       /* DNS: the name, for the callback */
+    const char *error;            /* a refused request: its error, delivered by ev */
+    struct event *ev;
+    struct as_async *async;       /* ev's task operation */
+};
+
+static struct lua_cb_op *op_new(struct lua_task_ctx *c, lua_State *L, int fn_idx)
+{
+    struct lua_cb_op *o = as_pool_alloc(as_task_pool(c->t), sizeof *o);
+    o->c = c;
+    lua_pushvalue(L, fn_idx);
+    o->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    o->next = c->ops;
+    if (c->ops) c->ops->prev = o;
+    c->ops = o;
+    return o;
+}
+
+/* Unlinks o and releases what it holds; idempotent. */
+static void op_release(struct lua_cb_op *o)
+{
+    struct lua_task_ctx *c = o->c;
+    if (o->fn_ref == LUA_NOREF) return;
+    if (o->prev) o->prev->next = o->next;
+    else c->ops = o->next;
+    if (o->next) o->next->prev = o->prev;
+    o->prev = o->next = NULL;
+    luaL_unref(as_lua_state(c->s), LUA_REGISTRYINDEX, o->fn_ref);
+    o->fn_ref = LUA_NOREF;
+    if (o->ev) {
+        event_free(o->ev);
+        o->ev = NULL;
+    }
+}
+
+/* The task ended, or the scan deadline cancelled what the rule waited
+ * for: nothing will call these back any more. */
+static void ops_drop(struct lua_task_ctx *c)
+{
+    while (c->ops) op_release(c->ops);
+    if (c->sync_ref > 0) luaL_unref(as_lua_state(c->s), LUA_REGISTRYINDEX, c->sync_ref);
+    c->sync_ref = 0;
+    c->sync_left = 0;
+}
+
+/* Calls o's callback with the values push() puts after it, as a run of
+ * the current rule with a budget of its own.  Callbacks cannot wait: the
+ * coroutine forms refuse to run in one. */
+static void op_call(struct lua_cb_op *o, int (*push)(lua_State *co, const void *arg),
+                    const void *arg)
+{
+    struct lua_task_ctx *c = o->c;
+    struct as_lua_rule *r = c->current;
+    if (o->fn_ref == LUA_NOREF) return;
+    if (r && r->disabled) {    /* stopped by the budget in an earlier callback */
+        op_release(o);
+        if (!c->run.co && !c->ops) advance(c, 0);
+        return;
+    }
+    struct as_lua_run run;
+    as_lua_run_start(c->s, NULL, &run);
+    run.rule = r;
+    lua_rawgeti(run.co, LUA_REGISTRYINDEX, o->fn_ref);
+    int nargs = push(run.co, arg);
+    op_release(o);
+    char err[768];
+    int nres;
+    enum as_lua_outcome out = as_lua_run_resume(c->s, &run, nargs, &nres, err, sizeof err);
+    if (out == AS_LUA_YIELDED) {
+        snprintf(err, sizeof err, "a request's callback yielded (callbacks cannot wait)");
+        out = AS_LUA_FAILED;
+    }
+    if (out != AS_LUA_DONE && r) report_failure(c, r, out, err);
+    as_lua_run_end(c->s, &run);
+    if (!c->run.co && !c->ops) advance(c, 0);
+}
+
+static int push_error_args(lua_State *co, const void *arg)
+{
+    const struct lua_cb_op *o = arg;
+    lua_pushstring(co, o->error);
+    lua_pushnil(co);
+    return 2;
+}
+
+static void op_refused_fire(evutil_socket_t fd, short what, void *arg)
+{
+    AS_UNUSED(fd);
+    AS_UNUSED(what);
+    struct lua_cb_op *o = arg;
+    struct as_task *t = o->c->t;
+    struct as_async *a = o->async;
+    o->async = NULL;
+    uint64_t mark = as_task_enter(t);
+    as_task_async_enter(t, a);
+    op_call(o, push_error_args, o);
+    as_task_async_end(t, a);
+    as_task_leave(mark);
+}
+
+static void op_refused_cancel(void *arg)
+{
+    struct lua_cb_op *o = arg;
+    o->async = NULL;
+    op_release(o);
+}
+
+/* A request that could not be sent (Redis down): its callback gets the
+ * error from the event loop, as when the server fails to answer, never
+ * from inside the call.  -1 when the task may not wait any more. */
+static int op_refuse(struct lua_cb_op *o, const char *error)
+{
+    struct as_task *t = o->c->t;
+    o->error = error;
+    o->ev = event_new(as_task_event_base(t), -1, 0, op_refused_fire, o);
+    if (!o->ev) return -1;
+    o->async = as_task_async_begin(t, op_refused_cancel, o);
+    if (!o->async) return -1;
+    struct timeval now = { 0, 0 };
+    if (event_add(o->ev, &now) < 0) {
+        as_task_async_end(t, o->async);
+        o->async = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* The coroutine forms wait in the rule's callback itself. */
+static struct lua_task_ctx *check_waitable(lua_State *L, struct as_task *t, const char *what)
+{
+    struct lua_task_ctx *c = task_ctx(t);
+    if (!c || L != c->run.co || !lua_isyieldable(L) || c->waiting)
+        luaL_error(L, "%s: call it from the rule's callback itself (not from a request's "
+                   "callback, a coroutine it made, a module's main chunk or a metamethod)", what);
+    return c;
+}
+
+/* The task of a request table's task= field. */
+static struct as_task *field_task(lua_State *L, int tbl, const char *what)
+{
+    if (lua_getfield(L, tbl, "task") == LUA_TNIL)
+        luaL_error(L, "%s: task= is required", what);
+    struct as_task *t = check_task(L, -1);
+    lua_pop(L, 1);
+    return t;
+}
+
+/* ------------------------------------------------------------------ */
+/* rspamd_dns: lookups, the coroutine form and rspamd's callback forms  */
 
 static const struct {
     const char *name;
@@ -1005,20 +1193,10 @@ static const struct {
     { "ptr", AS_DNS_PTR }, { "ns", AS_DNS_NS }, { "cname", AS_DNS_CNAME },
 };
 
-static void dns_done(struct as_task *t, const struct as_dns_answer *ans, void *arg)
+/* The answer's records as rspamd gives them: addresses as strings, TXT
+ * strings joined, {name=, priority=} for MX, names for the rest. */
+static void push_dns_results(lua_State *co, const struct as_dns_answer *ans)
 {
-    AS_UNUSED(t);
-    struct lua_task_ctx *c = arg;
-    lua_State *co = c->run.co;
-    if (!co || !c->waiting) return;
-    c->waiting = 0;
-    if (ans->status != AS_DNS_OK) {
-        lua_pushboolean(co, 0);
-        lua_pushstring(co, as_dns_status_name(ans->status));
-        advance(c, 2);
-        return;
-    }
-    lua_pushboolean(co, 1);
     lua_createtable(co, (int)ans->nrr, 0);
     for (size_t i = 0; i < ans->nrr; i++) {
         const struct as_dns_rr *rr = &ans->rr[i];
@@ -1046,6 +1224,23 @@ static void dns_done(struct as_task *t, const struct as_dns_answer *ans, void *a
         }
         lua_rawseti(co, -2, (lua_Integer)i + 1);
     }
+}
+
+static void dns_done(struct as_task *t, const struct as_dns_answer *ans, void *arg)
+{
+    AS_UNUSED(t);
+    struct lua_task_ctx *c = arg;
+    lua_State *co = c->run.co;
+    if (!co || !c->waiting) return;
+    c->waiting = 0;
+    if (ans->status != AS_DNS_OK) {
+        lua_pushboolean(co, 0);
+        lua_pushstring(co, as_dns_status_name(ans->status));
+        advance(c, 2);
+        return;
+    }
+    lua_pushboolean(co, 1);
+    push_dns_results(co, ans);
     advance(c, 2);
 }
 
@@ -1069,29 +1264,78 @@ static const char *ptr_name(struct as_pool *pool, const char *name)
     return out;
 }
 
-static int dns_request(lua_State *L)
+#define RESOLVER_MT "rspamd{resolver}"
+
+/* The callback's arguments, as rspamd's resolver gives them: resolver,
+ * to_resolve, results (nil on error), err (nil on success),
+ * authenticated (always false: no DNSSEC validation here). */
+struct dns_cb_args {
+    const struct as_dns_answer *ans;
+    const char *to_resolve;
+};
+
+static int push_dns_args(lua_State *co, const void *arg)
 {
-    luaL_checktype(L, 1, LUA_TTABLE);
-    lua_getfield(L, 1, "task");
-    struct as_task *t = check_task(L, lua_gettop(L));
-    lua_getfield(L, 1, "name");
+    const struct dns_cb_args *a = arg;
+    lua_newuserdatauv(co, 1, 0);
+    luaL_setmetatable(co, RESOLVER_MT);
+    lua_pushstring(co, a->to_resolve);
+    if (a->ans->status == AS_DNS_OK) {
+        push_dns_results(co, a->ans);
+        lua_pushnil(co);
+    } else {
+        lua_pushnil(co);
+        lua_pushstring(co, as_dns_status_name(a->ans->status));
+    }
+    lua_pushboolean(co, 0);
+    return 5;
+}
+
+static void dns_cb_done(struct as_task *t, const struct as_dns_answer *ans, void *arg)
+{
+    AS_UNUSED(t);
+    struct lua_cb_op *o = arg;
+    struct dns_cb_args a = { ans, o->to_resolve };
+    op_call(o, push_dns_args, &a);
+}
+
+/* Starts a lookup of the request table at tbl (task=, name=, callback=,
+ * and type= unless type is given).  With a callback: rspamd's callback
+ * form, returns true when the query is on its way.  Without: the
+ * coroutine form, yields. */
+static int dns_lookup(lua_State *L, int tbl, const char *type, const char *what)
+{
+    luaL_checktype(L, tbl, LUA_TTABLE);
+    struct as_task *t = field_task(L, tbl, what);
+    lua_getfield(L, tbl, "name");
     const char *name = luaL_checkstring(L, -1);
-    lua_getfield(L, 1, "type");
-    const char *tn = luaL_optstring(L, -1, "a");
-    if (lua_getfield(L, 1, "callback") != LUA_TNIL)
-        return luaL_error(L, "rspamd_dns.request: the callback form is not supported; call it "
-                          "without callback and use its results (is_ok, results)");
+    if (!type) {
+        lua_getfield(L, tbl, "type");
+        type = luaL_optstring(L, -1, "a");
+    }
     size_t i;
     for (i = 0; i < AS_ARRAY_LEN(dns_types); i++)
-        if (as_strcaseeq(tn, dns_types[i].name)) break;
+        if (as_strcaseeq(type, dns_types[i].name)) break;
     if (i == AS_ARRAY_LEN(dns_types))
-        return luaL_error(L, "rspamd_dns.request: unsupported type '%s'", tn);
-    struct lua_task_ctx *c = task_ctx(t);
-    if (!c || L != c->run.co || !lua_isyieldable(L))
-        return luaL_error(L, "rspamd_dns.request: call it from the rule's callback itself "
-                          "(not from a coroutine it made, a module's main chunk or a metamethod)");
-    if (dns_types[i].type == AS_DNS_PTR) name = ptr_name(as_task_pool(t), name);
-    if (as_dns_query(t, name, dns_types[i].type, dns_done, c) < 0) {
+        return luaL_error(L, "%s: unsupported type '%s'", what, type);
+    int fn = lua_getfield(L, tbl, "callback") != LUA_TNIL ? lua_gettop(L) : 0;
+    if (fn) luaL_checktype(L, fn, LUA_TFUNCTION);
+    struct lua_task_ctx *c = fn ? task_ctx(t) : check_waitable(L, t, what);
+    if (!c || !c->current)
+        return luaL_error(L, "%s: only a rule (or its callbacks) may look up names", what);
+    const char *qname = dns_types[i].type == AS_DNS_PTR ? ptr_name(as_task_pool(t), name) : name;
+    if (fn) {
+        struct lua_cb_op *o = op_new(c, L, fn);
+        o->to_resolve = as_pool_strdup(as_task_pool(t), name);
+        if (as_dns_query(t, qname, dns_types[i].type, dns_cb_done, o) < 0) {
+            op_release(o);
+            lua_pushboolean(L, 0);
+            return 1;
+        }
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    if (as_dns_query(t, qname, dns_types[i].type, dns_done, c) < 0) {
         lua_pushboolean(L, 0);
         lua_pushstring(L, "the query could not be started (scan deadline passed?)");
         return 2;
@@ -1100,7 +1344,524 @@ static int dns_request(lua_State *L)
     return lua_yield(L, 0);
 }
 
+static int dns_request(lua_State *L) { return dns_lookup(L, 1, NULL, "rspamd_dns.request"); }
+
+/* task:get_resolver(): rspamd's resolver object; its methods take the
+ * same table as rspamd_dns.request (task= is required there too). */
+static int t_get_resolver(lua_State *L)
+{
+    check_task(L, 1);
+    lua_newuserdatauv(L, 1, 0);
+    luaL_setmetatable(L, RESOLVER_MT);
+    return 1;
+}
+
+static int resolver_call(lua_State *L, const char *type, const char *what)
+{
+    luaL_checkudata(L, 1, RESOLVER_MT);
+    return dns_lookup(L, 2, type, what);
+}
+
+static int r_resolve_a(lua_State *L) { return resolver_call(L, "a", "resolver:resolve_a"); }
+static int r_resolve_aaaa(lua_State *L) { return resolver_call(L, "aaaa", "resolver:resolve_aaaa"); }
+static int r_resolve_txt(lua_State *L) { return resolver_call(L, "txt", "resolver:resolve_txt"); }
+static int r_resolve_mx(lua_State *L) { return resolver_call(L, "mx", "resolver:resolve_mx"); }
+static int r_resolve_ptr(lua_State *L) { return resolver_call(L, "ptr", "resolver:resolve_ptr"); }
+static int r_resolve_ns(lua_State *L) { return resolver_call(L, "ns", "resolver:resolve_ns"); }
+
+/* resolver:resolve(type, {task=, name=, callback=}) */
+static int r_resolve(lua_State *L)
+{
+    luaL_checkudata(L, 1, RESOLVER_MT);
+    const char *type = luaL_checkstring(L, 2);
+    return dns_lookup(L, 3, type, "resolver:resolve");
+}
+
+static int resolver_tostring(lua_State *L)
+{
+    lua_pushliteral(L, RESOLVER_MT);
+    return 1;
+}
+
+static const luaL_Reg resolver_methods[] = {
+    { "resolve_a", r_resolve_a }, { "resolve_aaaa", r_resolve_aaaa },
+    { "resolve_txt", r_resolve_txt }, { "resolve_mx", r_resolve_mx },
+    { "resolve_ptr", r_resolve_ptr }, { "resolve_ns", r_resolve_ns },
+    { "resolve", r_resolve }, { NULL, NULL },
+};
+
 static const luaL_Reg dns_funcs[] = { { "request", dns_request }, { NULL, NULL } };
+
+/* ------------------------------------------------------------------ */
+/* rspamd_redis: commands through the worker's Redis service            */
+
+#define REDIS_MT "rspamd{redis}"
+#define REDIS_MAX_ARGS 1024
+/* Commands one conn:exec() may send: its results go on the coroutine's
+ * stack, which must not have to grow past what Lua allows. */
+#define REDIS_MAX_PIPELINE 1000
+
+/* Where a command's keys are.  redis.prefix goes in front of every key a
+ * rule names, so that a site's keys stay under the installation's prefix
+ * as the plugins' do; a command whose keys cannot be found that way
+ * (KEYS, SCAN, FLUSHDB, CONFIG ...) is refused. */
+enum redis_keys { RK_NONE, RK_FIRST, RK_ALL, RK_PAIRS, RK_EVAL };
+
+static const struct {
+    const char *cmd;
+    enum redis_keys keys;
+} redis_cmds[] = {
+    { "PING", RK_NONE },
+    { "GET", RK_FIRST }, { "SET", RK_FIRST }, { "SETEX", RK_FIRST }, { "PSETEX", RK_FIRST },
+    { "SETNX", RK_FIRST }, { "GETSET", RK_FIRST }, { "GETDEL", RK_FIRST }, { "GETEX", RK_FIRST },
+    { "INCR", RK_FIRST }, { "INCRBY", RK_FIRST }, { "INCRBYFLOAT", RK_FIRST },
+    { "DECR", RK_FIRST }, { "DECRBY", RK_FIRST }, { "APPEND", RK_FIRST }, { "STRLEN", RK_FIRST },
+    { "GETRANGE", RK_FIRST }, { "SETRANGE", RK_FIRST },
+    { "EXPIRE", RK_FIRST }, { "PEXPIRE", RK_FIRST }, { "EXPIREAT", RK_FIRST },
+    { "PEXPIREAT", RK_FIRST }, { "TTL", RK_FIRST }, { "PTTL", RK_FIRST }, { "PERSIST", RK_FIRST },
+    { "TYPE", RK_FIRST },
+    { "HGET", RK_FIRST }, { "HSET", RK_FIRST }, { "HSETNX", RK_FIRST }, { "HMSET", RK_FIRST },
+    { "HMGET", RK_FIRST }, { "HGETALL", RK_FIRST }, { "HDEL", RK_FIRST }, { "HEXISTS", RK_FIRST },
+    { "HINCRBY", RK_FIRST }, { "HINCRBYFLOAT", RK_FIRST }, { "HKEYS", RK_FIRST },
+    { "HVALS", RK_FIRST }, { "HLEN", RK_FIRST }, { "HSTRLEN", RK_FIRST },
+    { "LPUSH", RK_FIRST }, { "RPUSH", RK_FIRST }, { "LPUSHX", RK_FIRST }, { "RPUSHX", RK_FIRST },
+    { "LPOP", RK_FIRST }, { "RPOP", RK_FIRST }, { "LRANGE", RK_FIRST }, { "LTRIM", RK_FIRST },
+    { "LLEN", RK_FIRST }, { "LINDEX", RK_FIRST }, { "LREM", RK_FIRST }, { "LSET", RK_FIRST },
+    { "SADD", RK_FIRST }, { "SREM", RK_FIRST }, { "SMEMBERS", RK_FIRST },
+    { "SISMEMBER", RK_FIRST }, { "SMISMEMBER", RK_FIRST }, { "SCARD", RK_FIRST },
+    { "SPOP", RK_FIRST }, { "SRANDMEMBER", RK_FIRST },
+    { "ZADD", RK_FIRST }, { "ZREM", RK_FIRST }, { "ZRANGE", RK_FIRST },
+    { "ZRANGEBYSCORE", RK_FIRST }, { "ZREVRANGE", RK_FIRST }, { "ZREVRANGEBYSCORE", RK_FIRST },
+    { "ZSCORE", RK_FIRST }, { "ZINCRBY", RK_FIRST }, { "ZCARD", RK_FIRST }, { "ZCOUNT", RK_FIRST },
+    { "ZRANK", RK_FIRST }, { "ZREVRANK", RK_FIRST }, { "ZREMRANGEBYSCORE", RK_FIRST },
+    { "ZREMRANGEBYRANK", RK_FIRST }, { "PFADD", RK_FIRST },
+    { "DEL", RK_ALL }, { "UNLINK", RK_ALL }, { "EXISTS", RK_ALL }, { "MGET", RK_ALL },
+    { "TOUCH", RK_ALL }, { "PFCOUNT", RK_ALL },
+    { "MSET", RK_PAIRS }, { "MSETNX", RK_PAIRS },
+    { "EVAL", RK_EVAL }, { "EVALSHA", RK_EVAL },
+};
+
+/* One command, built: argv with redis.prefix in front of its keys. */
+struct redis_cmd {
+    size_t argc;
+    const char **argv;
+    size_t *argvlen;
+    struct redis_cmd *next;
+};
+
+/* Builds cmd with the arguments of the array at args (0: none) into the
+ * task pool; raises a Lua error for a command or arguments it refuses. */
+static struct redis_cmd *redis_build(lua_State *L, struct as_task *t, const char *cmd, int args,
+                                     const char *what)
+{
+    size_t k;
+    for (k = 0; k < AS_ARRAY_LEN(redis_cmds); k++)
+        if (as_strcaseeq(cmd, redis_cmds[k].cmd)) break;
+    if (k == AS_ARRAY_LEN(redis_cmds))
+        luaL_error(L, "%s: command '%s' is not available from Lua (authscan puts redis.prefix "
+                   "in front of every key, so only the commands listed in docs/lua.md, whose "
+                   "keys it can find, may be sent)", what, cmd);
+    enum redis_keys keys = redis_cmds[k].keys;
+    lua_Integer n = args ? luaL_len(L, args) : 0;
+    if (n + 1 > REDIS_MAX_ARGS) luaL_error(L, "%s: more than %d arguments", what, REDIS_MAX_ARGS);
+    lua_Integer numkeys = 0;
+    if ((keys == RK_FIRST || keys == RK_ALL) && n < 1)
+        luaL_error(L, "%s: %s needs a key (args = {key, ...})", what, redis_cmds[k].cmd);
+    if (keys == RK_PAIRS && (n < 2 || n % 2))
+        luaL_error(L, "%s: %s needs key, value pairs", what, redis_cmds[k].cmd);
+    if (keys == RK_EVAL) {
+        int isnum = 0;
+        if (n >= 2) {
+            lua_geti(L, args, 2);
+            numkeys = lua_tointegerx(L, -1, &isnum);
+            lua_pop(L, 1);
+        }
+        if (!isnum || numkeys < 0 || numkeys > n - 2)
+            luaL_error(L, "%s: %s needs a script and the number of keys that follow it", what,
+                       redis_cmds[k].cmd);
+    }
+    struct as_pool *pool = as_task_pool(t);
+    const char *prefix = as_redis_prefix(as_task_service_state(t, &as_redis_service));
+    size_t plen = prefix ? strlen(prefix) : 0;
+    struct redis_cmd *rc = as_pool_alloc(pool, sizeof *rc);
+    rc->argc = (size_t)n + 1;
+    rc->argv = as_pool_alloc(pool, rc->argc * sizeof *rc->argv);
+    rc->argvlen = as_pool_alloc(pool, rc->argc * sizeof *rc->argvlen);
+    rc->argv[0] = redis_cmds[k].cmd;
+    rc->argvlen[0] = strlen(redis_cmds[k].cmd);
+    for (lua_Integer i = 1; i <= n; i++) {
+        int ty = lua_geti(L, args, i);
+        if (ty != LUA_TSTRING && ty != LUA_TNUMBER)
+            luaL_error(L, "%s: args[%d] is a %s; want a string or a number", what, (int)i,
+                       lua_typename(L, ty));
+        size_t len;
+        const char *v = lua_tolstring(L, -1, &len);
+        int is_key = keys == RK_FIRST ? i == 1
+                   : keys == RK_ALL   ? 1
+                   : keys == RK_PAIRS ? i % 2 == 1
+                   : keys == RK_EVAL  ? i >= 3 && i < 3 + numkeys
+                                      : 0;
+        if (is_key && (len == 0 || v[0] == '{'))
+            luaL_error(L, "%s: key '%s' is empty or begins with '{': keys that begin with a "
+                       "hash tag are the plugins' (docs/redis.md); put a name before the tag, "
+                       "as in 'site{%s}'", what, v, len ? v + 1 : "");
+        if (is_key) {
+            char *p = as_pool_alloc(pool, plen + len + 1);
+            if (plen) memcpy(p, prefix, plen);
+            memcpy(p + plen, v, len);
+            rc->argv[i] = p;
+            rc->argvlen[i] = plen + len;
+        } else {
+            rc->argv[i] = as_pool_memdup(pool, v, len + 1);
+            rc->argvlen[i] = len;
+        }
+        lua_pop(L, 1);
+    }
+    return rc;
+}
+
+/* rspamd's conversion: strings (bulk and status) as strings, integers as
+ * integers, nil as nil, arrays as tables (nested; a nil element leaves a
+ * hole, as in rspamd), an error inside an array as its message. */
+static void push_reply(lua_State *L, const struct as_redis_reply *r)
+{
+    luaL_checkstack(L, 4, "redis reply");
+    if (!r) {
+        lua_pushnil(L);
+        return;
+    }
+    switch (r->type) {
+    case AS_REDIS_REPLY_STRING:
+    case AS_REDIS_REPLY_STATUS:
+    case AS_REDIS_REPLY_ERROR:
+        lua_pushlstring(L, r->str.ptr, r->str.len);
+        break;
+    case AS_REDIS_REPLY_INTEGER:
+        lua_pushinteger(L, (lua_Integer)r->integer);
+        break;
+    case AS_REDIS_REPLY_ARRAY:
+        lua_createtable(L, r->nelem > INT32_MAX ? 0 : (int)r->nelem, 0);
+        for (size_t i = 0; i < r->nelem; i++) {
+            push_reply(L, &r->elem[i]);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        break;
+    default:
+        lua_pushnil(L);
+        break;
+    }
+}
+
+static const char *redis_error(enum as_redis_status st, const struct as_redis_reply *r)
+{
+    switch (st) {
+    case AS_REDIS_ERROR:
+        return r && r->str.ptr ? r->str.ptr : "error reply";
+    case AS_REDIS_TIMEOUT:
+        return "timeout (redis.timeout)";
+    case AS_REDIS_UNAVAILABLE:
+        return "redis unavailable (connection lost)";
+    default:
+        return "error";
+    }
+}
+
+#define REDIS_REFUSED "redis unavailable (no connection)"
+
+struct redis_cb_args {
+    enum as_redis_status st;
+    const struct as_redis_reply *reply;
+};
+
+/* callback(err, data), as rspamd calls it */
+static int push_redis_args(lua_State *co, const void *arg)
+{
+    const struct redis_cb_args *a = arg;
+    if (a->st == AS_REDIS_OK) {
+        lua_pushnil(co);
+        push_reply(co, a->reply);
+    } else {
+        lua_pushstring(co, redis_error(a->st, a->reply));
+        lua_pushnil(co);
+    }
+    return 2;
+}
+
+static void redis_cb_done(struct as_task *t, enum as_redis_status st,
+                          const struct as_redis_reply *reply, void *arg)
+{
+    AS_UNUSED(t);
+    struct redis_cb_args a = { st, reply };
+    op_call(arg, push_redis_args, &a);
+}
+
+/* The connection object make_request and connect_sync return; it holds
+ * the task's userdata (uservalue 1), so it dies with its scan. */
+struct lua_redis_conn {
+    int sync;                     /* connect_sync(): add_cmd() and exec() */
+    struct redis_cmd *head, *tail;
+    size_t n;
+};
+
+static void push_conn(lua_State *L, struct lua_task_ctx *c, int sync)
+{
+    struct lua_redis_conn *k = lua_newuserdatauv(L, sizeof *k, 1);
+    memset(k, 0, sizeof *k);
+    k->sync = sync;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->ud_ref);
+    lua_setiuservalue(L, -2, 1);
+    luaL_setmetatable(L, REDIS_MT);
+}
+
+/* The request table's keys: rspamd's connection settings are accepted
+ * and change nothing (redis.* applies); anything else is an error. */
+static void redis_check_fields(lua_State *L, int tbl, const char *what)
+{
+    static const char *const used[] = { "task", "cmd", "args", "callback", "key", "is_write" };
+    static const char *const inert[] = { "host", "timeout", "password", "dbname", "db",
+                                         "no_pool", "config", "ev_base", "session" };
+    lua_pushnil(L);
+    while (lua_next(L, tbl)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "%s: keys must be names", what);
+        const char *k = lua_tostring(L, -1);
+        int ok = 0;
+        for (size_t i = 0; i < AS_ARRAY_LEN(used) && !ok; i++) ok = strcmp(k, used[i]) == 0;
+        for (size_t i = 0; i < AS_ARRAY_LEN(inert) && !ok; i++) ok = strcmp(k, inert[i]) == 0;
+        if (!ok && strcmp(k, "opaque_data") == 0)
+            luaL_error(L, "%s: opaque_data is not supported (replies are Lua strings)", what);
+        if (!ok) luaL_error(L, "%s: unknown key '%s'", what, k);
+    }
+    if (lua_getfield(L, tbl, "key") != LUA_TNIL && lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "%s: key= must be a string", what);
+    if (lua_getfield(L, tbl, "is_write") != LUA_TNIL && lua_type(L, -1) != LUA_TBOOLEAN)
+        luaL_error(L, "%s: is_write= must be a boolean", what);
+    lua_pop(L, 2);
+}
+
+/* The rule's context, for a request from a rule or its callbacks. */
+static struct lua_task_ctx *rule_ctx(lua_State *L, struct as_task *t, const char *what)
+{
+    struct lua_task_ctx *c = task_ctx(t);
+    if (!c || !c->current)
+        luaL_error(L, "%s: only a rule (or its callbacks) may send commands", what);
+    return c;
+}
+
+/* rspamd_redis.make_request{task=, cmd=, args=, callback=, key=,
+ * is_write=}: with a callback, a command the task waits for; without,
+ * fire and forget (a write no one waits for). */
+static int redis_make_request(lua_State *L)
+{
+    const char *what = "rspamd_redis.make_request";
+    luaL_checktype(L, 1, LUA_TTABLE);
+    redis_check_fields(L, 1, what);
+    struct as_task *t = field_task(L, 1, what);
+    struct lua_task_ctx *c = rule_ctx(L, t, what);
+    if (lua_getfield(L, 1, "cmd") != LUA_TSTRING)
+        return luaL_error(L, "%s: cmd= is required (a string)", what);
+    const char *cmd = lua_tostring(L, -1);
+    int args = 0;
+    if (lua_getfield(L, 1, "args") != LUA_TNIL) {
+        if (!lua_istable(L, -1)) return luaL_error(L, "%s: args= must be an array", what);
+        args = lua_gettop(L);
+    }
+    int fn = 0;
+    if (lua_getfield(L, 1, "callback") != LUA_TNIL) {
+        if (!lua_isfunction(L, -1)) return luaL_error(L, "%s: callback= must be a function", what);
+        fn = lua_gettop(L);
+    }
+    struct as_redis *r = as_task_service_state(t, &as_redis_service);
+    if (!as_redis_enabled(r)) {
+        lua_pushboolean(L, 0);
+        lua_pushstring(L, "redis is not configured (redis.servers)");
+        return 2;
+    }
+    struct redis_cmd *rc = redis_build(L, t, cmd, args, what);
+    if (!fn) {
+        if (!as_redis_submit(r, rc->argc, rc->argv, rc->argvlen, NULL, NULL)) {
+            lua_pushboolean(L, 0);
+            lua_pushstring(L, "write dropped: redis is down and its queue is full "
+                           "(redis.queue_max)");
+            return 2;
+        }
+    } else {
+        struct lua_cb_op *o = op_new(c, L, fn);
+        if (as_redis_command(t, redis_cb_done, o, rc->argc, rc->argv, rc->argvlen) < 0 &&
+            op_refuse(o, REDIS_REFUSED) < 0) {
+            op_release(o);
+            lua_pushboolean(L, 0);
+            lua_pushstring(L, "the command could not be started (scan deadline passed?)");
+            return 2;
+        }
+    }
+    lua_pushboolean(L, 1);
+    push_conn(L, c, 0);
+    return 2;
+}
+
+/* rspamd_redis.connect_sync{task=, ...}: a connection for the coroutine
+ * form (conn:add_cmd(), conn:exec()). */
+static int redis_connect_sync(lua_State *L)
+{
+    const char *what = "rspamd_redis.connect_sync";
+    luaL_checktype(L, 1, LUA_TTABLE);
+    redis_check_fields(L, 1, what);
+    struct as_task *t = field_task(L, 1, what);
+    struct lua_task_ctx *c = rule_ctx(L, t, what);
+    if (!as_redis_enabled(as_task_service_state(t, &as_redis_service))) {
+        lua_pushboolean(L, 0);
+        lua_pushstring(L, "redis is not configured (redis.servers)");
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    push_conn(L, c, 1);
+    return 2;
+}
+
+static struct as_task *conn_task(lua_State *L, struct lua_redis_conn *k, const char *what)
+{
+    if (!k->sync)
+        luaL_error(L, "%s: only for a connection from rspamd_redis.connect_sync (a "
+                   "make_request is sent at once)", what);
+    lua_getiuservalue(L, 1, 1);
+    struct as_lua_task_ud *ud = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (!ud || !ud->task) luaL_error(L, "%s: the connection's scan has ended", what);
+    return ud->task;
+}
+
+/* conn:add_cmd(cmd, args) */
+static int conn_add_cmd(lua_State *L)
+{
+    const char *what = "conn:add_cmd";
+    struct lua_redis_conn *k = luaL_checkudata(L, 1, REDIS_MT);
+    struct as_task *t = conn_task(L, k, what);
+    const char *cmd = luaL_checkstring(L, 2);
+    int args = 0;
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        args = 3;
+    }
+    if (k->n >= REDIS_MAX_PIPELINE)
+        return luaL_error(L, "%s: more than %d commands for one exec()", what,
+                          REDIS_MAX_PIPELINE);
+    struct redis_cmd *rc = redis_build(L, t, cmd, args, what);
+    if (k->tail) k->tail->next = rc;
+    else k->head = rc;
+    k->tail = rc;
+    k->n++;
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* One command of a waiting conn:exec(). */
+struct redis_sync_slot {
+    struct lua_task_ctx *c;
+    int ref;                      /* c->sync_ref when it was sent */
+    lua_Integer index;            /* its results are at 2*index+1, 2*index+2 */
+};
+
+static void sync_store(lua_State *L, int results, lua_Integer index, enum as_redis_status st,
+                       const struct as_redis_reply *reply)
+{
+    lua_pushboolean(L, st == AS_REDIS_OK);
+    lua_rawseti(L, results, 2 * index + 1);
+    if (st == AS_REDIS_OK) push_reply(L, reply);
+    else lua_pushstring(L, redis_error(st, reply));
+    lua_rawseti(L, results, 2 * index + 2);
+}
+
+/* Pushes the results (ok1, data1, ok2, data2 ...) on L; releases them. */
+static int sync_push_results(lua_State *L, struct lua_task_ctx *c, size_t n)
+{
+    luaL_checkstack(L, (int)(2 * n + 2), "redis results");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->sync_ref);
+    int tbl = lua_gettop(L);
+    for (size_t i = 1; i <= 2 * n; i++) lua_rawgeti(L, tbl, (lua_Integer)i);
+    lua_remove(L, tbl);
+    luaL_unref(L, LUA_REGISTRYINDEX, c->sync_ref);
+    c->sync_ref = 0;
+    return (int)(2 * n);
+}
+
+static void sync_done(struct as_task *t, enum as_redis_status st,
+                      const struct as_redis_reply *reply, void *arg)
+{
+    AS_UNUSED(t);
+    struct redis_sync_slot *ss = arg;
+    struct lua_task_ctx *c = ss->c;
+    if (c->sync_ref != ss->ref || !c->sync_left) return;
+    lua_State *L = as_lua_state(c->s);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->sync_ref);
+    sync_store(L, lua_gettop(L), ss->index, st, reply);
+    lua_pop(L, 1);
+    if (--c->sync_left) return;
+    if (!c->run.co || !c->waiting) {   /* not expected: the run ended with the scan */
+        luaL_unref(L, LUA_REGISTRYINDEX, c->sync_ref);
+        c->sync_ref = 0;
+        return;
+    }
+    c->waiting = 0;
+    advance(c, sync_push_results(c->run.co, c, c->sync_n));
+}
+
+/* conn:exec(): sends the commands added, yields, and returns ok, data for
+ * each of them, in order (ok1, data1, ok2, data2 ...). */
+static int conn_exec(lua_State *L)
+{
+    const char *what = "conn:exec";
+    struct lua_redis_conn *k = luaL_checkudata(L, 1, REDIS_MT);
+    struct as_task *t = conn_task(L, k, what);
+    struct lua_task_ctx *c = check_waitable(L, t, what);
+    if (!k->n) {
+        lua_pushboolean(L, 0);
+        lua_pushstring(L, "no commands to execute (conn:add_cmd first)");
+        return 2;
+    }
+    lua_createtable(L, (int)(2 * k->n), 0);
+    c->sync_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    c->sync_left = 0;
+    c->sync_n = k->n;
+    lua_Integer i = 0;
+    for (struct redis_cmd *rc = k->head; rc; rc = rc->next, i++) {
+        struct redis_sync_slot *ss = as_pool_alloc(as_task_pool(t), sizeof *ss);
+        ss->c = c;
+        ss->ref = c->sync_ref;
+        ss->index = i;
+        if (as_redis_command(t, sync_done, ss, rc->argc, rc->argv, rc->argvlen) == 0) {
+            c->sync_left++;
+            continue;
+        }
+        lua_rawgeti(L, LUA_REGISTRYINDEX, c->sync_ref);
+        lua_pushboolean(L, 0);
+        lua_rawseti(L, -2, 2 * i + 1);
+        lua_pushstring(L, REDIS_REFUSED);
+        lua_rawseti(L, -2, 2 * i + 2);
+        lua_pop(L, 1);
+    }
+    k->head = k->tail = NULL;
+    k->n = 0;
+    if (!c->sync_left) return sync_push_results(L, c, c->sync_n);
+    c->waiting = 1;
+    return lua_yield(L, 0);
+}
+
+static int conn_tostring(lua_State *L)
+{
+    luaL_checkudata(L, 1, REDIS_MT);
+    lua_pushliteral(L, REDIS_MT);
+    return 1;
+}
+
+static const luaL_Reg redis_funcs[] = {
+    { "make_request", redis_make_request }, { "connect_sync", redis_connect_sync },
+    { NULL, NULL },
+};
+
+static const luaL_Reg conn_methods[] = {
+    { "add_cmd", conn_add_cmd }, { "exec", conn_exec }, { NULL, NULL },
+};
 
 /* ------------------------------------------------------------------ */
 /* The plugin                                                           */
@@ -1178,8 +1939,26 @@ static int lua_init(struct as_plugin_ctx *ctx, void **state)
     };
     luaL_setfuncs(L, proxy_mm, 0);
     lua_pop(L, 1);
-    luaL_newlib(L, dns_funcs);
-    as_lua_set_module(L, "rspamd_dns");
+    luaL_newmetatable(L, RESOLVER_MT);
+    luaL_newlib(L, resolver_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, resolver_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, REDIS_MT);
+    luaL_newlib(L, conn_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, conn_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+    /* the modules services/lua.c made, so that files could require them */
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    luaL_getsubtable(L, -1, "rspamd_dns");
+    luaL_setfuncs(L, dns_funcs, 0);
+    lua_pop(L, 1);
+    luaL_getsubtable(L, -1, "rspamd_redis");
+    luaL_setfuncs(L, redis_funcs, 0);
+    lua_pop(L, 2);
 
     struct lua_plugin *lp = xcalloc(1, sizeof *lp);
     lp->s = s;

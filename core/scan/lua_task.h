@@ -8,8 +8,18 @@
  * other in rspamd's order: the scan stage runs the prefilters, then the
  * normal rules; the postfilter stage the postfilters; the finish stage the
  * idempotent rules.  Within a type, higher priority first, then the order
- * of registration.  A rule that waits for DNS (rspamd_dns.request) yields
- * its coroutine; the next rule starts when it is done.
+ * of registration.  A rule that waits for DNS or Redis in the coroutine
+ * form (rspamd_dns.request, conn:exec()) yields its coroutine; one that
+ * uses the callback forms (rspamd_dns.request{callback=},
+ * task:get_resolver(), rspamd_redis.make_request{callback=}) is done when
+ * the last of its callbacks has run.  The next rule starts when it is
+ * done.  Every such request is an asynchronous operation of the task
+ * (DNS budget, scan deadline, redis.timeout); what is still pending when
+ * the task ends is cancelled with it.
+ *
+ * Redis: every key a rule names gets redis.prefix in front; only commands
+ * whose keys the bindings can find are sent, and keys that begin with '{'
+ * (the plugins' hash-tag keys) are refused (docs/lua.md, "Redis").
  *
  * A failing rule (error, instruction budget, memory cap) is logged with
  * the scan id and its FILE:LINE, its symbol is not added, and the scan

@@ -749,6 +749,13 @@ static int open_sandbox(lua_State *L)
 
     luaL_newlib(L, logger_funcs);
     as_lua_set_module(L, "rspamd_logger");
+    /* rspamd_dns and rspamd_redis exist from the start, so that a file's
+     * main chunk may require them (rspamd rules do, at their top); the
+     * task bindings (scan/lua_task.c) fill them in before a rule runs. */
+    lua_newtable(L);
+    as_lua_set_module(L, "rspamd_dns");
+    lua_newtable(L);
+    as_lua_set_module(L, "rspamd_redis");
 
     /* rspamd_config */
     lua_newtable(L);
@@ -950,6 +957,14 @@ static void *lua_service_start(struct event_base *base, const struct as_config *
         lua_service_stop(s);
         return NULL;
     }
+    /* lua_redis.parse_redis_server() answers nil without Redis, as
+     * rspamd's does without servers: a rule can disable itself at load */
+    luaL_getsubtable(s->L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_getfield(s->L, -1, "rspamd_redis");
+    const char *const *servers;
+    lua_pushboolean(s->L, as_config_list(cfg, "redis.servers", &servers) > 0);
+    lua_setfield(s->L, -2, "authscan_enabled");
+    lua_pop(s->L, 2);
     if (load_dir(s, err, errlen) < 0) {
         lua_service_stop(s);
         return NULL;

@@ -16,8 +16,11 @@
  * Sandbox: base (without dofile, loadfile, and with load() refusing
  * bytecode), string (without string.dump), table, math, utf8, coroutine,
  * os.time/clock/date/difftime; no io, no debug, no package.loadlib.
- * require() finds the built-in modules (rspamd_logger, rspamd_dns ...)
- * and NAME.lua below the shipped library folder and lua.dir.
+ * require() finds the built-in modules (rspamd_logger, rspamd_dns,
+ * rspamd_redis ...) and NAME.lua below the shipped library folder and
+ * lua.dir.  rspamd_dns and rspamd_redis are made empty here, so that a
+ * file's main chunk may require them; the task bindings fill them in.
+ * rspamd_redis.authscan_enabled says whether redis.servers is set.
  *
  * Budgets: every piece of site code (a file's main chunk, a rule's
  * callback) runs as a "run" with an instruction budget (lua.max_instructions,

@@ -10,7 +10,9 @@
  *     the budget spans a run's yields; a rule is disabled after
  *     lua.max_overruns; the memory cap fails a run and the state goes on;
  *   - rspamd_logger's formatting, require() and its limits, the symbols
- *     and /stat of the service.
+ *     and /stat of the service;
+ *   - rspamd_dns, rspamd_redis and lua_redis at a file's load, and
+ *     parse_redis_server() with and without redis.servers.
  */
 #include <event2/event.h>
 #include <lauxlib.h>
@@ -405,6 +407,40 @@ static void test_rules(void)
     as_lua_service.stop(s);
 }
 
+/* rspamd_dns, rspamd_redis and lua_redis can be required by a file's main
+ * chunk (rspamd rules do, at their top), before the task bindings fill
+ * them in; parse_redis_server() says whether redis.servers is set. */
+static void test_modules_at_load(void)
+{
+    static const char text[] =
+        "local rspamd_dns = require 'rspamd_dns'\n"
+        "local rspamd_redis = require 'rspamd_redis'\n"
+        "local lua_redis = require 'lua_redis'\n"
+        "local params = lua_redis.parse_redis_server('site')\n"
+        "local same = require('rspamd_redis') == rspamd_redis\n"
+        "rspamd_config.MODS = function()\n"
+        "  return type(rspamd_dns) .. ',' .. type(rspamd_redis) .. ',' .. tostring(same) ..\n"
+        "    ',' .. type(params)\n"
+        "end\n";
+    for (int on = 0; on < 2; on++) {
+        char dir[512], err[512], out[128];
+        new_dir(dir, sizeof dir);
+        write_file(dir, "mods.lua", text, 0);
+        struct as_config *cfg = as_config_new();
+        as_config_set(cfg, "lua.dir", dir, "test", 1);
+        if (on) as_config_set(cfg, "redis.servers", "127.0.0.1:6379", "test", 2);
+        err[0] = '\0';
+        struct as_lua *s = as_lua_service.start(NULL, cfg, err, sizeof err);
+        as_config_free(cfg);
+        if (!s) fprintf(stderr, "modules at load: %s\n", err);
+        CHECK(s != NULL);
+        if (!s) continue;
+        CHECK_INT(run_rule(s, 0, out, sizeof out, err, sizeof err), AS_LUA_DONE);
+        CHECK_STR(out, on ? "table,table,true,table" : "table,table,true,nil");
+        as_lua_service.stop(s);
+    }
+}
+
 int main(void)
 {
     test_verdict();
@@ -415,6 +451,7 @@ int main(void)
     setenv("AUTHSCAN_LUA_LIB", "../lua/lib", 1);   /* ctest runs in tests/ */
     test_registration_errors();
     test_rules();
+    test_modules_at_load();
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
