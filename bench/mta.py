@@ -56,61 +56,72 @@ class Load:
             self.items.append((r, raw, fields, body, spamd_msg))
         self.lock = threading.Lock()
 
-    def run(self, kind, port, conc, duration):
-        stop = time.monotonic() + duration
+    def one(self, kind, port, st, item):
+        """Sends one message over kind; st holds the thread's kept
+        connections.  Returns True when it got a well-formed answer."""
+        r, raw, fields, body, smsg = item
+        try:
+            if kind == "http":
+                if st.get("hc") is None:
+                    st["hc"] = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                h = {"IP": r["ip"], "Helo": r["helo"], "From": r["mail_from"],
+                     "Rcpt": r["rcpt"], "Queue-Id": r["queue_id"]}
+                st["hc"].request("POST", "/checkv2", body=raw, headers=h)
+                resp = st["hc"].getresponse()
+                resp.read()
+                return resp.status == 200
+            if kind == "milter":
+                if st.get("mc") is None:
+                    st["mc"] = MilterClient(("127.0.0.1", port))
+                    st["mc"].negotiate()
+                out = st["mc"].message("<%s>" % r["mail_from"], ["<%s>" % r["rcpt"]], fields, body,
+                                       ip=r["ip"], helo=r["helo"], hostname=r["hostname"] or "unknown",
+                                       qid=r["queue_id"], raw_values=True)
+                return out[-1] is not None and out[-1][0] in (b"a", b"y", b"t", b"d")
+            s = socket.create_connection(("127.0.0.1", port), timeout=30)
+            try:
+                s.sendall(b"PROCESS SPAMC/1.5\r\nContent-length: %d\r\n\r\n" % len(smsg) + smsg)
+                s.shutdown(socket.SHUT_WR)
+                data = b""
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+            finally:
+                s.close()
+            return data.startswith(b"SPAMD/1.1 0 EX_OK")
+        except (OSError, http.client.HTTPException, AssertionError, TypeError):
+            self.close(st)
+            return False
+
+    @staticmethod
+    def close(st):
+        for k in ("mc", "hc"):
+            if st.get(k) is not None:
+                st[k].close()
+            st[k] = None
+
+    def run(self, kind, port, conc, duration=None, count=None):
+        """Closed loop at concurrency conc for duration seconds, or until
+        count messages were sent in all.  Returns (answered, errors, secs)."""
+        stop = time.monotonic() + duration if duration is not None else None
         counts = [0] * conc
         errors = [0] * conc
+        quota = [count // conc + (1 if k < count % conc else 0) for k in range(conc)] if count else None
 
         def worker(k):
             i = k
-            mc = hc = None
-            while time.monotonic() < stop:
-                r, raw, fields, body, smsg = self.items[i % len(self.items)]
+            st = {}
+            while (stop is None or time.monotonic() < stop) and \
+                    (quota is None or counts[k] + errors[k] < quota[k]):
+                item = self.items[i % len(self.items)]
                 i += conc
-                try:
-                    if kind == "http":
-                        if hc is None:
-                            hc = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-                        h = {"IP": r["ip"], "Helo": r["helo"], "From": r["mail_from"],
-                             "Rcpt": r["rcpt"], "Queue-Id": r["queue_id"]}
-                        hc.request("POST", "/checkv2", body=raw, headers=h)
-                        resp = hc.getresponse()
-                        resp.read()
-                        ok = resp.status == 200
-                    elif kind == "milter":
-                        if mc is None:
-                            mc = MilterClient(("127.0.0.1", port))
-                            mc.negotiate()
-                        out = mc.message("<%s>" % r["mail_from"], ["<%s>" % r["rcpt"]], fields, body,
-                                         ip=r["ip"], helo=r["helo"], hostname=r["hostname"] or "unknown",
-                                         qid=r["queue_id"], raw_values=True)
-                        ok = out[-1] is not None and out[-1][0] in (b"a", b"y", b"t", b"d")
-                    else:
-                        s = socket.create_connection(("127.0.0.1", port), timeout=30)
-                        s.sendall(b"PROCESS SPAMC/1.5\r\nContent-length: %d\r\n\r\n" % len(smsg) + smsg)
-                        s.shutdown(socket.SHUT_WR)
-                        data = b""
-                        while True:
-                            chunk = s.recv(65536)
-                            if not chunk:
-                                break
-                            data += chunk
-                        s.close()
-                        ok = data.startswith(b"SPAMD/1.1 0 EX_OK")
-                except (OSError, http.client.HTTPException, AssertionError, TypeError):
-                    ok = False
-                    if mc is not None:
-                        mc.close()
-                    mc = None
-                    if hc is not None:
-                        hc.close()
-                    hc = None
-                if ok:
+                if self.one(kind, port, st, item):
                     counts[k] += 1
                 else:
                     errors[k] += 1
-            if mc is not None:
-                mc.close()
+            self.close(st)
 
         threads = [threading.Thread(target=worker, args=(k,)) for k in range(conc)]
         t0 = time.monotonic()
