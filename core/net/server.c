@@ -69,6 +69,7 @@ struct as_conn {
     struct as_conn *prev, *next;
     struct bufferevent *bev;
     struct event *timer;
+    struct event *flush;     /* activated by a write: see conn_output() */
     const struct as_protocol *proto;
     void *cs;                /* the adapter's state */
     enum as_conn_state state;
@@ -280,6 +281,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg);
 static void conn_write_cb(struct bufferevent *bev, void *arg);
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void conn_flush_cb(evutil_socket_t fd, short what, void *arg);
 
 /* Answers a connection over the per-address limit without reading it: the
  * adapter's canned refusal (it fits any socket buffer), then close.  Input
@@ -344,7 +346,8 @@ static void conn_new(struct server_listener *sl, evutil_socket_t fd, const struc
     c->accepted = as_now();
     c->state = AS_CONN_IDLE;
     c->timer = evtimer_new(s->base, conn_timer_cb, c);
-    if (!c->timer) as_oom();
+    c->flush = event_new(s->base, -1, 0, conn_flush_cb, c);
+    if (!c->timer || !c->flush) as_oom();
     peer_format(sa, salen, c->peer, sizeof c->peer);
 
     c->next = s->conns;
@@ -358,9 +361,12 @@ static void conn_new(struct server_listener *sl, evutil_socket_t fd, const struc
         struct timeval wtv = tv_from(s->lim.write_timeout);
         bufferevent_set_timeouts(bev, NULL, &wtv);
     }
-    /* writing is enabled with the first reply (conn_output): enabled on an
-     * empty buffer, the bufferevent would poll for writability at once and
-     * then stop, two epoll_ctl and a wake-up per connection for nothing */
+    /* writing is enabled only while a reply waits for the socket
+     * (conn_flush_cb): enabled on an empty buffer, the bufferevent would
+     * poll for writability at once and then stop, two epoll_ctl and a
+     * wake-up per connection for nothing (a new bufferevent starts with
+     * writing enabled: off here, no system call) */
+    bufferevent_disable(bev, EV_WRITE);
     bufferevent_enable(bev, EV_READ);
     as_log(AS_LOG_DEBUG, "%s: connection from %s", c->proto->name, c->peer);
     c->cs = c->proto->open(sl->ps, c);
@@ -448,6 +454,7 @@ static void conn_free(struct as_conn *c)
 
     bufferevent_free(c->bev);
     event_free(c->timer);
+    event_free(c->flush);
     free(c);
 
     server_update_accept(s);
@@ -475,15 +482,66 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
     c->proto->read(c->cs);
 }
 
-static void conn_write_cb(struct bufferevent *bev, void *arg)
+/* Everything written reached the kernel. */
+static void conn_written(struct as_conn *c)
 {
-    struct as_conn *c = arg;
-    if (evbuffer_get_length(bufferevent_get_output(bev)) != 0) return;
     if (c->closing) {
         conn_linger(c);
         return;
     }
     if (c->proto->flushed) c->proto->flushed(c->cs);
+}
+
+static void conn_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct as_conn *c = arg;
+    if (evbuffer_get_length(bufferevent_get_output(bev)) != 0) return;
+    /* the socket took the rest: the next reply is written directly again
+     * (conn_flush_cb); the write event is already off, so no system call */
+    bufferevent_disable(bev, EV_WRITE);
+    conn_written(c);
+}
+
+static void conn_failed(struct as_conn *c, int err)
+{
+    if (c->state != AS_CONN_IDLE && !c->closing)
+        as_log(AS_LOG_INFO, "%s: %s: %s", c->proto->name, c->peer,
+               evutil_socket_error_to_string(err));
+    conn_free(c);
+}
+
+/* Writes what the adapter wrote in this loop pass (activated by
+ * conn_output).  Most replies fit the socket buffer: written here at once,
+ * they cost one writev, where the bufferevent polled for writability first
+ * (add the write event, a wake-up, remove it: three more system calls per
+ * reply, for every protocol; docs/performance.md, issue 16).  What does
+ * not fit is left to the bufferevent, with its write timeout. */
+static void conn_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    AS_UNUSED(fd);
+    AS_UNUSED(what);
+    struct as_conn *c = arg;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (evbuffer_get_length(out) == 0 || (bufferevent_get_enabled(c->bev) & EV_WRITE)) return;
+    /* a socket bufferevent keeps the front of its output frozen (only it
+     * drains it): thawed for this write, as its own write callback does */
+    int n;
+    evbuffer_unfreeze(out, 1);
+    do {
+        errno = 0;
+        n = evbuffer_write(out, bufferevent_getfd(c->bev));
+    } while (n < 0 && errno == EINTR);
+    evbuffer_freeze(out, 1);
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+        conn_failed(c, errno);
+        return;
+    }
+    if (evbuffer_get_length(out) != 0) {
+        event_base_update_cache_time(c->srv->base);   /* the write timeout starts now */
+        bufferevent_enable(c->bev, EV_WRITE);
+        return;
+    }
+    conn_written(c);
 }
 
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -496,11 +554,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (what & BEV_EVENT_ERROR) {
-        int err = EVUTIL_SOCKET_ERROR();
-        if (c->state != AS_CONN_IDLE && !c->closing)
-            as_log(AS_LOG_INFO, "%s: %s: %s", c->proto->name, c->peer,
-                   evutil_socket_error_to_string(err));
-        conn_free(c);
+        conn_failed(c, EVUTIL_SOCKET_ERROR());
         return;
     }
     if (what & BEV_EVENT_EOF) {
@@ -541,14 +595,18 @@ enum as_conn_state as_conn_state(const struct as_conn *c) { return c->state; }
 
 struct evbuffer *as_conn_input(struct as_conn *c) { return bufferevent_get_input(c->bev); }
 
-/* The output buffer, ready for a reply to be added. */
+/* The output buffer, ready for a reply to be added.  Writing is left to
+ * the bufferevent only while it is already waiting for the socket (an
+ * earlier reply did not fit); otherwise conn_flush_cb writes, once this
+ * callback returns, all that the adapter wrote in it: one system call. */
 static struct evbuffer *conn_output(struct as_conn *c)
 {
     /* the bufferevent arms its write timeout when output arrives, from the
      * loop's cached time, which must be fresh after composing a large
      * reply */
     event_base_update_cache_time(c->srv->base);
-    if (!(bufferevent_get_enabled(c->bev) & EV_WRITE)) bufferevent_enable(c->bev, EV_WRITE);
+    if (!(bufferevent_get_enabled(c->bev) & EV_WRITE) && !event_pending(c->flush, EV_WRITE, NULL))
+        event_active(c->flush, EV_WRITE, 0);
     return bufferevent_get_output(c->bev);
 }
 
