@@ -23,7 +23,6 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 
 #include "util/log.h"
 #include "net/protocol.h"
@@ -58,7 +57,7 @@ struct addr_slot {
 
 struct server_listener {
     struct as_server *srv;
-    struct evconnlistener *l;
+    struct event *ev;        /* readable: a connection to accept */
     int fd;
     int dead;                /* shut down (by any worker): never enable again */
     const struct as_protocol *proto;
@@ -70,6 +69,7 @@ struct as_conn {
     struct as_conn *prev, *next;
     struct bufferevent *bev;
     struct event *timer;
+    struct event *flush;     /* activated by a write: see conn_output() */
     const struct as_protocol *proto;
     void *cs;                /* the adapter's state */
     enum as_conn_state state;
@@ -89,8 +89,6 @@ struct as_server {
     int accepting;           /* listeners currently enabled */
     int accept_backoff;      /* paused after EMFILE and friends */
     struct event *backoff_ev;
-    int accept_yield;        /* paused until the next loop pass, see accept_cb */
-    struct event *yield_ev;
 
     struct as_conn *conns;
     size_t nconns, nactive;
@@ -247,7 +245,7 @@ static void addr_put(struct as_server *s, struct addr_slot *a)
 
 static void server_update_accept(struct as_server *s)
 {
-    int want = !s->draining && !s->accept_backoff && !s->accept_yield &&
+    int want = !s->draining && !s->accept_backoff &&
                !(s->lim.max_connections && s->nconns >= s->lim.max_connections);
     if (want == s->accepting) return;
     if (!want && s->lim.max_connections && s->nconns >= s->lim.max_connections && !s->draining)
@@ -255,8 +253,8 @@ static void server_update_accept(struct as_server *s)
                   "(limits.max_connections): not accepting more until one closes", s->nconns);
     for (size_t i = 0; i < s->nlisteners; i++) {
         if (s->listeners[i]->dead) continue;
-        if (want) evconnlistener_enable(s->listeners[i]->l);
-        else evconnlistener_disable(s->listeners[i]->l);
+        if (want) event_add(s->listeners[i]->ev, NULL);
+        else event_del(s->listeners[i]->ev);
     }
     s->accepting = want;
 }
@@ -283,6 +281,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg);
 static void conn_write_cb(struct bufferevent *bev, void *arg);
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void conn_flush_cb(evutil_socket_t fd, short what, void *arg);
 
 /* Answers a connection over the per-address limit without reading it: the
  * adapter's canned refusal (it fits any socket buffer), then close.  Input
@@ -347,7 +346,8 @@ static void conn_new(struct server_listener *sl, evutil_socket_t fd, const struc
     c->accepted = as_now();
     c->state = AS_CONN_IDLE;
     c->timer = evtimer_new(s->base, conn_timer_cb, c);
-    if (!c->timer) as_oom();
+    c->flush = event_new(s->base, -1, 0, conn_flush_cb, c);
+    if (!c->timer || !c->flush) as_oom();
     peer_format(sa, salen, c->peer, sizeof c->peer);
 
     c->next = s->conns;
@@ -361,42 +361,68 @@ static void conn_new(struct server_listener *sl, evutil_socket_t fd, const struc
         struct timeval wtv = tv_from(s->lim.write_timeout);
         bufferevent_set_timeouts(bev, NULL, &wtv);
     }
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    /* writing is enabled only while a reply waits for the socket
+     * (conn_flush_cb): enabled on an empty buffer, the bufferevent would
+     * poll for writability at once and then stop, two epoll_ctl and a
+     * wake-up per connection for nothing (a new bufferevent starts with
+     * writing enabled: off here, no system call) */
+    bufferevent_disable(bev, EV_WRITE);
+    bufferevent_enable(bev, EV_READ);
     as_log(AS_LOG_DEBUG, "%s: connection from %s", c->proto->name, c->peer);
     c->cs = c->proto->open(sl->ps, c);
 }
 
-static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                      int salen, void *arg)
+static void accept_failed(struct server_listener *sl, int err)
 {
-    AS_UNUSED(l);
-    struct server_listener *sl = arg;
     struct as_server *s = sl->srv;
-    if (s->draining) {
-        close(fd);
+    if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == ECONNABORTED)
+        return;   /* another worker took it, or the client gave up */
+    if (err == EINVAL) {
+        /* another worker shut the socket down (final stop): it stays
+         * readable (HUP) forever, so stop polling it or we would spin */
+        if (!sl->dead) {
+            sl->dead = 1;
+            event_del(sl->ev);
+            as_log(AS_LOG_INFO, "%s: listening socket %d was shut down", sl->proto->name, sl->fd);
+        }
         return;
     }
-    conn_new(sl, fd, sa, salen);
-    /* One accept per loop pass.  libevent's listener otherwise accepts in
-     * a loop until EAGAIN, so when a client opens its connections in a
-     * burst the first worker to wake takes them all and the other workers
-     * idle for as long as those keep-alive connections live (measured:
-     * 16 connections -> 16 + 0; docs/performance.md).  Pausing until the
-     * next pass lets every worker woken by the same readiness take its
-     * share. */
-    s->accept_yield = 1;
-    server_update_accept(s);
-    struct timeval now = { 0, 0 };
-    evtimer_add(s->yield_ev, &now);
+    as_log(AS_LOG_WARN, "%s: accept failed: %s", sl->proto->name, strerror(err));
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        s->accept_backoff = 1;
+        server_update_accept(s);
+        struct timeval tv = tv_from(SERVER_ACCEPT_BACKOFF_SECONDS);
+        evtimer_add(s->backoff_ev, &tv);
+    }
 }
 
-static void yield_cb(evutil_socket_t fd, short what, void *arg)
+/* One accept per loop pass, on a level-triggered event: when a client
+ * opens its connections in a burst, every worker woken by the same
+ * readiness takes its share, where accepting until EAGAIN (libevent's
+ * listener) lets the first worker to wake take them all and the others
+ * idle for as long as those keep-alive connections live (measured: 16
+ * connections -> 16 + 0; docs/performance.md).  The socket stays ready
+ * while connections wait, so the next pass accepts the next one, without
+ * pausing the listeners (which cost two epoll_ctl per listening socket and
+ * connection; docs/performance.md, issue 16). */
+static void accept_cb(evutil_socket_t fd, short what, void *arg)
 {
-    AS_UNUSED(fd);
     AS_UNUSED(what);
-    struct as_server *s = arg;
-    s->accept_yield = 0;
-    server_update_accept(s);
+    struct server_listener *sl = arg;
+    struct as_server *s = sl->srv;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    int cfd = accept4(fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (cfd < 0) {
+        accept_failed(sl, errno);
+        return;
+    }
+    if (s->draining) {
+        close(cfd);
+        return;
+    }
+    conn_new(sl, cfd, (struct sockaddr *)&ss, (int)len);
+    server_update_accept(s);   /* limits.max_connections reached? */
 }
 
 static void backoff_cb(evutil_socket_t fd, short what, void *arg)
@@ -406,32 +432,6 @@ static void backoff_cb(evutil_socket_t fd, short what, void *arg)
     struct as_server *s = arg;
     s->accept_backoff = 0;
     server_update_accept(s);
-}
-
-static void accept_error_cb(struct evconnlistener *l, void *arg)
-{
-    AS_UNUSED(l);
-    struct server_listener *sl = arg;
-    struct as_server *s = sl->srv;
-    int err = EVUTIL_SOCKET_ERROR();
-    if (err == EINVAL) {
-        /* another worker shut the socket down (final stop): it stays
-         * readable (HUP) forever, so stop polling it or we would spin */
-        if (!sl->dead) {
-            sl->dead = 1;
-            evconnlistener_disable(sl->l);
-            as_log(AS_LOG_INFO, "%s: listening socket %d was shut down", sl->proto->name, sl->fd);
-        }
-        return;
-    }
-    as_log(AS_LOG_WARN, "%s: accept failed: %s", sl->proto->name,
-           evutil_socket_error_to_string(err));
-    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-        s->accept_backoff = 1;
-        server_update_accept(s);
-        struct timeval tv = tv_from(SERVER_ACCEPT_BACKOFF_SECONDS);
-        evtimer_add(s->backoff_ev, &tv);
-    }
 }
 
 /* ---------------------------------------------------------------- */
@@ -454,6 +454,7 @@ static void conn_free(struct as_conn *c)
 
     bufferevent_free(c->bev);
     event_free(c->timer);
+    event_free(c->flush);
     free(c);
 
     server_update_accept(s);
@@ -481,15 +482,66 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
     c->proto->read(c->cs);
 }
 
-static void conn_write_cb(struct bufferevent *bev, void *arg)
+/* Everything written reached the kernel. */
+static void conn_written(struct as_conn *c)
 {
-    struct as_conn *c = arg;
-    if (evbuffer_get_length(bufferevent_get_output(bev)) != 0) return;
     if (c->closing) {
         conn_linger(c);
         return;
     }
     if (c->proto->flushed) c->proto->flushed(c->cs);
+}
+
+static void conn_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct as_conn *c = arg;
+    if (evbuffer_get_length(bufferevent_get_output(bev)) != 0) return;
+    /* the socket took the rest: the next reply is written directly again
+     * (conn_flush_cb); the write event is already off, so no system call */
+    bufferevent_disable(bev, EV_WRITE);
+    conn_written(c);
+}
+
+static void conn_failed(struct as_conn *c, int err)
+{
+    if (c->state != AS_CONN_IDLE && !c->closing)
+        as_log(AS_LOG_INFO, "%s: %s: %s", c->proto->name, c->peer,
+               evutil_socket_error_to_string(err));
+    conn_free(c);
+}
+
+/* Writes what the adapter wrote in this loop pass (activated by
+ * conn_output).  Most replies fit the socket buffer: written here at once,
+ * they cost one writev, where the bufferevent polled for writability first
+ * (add the write event, a wake-up, remove it: three more system calls per
+ * reply, for every protocol; docs/performance.md, issue 16).  What does
+ * not fit is left to the bufferevent, with its write timeout. */
+static void conn_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    AS_UNUSED(fd);
+    AS_UNUSED(what);
+    struct as_conn *c = arg;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (evbuffer_get_length(out) == 0 || (bufferevent_get_enabled(c->bev) & EV_WRITE)) return;
+    /* a socket bufferevent keeps the front of its output frozen (only it
+     * drains it): thawed for this write, as its own write callback does */
+    int n;
+    evbuffer_unfreeze(out, 1);
+    do {
+        errno = 0;
+        n = evbuffer_write(out, bufferevent_getfd(c->bev));
+    } while (n < 0 && errno == EINTR);
+    evbuffer_freeze(out, 1);
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+        conn_failed(c, errno);
+        return;
+    }
+    if (evbuffer_get_length(out) != 0) {
+        event_base_update_cache_time(c->srv->base);   /* the write timeout starts now */
+        bufferevent_enable(c->bev, EV_WRITE);
+        return;
+    }
+    conn_written(c);
 }
 
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -502,11 +554,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (what & BEV_EVENT_ERROR) {
-        int err = EVUTIL_SOCKET_ERROR();
-        if (c->state != AS_CONN_IDLE && !c->closing)
-            as_log(AS_LOG_INFO, "%s: %s: %s", c->proto->name, c->peer,
-                   evutil_socket_error_to_string(err));
-        conn_free(c);
+        conn_failed(c, EVUTIL_SOCKET_ERROR());
         return;
     }
     if (what & BEV_EVENT_EOF) {
@@ -547,19 +595,29 @@ enum as_conn_state as_conn_state(const struct as_conn *c) { return c->state; }
 
 struct evbuffer *as_conn_input(struct as_conn *c) { return bufferevent_get_input(c->bev); }
 
-void as_conn_send(struct as_conn *c, struct evbuffer *out)
+/* The output buffer, ready for a reply to be added.  Writing is left to
+ * the bufferevent only while it is already waiting for the socket (an
+ * earlier reply did not fit); otherwise conn_flush_cb writes, once this
+ * callback returns, all that the adapter wrote in it: one system call. */
+static struct evbuffer *conn_output(struct as_conn *c)
 {
     /* the bufferevent arms its write timeout when output arrives, from the
      * loop's cached time, which must be fresh after composing a large
      * reply */
     event_base_update_cache_time(c->srv->base);
-    evbuffer_add_buffer(bufferevent_get_output(c->bev), out);
+    if (!(bufferevent_get_enabled(c->bev) & EV_WRITE) && !event_pending(c->flush, EV_WRITE, NULL))
+        event_active(c->flush, EV_WRITE, 0);
+    return bufferevent_get_output(c->bev);
+}
+
+void as_conn_send(struct as_conn *c, struct evbuffer *out)
+{
+    evbuffer_add_buffer(conn_output(c), out);
 }
 
 void as_conn_write(struct as_conn *c, const void *data, size_t len)
 {
-    event_base_update_cache_time(c->srv->base);
-    evbuffer_add(bufferevent_get_output(c->bev), data, len);
+    evbuffer_add(conn_output(c), data, len);
 }
 
 void as_conn_read_limit(struct as_conn *c, size_t high_wm)
@@ -620,8 +678,7 @@ struct as_server *as_server_new(struct event_base *base, const struct as_server_
     s->accepting = 1;
     s->done_ev = evtimer_new(base, done_cb, s);
     s->backoff_ev = evtimer_new(base, backoff_cb, s);
-    s->yield_ev = evtimer_new(base, yield_cb, s);
-    if (!s->done_ev || !s->backoff_ev || !s->yield_ev) as_oom();
+    if (!s->done_ev || !s->backoff_ev) as_oom();
     return s;
 }
 
@@ -632,16 +689,14 @@ int as_server_add_listener(struct as_server *s, int fd, const struct as_protocol
     sl->fd = fd;
     sl->proto = proto;
     sl->ps = ps;
-    /* no LEV_OPT_CLOSE_ON_FREE: the master owns fd; backlog 0: it already
-     * listens */
-    sl->l = evconnlistener_new(s->base, accept_cb, sl, LEV_OPT_CLOSE_ON_EXEC, 0, fd);
-    if (!sl->l) {
+    /* the master owns fd (non-blocking, listening): never closed here */
+    sl->ev = event_new(s->base, fd, EV_READ | EV_PERSIST, accept_cb, sl);
+    if (!sl->ev || (s->accepting && event_add(sl->ev, NULL) < 0)) {
         as_log(AS_LOG_ERR, "%s: cannot accept on fd %d", proto->name, fd);
+        if (sl->ev) event_free(sl->ev);
         free(sl);
         return -1;
     }
-    evconnlistener_set_error_cb(sl->l, accept_error_cb);
-    if (!s->accepting) evconnlistener_disable(sl->l);
     s->listeners = xrealloc(s->listeners, (s->nlisteners + 1) * sizeof *s->listeners);
     s->listeners[s->nlisteners++] = sl;
     return 0;
@@ -688,7 +743,7 @@ void as_server_shut_listeners(struct as_server *s, void (*done)(void *), void *a
             as_log(AS_LOG_WARN, "%s: cannot shut down listening socket %d: %s", sl->proto->name,
                    sl->fd, strerror(errno));
         sl->dead = 1;
-        evconnlistener_disable(sl->l);
+        event_del(sl->ev);
     }
     server_check_drained(s);
 }
@@ -701,13 +756,12 @@ void as_server_free(struct as_server *s)
     s->drain_done = NULL;
     while (s->conns) conn_free(s->conns);
     for (size_t i = 0; i < s->nlisteners; i++) {
-        evconnlistener_free(s->listeners[i]->l);
+        event_free(s->listeners[i]->ev);
         free(s->listeners[i]);
     }
     free(s->listeners);
     event_free(s->done_ev);
     event_free(s->backoff_ev);
-    event_free(s->yield_ev);
     free(s);
 }
 

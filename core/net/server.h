@@ -83,7 +83,9 @@ enum as_conn_state { AS_CONN_IDLE, AS_CONN_READING, AS_CONN_BUSY, AS_CONN_WRITIN
 void as_conn_set_state(struct as_conn *c, enum as_conn_state st);
 enum as_conn_state as_conn_state(const struct as_conn *c);
 struct evbuffer *as_conn_input(struct as_conn *c);
-/* Moves out's bytes to the connection's output (no copy). */
+/* Moves out's bytes to the connection's output (no copy).  What is
+ * written during one callback goes out in one writev after it returns;
+ * flushed() follows once all of it reached the kernel. */
 void as_conn_send(struct as_conn *c, struct evbuffer *out);
 void as_conn_write(struct as_conn *c, const void *data, size_t len);
 /* Reads pause while this much input is buffered (0: no limit). */

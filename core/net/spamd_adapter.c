@@ -45,6 +45,8 @@ struct spamd_conn {
     enum spamd_phase phase;
     struct as_spamd_request req;
     struct sbuf body;
+    const char *msg;                /* the body, owned by the session, while it starts */
+    size_t msg_len;
     struct as_session *ss;
 };
 
@@ -220,8 +222,8 @@ static enum as_session_error fill_envelope(struct as_task *t, void *arg, char *e
     char perr[128];
     if (sc->req.user[0]) as_task_log(t, AS_LOG_DEBUG, "spamd: User: %s", sc->req.user);
     /* a parse error is the session's to report, on its own parse */
-    if (as_message_parse(as_task_pool(t), sc->body.data ? sc->body.data : "", sc->body.len, &lim,
-                         &m, perr, sizeof perr) != AS_MSG_OK)
+    if (as_message_parse(as_task_pool(t), sc->msg, sc->msg_len, &lim, &m, perr,
+                         sizeof perr) != AS_MSG_OK)
         return AS_SESSION_OK;
     struct as_pool *pool = as_task_pool(t);
     const char *rp = NULL, *ip = NULL, *helo = NULL;
@@ -288,13 +290,16 @@ static void start_scan(struct spamd_conn *sc)
     sc->phase = SP_SCAN;
     as_conn_set_state(sc->c, AS_CONN_BUSY);
     as_conn_timer_set(sc->c, 0);
-    /* copied: the task may read it after this connection is gone (its
-     * finish stage); fill_envelope() reads sc->body during the start */
-    sc->ss = as_session_new_copy(s->sc, as_conn_peer(sc->c), sc->body.data ? sc->body.data : "",
-                                 sc->body.len);
+    /* the session takes the body (the task may read it after this
+     * connection is gone, in its finish stage); fill_envelope() reads it
+     * as the session's message */
+    size_t len = sc->body.len;
+    sc->msg = sbuf_steal(&sc->body);
+    sc->ss = as_session_new_owned(s->sc, as_conn_peer(sc->c), (char *)sc->msg, len);
+    sc->msg_len = len;
     enum as_session_error rc = as_session_start(sc->ss, fill_envelope, sc, scan_done, sc, err,
                                                 sizeof err);
-    sbuf_free(&sc->body);
+    sc->msg = NULL;
     if (rc != AS_SESSION_OK) {
         sc->ss = NULL;
         reply_error(sc, session_ex[rc], err);

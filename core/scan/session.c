@@ -2,6 +2,7 @@
  * session.c - see session.h.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "scan/engine.h"
 #include "util/log.h"
@@ -55,8 +56,10 @@ static int engine_has_finish(const struct as_engine *e)
     return 0;
 }
 
-struct as_session *as_session_new(struct as_session_ctx *sc, const char *peer, const char *msg,
-                                  size_t len)
+/* copy: 0 never (the caller keeps msg alive), 1 when a finish hook may
+ * run, 2 always. */
+static struct as_session *session_create(struct as_session_ctx *sc, const char *peer,
+                                         const char *msg, size_t len, int copy)
 {
     /* From here until its task is freed the message is listed as in flight
      * in this worker's poison slot, and marked while its code runs: if the
@@ -76,7 +79,10 @@ struct as_session *as_session_new(struct as_session_ctx *sc, const char *peer, c
      * have reused or freed the buffer msg points into (the HTTP adapter's
      * keep-alive buffer), yet plugin.h promises finish hooks the message:
      * copy it whenever a finish hook may run.  A memcpy against a scan. */
-    ss->msg = len && engine_has_finish(sc->engine) ? as_pool_memdup(as_task_pool(t), msg, len) : msg;
+    if (copy == 2 || (copy == 1 && len && engine_has_finish(sc->engine)))
+        ss->msg = len ? as_pool_memdup(as_task_pool(t), msg, len) : "";
+    else
+        ss->msg = msg;
     ss->len = len;
     ss->peer = as_pool_strdup(as_task_pool(t), peer ? peer : "-");
     ss->digest = digest;
@@ -84,11 +90,28 @@ struct as_session *as_session_new(struct as_session_ctx *sc, const char *peer, c
     return ss;
 }
 
+struct as_session *as_session_new(struct as_session_ctx *sc, const char *peer, const char *msg,
+                                  size_t len)
+{
+    return session_create(sc, peer, msg, len, 1);
+}
+
 struct as_session *as_session_new_copy(struct as_session_ctx *sc, const char *peer,
                                        const char *msg, size_t len)
 {
-    struct as_session *ss = as_session_new(sc, peer, msg, len);
-    if (ss->msg == msg) ss->msg = len ? as_pool_memdup(as_task_pool(ss->task), msg, len) : "";
+    return session_create(sc, peer, msg, len, 2);
+}
+
+struct as_session *as_session_new_owned(struct as_session_ctx *sc, const char *peer, char *msg,
+                                        size_t len)
+{
+    if (!msg) return session_create(sc, peer, "", 0, 0);
+    struct as_session *ss = session_create(sc, peer, msg, len, 0);
+    /* freed with the task's pool: after the finish stage, the last reader */
+    if (as_pool_on_destroy(as_task_pool(ss->task), free, msg) < 0) {
+        ss->msg = len ? as_pool_memdup(as_task_pool(ss->task), msg, len) : "";
+        free(msg);
+    }
     return ss;
 }
 

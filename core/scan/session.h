@@ -65,6 +65,13 @@ struct as_session *as_session_new(struct as_session_ctx *sc, const char *peer, c
  * until done() returns. */
 struct as_session *as_session_new_copy(struct as_session_ctx *sc, const char *peer,
                                        const char *msg, size_t len);
+/* The same for a message the adapter built in malloc'd memory (msg may
+ * be NULL when len is 0): the session takes msg and frees it when the
+ * task is destroyed, so nothing is copied and the adapter forgets the
+ * buffer at once (milter and spamd, where a copy was a memcpy and a pool
+ * block per message). */
+struct as_session *as_session_new_owned(struct as_session_ctx *sc, const char *peer, char *msg,
+                                        size_t len);
 typedef enum as_session_error (*as_session_fill_fn)(struct as_task *t, void *arg, char *err,
                                                     size_t errlen);
 typedef void (*as_session_done_fn)(struct as_session *ss, void *arg);

@@ -233,6 +233,57 @@ def test_continue_steps(d):
     c.close()
 
 
+def split_fields(raw, fold):
+    """(name, value) as an MTA sends the header fields of raw: the value
+    from after the colon (blanks kept: HDR_LEADSPC), line breaks inside a
+    folded value written as fold (Postfix: LF; Sendmail: CRLF)."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    fields = []
+    for line in head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t"):
+            fields[-1][1] += fold + line
+        else:
+            n, _, v = line.partition(b":")
+            fields.append([n, v])
+    return [(n.decode(), v.decode()) for n, v in fields], body
+
+
+def test_folded_fields_dkim():
+    """Folded header fields reach the scan byte for byte as signed (the
+    adapter rebuilds them from the MTA's values: Postfix folds with a bare
+    LF, Sendmail with CRLF): a c=simple DKIM signature over folded fields,
+    itself folded, verifies either way."""
+    import arc_util
+    import dkim
+    pem, txt = arc_util.rsa_key(2048)
+    raw = (b"From: Signer <a@signed.example>\r\n"
+           b"To: rcpt@receiver.test\r\n"
+           b"Subject: a subject folded\r\n\tover two lines\r\n"
+           b"X-Folded: one\r\n two\r\n\tthree\r\n"
+           b"Message-ID: <folded@signed.example>\r\n"
+           b"\r\n"
+           b"body line\r\n")
+    sig = dkim.sign(raw, b"sel", b"signed.example", pem, canonicalize=(b"simple", b"simple"),
+                    include_headers=[b"from", b"to", b"subject", b"x-folded", b"message-id"])
+    T.check("the signature is folded (the test covers a folded DKIM-Signature)", b"\r\n" in sig,
+            sig)
+    zone = ZONE + "sel._domainkey.signed.example. TXT %s\n" % arc_util.U.txt_rdata(txt)
+    http_port, milter_port = harness.free_port(), harness.free_port()
+    with harness.Daemon(workers=1, zone=zone,
+                        listen=["127.0.0.1:%d" % http_port,
+                                "milter@127.0.0.1:%d" % milter_port]) as d:
+        for how, fold in (("LF (Postfix)", b"\n"), ("CRLF (Sendmail)", b"\r\n")):
+            fields, body = split_fields(sig + raw, fold)
+            c = MilterClient(("127.0.0.1", milter_port))
+            c.negotiate()
+            r = c.message("<a@signed.example>", ["<rcpt@receiver.test>"], fields, body,
+                          ip=GOOD_IP, raw_values=True)
+            c.close()
+            ar = [p[1] for p in r if p and p[0] in (b"h", b"i") and b"Authentication-Results" in p[1]]
+            T.check("folded with %s: dkim=pass in Authentication-Results" % how,
+                    len(ar) == 1 and b"dkim=pass" in ar[0], (r, d.log()[-1500:]))
+
+
 def test_reply_text_escaped():
     # custom SMTP text from the configuration passes through, escaped
     with daemon('messages.reject = "5.7.1 100% fake \u00e9"\nactions.reject = 1\n') as d:
@@ -392,6 +443,7 @@ def main():
     T.run(test_malformed)
     T.run(test_miltertest_unix)
     T.run(test_reply_text_escaped)
+    T.run(test_folded_fields_dkim)
     T.run(test_mapping)
     T.run(test_from_munging)
     T.run(test_limits)

@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -314,6 +315,37 @@ def test_config_errors():
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+def test_large_reply_slow_reader():
+    """A reply larger than the socket buffers, to a client that reads only
+    after a pause: the server writes what fits at once and the rest as the
+    socket drains (the partial-write path), and the client gets all of it."""
+    line = b"y" * 76 + b"\n"
+    msg = PASS + line * (12 * 1024 * 1024 // len(line))
+    with daemon(config=CONFIG + "limits.max_message_size = 30M\n") as d:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        s.settimeout(60)
+        s.connect(("127.0.0.1", d.spamd_port))
+        s.sendall(request(b"PROCESS", msg))
+        s.shutdown(socket.SHUT_WR)
+        time.sleep(1.5)
+        out = b""
+        while True:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            out += chunk
+        s.close()
+        status, hdrs, body = parse_reply(out)
+        T.eq("12 MB PROCESS, slow reader: status", status, "SPAMD/1.1 0 EX_OK")
+        T.eq("12 MB PROCESS, slow reader: Content-length matches the bytes received",
+             int(hdrs.get("content-length", -1)), len(body))
+        T.check("12 MB PROCESS, slow reader: the whole message came back",
+                body.endswith(msg[msg.index(b"\n\n") + 2:]), len(body))
+        T.check("12 MB PROCESS: more than fits the socket buffers (the test covers a partial write)",
+                len(body) > 8 * 1024 * 1024, len(body))
+
+
 def main():
     with daemon(config=CONFIG + "limits.max_message_size = 1M\n") as d:
         T.run(test_spamc_verbs, d)
@@ -323,6 +355,7 @@ def main():
     T.run(test_internal_networks)
     T.run(test_pass_through)
     T.run(test_spam_actions)
+    T.run(test_large_reply_slow_reader)
     T.run(test_config_errors)
     return T.finish()
 
