@@ -171,7 +171,9 @@ def shards(servers, d, ring, tmp):
          [ring.shard("report:")])
     share = [sum(1 for p in pols if ring.shard(p) == k) for k in range(3)]
     T.check("the shards share the domains (%s of %d)" % (share, NPOL),
-            all(s >= NPOL // 6 for s in share))
+            # ports are random, so the ring differs per run: 48 domains over
+            # three shards is 16 each on average, seen as low as 5
+            all(s >= NPOL // 16 for s in share))
     st = d.stat()["redis"]
     T.check("/stat: 3 shards, all up in both workers", st.get("shards") == 3 and
             st.get("shards_up") == 6 and st.get("state") == "up", st)
