@@ -57,7 +57,7 @@ static int engine_has_finish(const struct as_engine *e)
 }
 
 /* copy: 0 never (the caller keeps msg alive), 1 when a finish hook may
- * run, 2 always. */
+ * run. */
 static struct as_session *session_create(struct as_session_ctx *sc, const char *peer,
                                          const char *msg, size_t len, int copy)
 {
@@ -79,10 +79,8 @@ static struct as_session *session_create(struct as_session_ctx *sc, const char *
      * have reused or freed the buffer msg points into (the HTTP adapter's
      * keep-alive buffer), yet plugin.h promises finish hooks the message:
      * copy it whenever a finish hook may run.  A memcpy against a scan. */
-    if (copy == 2 || (copy == 1 && len && engine_has_finish(sc->engine)))
-        ss->msg = len ? as_pool_memdup(as_task_pool(t), msg, len) : "";
-    else
-        ss->msg = msg;
+    ss->msg = copy && len && engine_has_finish(sc->engine)
+        ? as_pool_memdup(as_task_pool(t), msg, len) : msg;
     ss->len = len;
     ss->peer = as_pool_strdup(as_task_pool(t), peer ? peer : "-");
     ss->digest = digest;
@@ -94,12 +92,6 @@ struct as_session *as_session_new(struct as_session_ctx *sc, const char *peer, c
                                   size_t len)
 {
     return session_create(sc, peer, msg, len, 1);
-}
-
-struct as_session *as_session_new_copy(struct as_session_ctx *sc, const char *peer,
-                                       const char *msg, size_t len)
-{
-    return session_create(sc, peer, msg, len, 2);
 }
 
 struct as_session *as_session_new_owned(struct as_session_ctx *sc, const char *peer, char *msg,

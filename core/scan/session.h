@@ -53,18 +53,12 @@ struct as_session_ctx {
 
 void as_session_ctx_init(struct as_session_ctx *sc, struct as_engine *e);
 
-/* A session for the message msg[0..len) (which must outlive it) from
- * peer (for log lines; copied). */
+/* A session for the message msg[0..len) from peer (for log lines;
+ * copied).  msg must stay valid until done() returns.  It is copied when
+ * any plugin has a finish hook, since the task reads the message until it
+ * is destroyed, which is after the reply then (the finish stage, task.h). */
 struct as_session *as_session_new(struct as_session_ctx *sc, const char *peer, const char *msg,
                                   size_t len);
-/* The same, with the message always copied into the session's memory:
- * for an adapter whose buffer may change while the scan runs.
- * as_session_new() itself copies when any plugin has a finish hook, since
- * the task reads the message until it is destroyed, which is after the
- * reply then (the finish stage, task.h); otherwise msg must stay valid
- * until done() returns. */
-struct as_session *as_session_new_copy(struct as_session_ctx *sc, const char *peer,
-                                       const char *msg, size_t len);
 /* The same for a message the adapter built in malloc'd memory (msg may
  * be NULL when len is 0): the session takes msg and frees it when the
  * task is destroyed, so nothing is copied and the adapter forgets the

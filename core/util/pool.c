@@ -79,10 +79,8 @@ void *as_pool_alloc(struct as_pool *p, size_t size)
 
 void *as_pool_memdup(struct as_pool *p, const void *src, size_t n)
 {
-    char *m = pool_alloc_raw(p, n + 1);
-    if (n) memcpy(m, src, n);
-    m[n] = '\0';   /* a copied message or field may be read as a C string */
-    return m;
+    /* NUL-terminated too: a copied message or field may be read as a C string */
+    return as_pool_strndup(p, src, n);
 }
 
 char *as_pool_strndup(struct as_pool *p, const char *s, size_t n)
