@@ -457,9 +457,16 @@ static void reap(struct master *m)
         }
         if (gen != m->gen) continue;
         if (WIFEXITED(status) && WEXITSTATUS(status) == AS_WORKER_EXIT_CONFIG && !was_ready) {
-            as_log(AS_LOG_ERR, "worker cannot start with this configuration; not restarting");
-            m->exit_status = 1;
-            continue;
+            if (!m->announced) {
+                as_log(AS_LOG_ERR, "worker cannot start with this configuration; not restarting");
+                m->exit_status = 1;
+                continue;
+            }
+            /* This generation has served: what stopped the replacement
+             * (descriptors, memory, a file gone from under us) may pass,
+             * and giving up would leave the daemon a worker short for
+             * good.  Retry with the back-off below, as nginx does. */
+            as_log(AS_LOG_ERR, "worker#%d could not start; retrying with back-off", index);
         }
         as_stats_shm_count_restart(m->stats);
         if (scanning) {

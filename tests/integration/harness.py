@@ -97,6 +97,15 @@ def log(*args):
 # Results
 
 
+_ALL_TESTS = []
+
+
+def failures_so_far():
+    """Failed checks of every Tests object: a daemon that saw one fail
+    prints its log on exit, even when no exception was raised."""
+    return sum(t.failed for t in _ALL_TESTS)
+
+
 class Tests:
     """Counts checks.  check() records one assertion; run() runs a test
     function and counts an exception as a failure (with its traceback);
@@ -106,6 +115,7 @@ class Tests:
         self.name = name
         self.passed = 0
         self.failed = 0
+        _ALL_TESTS.append(self)
 
     def check(self, what, cond, detail=""):
         if cond:
@@ -561,6 +571,7 @@ class Daemon:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self):
+        self._failures_at_start = failures_so_far()
         try:
             return self.start()
         except BaseException:
@@ -568,7 +579,8 @@ class Daemon:
             raise
 
     def __exit__(self, *exc):
-        if exc[0] is not None and self.proc is not None:
+        failed = exc[0] is not None or failures_so_far() > self._failures_at_start
+        if failed and self.proc is not None:
             log("log of the failed daemon (last 3000 bytes):\n" + self.log()[-3000:])
         self.cleanup()
 

@@ -8,7 +8,8 @@
  *   X-Crash: dns       abort() in the callback of a DNS query
  *
  * If the file named by $CRASHER_INIT_ABORT exists, init() aborts: a worker
- * that cannot start.
+ * that cannot start.  If the file named by $CRASHER_INIT_FAIL exists, init()
+ * fails cleanly (the worker exits with the configuration-error status).
  */
 #include <authscan/plugin.h>
 #include <signal.h>
@@ -26,6 +27,11 @@ static int init(struct as_plugin_ctx *ctx, void **state)
     (void)state;
     const char *flag = getenv("CRASHER_INIT_ABORT");
     if (flag && *flag && access(flag, F_OK) == 0) abort();
+    flag = getenv("CRASHER_INIT_FAIL");
+    if (flag && *flag && access(flag, F_OK) == 0) {
+        as_plugin_set_error(ctx, "%s exists", flag);
+        return -1;
+    }
     return 0;
 }
 

@@ -307,6 +307,12 @@ def row_worker_kill():
         n = res.sent
         harness.wait_for(lambda: res.sent >= n + 100, 30, what="load after the respawn")
         bg.stop()
+        # a replacement that dies young is replaced again after a back-off
+        # (0.1s and up): wait for the count, the log says what happened
+        try:
+            harness.wait_for(lambda: len(d.worker_pids()) == 2, 15, what="two workers")
+        except TimeoutError:
+            pass
         after = d.worker_pids()
         T.check("worker-sigkill: respawned (%s -> %s)" % (before, after),
                 before[0] not in after and len(after) == 2)

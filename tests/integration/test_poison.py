@@ -109,6 +109,11 @@ def is_poison_answer(r, action="soft reject"):
             "CRASHER_SAW" not in r.get("symbols", {}) and r.get("is_skipped") is True)
 
 
+def log_time(stamp):
+    """Seconds of a log line's time stamp (2026-12-05T19:05:38.187Z)."""
+    return time.mktime(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")) + float(stamp[19:-1])
+
+
 def test_culprit_and_bystanders():
     """One crash with three innocent scans in flight: only the message whose
     code was running is poison; the three are scanned normally on retry."""
@@ -137,8 +142,16 @@ def test_culprit_and_bystanders():
                 all(isinstance(o, Exception) for o in out), out)
         new = wait_for(lambda: (lambda p: p if len(p) == 1 and victim not in p else None)(
             d.worker_pids()), 10, what="replacement")
-        T.check("the worker was replaced at once (no back-off)",
-                re.search(r"started worker#0 \(pid %d" % new[0], d.log()[mark:]) is not None)
+        # the pid shows in /proc as soon as fork returns, before the master
+        # logs it: wait for the line, then compare the two lines' times
+        # (a back-off would put at least 0.1s between them)
+        started = d.wait_log(r"(\S+) authscand\[\d+\] master info: started worker#0 \(pid %d"
+                             % new[0], 10, since=mark)
+        died = re.search(r"(\S+) authscand\[\d+\] master error: worker#0 \(pid %d[^\n]*"
+                         r"killed by signal" % victim, d.log()[mark:])
+        gap = log_time(started.group(1)) - log_time(died.group(1)) if died else None
+        T.check("the worker was replaced at once (no back-off)", gap is not None and gap < 0.08,
+                "got %r s between the death and the start, want < 0.08" % gap)
 
         st, r = d.checkv2(poison, {"IP": "192.0.2.1"})
         T.eq("poison retry: status", st, 200)
@@ -322,6 +335,10 @@ def test_burst():
         T.eq("no message killed a worker twice", crashes(d, mark), 20)
         harness.log("burst: %d crashed in the burst, %d on the first retry" %
                     (before, crashes(d, mark) - before))
+        try:   # the last crash's replacement may still be starting
+            wait_for(lambda: len(d.worker_pids()) == 2, 15, what="two workers")
+        except TimeoutError:
+            pass
         T.eq("both workers alive", len(d.worker_pids()), 2)
 
 
@@ -348,6 +365,27 @@ def test_startup_backoff():
         T.check("serving again", st == 200 and "CRASHER_SAW" in r["symbols"], r)
 
 
+def test_replacement_init_fails():
+    """A replacement worker whose plugin init fails once the daemon has
+    served (a file gone, descriptors short) is retried with back-off, not
+    given up on: giving up would leave the daemon a worker short for good.
+    At start-up the same failure stops the daemon (test_plugin_files)."""
+    flag = os.path.join(TMP, "init-fail")
+    with daemon(workers=2, env={"CRASHER_INIT_FAIL": flag}) as d:
+        victim = d.worker_pids()[0]
+        open(flag, "w").close()
+        mark = d.log_mark()
+        os.kill(victim, signal.SIGKILL)
+        d.wait_log(r"worker#\d could not start; retrying with back-off", 10, since=mark, count=2)
+        T.check("not given up", "not restarting" not in d.log()[mark:], d.log()[mark:])
+        st, r = d.checkv2(harness.SIMPLE_MSG)
+        T.check("the other worker serves meanwhile", st == 200 and "CRASHER_SAW" in r["symbols"],
+                r)
+        os.unlink(flag)
+        wait_for(lambda: len(d.worker_pids()) == 2, 15, what="two workers after the flag is gone")
+        T.eq("two workers again", len(d.worker_pids()), 2)
+
+
 def test_check_config():
     for conf, want in (("[poison]\naction = bounce\n", "x.conf:2: bad value 'bounce' for "
                         "'poison.action'"),
@@ -371,14 +409,13 @@ def main():
         return T.finish()
     PLUGINS = plugins_with_crasher()
     try:
-        T.run(test_check_config)
-        T.run(test_culprit_and_bystanders)
-        T.run(test_repeated_bystander)
-        T.run(test_crash_kinds_and_action)
-        T.run(test_operator_kill_is_not_poison)
-        T.run(test_disabled)
-        T.run(test_burst)
-        T.run(test_startup_backoff)
+        only = os.environ.get("POISON_TESTS", "").split()   # to rerun one
+        for t in (test_check_config, test_culprit_and_bystanders, test_repeated_bystander,
+                  test_crash_kinds_and_action, test_operator_kill_is_not_poison,
+                  test_disabled, test_burst, test_startup_backoff,
+                  test_replacement_init_fails):
+            if not only or t.__name__ in only:
+                T.run(t)
     finally:
         shutil.rmtree(TMP, ignore_errors=True)
     return T.finish()
