@@ -22,6 +22,9 @@ daemon, a real master + replica and three real sentinels
   - switchover: the old master back (a replica now), SENTINEL FAILOVER
     under load: zero failed requests, writes move to it within seconds of
     its promotion, the demoted one (alive: READONLY) takes none after;
+  - the named master demoted by hand (REPLICAOF, no failover): READONLY,
+    then reconnects refused by the ROLE check, every scan answered; writes
+    land again once it is a master;
   - a sentinel that does not know the master name: reads fail open, the
     log says which sentinel said what.
 Prints "N passed, N failed"; exits non-zero on failure."""
@@ -285,6 +288,53 @@ def switchover(master, replica, sentinels, d):
     T.check("switchover: nothing queued, up", rs.get("state") == "up", rs)
 
 
+def demoted_behind_their_back(sentinels):
+    """The master the sentinels name answers ROLE "slave" (made a replica
+    by hand, without a failover: the sentinels keep naming it, as there is
+    no replica to promote).  The daemon's writes get READONLY, its
+    reconnects are refused by the ROLE check (not the master), scans are
+    answered all along; once it is a master again, writes land there."""
+    name = "authscan-stale"
+    with harness.RedisServer() as m, harness.RedisServer() as other:
+        for s in sentinels:
+            s.cmd("SENTINEL", "MONITOR", name, "127.0.0.1", str(m.port), "2")
+            s.cmd("SENTINEL", "SET", name, "down-after-milliseconds", "1000")
+        try:
+            config = ("redis.sentinels = %s\nredis.master_name = %s\nredis.timeout = 300ms\n"
+                      "history.cache_ttl = 0\n" % (", ".join(x.address for x in sentinels), name))
+            # the refused reconnects are logged at debug level (the state
+            # line "unavailable" came with the READONLY already)
+            with harness.Daemon(workers=1, config=config, zone=ZONE, log_level="debug") as d:
+                st, _ = scan(d, 900)
+                harness.wait_for(lambda: m.cmd("EXISTS", key(900)) == 1, 10,
+                                 what="the first write")
+                mark = d.log_mark()
+                m.cmd("REPLICAOF", "127.0.0.1", str(other.port))
+                sts = [scan(d, 901 + i)[0] for i in range(5)]
+                d.wait_log(r"not the master \(ROLE says slave\)", 15, since=mark)
+                sts += [scan(d, 910 + i)[0] for i in range(5)]
+                T.eq("demoted master: every scan answered", sts, [200] * 10)
+                T.eq("demoted master: nothing written to it meanwhile",
+                     [n for n in range(910, 915) if m.cmd("EXISTS", key(n)) == 1], [])
+                m.cmd("REPLICAOF", "NO", "ONE")
+                n = [920]
+
+                def lands():
+                    n[0] += 1
+                    scan(d, n[0])
+                    return m.cmd("EXISTS", key(n[0])) == 1 or \
+                        m.cmd("EXISTS", key(n[0] - 1)) == 1
+                harness.wait_for(lands, 20, interval=0.3, what="writes after REPLICAOF NO ONE")
+                T.check("master again: writes land", True)
+                T.eq("master again: /stat redis up", d.stat()["redis"].get("state"), "up")
+        finally:
+            for s in sentinels:
+                try:
+                    s.cmd("SENTINEL", "REMOVE", name)
+                except Exception:
+                    pass
+
+
 def unknown_name(sentinels):
     config = ("redis.sentinels = %s\nredis.master_name = no-such-master\n"
               "redis.timeout = 300ms\n" % ", ".join(s.address for s in sentinels))
@@ -315,6 +365,7 @@ def main():
                 T.run(switchover, master, replica, sentinels, d)
                 T.check("no sanitizer report", "Sanitizer" not in d.log() and
                         "runtime error" not in d.log(), d.log()[-2000:])
+            T.run(demoted_behind_their_back, sentinels)
             T.run(unknown_name, sentinels)
         finally:
             for s in sentinels:
