@@ -14,6 +14,7 @@
              over every file is checked against N.
 """
 import gzip
+import glob
 import os
 import re
 import resource
@@ -183,10 +184,18 @@ def markdown(R):
     return L
 
 
+def plugin_dir(build):
+    """The build's plugin folder: lib/authscan/plugins-abi<major> (the ABI
+    major is in its name so that a daemon of another major never loads
+    them)."""
+    found = sorted(glob.glob(os.path.join(build, "lib", "authscan", "plugins-abi*")))
+    return found[-1] if found else os.path.join(build, "lib", "authscan", "plugins-abi1")
+
+
 if __name__ == "__main__":   # a quick stand-alone run: python3 bench/report_bench.py BUILD [N D]
     build = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build")
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 1000000
     d = int(sys.argv[3]) if len(sys.argv) > 3 else 10000
     R = {"generation": generation(os.path.join(build, "bin", "authscan"),
-                                  os.path.join(build, "lib", "authscan", "plugins"), n, d)}
+                                  plugin_dir(build), n, d)}
     print("\n".join(markdown(R)))
