@@ -125,7 +125,7 @@ static int spf_init(struct as_plugin_ctx *ctx, void **state)
     }
     const char *recv = as_plugin_opt_string(ctx, "receiver");
     if (recv && *recv)
-        snprintf(st->receiver, sizeof st->receiver, "%s", recv);
+        spf_strcpy(st->receiver, sizeof st->receiver, recv);
     else if (gethostname(st->receiver, sizeof st->receiver - 1) != 0 || !st->receiver[0])
         snprintf(st->receiver, sizeof st->receiver, "localhost");
     const char *dexp = as_plugin_opt_string(ctx, "default_explanation");
@@ -294,7 +294,7 @@ static void dns_done(struct as_task *t, const struct as_dns_answer *ans, void *a
         for (size_t i = 0; i < ans->nrr && i < 10; i++) {
             char h[SPF_NAME_MAX + 1];
             const char *host = ans->type == AS_DNS_MX ? ans->rr[i].d.mx.host : ans->rr[i].d.name;
-            snprintf(h, sizeof h, "%s", host ? host : "");
+            spf_strcpy(h, sizeof h, host ? host : "");
             for (char *c = h; *c; c++)
                 *c = (char)tolower((unsigned char)*c);
             want(s, h, s->qm.family == AF_INET6 ? AS_DNS_AAAA : AS_DNS_A, 0);
@@ -581,7 +581,7 @@ static void spf_scan(struct as_task *t, void *state)
         skip(s, "no client IP", 1);
         return;
     }
-    snprintf(s->ip, sizeof s->ip, "%s", env->ip);
+    spf_strcpy(s->ip, sizeof s->ip, env->ip);
     if (spf_netlist_match(&st->trusted, s->qm.family, &s->qm.ip)) {
         /* Find the first hop, from the top, that is not one of ours. */
         const struct as_message *m = as_task_message(t);
@@ -600,7 +600,7 @@ static void spf_scan(struct as_task *t, void *state)
                 continue;
             s->qm.family = tmp.family;
             s->qm.ip = tmp.ip;
-            snprintf(s->ip, sizeof s->ip, "%s", ip);
+            spf_strcpy(s->ip, sizeof s->ip, ip);
             s->helo = hh;
             found = 1;
         }

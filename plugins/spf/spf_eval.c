@@ -73,7 +73,7 @@ static void name_norm(const char *in, char *out, size_t outsz)
     tmp[n] = 0;
     if (n && tmp[n - 1] == '.')
         tmp[--n] = 0;
-    snprintf(out, outsz, "%s", spf_name_truncate(tmp));
+    spf_strcpy(out, outsz, spf_name_truncate(tmp));
 }
 
 static void add_miss(struct eval *ev, const char *name, uint16_t type)
@@ -84,7 +84,7 @@ static void add_miss(struct eval *ev, const char *name, uint16_t type)
         if (o->misses[i].type == type && strcmp(o->misses[i].name, name) == 0)
             return;
     if (o->nmisses < SPF_MAX_MISSES) {
-        snprintf(o->misses[o->nmisses].name, sizeof o->misses[0].name, "%s", name);
+        spf_strcpy(o->misses[o->nmisses].name, sizeof o->misses[0].name, name);
         o->misses[o->nmisses].type = type;
         o->nmisses++;
     }
@@ -177,7 +177,7 @@ static SPF_dns_rr_t *layer_lookup(SPF_dns_server_t *srv, const char *domain, ns_
     if (is_term && count_term(ev) < 0)
         return rr_status(srv, name, type, TRY_AGAIN);
 
-    snprintf(base, sizeof base, "%s", name);
+    spf_strcpy(base, sizeof base, name);
     if (ends_with(name, SPF_CIDR0_SUFFIX)) {
         base[strlen(name) - strlen(SPF_CIDR0_SUFFIX) - 1] = 0;
         cidr0 = 1;
@@ -196,7 +196,7 @@ static SPF_dns_rr_t *layer_lookup(SPF_dns_server_t *srv, const char *domain, ns_
          * the same round (the term needs them all, at most 10). */
         for (int i = is_term ? ev->nexpect : ev->iexpect; i < ev->nexpect; i++) {
             char e[SPF_NAME_MAX + 1];
-            snprintf(e, sizeof e, "%s", ev->expect[i]);
+            spf_strcpy(e, sizeof e, ev->expect[i]);
             if (ends_with(e, SPF_CIDR0_SUFFIX))
                 e[strlen(e) - strlen(SPF_CIDR0_SUFFIX) - 1] = 0;
             if (spf_name_valid(e))
@@ -285,7 +285,7 @@ static SPF_dns_rr_t *layer_lookup(SPF_dns_server_t *srv, const char *domain, ns_
             if (ev->nexpect < SPF_MAX_EXPECT) {
                 char fn[SPF_NAME_MAX + 1];
                 name_norm(full, fn, sizeof fn);
-                snprintf(ev->expect[ev->nexpect++], SPF_NAME_MAX + 1, "%s", fn);
+                spf_strcpy(ev->expect[ev->nexpect++], SPF_NAME_MAX + 1, fn);
             }
             k++;
         } else if (type == ns_t_txt) {
@@ -307,7 +307,7 @@ static void remember(struct eval *ev, const char *domain, struct spf_record *rec
         free(rec);
         return;
     }
-    snprintf(ev->seen[ev->nseen].domain, sizeof ev->seen[0].domain, "%s", domain);
+    spf_strcpy(ev->seen[ev->nseen].domain, sizeof ev->seen[0].domain, domain);
     ev->seen[ev->nseen].rec = rec;
     ev->nseen++;
 }
@@ -455,7 +455,7 @@ static void validated_name(struct eval *ev, const char *domain, char *out, size_
                   : (hl > dl && hn[hl - dl - 1] == '.' && strcmp(hn + hl - dl, domain) == 0) ? 2 : 1;
         if (score > best) {
             best = score;
-            snprintf(out, outsz, "%s", hn);
+            spf_strcpy(out, outsz, hn);
         }
     }
 }
@@ -592,7 +592,7 @@ static int addr_match(struct eval *ev, const char *host, int cidr4, int cidr6)
 static void term_domain(const struct spf_term *t, const char *cur, char *out, size_t outsz)
 {
     if (!t->domain.len) {
-        snprintf(out, outsz, "%s", cur);
+        spf_strcpy(out, outsz, cur);
         return;
     }
     char tmp[SPF_NAME_MAX + 2];
@@ -710,7 +710,7 @@ struct spf_engine *spf_engine_new(const char *receiver, const char *default_exp)
         free(e);
         return NULL;
     }
-    snprintf(e->receiver, sizeof e->receiver, "%s", receiver && *receiver ? receiver : "unknown");
+    spf_strcpy(e->receiver, sizeof e->receiver, receiver && *receiver ? receiver : "unknown");
     SPF_server_set_rec_dom(e->server, e->receiver);
     /* Limits are enforced by the layer across include/redirect; libspf2's
      * own counters restart in every include, so keep them out of the way. */
@@ -869,14 +869,14 @@ void spf_engine_check(struct spf_engine *e, const struct spf_query *q, struct sp
             snprintf(out->reason, sizeof out->reason, "%s", SPF_strerror(SPF_response_errcode(resp)));
         const char *x = SPF_response_get_explanation(resp);
         if (out->result == AS_SPF_FAIL && x && strcmp(x, DEFAULT_EXP_SENTINEL) != 0) {
-            snprintf(out->explanation, sizeof out->explanation, "%s", x);
+            spf_strcpy(out->explanation, sizeof out->explanation, x);
         } else if (out->result == AS_SPF_FAIL) {
             char *buf = NULL;
             size_t blen = 0;
             e->cur = &ev;
             default_explanation(&ev, out->domain, &buf, &blen);
             e->cur = NULL;
-            snprintf(out->explanation, sizeof out->explanation, "%s", buf ? buf : "");
+            spf_strcpy(out->explanation, sizeof out->explanation, buf ? buf : "");
             free(buf);
         }
         if (out->result == AS_SPF_PASS || out->result == AS_SPF_FAIL ||
