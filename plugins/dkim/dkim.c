@@ -33,9 +33,11 @@
 #include <strings.h>
 
 #include <opendkim/dkim.h>
+#include <openssl/evp.h>
 
 #include "authscan/dkim.h"
 #include "authscan/plugin.h"
+#include "dkim_canon.h"
 #include "dkim_keys.h"
 #include "dkim_screen.h"
 #include "dkim_tags.h"
@@ -75,6 +77,8 @@ enum body_length_mode { BL_ACCEPT, BL_COMPLETE, BL_NEVER };
 struct dkim_state {
     DKIM_LIB *lib;
     struct dkimkey_cache *cache;
+    EVP_MD_CTX *md;               /* cached mode: body hashes, reused */
+    EVP_MD *sha1, *sha256;        /* fetched once, not per hash */
     int allow_sha1;
     int library_mode;
     long long min_bits, max_bits, max_sigs, max_hlist;
@@ -93,6 +97,13 @@ struct dsig {
     int sha1;                     /* a=rsa-sha1 */
     int keytype;                  /* DKIM_KEYTYPE_* the signature wants */
     int has_l;
+    unsigned long long l;         /* l= (when has_l), saturated */
+    /* cached mode: the body hash we computed (bhashed), and the length of
+     * the whole canonical body, for l= */
+    int bhashed, relaxed_body;
+    unsigned char bhash[EVP_MAX_MD_SIZE];
+    unsigned bhash_len;
+    unsigned long long canon_total;
     const char *qname;            /* s._domainkey.d */
     const struct as_dns_answer *ans;
     struct dkim_slice b, bh;      /* from our own parse (FWS kept) */
@@ -241,7 +252,15 @@ static void sig_setup(struct dmsg *m, struct dsig *s, size_t idx)
             }
             if ((v = dkimtag_get(&tl, "bh")))
                 s->bh = *v;
-            s->has_l = dkimtag_get(&tl, "l") != NULL;
+            if ((v = dkimtag_get(&tl, "l"))) {
+                s->has_l = 1;
+                for (size_t i = 0; i < v->n; i++) {
+                    unsigned d = (unsigned char)v->p[i] - '0';
+                    if (d > 9)
+                        continue;   /* libopendkim refuses a bad l= before us */
+                    s->l = s->l > (~0ULL - d) / 10 ? ~0ULL : s->l * 10 + d;
+                }
+            }
         }
     }
     /* What the screen kept from libopendkim (dkim_screen.h) is a
@@ -389,15 +408,19 @@ static void apply_policy(struct dmsg *m, struct dsig *s)
             decide(s, AS_DKIM_NEUTRAL, "l= body length limit not accepted");
             return;
         }
-        /* libopendkim reports the canonical length only up to l=, so the
-         * canonical length of the whole body is computed here (l= is rare
-         * and this is a counting pass, no hashing). */
-        ssize_t msglen = -1, canonlen = -1, signlen = -1;
-        dkim_canon_t hc = DKIM_CANON_SIMPLE, bc = DKIM_CANON_SIMPLE;
-        dkim_sig_getcanonlen(m->d, s->si, &msglen, &canonlen, &signlen);
-        dkim_sig_getcanons(s->si, &hc, &bc);
-        size_t full = dkimtag_canon_body_len(m->body, m->body_len, bc == DKIM_CANON_RELAXED);
-        if (signlen >= 0 && full > (size_t)signlen) {
+        /* cached mode hashed the body itself and counted its whole
+         * canonical length; libopendkim reports it only up to l=, so in
+         * library mode it is counted here (l= is rare, no hashing). */
+        unsigned long long full = s->canon_total, signlen = s->l;
+        if (!s->bhashed) {
+            ssize_t msglen = -1, canonlen = -1, slen = -1;
+            dkim_canon_t hc = DKIM_CANON_SIMPLE, bc = DKIM_CANON_SIMPLE;
+            dkim_sig_getcanonlen(m->d, s->si, &msglen, &canonlen, &slen);
+            dkim_sig_getcanons(s->si, &hc, &bc);
+            full = dkimtag_canon_body_len(m->body, m->body_len, bc == DKIM_CANON_RELAXED);
+            signlen = slen >= 0 ? (unsigned long long)slen : ~0ULL;
+        }
+        if (full > signlen) {
             decide(s, AS_DKIM_NEUTRAL, "unsigned body content after l=");
             return;
         }
@@ -420,15 +443,92 @@ static int identity_exact(const char *i, const char *d)
     return at && strcasecmp(at + 1, d) == 0;
 }
 
+/* Where dkimcanon_body() puts the canonical body: counted whole (for
+ * l=), hashed up to l=, through a buffer, since relaxed canonicalization
+ * hands over a word at a time and a digest update per word costs more
+ * than the hashing. */
+struct body_sink {
+    EVP_MD_CTX *md;
+    unsigned long long left;      /* bytes still to hash (l=) */
+    unsigned long long total;     /* the whole canonical length */
+    size_t n;
+    char buf[8192];
+};
+
+static void sink_flush(struct body_sink *k)
+{
+    if (k->n)
+        EVP_DigestUpdate(k->md, k->buf, k->n);
+    k->n = 0;
+}
+
+static void sink_emit(void *arg, const char *p, size_t n)
+{
+    struct body_sink *k = arg;
+    k->total += n;
+    if (n > k->left)
+        n = (size_t)k->left;
+    k->left -= n;
+    if (n == 0)
+        return;
+    if (k->n + n > sizeof k->buf) {
+        sink_flush(k);
+        if (n > sizeof k->buf / 2) {
+            EVP_DigestUpdate(k->md, p, n);
+            return;
+        }
+    }
+    memcpy(k->buf + k->n, p, n);
+    k->n += n;
+}
+
+/* The body hash of s, computed once per (canonicalization, hash, l=) in
+ * the message: dual-signed mail usually hashes the same body twice.
+ * libopendkim is never given the body in cached mode: its byte-at-a-time
+ * canonicalization cost about as much as the crypto (docs/performance.md,
+ * issue 21).  Returns 0, or -1 when the digest could not be made. */
+static int body_hash(struct dmsg *m, struct dsig *s)
+{
+    dkim_canon_t hc = DKIM_CANON_SIMPLE, bc = DKIM_CANON_SIMPLE;
+    dkim_sig_getcanons(s->si, &hc, &bc);
+    s->relaxed_body = bc == DKIM_CANON_RELAXED;
+    unsigned long long limit = s->has_l ? s->l : ~0ULL;
+    for (size_t i = 0; i < m->nsigs; i++) {
+        const struct dsig *o = &m->sigs[i];
+        if (o != s && o->bhashed && o->relaxed_body == s->relaxed_body && o->sha1 == s->sha1 &&
+            (o->has_l ? o->l : ~0ULL) == limit) {
+            memcpy(s->bhash, o->bhash, o->bhash_len);
+            s->bhash_len = o->bhash_len;
+            s->canon_total = o->canon_total;
+            s->bhashed = 1;
+            return 0;
+        }
+    }
+    struct dkim_state *st = m->st;
+    struct body_sink k;
+    k.md = st->md;
+    k.left = limit;
+    k.total = 0;
+    k.n = 0;
+    if (!EVP_DigestInit_ex(st->md, s->sha1 ? st->sha1 : st->sha256, NULL))
+        return -1;
+    struct as_str body = as_msg_body(as_task_message(m->t));
+    dkimcanon_body(body.ptr ? body.ptr : "", body.len, s->relaxed_body, sink_emit, &k);
+    sink_flush(&k);
+    if (!EVP_DigestFinal_ex(st->md, s->bhash, &s->bhash_len))
+        return -1;
+    s->canon_total = k.total;
+    s->bhashed = 1;
+    return 0;
+}
+
 static void eval_cached(struct dmsg *m, struct dsig *s)
 {
     struct as_pool *p = as_task_pool(m->t);
     int lerr = dkim_sig_geterror(s->si);
-    if (lerr == DKIM_SIGERROR_TOOLARGE_L) {
-        decide(s, AS_DKIM_FAIL, "l= exceeds the body length");
-        return;
-    }
-    if (lerr != DKIM_SIGERROR_UNKNOWN && lerr != DKIM_SIGERROR_OK) {
+    /* l= against the body is ours to judge: libopendkim saw no body */
+    if (lerr != DKIM_SIGERROR_UNKNOWN && lerr != DKIM_SIGERROR_OK &&
+        lerr != DKIM_SIGERROR_TOOLARGE_L) {
         const char *es = dkim_sig_geterrorstr(lerr);
         decide(s, AS_DKIM_PERMERROR, es ? es : "signature error");
         return;
@@ -479,10 +579,20 @@ static void eval_cached(struct dmsg *m, struct dsig *s)
     size_t hhlen = 0, bhlen = 0;
     /* Permanent: whether libopendkim hashed a signature depends on the
      * message only. */
-    if (dkim_sig_gethashes(s->si, &hh, &hhlen, &bh, &bhlen) != DKIM_STAT_OK || !hh || !bh) {
+    if (dkim_sig_gethashes(s->si, &hh, &hhlen, &bh, &bhlen) != DKIM_STAT_OK || !hh) {
         decide(s, AS_DKIM_PERMERROR, "hashes not available");
         return;
     }
+    if (body_hash(m, s) < 0) {
+        decide(s, AS_DKIM_TEMPERROR, "body hash could not be computed");
+        return;
+    }
+    if (s->has_l && s->l > s->canon_total) {
+        decide(s, AS_DKIM_FAIL, "l= exceeds the body length");
+        return;
+    }
+    bh = s->bhash;
+    bhlen = s->bhash_len;
     unsigned char want_bh[64];
     long wl = dkimtag_base64_decode(s->bh, want_bh, sizeof want_bh);
     if (wl < 0) {
@@ -697,7 +807,9 @@ static void lib_failed(struct dmsg *m, DKIM_STAT st)
      * DMARC's fail into temperror (issue 10.2). */
 }
 
-/* Body and end of message: libopendkim finalizes the hashes. */
+/* Body and end of message: libopendkim finalizes the hashes.  In cached
+ * mode it gets no body (body_hash() does that part) and finalizes the
+ * header hashes only. */
 static void feed_body(struct dmsg *m)
 {
     const struct as_message *msg = as_task_message(m->t);
@@ -705,7 +817,10 @@ static void feed_body(struct dmsg *m)
     DKIM_STAT st = DKIM_STAT_OK;
     m->body = body.ptr;
     m->body_len = body.len;
-    if (body.len && !as_msg_crlf(msg)) {
+    if (!m->st->library_mode) {
+        body.len = 0;
+        m->body_len = 0;
+    } else if (body.len && !as_msg_crlf(msg)) {
         m->body = crlf_copy(as_task_pool(m->t), body.ptr, body.len, &m->body_len);
         if (!m->body)
             st = DKIM_STAT_NORESOURCE;
@@ -917,6 +1032,9 @@ static void plugin_fini(void *state)
                ks.lookups, ks.hits, ks.decodes);
     }
     dkimkey_cache_free(st->cache);
+    EVP_MD_CTX_free(st->md);
+    EVP_MD_free(st->sha1);
+    EVP_MD_free(st->sha256);
     if (st->lib)
         dkim_close(st->lib);
     free(st);
@@ -999,6 +1117,15 @@ static int plugin_init(struct as_plugin_ctx *ctx, void **state)
         (!st->library_mode && dkim_set_final(st->lib, final_cb) != DKIM_STAT_OK)) {
         as_plugin_set_error(ctx, "dkim: cannot configure libopendkim");
         goto fail;
+    }
+    if (!st->library_mode) {
+        st->md = EVP_MD_CTX_new();
+        st->sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
+        st->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+        if (!st->md || !st->sha1 || !st->sha256) {
+            as_plugin_set_error(ctx, "dkim: cannot set up SHA-1/SHA-256 (OpenSSL)");
+            goto fail;
+        }
     }
     *state = st;
     return 0;
