@@ -317,12 +317,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const struct dkim_key *k = dkimkey_cache_get(cache, key, keylen);
     fz_sink += k && k->error ? 1 : 0;
     /* The body as cached mode hashes it (dkimcanon_body) must be as long
-     * as the count l= is judged by (dkimtag_canon_body_len), in both
-     * canonicalizations: two independent walks of RFC 6376 3.4.3/3.4.4. */
+     * as library mode's count for l= (dkimtag_canon_body_len), in both
+     * canonicalizations: two independent walks of RFC 6376 3.4.3/3.4.4.
+     * They part only on a bare LF, a line end to the first (as to dkimpy)
+     * and data to the second (as to libopendkim, docs/dkim.md). */
+    int bare_lf = 0;
+    for (size_t i = 0; i < bodylen && !bare_lf; i++)
+        bare_lf = body[i] == '\n' && (i == 0 || body[i - 1] != '\r');
     for (int relaxed = 0; relaxed < 2; relaxed++) {
         size_t emitted = 0;
         dkimcanon_body(body, bodylen, relaxed, count_emit, &emitted);
-        if (emitted != dkimtag_canon_body_len(body, bodylen, relaxed))
+        if (!bare_lf && emitted != dkimtag_canon_body_len(body, bodylen, relaxed))
             __builtin_trap();
     }
     fz_key = key;
