@@ -92,19 +92,53 @@ size_t dkimcanon_strip_b(const char *field, size_t n, struct dkim_slice b, char 
 
 static const char crlf[] = "\r\n";
 
+/* 0x80 in each byte of v that is zero, nothing elsewhere (exact, unlike
+ * the shorter test next_wsp() uses to find a candidate). */
+static uint64_t zero_bytes(uint64_t v)
+{
+    const uint64_t low7 = 0x7f7f7f7f7f7f7f7fULL;
+    return ~(((v & low7) + low7) | v | low7);
+}
+
+/* 1 when a line (no line end, no trailing blanks) is already in relaxed
+ * canonical form: no HTAB and no two blanks in a row. */
+static int relaxed_clean(const char *l, size_t n)
+{
+    const uint64_t ones = 0x0101010101010101ULL;
+    size_t k = 0;
+    for (; k + 9 <= n; k += 8) {
+        uint64_t x, y;
+        memcpy(&x, l + k, 8);
+        memcpy(&y, l + k + 1, 8);
+        if (zero_bytes(x ^ (ones * '\t')) |
+            (zero_bytes(x ^ (ones * ' ')) & zero_bytes(y ^ (ones * ' '))))
+            return 0;
+    }
+    for (; k < n; k++)
+        if (l[k] == '\t' || (l[k] == ' ' && k + 1 < n && l[k + 1] == ' '))
+            return 0;
+    return 1;
+}
+
 void dkimcanon_body(const char *p, size_t n, int relaxed, dkimcanon_emit_fn emit, void *arg)
 {
     size_t empty = 0;
     int any = 0;
     size_t i = 0;
+    /* Lines already canonical (CRLF-terminated, not after held-back empty
+     * lines, and for relaxed with nothing to change) are handed over as
+     * one run of the input: most bodies are a handful of emits, not one
+     * or more per line. */
+    size_t run = 0, run_end = 0;
     while (i < n) {
         const char *nlp = memchr(p + i, '\n', n - i);
         size_t e = nlp ? (size_t)(nlp - p) : n;
         size_t next = nlp ? e + 1 : n;
-        if (nlp && e > i && p[e - 1] == '\r')
+        int crlf_end = nlp && e > i && p[e - 1] == '\r';
+        if (crlf_end)
             e--;
         const char *l = p + i;
-        size_t ln = e - i;
+        size_t ln = e - i, start = i;
         i = next;
         if (relaxed)
             while (ln && is_wsp(l[ln - 1]))
@@ -113,6 +147,15 @@ void dkimcanon_body(const char *p, size_t n, int relaxed, dkimcanon_emit_fn emit
             empty++;
             continue;
         }
+        if (crlf_end && !empty && run_end == start && ln == e - start &&
+            (!relaxed || relaxed_clean(l, ln))) {
+            run_end = next;
+            any = 1;
+            continue;
+        }
+        if (run_end > run)
+            emit(arg, p + run, run_end - run);
+        run = run_end = next;
         for (; empty; empty--)
             emit(arg, crlf, 2);
         any = 1;
@@ -122,7 +165,7 @@ void dkimcanon_body(const char *p, size_t n, int relaxed, dkimcanon_emit_fn emit
             /* A single SP between words is canonical already: emit runs
              * that end only where whitespace must change (a tab, several
              * blanks), not a piece per word. */
-            size_t s = 0, run = 0;
+            size_t s = 0, piece = 0;
             while ((s = next_wsp(l, s, ln)) < ln) {
                 size_t t = s + 1;
                 while (t < ln && is_wsp(l[t]))
@@ -131,16 +174,18 @@ void dkimcanon_body(const char *p, size_t n, int relaxed, dkimcanon_emit_fn emit
                     s = t;
                     continue;
                 }
-                if (s > run)
-                    emit(arg, l + run, s - run);
+                if (s > piece)
+                    emit(arg, l + piece, s - piece);
                 emit(arg, " ", 1);
-                run = s = t;
+                piece = s = t;
             }
-            if (ln > run)
-                emit(arg, l + run, ln - run);
+            if (ln > piece)
+                emit(arg, l + piece, ln - piece);
         }
         emit(arg, crlf, 2);
     }
+    if (run_end > run)
+        emit(arg, p + run, run_end - run);
     if (!any && !relaxed)
         emit(arg, crlf, 2);
 }
