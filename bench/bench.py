@@ -185,8 +185,9 @@ def load_manifest(path):
 class Daemon:
     def __init__(self, binary, dns, workers, logpath, extra=()):
         self.port = free_port()
-        self.cmd = [binary, "-f", "-w", str(workers), "-l", "127.0.0.1:%d" % self.port,
-                    "--dns-server", dns] + list(extra)
+        self.cmd = [binary, "-f", "-w", str(workers), "-l", "127.0.0.1:%d" % self.port]
+        # dns None: the caller names the source in extra (--dns-zone)
+        self.cmd += (["--dns-server", dns] if dns else []) + list(extra)
         if os.geteuid() == 0:
             # authscand refuses root without `user`; the measurements were
             # always taken as root, so keep it explicitly
@@ -310,6 +311,75 @@ def inproc(authscan, manifest, zone, work, passes, runs):
     best = sorted(res, key=lambda x: x["cpu_us_per_msg"])[len(res) // 2]
     best["runs_cpu_us"] = [round(x["cpu_us_per_msg"], 1) for x in res]
     return best
+
+
+# ------------------------------------------------------------------ daemon path vs in-process
+def daemon_path(authscan, authscand, manifest, zone, work, passes, duration, warmup,
+                workers=(1, 2), levels=(1, 8)):
+    """Issue 21: CPU per message of the daemon (/checkv2 over HTTP, wrk,
+    master + workers from /proc, user + system) against `authscan bench`
+    on the same corpus in one run.  Both answer DNS from the same offline
+    zone file (--dns-zone): no resolver process to count or to leave out,
+    and the same answers for both.  In-process runs bracket the daemon
+    runs (one before, one between, one after); the ratio is to their mean,
+    and every run is kept."""
+    def one_inproc():
+        r = subprocess.run([authscan, "bench", "--dns-zone", zone, "--warmup", "1", "--repeat", str(passes),
+                            manifest], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError("authscan bench failed: %s" % r.stderr[-2000:])
+        x = json.loads(r.stdout.strip().splitlines()[-1])
+        log("  in-process: %.1f us CPU/msg" % x["cpu_us_per_msg"])
+        return x["cpu_us_per_msg"]
+
+    inp = [one_inproc()]
+    rows = []
+    for nw in workers:
+        d = Daemon(authscand, None, nw, os.path.join(work, "authscand-daemonpath.log"),
+                   extra=["--dns-zone", zone]).start()
+        try:
+            for c in levels:
+                if warmup:
+                    wrk_finish(wrk_run(d.port, manifest, c, warmup), warmup + 60)
+                wait_quiet()
+                pids = d.pids
+                c0, s0 = cpu_s(pids), cpu_s(pids, "sys")
+                w = wrk_finish(wrk_run(d.port, manifest, c, duration), duration + 60)
+                c1, s1 = cpu_s(pids), cpu_s(pids, "sys")
+                req = max(1, w["requests"])
+                errors = w["connect"] + w["read"] + w["write"] + w["status"] + w["timeout"]
+                x = {"workers": nw, "conc": c, "requests": w["requests"],
+                     "msgs_per_s": w["requests"] / (w["duration_us"] / 1e6), "errors": errors,
+                     "cpu_us_per_msg": 1e6 * (c1 - c0) / req, "sys_share": (s1 - s0) / max(1e-9, c1 - c0)}
+                rows.append(x)
+                log("  daemon %d worker(s) c=%d: %.0f msgs/s, %.1f us CPU/msg (%.0f%% system), errors %d" %
+                    (nw, c, x["msgs_per_s"], x["cpu_us_per_msg"], 100 * x["sys_share"], errors))
+        finally:
+            d.stop()
+        inp.append(one_inproc())
+    base = sum(inp) / len(inp)
+    for x in rows:
+        x["ratio"] = x["cpu_us_per_msg"] / base
+    return {"inproc_runs_us": [round(v, 1) for v in inp], "inproc_us": base, "daemon": rows,
+            "dns": "offline zone file (--dns-zone) for both", "passes": passes, "duration": duration}
+
+
+def daemon_path_lines(dp):
+    L = ["## Daemon path against in-process (issue 21)", "",
+         "Same corpus, same DNS source (%s); `authscan bench` (%d passes) runs before, between and after" %
+         (dp["dns"], dp["passes"]),
+         "the daemon runs: %s us CPU/msg, mean %.1f.  Daemon: /checkv2 over HTTP driven by wrk" %
+         (", ".join("%.1f" % v for v in dp["inproc_runs_us"]), dp["inproc_us"]),
+         "(keep-alive, %d s per level), CPU of master + workers (user + system) per message answered." %
+         dp["duration"], "Target: daemon <= 1.30x in-process.", "",
+         "| workers | c | msgs/s | errors | CPU us/msg | system share | vs in-process |",
+         "|---:|---:|---:|---:|---:|---:|---:|"]
+    for x in dp["daemon"]:
+        L.append("| %d | %d | %.0f | %d | %.1f | %.0f%% | %.2fx |" %
+                 (x["workers"], x["conc"], x["msgs_per_s"], x["errors"], x["cpu_us_per_msg"],
+                  100 * x["sys_share"], x["ratio"]))
+    L.append("")
+    return L
 
 
 # ------------------------------------------------------------------ history (Redis)
@@ -1074,6 +1144,8 @@ def report(R):
         for t in R["targets"]:
             a("| %s | %s | %s |" % tuple(t))
         a("")
+    if R.get("daemonpath"):
+        L.extend(daemon_path_lines(R["daemonpath"]))
     if R.get("mta"):
         a("")
         L.extend(mta_mod.report_lines(R["mta"]))
@@ -1178,7 +1250,7 @@ def main():
     ap.add_argument("--peer-runs", type=int, default=5,
                     help="rounds of rspamd then authscand (everything on); the ratio is their median")
     ap.add_argument("--peer-concurrency", default="8", help="testbed concurrency levels (comma list)")
-    ap.add_argument("--only", default="", help="comma list of steps: crypto,inproc,lua,check,load,mta,soak,history,profile,report,peers")
+    ap.add_argument("--only", default="", help="comma list of steps: crypto,inproc,lua,check,load,daemonpath,mta,soak,history,profile,report,peers")
     ap.add_argument("--history-senders", type=int, default=10000,
                     help="senders for the Redis memory figure of the history step (0: skip it)")
     ap.add_argument("--report-messages", type=int, default=1000000,
@@ -1200,7 +1272,8 @@ def main():
             f.write(md)
         print(md)
         return
-    steps = set(a.only.split(",")) if a.only else {"crypto", "inproc", "lua", "check", "load", "mta", "soak",
+    steps = set(a.only.split(",")) if a.only else {"crypto", "inproc", "lua", "check", "load", "daemonpath",
+                                                   "mta", "soak",
                                                    "history", "profile", "report"}
     if a.peers:
         steps.add("peers")
@@ -1241,6 +1314,11 @@ def main():
     if "lua" in steps:
         log("Lua rules: authscan bench with none, one empty hook, ten rules; 5 interleaved runs")
         R["lua"] = lua_cost(authscan, manifest, zone, a.passes)
+    if "daemonpath" in steps:
+        log("daemonpath: in-process against the daemon over HTTP, offline zone for both, "
+            "1 and 2 workers, c=1 and c=8, %d s each" % a.duration)
+        R["daemonpath"] = daemon_path(authscan, authscand, manifest, zone, a.work, a.passes, a.duration,
+                                      a.warmup)
     need_daemon = steps & {"check", "load", "mta", "soak", "history"}
     if need_daemon:
         server = nsd_mod.NSD({".": zone}).start()

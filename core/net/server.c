@@ -75,6 +75,7 @@ struct as_conn {
     enum as_conn_state state;
     int closing;             /* as_conn_close(): flushing, then lingering */
     int peer_eof;            /* the client closed its sending side */
+    size_t in_left;          /* input the adapter left after its last read */
     double accepted;
     struct addr_slot *addr;  /* NULL: not counted (unix socket) */
     char peer[64];
@@ -472,14 +473,53 @@ static void conn_linger(struct as_conn *c)
     as_conn_timer_set(c, SERVER_LINGER_SECONDS);
 }
 
+/* libevent reads at most this much per callback (EVBUFFER_MAX_READ in
+ * 2.1), after an ioctl(FIONREAD), and then waits for the next loop pass. */
+#define SERVER_LIBEVENT_READ_CAP 4096
+/* What conn_read_more() takes in one recv. */
+#define SERVER_READ_MORE 65536
+
+/* A 6-10 KB message arrives in 2-3 capped reads, each an epoll_wait, an
+ * ioctl and a readv: when libevent's read hit its cap, take what the
+ * kernel holds now in one recv (within the read watermark the adapter
+ * set).  EOF and errors are left to libevent's next read. */
+static void conn_read_more(struct as_conn *c, struct evbuffer *in)
+{
+    size_t have = evbuffer_get_length(in);
+    /* in_left > have: the adapter consumed input outside its read (after a
+     * scan finished); what the last read brought is then unknown */
+    if (have < SERVER_LIBEVENT_READ_CAP) return;
+    if (have >= c->in_left && have - c->in_left < SERVER_LIBEVENT_READ_CAP) return;
+    size_t room = SERVER_READ_MORE, high = 0;
+    bufferevent_getwatermark(c->bev, EV_READ, NULL, &high);
+    if (high) {
+        if (have >= high) return;
+        if (high - have < room) room = high - have;
+    }
+    /* the bufferevent keeps its input's end frozen outside its own reads */
+    evbuffer_unfreeze(in, 0);
+    struct evbuffer_iovec v;
+    if (evbuffer_reserve_space(in, (ev_ssize_t)room, &v, 1) == 1) {
+        if (v.iov_len > room) v.iov_len = room;
+        ssize_t n = recv(bufferevent_getfd(c->bev), v.iov_base, v.iov_len, 0);
+        v.iov_len = n > 0 ? (size_t)n : 0;
+        if (evbuffer_commit_space(in, &v, 1) != 0)
+            as_log(AS_LOG_WARN, "server: evbuffer_commit_space failed");
+    }
+    evbuffer_freeze(in, 0);
+}
+
 static void conn_read_cb(struct bufferevent *bev, void *arg)
 {
     struct as_conn *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
     if (c->closing) {
-        evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+        evbuffer_drain(in, evbuffer_get_length(in));
         return;
     }
+    conn_read_more(c, in);
     c->proto->read(c->cs);
+    c->in_left = evbuffer_get_length(in);
 }
 
 /* Everything written reached the kernel. */
