@@ -75,7 +75,6 @@ struct as_conn {
     enum as_conn_state state;
     int closing;             /* as_conn_close(): flushing, then lingering */
     int peer_eof;            /* the client closed its sending side */
-    size_t in_left;          /* input the adapter left after its last read */
     double accepted;
     struct addr_slot *addr;  /* NULL: not counted (unix socket) */
     char peer[64];
@@ -485,11 +484,12 @@ static void conn_linger(struct as_conn *c)
  * set).  EOF and errors are left to libevent's next read. */
 static void conn_read_more(struct as_conn *c, struct evbuffer *in)
 {
+    /* Less than the cap buffered: libevent's read did not hit it.  (At or
+     * above it, the recv may find nothing and cost one EAGAIN.)  The
+     * connection is not touched after the adapter's read: the adapter
+     * may free it (as_conn_abort). */
     size_t have = evbuffer_get_length(in);
-    /* in_left > have: the adapter consumed input outside its read (after a
-     * scan finished); what the last read brought is then unknown */
     if (have < SERVER_LIBEVENT_READ_CAP) return;
-    if (have >= c->in_left && have - c->in_left < SERVER_LIBEVENT_READ_CAP) return;
     size_t room = SERVER_READ_MORE, high = 0;
     bufferevent_getwatermark(c->bev, EV_READ, NULL, &high);
     if (high) {
@@ -518,8 +518,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
         return;
     }
     conn_read_more(c, in);
-    c->proto->read(c->cs);
-    c->in_left = evbuffer_get_length(in);
+    c->proto->read(c->cs);   /* may free c */
 }
 
 /* Everything written reached the kernel. */

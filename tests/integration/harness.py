@@ -581,7 +581,7 @@ class Daemon:
     def __exit__(self, *exc):
         failed = exc[0] is not None or failures_so_far() > self._failures_at_start
         if failed and self.proc is not None:
-            log("log of the failed daemon (last 3000 bytes):\n" + self.log()[-3000:])
+            log("log of the failed daemon (last 3000 bytes):\n" + self.log()[-30000:])
         self.cleanup()
 
     # -- log -----------------------------------------------------------
