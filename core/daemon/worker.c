@@ -175,6 +175,10 @@ void as_worker_main(struct as_config *cfg, const struct as_worker_socket *socks,
     w.sig_quit = evsignal_new(w.base, SIGQUIT, signal_cb, &w);
     evsignal_add(w.sig_term, NULL);
     evsignal_add(w.sig_quit, NULL);
+    /* logged before the master hears of it: its "generation ready" and
+     * READY=1 then always follow every worker's line */
+    as_log(AS_LOG_INFO, "ready: %zu plugin(s), %zu symbol(s)", as_engine_plugin_count(w.engine),
+           as_symtab_count(as_engine_symtab(w.engine)));
     if (ready_fd >= 0) {
         /* The same pipe tells us when the master dies (EOF on read). */
         w.parent_ev = event_new(w.base, ready_fd, EV_READ | EV_PERSIST, parent_cb, &w);
@@ -182,8 +186,6 @@ void as_worker_main(struct as_config *cfg, const struct as_worker_socket *socks,
         char c = 'R';
         if (write(ready_fd, &c, 1) != 1) as_log(AS_LOG_WARN, "cannot notify master");
     }
-    as_log(AS_LOG_INFO, "ready: %zu plugin(s), %zu symbol(s)", as_engine_plugin_count(w.engine),
-           as_symtab_count(as_engine_symtab(w.engine)));
     event_base_dispatch(w.base);
 
     as_server_free(w.server);
