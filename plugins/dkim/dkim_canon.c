@@ -11,19 +11,25 @@ static int is_wsp(char c)
     return c == ' ' || c == '\t';
 }
 
-/* The first SP or HTAB in p[i..n), or n: eight bytes at a time (a body
- * is mostly words, and this scan was most of the canonicalization). */
+/* 0x80 in each byte of v that is zero, nothing elsewhere: the blank
+ * searches below look at eight bytes at a time (a body is mostly words,
+ * and a byte-at-a-time scan was most of the canonicalization). */
+static uint64_t zero_bytes(uint64_t v)
+{
+    const uint64_t low7 = 0x7f7f7f7f7f7f7f7fULL;
+    return ~(((v & low7) + low7) | v | low7);
+}
+
+#define BYTES8(c) (0x0101010101010101ULL * (unsigned char)(c))
+
+/* The first SP or HTAB in p[i..n), or n. */
 static size_t next_wsp(const char *p, size_t i, size_t n)
 {
-    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
-    while (i + 8 <= n) {
-        uint64_t x, a, b;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x;
         memcpy(&x, p + i, 8);
-        a = x ^ (ones * ' ');
-        b = x ^ (ones * '\t');
-        if (((a - ones) & ~a & highs) | ((b - ones) & ~b & highs))
+        if (zero_bytes(x ^ BYTES8(' ')) | zero_bytes(x ^ BYTES8('\t')))
             break;
-        i += 8;
     }
     while (i < n && !is_wsp(p[i]))
         i++;
@@ -92,26 +98,17 @@ size_t dkimcanon_strip_b(const char *field, size_t n, struct dkim_slice b, char 
 
 static const char crlf[] = "\r\n";
 
-/* 0x80 in each byte of v that is zero, nothing elsewhere (exact, unlike
- * the shorter test next_wsp() uses to find a candidate). */
-static uint64_t zero_bytes(uint64_t v)
-{
-    const uint64_t low7 = 0x7f7f7f7f7f7f7f7fULL;
-    return ~(((v & low7) + low7) | v | low7);
-}
-
 /* 1 when a line (no line end, no trailing blanks) is already in relaxed
  * canonical form: no HTAB and no two blanks in a row. */
 static int relaxed_clean(const char *l, size_t n)
 {
-    const uint64_t ones = 0x0101010101010101ULL;
     size_t k = 0;
     for (; k + 9 <= n; k += 8) {
         uint64_t x, y;
         memcpy(&x, l + k, 8);
         memcpy(&y, l + k + 1, 8);
-        if (zero_bytes(x ^ (ones * '\t')) |
-            (zero_bytes(x ^ (ones * ' ')) & zero_bytes(y ^ (ones * ' '))))
+        if (zero_bytes(x ^ BYTES8('\t')) |
+            (zero_bytes(x ^ BYTES8(' ')) & zero_bytes(y ^ BYTES8(' '))))
             return 0;
     }
     for (; k < n; k++)
