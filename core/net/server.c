@@ -46,6 +46,12 @@
 #define SERVER_LIMIT_LOG_INTERVAL 5.0
 /* Buckets of the per-address connection counts (power of two). */
 #define SERVER_ADDR_BUCKETS 1024
+/* What one read takes at most: a whole message of the usual size in one
+ * recv.  libevent's own socket read costs an ioctl(FIONREAD) and a readv
+ * of at most 4,096 bytes each, so a 6-10 KB request took three system
+ * calls or more and as many loop passes; ours is one recv (and the
+ * bufferevent is left to write). */
+#define SERVER_READ_SIZE 65536
 
 /* Connections from one client address (IPv4 address or IPv6 /64). */
 struct addr_slot {
@@ -67,7 +73,11 @@ struct server_listener {
 struct as_conn {
     struct as_server *srv;
     struct as_conn *prev, *next;
-    struct bufferevent *bev;
+    struct bufferevent *bev; /* writes only: reading is conn_sock_read_cb's */
+    struct event *rev;       /* readable */
+    struct evbuffer_cb_entry *resume;  /* enabled while reading is paused */
+    size_t read_high;        /* as_conn_read_limit(); 0: no limit */
+    int read_paused;         /* read_high reached, or EOF seen */
     struct event *timer;
     struct event *flush;     /* activated by a write: see conn_output() */
     const struct as_protocol *proto;
@@ -100,6 +110,7 @@ struct as_server {
     struct event *done_ev;
 
     struct addr_slot *addr_tab[SERVER_ADDR_BUCKETS];
+    unsigned char rbuf[SERVER_READ_SIZE];   /* conn_sock_read_cb's scratch */
     struct { double next; unsigned long suppressed; } limlog[AS_SERVER_LOG__COUNT];
 };
 
@@ -277,7 +288,8 @@ static void server_check_drained(struct as_server *s)
     }
 }
 
-static void conn_read_cb(struct bufferevent *bev, void *arg);
+static void conn_sock_read_cb(evutil_socket_t fd, short what, void *arg);
+static void conn_resume_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg);
 static void conn_write_cb(struct bufferevent *bev, void *arg);
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
@@ -347,7 +359,15 @@ static void conn_new(struct server_listener *sl, evutil_socket_t fd, const struc
     c->state = AS_CONN_IDLE;
     c->timer = evtimer_new(s->base, conn_timer_cb, c);
     c->flush = event_new(s->base, -1, 0, conn_flush_cb, c);
-    if (!c->timer || !c->flush) as_oom();
+    c->rev = event_new(s->base, fd, EV_READ | EV_PERSIST, conn_sock_read_cb, c);
+    if (!c->timer || !c->flush || !c->rev) as_oom();
+    /* The bufferevent never reads (see conn_sock_read_cb): its input is
+     * filled by us, so its end is not kept frozen. */
+    struct evbuffer *in = bufferevent_get_input(bev);
+    evbuffer_unfreeze(in, 0);
+    c->resume = evbuffer_add_cb(in, conn_resume_cb, c);
+    if (!c->resume) as_oom();
+    evbuffer_cb_clear_flags(in, c->resume, EVBUFFER_CB_ENABLED);
     peer_format(sa, salen, c->peer, sizeof c->peer);
 
     c->next = s->conns;
@@ -356,7 +376,7 @@ static void conn_new(struct server_listener *sl, evutil_socket_t fd, const struc
     s->nconns++;
     as_stats_connection(s->stats, 1);
 
-    bufferevent_setcb(bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+    bufferevent_setcb(bev, NULL, conn_write_cb, conn_event_cb, c);
     if (s->lim.write_timeout > 0) {
         struct timeval wtv = tv_from(s->lim.write_timeout);
         bufferevent_set_timeouts(bev, NULL, &wtv);
@@ -366,8 +386,8 @@ static void conn_new(struct server_listener *sl, evutil_socket_t fd, const struc
      * poll for writability at once and then stop, two epoll_ctl and a
      * wake-up per connection for nothing (a new bufferevent starts with
      * writing enabled: off here, no system call) */
-    bufferevent_disable(bev, EV_WRITE);
-    bufferevent_enable(bev, EV_READ);
+    bufferevent_disable(bev, EV_READ | EV_WRITE);
+    event_add(c->rev, NULL);
     as_log(AS_LOG_DEBUG, "%s: connection from %s", c->proto->name, c->peer);
     c->cs = c->proto->open(sl->ps, c);
 }
@@ -452,6 +472,8 @@ static void conn_free(struct as_conn *c)
     as_stats_connection(s->stats, -1);
     if (c->addr) addr_put(s, c->addr);
 
+    event_free(c->rev);
+    evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->resume);
     bufferevent_free(c->bev);
     event_free(c->timer);
     event_free(c->flush);
@@ -472,52 +494,84 @@ static void conn_linger(struct as_conn *c)
     as_conn_timer_set(c, SERVER_LINGER_SECONDS);
 }
 
-/* libevent reads at most this much per callback (EVBUFFER_MAX_READ in
- * 2.1), after an ioctl(FIONREAD), and then waits for the next loop pass. */
-#define SERVER_LIBEVENT_READ_CAP 4096
-/* What conn_read_more() takes in one recv. */
-#define SERVER_READ_MORE 65536
-
-/* A 6-10 KB message arrives in 2-3 capped reads, each an epoll_wait, an
- * ioctl and a readv: when libevent's read hit its cap, take what the
- * kernel holds now in one recv (within the read watermark the adapter
- * set).  EOF and errors are left to libevent's next read. */
-static void conn_read_more(struct as_conn *c, struct evbuffer *in)
+static void conn_read_pause(struct as_conn *c)
 {
-    /* Less than the cap buffered: libevent's read did not hit it.  (At or
-     * above it, the recv may find nothing and cost one EAGAIN.)  The
-     * connection is not touched after the adapter's read: the adapter
-     * may free it (as_conn_abort). */
-    size_t have = evbuffer_get_length(in);
-    if (have < SERVER_LIBEVENT_READ_CAP) return;
-    size_t room = SERVER_READ_MORE, high = 0;
-    bufferevent_getwatermark(c->bev, EV_READ, NULL, &high);
-    if (high) {
-        if (have >= high) return;
-        if (high - have < room) room = high - have;
-    }
-    /* the bufferevent keeps its input's end frozen outside its own reads */
-    evbuffer_unfreeze(in, 0);
-    struct evbuffer_iovec v;
-    if (evbuffer_reserve_space(in, (ev_ssize_t)room, &v, 1) == 1) {
-        if (v.iov_len > room) v.iov_len = room;
-        ssize_t n = recv(bufferevent_getfd(c->bev), v.iov_base, v.iov_len, 0);
-        v.iov_len = n > 0 ? (size_t)n : 0;
-        if (evbuffer_commit_space(in, &v, 1) != 0)
-            as_log(AS_LOG_WARN, "server: evbuffer_commit_space failed");
-    }
-    evbuffer_freeze(in, 0);
+    if (c->read_paused) return;
+    c->read_paused = 1;
+    event_del(c->rev);
 }
 
-static void conn_read_cb(struct bufferevent *bev, void *arg)
+static void conn_read_resume(struct as_conn *c)
 {
+    if (!c->read_paused || c->peer_eof) return;
+    c->read_paused = 0;
+    evbuffer_cb_clear_flags(bufferevent_get_input(c->bev), c->resume, EVBUFFER_CB_ENABLED);
+    event_add(c->rev, NULL);
+}
+
+/* Input below the limit again (the adapter consumed some): read on. */
+static void conn_resume_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    AS_UNUSED(info);
     struct as_conn *c = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
+    if (!c->read_high || evbuffer_get_length(buf) < c->read_high) conn_read_resume(c);
+}
+
+/* The client closed its sending side. */
+static void conn_peer_eof(struct as_conn *c)
+{
+    c->peer_eof = 1;
+    if (c->closing) {
+        /* a half-closing client still gets the final reply */
+        if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) conn_free(c);
+        return;
+    }
+    c->proto->eof(c->cs);
+}
+
+static void conn_failed(struct as_conn *c, int err);
+
+static void conn_sock_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    AS_UNUSED(what);
+    struct as_conn *c = arg;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t have = evbuffer_get_length(in), room = SERVER_READ_SIZE;
+    if (c->read_high && !c->closing) {
+        if (have >= c->read_high) {
+            /* resumed by conn_resume_cb once the adapter took some */
+            conn_read_pause(c);
+            evbuffer_cb_set_flags(in, c->resume, EVBUFFER_CB_ENABLED);
+            return;
+        }
+        if (c->read_high - have < room) room = c->read_high - have;
+    }
+    /* into the server's scratch buffer, then copied: a connection's input
+     * holds what arrived (a slow client pins a few KB), not a 64 KB chain
+     * reserved for every read */
+    ssize_t n;
+    do n = recv(fd, c->srv->rbuf, room, 0);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+        conn_failed(c, errno);
+        return;
+    }
+    if (n > 0 && evbuffer_add(in, c->srv->rbuf, (size_t)n) != 0) {
+        as_log(AS_LOG_ERR, "%s: %s: no memory for input", c->proto->name, c->peer);
+        conn_free(c);
+        return;
+    }
+    if (n == 0) {
+        /* level-triggered: a socket at EOF stays readable */
+        conn_read_pause(c);
+        conn_peer_eof(c);
+        return;
+    }
     if (c->closing) {
         evbuffer_drain(in, evbuffer_get_length(in));
         return;
     }
-    conn_read_more(c, in);
     c->proto->read(c->cs);   /* may free c */
 }
 
@@ -596,15 +650,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
         conn_failed(c, EVUTIL_SOCKET_ERROR());
         return;
     }
-    if (what & BEV_EVENT_EOF) {
-        c->peer_eof = 1;
-        if (c->closing) {
-            /* a half-closing client still gets the final reply */
-            if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) conn_free(c);
-            return;
-        }
-        c->proto->eof(c->cs);
-    }
+    if (what & BEV_EVENT_EOF) conn_peer_eof(c);
 }
 
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -661,7 +707,9 @@ void as_conn_write(struct as_conn *c, const void *data, size_t len)
 
 void as_conn_read_limit(struct as_conn *c, size_t high_wm)
 {
-    bufferevent_setwatermark(c->bev, EV_READ, 0, high_wm);
+    c->read_high = high_wm;
+    if (!high_wm || evbuffer_get_length(bufferevent_get_input(c->bev)) < high_wm)
+        conn_read_resume(c);
 }
 
 void as_conn_timer_set(struct as_conn *c, double secs)
@@ -681,7 +729,7 @@ void as_conn_close(struct as_conn *c)
     c->state = AS_CONN_WRITING;
     c->closing = 1;
     evtimer_del(c->timer);
-    bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
+    as_conn_read_limit(c, 0);
     /* nothing will parse what is still buffered */
     evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
     if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) conn_linger(c);

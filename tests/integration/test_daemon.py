@@ -174,6 +174,23 @@ def test_keepalive(d):
             ids.append(r.json().get("message-id") if r.status == 200 else r.status)
         T.eq("pipelined replies in order", ids, ["m%d@example.com" % (100 + i) for i in range(10)])
 
+    # pipelining past the server's read limit (64 KB buffered while a scan
+    # runs): reading pauses, then resumes as requests are consumed; sent
+    # from a thread, since the client blocks once the server stops reading
+    pad = b"".join(b"X-Pad-%d: %s\r\n" % (k, b"p" * 900) for k in range(10))
+    flood = b"".join(harness.build_request("POST", "/checkv2", msg(200 + i, pad)) for i in range(60))
+    with d.conn() as c:
+        sender = threading.Thread(target=c.send, args=(flood,), daemon=True)
+        sender.start()
+        ids = []
+        for i in range(60):
+            r = c.read_response()
+            ids.append(r.json().get("message-id") if r.status == 200 else r.status)
+        sender.join(10)
+        T.check("pipelined flood of %d KB: sender finished" % (len(flood) // 1024), not sender.is_alive(),
+                "sender still blocked")
+        T.eq("pipelined flood: 60 replies in order", ids, ["m%d@example.com" % (200 + i) for i in range(60)])
+
     # Connection: close is honoured
     with d.conn() as c:
         r = c.request("POST", "/checkv2", msg(1), keep_alive=False)
