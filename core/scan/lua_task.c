@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "authscan/arc.h"
 #include "authscan/dkim.h"
 #include "authscan/dmarc.h"
 #include "authscan/spf.h"
@@ -27,7 +28,7 @@
 #define MAX_OPTS 64
 
 enum lua_stage { LS_SCAN, LS_POSTFILTER, LS_FINISH, LS_COUNT };
-enum lua_result { LR_SPF, LR_DKIM, LR_DMARC, LR_COUNT };
+enum lua_result { LR_SPF, LR_DKIM, LR_DMARC, LR_ARC, LR_COUNT };
 
 /* The plugin's state: the service and the rules of each stage in order. */
 struct lua_plugin {
@@ -746,6 +747,86 @@ static void dmarc_field(lua_State *L, const void *p, int f)
     }
 }
 
+static const char *const arc_fields[] = {
+    "result", "malformed", "reason", "oldest_pass", "sets", "trusted_sealer",
+    "trust_configured", "trust_action", NULL,
+};
+
+/* One AAR resinfo: {method=, result=, props={["header.d"]=...}}; a
+ * property named twice keeps its first value. */
+static void push_arc_resinfo(lua_State *L, const struct as_arc_resinfo *ri)
+{
+    lua_createtable(L, 0, 3);
+    push_opt(L, ri->method);
+    lua_setfield(L, -2, "method");
+    push_opt(L, ri->result);
+    lua_setfield(L, -2, "result");
+    lua_createtable(L, 0, (int)ri->nprops);
+    for (size_t i = 0; i < ri->nprops; i++) {
+        if (!ri->props[i].name) continue;
+        lua_getfield(L, -1, ri->props[i].name);
+        int had = !lua_isnil(L, -1);
+        lua_pop(L, 1);
+        if (!had) set_str(L, ri->props[i].name, ri->props[i].value ? ri->props[i].value : "");
+    }
+    lua_setfield(L, -2, "props");
+}
+
+static void push_arc_set(lua_State *L, const struct as_arc_set *a)
+{
+    lua_createtable(L, 0, 14);
+    lua_pushinteger(L, a->instance);
+    lua_setfield(L, -2, "instance");
+    set_str(L, "cv", as_arc_cv_name(a->cv));
+    set_str(L, "seal", as_arc_sig_name(a->seal));
+    set_str(L, "ams", as_arc_sig_name(a->ams));
+    static const char *const keys[] = { "seal_domain", "seal_selector", "seal_algorithm",
+                                        "seal_reason", "ams_domain", "ams_selector",
+                                        "ams_reason", "authserv_id" };
+    const char *vals[] = { a->seal_domain, a->seal_selector, a->seal_algorithm, a->seal_reason,
+                           a->ams_domain, a->ams_selector, a->ams_reason, a->authserv_id };
+    for (size_t i = 0; i < AS_ARRAY_LEN(keys); i++)
+        if (vals[i]) set_str(L, keys[i], vals[i]);
+    lua_pushboolean(L, a->trusted);
+    lua_setfield(L, -2, "trusted");
+    lua_createtable(L, (int)a->nresults, 0);
+    for (size_t i = 0; i < a->nresults; i++) {
+        push_arc_resinfo(L, &a->results[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "results");
+}
+
+static void arc_field(lua_State *L, const void *p, int f)
+{
+    const struct as_arc_result *r = p;
+    switch (f) {
+    case 0: lua_pushstring(L, as_arc_cv_name(r->cv)); break;
+    case 1: lua_pushboolean(L, r->malformed); break;
+    case 2: push_opt(L, r->reason); break;
+    case 3: lua_pushinteger(L, r->oldest_pass); break;
+    case 4:
+        lua_createtable(L, (int)r->nsets, 0);
+        for (size_t i = 0; i < r->nsets; i++) {
+            push_arc_set(L, &r->sets[i]);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        break;
+    case 5: {
+        /* the newest set whose sealer arc.trusted_sealers names */
+        const char *d = NULL;
+        for (size_t i = r->nsets; i-- > 0 && !d;)
+            if (r->sets[i].trusted) d = r->sets[i].seal_domain;
+        push_opt(L, d);
+        break;
+    }
+    case 6: lua_pushboolean(L, r->trust_configured); break;
+    default:
+        lua_pushstring(L, r->trust_action == AS_ARC_TRUST_QUARANTINE ? "quarantine" : "deliver");
+        break;
+    }
+}
+
 static const struct {
     const char *key;                       /* as_task_get_result() key */
     const char *const *fields;
@@ -754,6 +835,7 @@ static const struct {
     [LR_SPF] = { AS_SPF_RESULT_KEY, spf_fields, spf_field },
     [LR_DKIM] = { AS_DKIM_RESULT_KEY, dkim_fields, dkim_field },
     [LR_DMARC] = { AS_DMARC_RESULT_KEY, dmarc_fields, dmarc_field },
+    [LR_ARC] = { AS_ARC_RESULT_KEY, arc_fields, arc_field },
 };
 
 static struct result_proxy *check_proxy(lua_State *L)
@@ -845,6 +927,7 @@ static int get_result(lua_State *L, enum lua_result which)
 static int t_get_spf(lua_State *L) { return get_result(L, LR_SPF); }
 static int t_get_dkim(lua_State *L) { return get_result(L, LR_DKIM); }
 static int t_get_dmarc(lua_State *L) { return get_result(L, LR_DMARC); }
+static int t_get_arc(lua_State *L) { return get_result(L, LR_ARC); }
 
 static int t_tostring(lua_State *L)
 {
@@ -867,6 +950,7 @@ static const luaL_Reg task_methods[] = {
     { "set_pre_result", t_set_pre_result }, { "set_milter_reply", t_set_milter_reply },
     { "add_header", t_add_header }, { "remove_header", t_remove_header },
     { "get_spf", t_get_spf }, { "get_dkim", t_get_dkim }, { "get_dmarc", t_get_dmarc },
+    { "get_arc", t_get_arc },
     { "get_subject", t_get_subject }, { "get_message_id", t_get_message_id },
     { "has_from", t_has_from }, { "has_recipients", t_has_recipients },
     { "get_principal_recipient", t_get_principal_recipient },

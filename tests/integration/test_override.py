@@ -12,6 +12,8 @@ against both schemas), and the daemon-wide counts by type (/stat).  Through the 
 
   a. a Lua rule softens p=reject to quarantine for a partner domain
      ("partner relay") -> local_policy naming the rule;
+  a2. a Lua rule that reads the ARC chain itself (task:get_arc()) trusts a
+     sealer the config does not name -> local_policy naming the sealer;
   b. a trusted ARC sealer (arc.trusted_sealers) -> trusted_forwarder naming
      the sealer;
   c. list traffic whose aligned DKIM signature the list broke ->
@@ -59,6 +61,28 @@ rspamd_config:register_symbol{
     end
   end,
 }
+
+rspamd_config:register_symbol{
+  name = 'ARC_SEALER_RULE', type = 'postfilter', score = 0.0,
+  callback = function(task)
+    local arc, dmarc = task:get_arc(), task:get_dmarc()
+    if not (arc and dmarc and arc.result == 'pass' and dmarc.result == 'fail') then return end
+    local set = arc.sets[#arc.sets]
+    task:insert_result('ARC_SEALER_RULE', 1.0, 'sets=' .. #arc.sets, 'cv=' .. set.cv,
+      'seal=' .. set.seal, 'ams=' .. set.ams, 'trusted=' .. tostring(set.trusted),
+      'trusted_sealer=' .. tostring(arc.trusted_sealer), 'oldest_pass=' .. arc.oldest_pass,
+      'malformed=' .. tostring(arc.malformed), 'trust_configured=' .. tostring(arc.trust_configured),
+      'trust_action=' .. arc.trust_action, 'authserv_id=' .. tostring(set.authserv_id))
+    if set.seal_domain ~= 'fwd.example.net' or set.trusted then return end
+    for _, r in ipairs(set.results) do
+      if r.method == 'dkim' and r.result == 'pass' and r.props['header.d'] == dmarc.author_domain then
+        task:set_pre_result('quarantine', string.format('vouched by %s i=%d dkim=pass %s',
+          set.seal_domain, set.instance, r.props['header.d']), 'arc_sealer')
+        return
+      end
+    end
+  end,
+}
 """
 
 
@@ -67,6 +91,10 @@ def records():
         "auth._domainkey.d1.example": A.key("auth")[1],
         "hop1._domainkey.lists.example.org": A.key("hop1")[1],
         "auth._domainkey.list.example": A.key("auth")[1],
+        "auth._domainkey.d2.example": A.key("auth")[1],
+        "hop2._domainkey.fwd.example.net": A.key("hop2")[1],
+        "_dmarc.d2.example": "v=DMARC1; p=reject; rua=mailto:r@d2.example",
+        "fwd.example.net": "v=spf1 ip4:%s -all" % LIST_IP,
         "_dmarc.d1.example": "v=DMARC1; p=reject; rua=mailto:r@d1.example",
         "_dmarc.partner.example": "v=DMARC1; p=reject; rua=mailto:r@partner.example",
         "partner.example": "v=spf1 -all",
@@ -95,6 +123,17 @@ def arc_msg():
     return A.seal(msg, b"lists.example.org", b"hop1", b"lists.example.org")
 
 
+def arc_lua_msg():
+    """d2.example (p=reject) through a forwarder the config does not trust
+    (fwd.example.net), which breaks the signature and seals what it saw."""
+    base = A.BASE.replace(b"d1.example", b"d2.example")
+    sig = dkim.sign(base, b"auth", b"d2.example", A.key("auth")[0],
+                    include_headers=A.SIGN_HEADERS)
+    msg = (sig + base).replace(b"Subject: ARC test", b"Subject: [fwd] ARC test")
+    return A.seal(msg, b"fwd.example.net", b"hop2", b"fwd.example.net",
+                  results=b"spf=fail smtp.mailfrom=d2.example; dkim=pass header.d=d2.example")
+
+
 def list_msg():
     """list.example signed it; the list added a footer (DKIM fails, aligned)."""
     base = (b"From: Author <author@list.example>\r\nTo: l@lists.test\r\n"
@@ -112,12 +151,14 @@ CASES = [
     ("arc", arc_msg, (LIST_IP, "bounce@lists.example.org"),
      "no action", "trusted_forwarder",
      r"arc=pass sealer=lists\.example\.org i=1 recorded (dkim|spf)=pass d1\.example"),
+    ("arc_lua", arc_lua_msg, (LIST_IP, "bounce@fwd.example.net"),
+     "quarantine", "local_policy", r"arc_sealer: vouched by fwd\.example\.net i=1 dkim=pass d2\.example"),
     ("list", list_msg, (BAD_IP, "b@list.example"),
      "quarantine", "mailing_list", r"List-Id mail, DKIM broken by the list"),
     ("pct", lambda: plain_msg("pct.example", 4), (BAD_IP, "b@pct.example"),
      "quarantine", "sampled_out", r"pct=0"),
 ]
-DOMAIN = {"lua": "partner.example", "arc": "d1.example", "list": "list.example",
+DOMAIN = {"lua": "partner.example", "arc": "d1.example", "arc_lua": "d2.example", "list": "list.example",
           "pct": "pct.example"}
 
 
@@ -156,6 +197,13 @@ def check_scan(d, name, msg, env, action, otype, comment):
             re.search(r"^dmarc=fail .* policy\.applied-disposition=%s "
                       r"policy\.override-reason=%s \(%s: %s\)$" % (disp, otype, otype, comment),
                       entry), "got %r" % entry)
+    if name == "arc_lua":
+        # what the rule read through task:get_arc()
+        opts = reply.get("symbols", {}).get("ARC_SEALER_RULE", {}).get("options", [])
+        T.eq("arc_lua: task:get_arc() fields", opts,
+             ["sets=1", "cv=none", "seal=pass", "ams=pass", "trusted=false",
+              "trusted_sealer=nil", "oldest_pass=0", "malformed=false", "trust_configured=true",
+              "trust_action=deliver", "authserv_id=fwd.example.net"])
     T.check("%s: log line names the override" % name,
             log_line(d, r"action=\"%s\".* override=\"dmarc %s: %s\" " % (action, otype,
                                                                            comment), mark),
@@ -201,8 +249,8 @@ def check_plain(d):
 
 def check_counts(d):
     """Daemon-wide counts by type (report plugin counters, /stat): the
-    partner was scanned twice (checkv2, rspamc)."""
-    want = {"override_local_policy": 2, "override_trusted_forwarder": 1,
+    partner was scanned twice (checkv2, rspamc), plus the ARC rule's case."""
+    want = {"override_local_policy": 3, "override_trusted_forwarder": 1,
             "override_mailing_list": 1, "override_sampled_out": 1,
             "override_policy_test_mode": 0}
 

@@ -4,7 +4,7 @@
  *
  * The arc plugin publishes one `struct as_arc_result` per scan with
  *     as_task_set_result(t, AS_ARC_RESULT_KEY, res);
- * and consumers (DMARC's trusted-sealer override, reporting, a later Lua
+ * and consumers (DMARC's trusted-sealer override, reporting, the Lua
  * binding task:get_arc()) read it with
  *     const struct as_arc_result *r = as_task_get_result(t, AS_ARC_RESULT_KEY);
  *     if (r && r->version >= 1 && r->cv == AS_ARC_PASS) ...
