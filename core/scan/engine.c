@@ -43,8 +43,16 @@ struct as_engine {
     unsigned char *service_owned;       /* started here: stop() at free */
     struct as_stats *stats;
     struct as_task *finishing;          /* see as_engine_finishing() */
+    struct engine_shared *shared;       /* as_engine_shared() */
     char id_prefix[8];
     uint64_t id_seq;
+};
+
+struct engine_shared {
+    struct engine_shared *next;
+    char *name;
+    void *obj;
+    void (*drop)(void *obj);
 };
 
 struct as_embedded {
@@ -860,6 +868,34 @@ void as_engine_attach_plugins(struct as_engine *e, struct as_engine_plugin *pl, 
 
 struct as_limits *as_engine_limits_mut(struct as_engine *e) { return &e->limits; }
 
+void *as_engine_shared(struct as_engine *e, const char *name, void *(*make)(void *arg),
+                       void (*drop)(void *obj), void *arg)
+{
+    for (struct engine_shared *x = e->shared; x; x = x->next)
+        if (strcmp(x->name, name) == 0) return x->obj;
+    void *obj = make(arg);
+    if (!obj) return NULL;
+    struct engine_shared *x = xcalloc(1, sizeof *x);
+    x->name = xstrdup(name);
+    x->obj = obj;
+    x->drop = drop;
+    x->next = e->shared;
+    e->shared = x;
+    return obj;
+}
+
+static void engine_shared_free(void *arg)
+{
+    struct as_engine *e = arg;
+    while (e->shared) {
+        struct engine_shared *x = e->shared;
+        e->shared = x->next;
+        if (x->drop) x->drop(x->obj);
+        free(x->name);
+        free(x);
+    }
+}
+
 void as_engine_free(struct as_engine *e)
 {
     if (!e) return;
@@ -867,7 +903,8 @@ void as_engine_free(struct as_engine *e)
      * code is still loaded. */
     as_task_free_finishing(e);
     as_settings_free(e->settings);
-    if (!e->plugins_borrowed) as_plugins_unload(e->plugins, e->nplugins);
+    if (!e->plugins_borrowed) as_plugins_unload(e->plugins, e->nplugins, engine_shared_free, e);
+    else engine_shared_free(e);
     as_plugins_off_free(&e->off);
     /* the services' last counts, while their states exist; a state a
      * test attached is the test's and may be gone already */

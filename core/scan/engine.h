@@ -157,6 +157,12 @@ void as_engine_next_task_id(struct as_engine *e, char *buf, size_t len);
 /* Head of the engine's list of tasks in their finish stage; task.c owns
  * the list, the engine only holds it so that as_engine_free() can end them. */
 struct as_task **as_engine_finishing(struct as_engine *e);
+/* as_plugin_shared(): the engine's object called name, made by make(arg)
+ * on first use; drop(obj) runs at as_engine_free(), after every plugin's
+ * fini() and before any is unloaded.  NULL when make() returned NULL
+ * (tried again by the next caller). */
+void *as_engine_shared(struct as_engine *e, const char *name, void *(*make)(void *arg),
+                       void (*drop)(void *obj), void *arg);
 
 /* Config helpers shared by the programs. */
 const char *as_engine_default_config_path(void);

@@ -426,7 +426,7 @@ int as_plugins_load(const char *dir, const struct as_config *cfg,
         free(order);
     }
     if (rc < 0) {
-        as_plugins_unload(loaded, nl);
+        as_plugins_unload(loaded, nl, NULL, NULL);
         as_plugins_off_free(off);
         return -1;
     }
@@ -435,11 +435,14 @@ int as_plugins_load(const char *dir, const struct as_config *cfg,
     return 0;
 }
 
-void as_plugins_unload(struct as_engine_plugin *p, size_t n)
+void as_plugins_unload(struct as_engine_plugin *p, size_t n, void (*after_fini)(void *),
+                       void *arg)
 {
     if (!p) return;
-    for (size_t i = n; i-- > 0;) {
+    for (size_t i = n; i-- > 0;)
         if (p[i].initialized && p[i].def->fini) p[i].def->fini(p[i].state);
+    if (after_fini) after_fini(arg);
+    for (size_t i = n; i-- > 0;) {
         free(p[i].deps);
         free(p[i].path);
         if (p[i].dl) {
@@ -535,6 +538,13 @@ int as_plugin_dns_reserve(struct as_plugin_ctx *c, unsigned queries)
     if (!c || queries > AS_DNS_RESERVE_MAX) return -1;
     c->dns_reserve = queries;
     return 0;
+}
+
+void *as_plugin_shared(struct as_plugin_ctx *c, const char *name, void *(*make)(void *arg),
+                       void (*drop)(void *obj), void *arg)
+{
+    if (!c || !name || !make) return NULL;
+    return as_engine_shared(c->engine, name, make, drop, arg);
 }
 
 void as_plugin_set_error(struct as_plugin_ctx *c, const char *fmt, ...)

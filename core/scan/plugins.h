@@ -26,8 +26,11 @@
 int as_plugins_load(const char *dir, const struct as_config *cfg,
                     struct as_engine_plugin **out, size_t *n, struct as_plugins_off *off,
                     char *err, size_t errlen);
-/* Calls fini (if initialized) and dlclose for each, then frees the array. */
-void as_plugins_unload(struct as_engine_plugin *p, size_t n);
+/* Calls fini (if initialized) for each, newest first, then after_fini
+ * (if not NULL: what the plugins shared, whose code is theirs, goes while
+ * it is still loaded), then dlclose for each, and frees the array. */
+void as_plugins_unload(struct as_engine_plugin *p, size_t n, void (*after_fini)(void *),
+                       void *arg);
 /* Checks each plugin's declared option defaults and sets them in cfg for
  * keys the configuration leaves unset (origin AS_PLUGINS_DEFAULT_ORIGIN,
  * line 0: as_plugin_opt_is_set() tells them from the site's values). */

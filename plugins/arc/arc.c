@@ -70,7 +70,8 @@ struct arc_trusted {
 };
 
 struct arc_state {
-    struct dkimkey_cache *cache;
+    struct dkimkey_cache *cache;    /* the worker's, shared with dkim (dkim_keys.h) */
+    int cache_owned;
     long long min_bits, max_bits;
     struct arc_trusted *trusted;
     size_t ntrusted;
@@ -747,7 +748,8 @@ static void plugin_fini(void *state)
     struct arc_state *st = state;
     if (!st)
         return;
-    dkimkey_cache_free(st->cache);
+    if (st->cache_owned)
+        dkimkey_cache_free(st->cache);
     EVP_PKEY_free(st->sign_key);
     free(st->sign_domain);
     free(st->selector);
@@ -895,7 +897,7 @@ static int plugin_init(struct as_plugin_ctx *ctx, void **state)
         as_plugin_set_error(ctx, "arc: cannot reserve DNS queries");
         goto fail;
     }
-    st->cache = dkimkey_cache_new((size_t)cache_size);
+    st->cache = dkimkey_cache_shared(ctx, (size_t)cache_size, &st->cache_owned);
     if (!st->cache) {
         as_plugin_set_error(ctx, "out of memory");
         goto fail;

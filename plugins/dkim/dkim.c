@@ -76,7 +76,8 @@ enum body_length_mode { BL_ACCEPT, BL_COMPLETE, BL_NEVER };
 
 struct dkim_state {
     DKIM_LIB *lib;
-    struct dkimkey_cache *cache;
+    struct dkimkey_cache *cache;    /* the worker's, shared with arc (dkim_keys.h) */
+    int cache_owned;
     EVP_MD_CTX *md;               /* cached mode: body hashes, reused */
     EVP_MD *sha1, *sha256;        /* fetched once, not per hash */
     int allow_sha1;
@@ -1025,13 +1026,14 @@ static void plugin_fini(void *state)
     struct dkim_state *st = state;
     if (!st)
         return;
-    if (st->cache) {
+    if (st->cache && !st->library_mode) {
         struct dkimkey_cache_stats ks;
         dkimkey_cache_stats(st->cache, &ks);
-        as_log(AS_LOG_INFO, "dkim: key cache: %llu lookups, %llu hits, %llu decodes",
-               ks.lookups, ks.hits, ks.decodes);
+        as_log(AS_LOG_INFO, "dkim: key cache (shared with arc): %llu lookups, %llu hits, "
+               "%llu decodes", ks.lookups, ks.hits, ks.decodes);
     }
-    dkimkey_cache_free(st->cache);
+    if (st->cache_owned)
+        dkimkey_cache_free(st->cache);
     EVP_MD_CTX_free(st->md);
     EVP_MD_free(st->sha1);
     EVP_MD_free(st->sha256);
@@ -1095,7 +1097,9 @@ static int plugin_init(struct as_plugin_ctx *ctx, void **state)
         goto fail;
     }
     st->lib = dkim_init(NULL, NULL);
-    st->cache = dkimkey_cache_new((size_t)cache_size);
+    /* library mode verifies with libopendkim's keys: it needs none */
+    st->cache = dkimkey_cache_shared(ctx, st->library_mode ? 0 : (size_t)cache_size,
+                                     &st->cache_owned);
     if (!st->lib || !st->cache) {
         as_plugin_set_error(ctx, "dkim: cannot initialize libopendkim");
         goto fail;

@@ -59,6 +59,27 @@ struct dkimkey_cache *dkimkey_cache_new(size_t slots)
     return c;
 }
 
+int dkimkey_cache_reserve(struct dkimkey_cache *c, size_t slots)
+{
+    if (slots <= c->nslots || c->nslots == 0)
+        return 0;
+    struct dkim_key **ns = calloc(slots, sizeof *ns);
+    if (!ns)
+        return -1;
+    for (size_t i = 0; i < c->nslots; i++) {
+        struct dkim_key *k = c->slots[i];
+        if (!k)
+            continue;
+        struct dkim_key **to = &ns[k->hash % slots];
+        key_free(*to);        /* direct-mapped: a collision keeps one */
+        *to = k;
+    }
+    free(c->slots);
+    c->slots = ns;
+    c->nslots = slots;
+    return 0;
+}
+
 void dkimkey_cache_free(struct dkimkey_cache *c)
 {
     if (!c)

@@ -44,6 +44,11 @@ void dkimkey_cache_free(struct dkimkey_cache *c);
  * decoded now.  NULL only when out of memory. */
 const struct dkim_key *dkimkey_cache_get(struct dkimkey_cache *c, const char *text, size_t len);
 
+/* Grows a caching cache to at least `slots` (never shrinks; a cache made
+ * with 0 stays uncached).  Returns 0, or -1 when out of memory (the cache
+ * is unchanged). */
+int dkimkey_cache_reserve(struct dkimkey_cache *c, size_t slots);
+
 struct dkimkey_cache_stats {
     unsigned long long lookups, hits, decodes;
 };
@@ -54,5 +59,35 @@ void dkimkey_cache_stats(const struct dkimkey_cache *c, struct dkimkey_cache_sta
  * the 32-byte SHA-256 digest.  Returns 1 good, 0 bad. */
 int dkimkey_verify(const struct dkim_key *k, int sha1, const unsigned char *digest,
                     size_t dlen, const unsigned char *sig, size_t siglen);
+
+#ifdef AUTHSCAN_PLUGIN_H
+/* For a plugin's init(): the worker's one cache of decoded keys, shared by
+ * every plugin that verifies DKIM-style signatures (dkim, arc), so that a
+ * key both use is decoded and kept once; at least `slots` big (each
+ * plugin's key_cache_size; the largest wins).  slots == 0 (the kill
+ * switch) gives the plugin a private uncached one instead, which it frees
+ * itself (*owned = 1).  NULL when out of memory. */
+static inline void *dkimkey_cache_make_(void *arg)
+{
+    (void)arg;
+    return dkimkey_cache_new(1);
+}
+
+static inline void dkimkey_cache_drop_(void *obj)
+{
+    dkimkey_cache_free(obj);
+}
+
+static inline struct dkimkey_cache *dkimkey_cache_shared(struct as_plugin_ctx *ctx, size_t slots,
+                                                         int *owned)
+{
+    *owned = slots == 0;
+    if (slots == 0)
+        return dkimkey_cache_new(0);
+    struct dkimkey_cache *c = as_plugin_shared(ctx, "dkim.key_cache.1", dkimkey_cache_make_,
+                                               dkimkey_cache_drop_, NULL);
+    return c && dkimkey_cache_reserve(c, slots) == 0 ? c : NULL;
+}
+#endif
 
 #endif

@@ -139,6 +139,36 @@ def test_without_arc_plugin():
     T.eq("arc disabled: DMARC symbol", dmarc_symbol(r), "DMARC_POLICY_REJECT")
 
 
+def cache_line(err):
+    m = re.search(r"dkim: key cache \(shared with arc\): (\d+) lookups, (\d+) hits, (\d+) decodes",
+                  err)
+    return tuple(int(x) for x in m.groups()) if m else err[-800:]
+
+
+def test_shared_key_cache():
+    """The author domain signs and seals with one key (auth._domainkey.
+    d1.example): DKIM's signature, the AMS and the seal use one decoded
+    key from the worker's one cache (dkim_keys.h dkimkey_cache_shared)."""
+    msg = A.seal(signed_original(), b"d1.example", b"auth", b"d1.example")
+    with tempfile.NamedTemporaryFile("wb", suffix=".eml", delete=False) as f:
+        f.write(msg)
+        path = f.name
+    try:
+        reply, _, _, err = U.run_check(path, U.zone_text(records()), [],
+                                       ["--ip", LIST_IP, "--from", "bounce@lists.example.org"])
+        T.eq("one key for DKIM and ARC: chain", A.cv(reply or {}), "pass")
+        T.eq("one key for DKIM and ARC: (lookups, hits, decodes) of the shared cache",
+             cache_line(err), (3, 2, 1))
+        # arc.key_cache_size = 0 (its kill switch): arc decodes afresh, DKIM alone in the cache
+        reply, _, _, err = U.run_check(path, U.zone_text(records()), ["arc.key_cache_size=0"],
+                                       ["--ip", LIST_IP, "--from", "bounce@lists.example.org"])
+        T.eq("arc.key_cache_size=0: chain", A.cv(reply or {}), "pass")
+        T.eq("arc.key_cache_size=0: the shared cache has DKIM's lookup only",
+             cache_line(err), (1, 0, 1))
+    finally:
+        os.unlink(path)
+
+
 def test_config():
     rc_ok = U.run_check
     with tempfile.NamedTemporaryFile("wb", suffix=".eml", delete=False) as f:
@@ -160,7 +190,7 @@ def test_config():
 
 def main():
     for fn in (test_untrusted_rejected, test_trusted_delivered, test_trusted_but_not_enough,
-               test_without_arc_plugin, test_config):
+               test_without_arc_plugin, test_shared_key_cache, test_config):
         T.run(fn)
     return T.finish()
 

@@ -92,6 +92,8 @@
  * as_plugin_count().
  * 1.4: Policy overrides: enum as_override_type, struct as_policy_override,
  * as_override_type_name(), as_task_add_override(), as_task_overrides().
+ * 1.5: as_plugin_shared() (one object for several plugins: the decoded
+ * DKIM keys of the dkim and arc plugins).
  *
  * Typed results of the shipped plugins are installed beside this file:
  * authscan/spf.h, authscan/dkim.h, authscan/dmarc.h, authscan/arc.h.
@@ -108,7 +110,7 @@ extern "C" {
 #endif
 
 #define AS_PLUGIN_ABI_MAJOR 1
-#define AS_PLUGIN_ABI_MINOR 4
+#define AS_PLUGIN_ABI_MINOR 5
 
 #if defined(__GNUC__)
 #define AS_API __attribute__((visibility("default")))
@@ -556,6 +558,17 @@ AS_API struct event_base *as_plugin_event_base(const struct as_plugin_ctx *c);
  * 1.2. */
 AS_API int as_plugin_dns_reserve(struct as_plugin_ctx *c, unsigned queries);
 AS_API const char *as_plugin_name(const struct as_plugin_ctx *c);
+/* For init(): per-worker state that several plugins use and none should
+ * keep twice (a cache of decoded keys, say).  The first caller's
+ * make(arg) creates the object called `name`; every later caller, in this
+ * plugin or another, gets the same pointer (make is not called again).
+ * The host owns it: drop(obj) runs once when the plugin set is torn down
+ * (a reload, the worker's end), after every plugin's fini() and while
+ * their code is still loaded.  All users must agree on what the object
+ * is: put its type and version in the name ("dkim.key_cache.1").  Returns
+ * NULL when make() did.  Since ABI 1.5. */
+AS_API void *as_plugin_shared(struct as_plugin_ctx *c, const char *name,
+                              void *(*make)(void *arg), void (*drop)(void *obj), void *arg);
 
 struct as_plugin {
     /* Must come first and be filled with AS_PLUGIN_HEADER. */
