@@ -192,12 +192,29 @@ def test_counters(plugins):
         check_aggregate(r, plugins, want)
 
 
-SCHEMAS = {
-    "rfc7489": os.path.join(harness.SRC, "tests", "data", "report",
-                            "rfc7489-appendix-c.no-namespace.xsd"),
-    "dmarcbis": os.path.join(harness.SRC, "tests", "data", "report",
-                             "rfc9990-draft32-dmarc-xml-0.2.xsd"),
-}
+SCHEMA_FILES = {"rfc7489": "rfc7489-appendix-c.no-namespace.xsd",
+                "dmarcbis": "rfc9990-draft32-dmarc-xml-0.2.xsd"}
+# The schemas of the shared conformance data where this tree sits beside
+# it (../shared/conformance/dmarc-aggregate/schema), else the copies in
+# tests/data/report (a clone on its own); test_schema_copies checks that
+# the copies are the shared files, byte for byte.
+SHARED_SCHEMAS = os.environ.get("AUTHSCAN_DMARC_AGGREGATE_SCHEMAS", os.path.join(
+    harness.SRC, "..", "shared", "conformance", "dmarc-aggregate", "schema"))
+OWN_SCHEMAS = os.path.join(harness.SRC, "tests", "data", "report")
+SCHEMAS = {fmt: os.path.join(SHARED_SCHEMAS if os.path.isdir(SHARED_SCHEMAS) else OWN_SCHEMAS, f)
+           for fmt, f in SCHEMA_FILES.items()}
+
+
+def test_schema_copies():
+    if not os.path.isdir(SHARED_SCHEMAS):
+        harness.log("skip: no shared conformance data at %s: the copies in tests/data/report "
+                    "validate" % SHARED_SCHEMAS)
+        return
+    for f in SCHEMA_FILES.values():
+        with open(os.path.join(SHARED_SCHEMAS, f), "rb") as a, \
+                open(os.path.join(OWN_SCHEMAS, f), "rb") as b:
+            T.check("tests/data/report/%s is the shared schema" % f, a.read() == b.read(),
+                    "differs from %s" % SHARED_SCHEMAS)
 NS = {"rfc7489": "", "dmarcbis": "{urn:ietf:params:xml:ns:dmarc-2.0}"}
 REPORT_CONF = ("report.org_name = Receiver Test Org\nreport.email = dmarc-reports@receiver.test\n"
                "report.domain = receiver.test\n")
@@ -270,8 +287,34 @@ def check_aggregate(r, plugins, want):
                      (begin, begin + 86399))
                 got[pd] = total
             T.eq("%s: sum of <count> per policy domain" % fmt, got, dict(want))
+            dmarc_cat([os.path.join(out, f) for f in files], fmt)
             if fmt == "rfc7489":
                 consumer([os.path.join(out, f) for f in files])
+
+
+DMARC_CAT_ROW = re.compile(r"^(\S+)\s+(\d+)\s+(\S+)\s")
+
+
+def dmarc_cat(paths, fmt):
+    """Debian's dmarc-cat (an independent Go reader of aggregate reports)
+    reads every file of both formats, overrides (<reason>) included: its
+    domain, reporter and per-record counts must be ours."""
+    exe = shutil.which("dmarc-cat")
+    if not T.check("dmarc-cat installed (scripts/install-deps)", exe, "not on PATH"):
+        return
+    for path in paths:
+        name = os.path.basename(path)
+        p = subprocess.run([exe, "-N", path], capture_output=True, text=True, timeout=60)
+        pd, _, total, root, _ = read_report(path, fmt)
+        ns = NS[fmt]
+        records = len(root.findall(ns + "record"))
+        rows = [m for m in (DMARC_CAT_ROW.match(l) for l in p.stdout.splitlines()[1:])
+                if m and m.group(1) != "IP"]
+        got = (p.returncode, "Domain: %s" % pd in p.stdout,
+               "Reporting by: Receiver Test Org" in p.stdout,
+               len(rows), sum(int(m.group(2)) for m in rows))
+        T.eq("%s: dmarc-cat reads %s (exit, domain, reporter, records, count sum; stderr %s)"
+             % (fmt, name, p.stderr.strip()[-300:]), got, (0, True, True, records, total))
 
 
 def consumer(paths, reports=None):
@@ -604,6 +647,7 @@ def main():
         os.mkdir(LUA_DIR)
         with open(os.path.join(LUA_DIR, "site.lua"), "w") as f:
             f.write(LUA_RULE)
+        T.run(test_schema_copies)
         T.run(test_counters, plugins)
         T.run(test_send, plugins)
         T.run(test_failure, plugins)

@@ -18,7 +18,7 @@ SRC = os.environ.get("AUTHSCAN_SRC", os.path.join(os.path.dirname(__file__), "..
 BUILD = os.environ.get("AUTHSCAN_BUILD", os.path.join(SRC, "build"))
 BIN = os.environ.get("AUTHSCAN_BIN", os.path.join(BUILD, "bin"))
 PLUGINS = os.environ.get("AUTHSCAN_PLUGINS",
-                         os.path.join(BUILD, "lib", "authscan", "plugins"))
+                         os.path.join(BUILD, "lib", "authscan", "plugins-abi1"))
 DATA = os.path.join(SRC, "tests", "data", "dmarc")
 
 
