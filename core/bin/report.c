@@ -296,25 +296,22 @@ static void x_close(struct xw *x)
 }
 
 /* Text from the counters is bytes from messages: anything that is not
- * valid UTF-8 (or is a control character XML forbids) becomes '?'. */
+ * valid UTF-8, or is a character XML 1.0 forbids (controls but TAB, LF
+ * and CR; U+FFFE, U+FFFF), becomes '?'. */
 static void x_elem(struct xw *x, const char *name, const char *value)
 {
     size_t n = strlen(value);
     char *clean = xmalloc(n + 1);
     size_t o = 0;
     for (size_t i = 0; i < n;) {
-        unsigned char c = (unsigned char)value[i];
-        int len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3
-                  : (c & 0xf8) == 0xf0 ? 4 : 0;
-        int ok = len > 0 && i + (size_t)len <= n && !(len == 1 && c < 0x20 && c != '\t');
-        for (int k = 1; ok && k < len; k++) ok = ((unsigned char)value[i + k] & 0xc0) == 0x80;
-        if (ok && len > 1) {
-            memcpy(clean + o, value + i, (size_t)len);
-            o += (size_t)len;
-            i += (size_t)len;
-        } else if (ok) {
-            clean[o++] = (char)c;
-            i++;
+        const unsigned char *p = (const unsigned char *)value + i;
+        size_t len = as_utf8_seq(p, n - i);
+        int ok = len > 0 && !(len == 1 && p[0] < 0x20 && p[0] != '\t') &&
+                 !(len == 3 && p[0] == 0xEF && p[1] == 0xBF && p[2] >= 0xBE);
+        if (ok) {
+            memcpy(clean + o, p, len);
+            o += len;
+            i += len;
         } else {
             clean[o++] = '?';
             i++;

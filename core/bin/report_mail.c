@@ -151,7 +151,10 @@ void rpt_date(long long t, char *buf, size_t len)
 {
     time_t tt = (time_t)t;
     struct tm tm;
-    gmtime_r(&tt, &tm);
+    if (!gmtime_r(&tt, &tm)) {   /* a year past int: a broken queue entry */
+        tt = 0;
+        gmtime_r(&tt, &tm);
+    }
     static const char *const wd[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
     static const char *const mo[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
@@ -245,16 +248,28 @@ enum rpt_sent rpt_smtp_send(struct rpt *r, const char *rcpt, const char *msg, si
     return s;
 }
 
+/* A CR or LF inside a header value would start a field of its own: every
+ * value that may carry bytes from a message or a DNS record (the
+ * Subject's domain and address, the recipient) goes through this. */
+static void head_value(struct sbuf *m, const char *v)
+{
+    for (; *v; v++) sbuf_addc(m, (*v == '\r' || *v == '\n') ? ' ' : *v);
+}
+
 static void mail_head(struct sbuf *m, const struct rpt *r, const char *to, const char *subject,
                       const char *msgid, const char *boundary, const char *ctype)
 {
     char date[64];
     rpt_date((long long)time(NULL), date, sizeof date);
-    sbuf_printf(m, "From: %s <%s>\r\nTo: <%s>\r\nDate: %s\r\nSubject: %s\r\n"
-                "Message-ID: <%s>\r\nMIME-Version: 1.0\r\n"
+    sbuf_printf(m, "From: %s <%s>\r\nTo: <", r->conf.org_name, r->conf.email);
+    head_value(m, to);
+    sbuf_printf(m, ">\r\nDate: %s\r\nSubject: ", date);
+    head_value(m, subject);
+    sbuf_adds(m, "\r\nMessage-ID: <");
+    head_value(m, msgid);
+    sbuf_printf(m, ">\r\nMIME-Version: 1.0\r\n"
                 "Content-Type: %s; boundary=\"%s\"\r\n\r\n"
-                "This is a multipart message in MIME format.\r\n\r\n",
-                r->conf.org_name, r->conf.email, to, date, subject, msgid, ctype, boundary);
+                "This is a multipart message in MIME format.\r\n\r\n", ctype, boundary);
 }
 
 /* Adds pd to the day's set of policy domains something was sent for
@@ -361,12 +376,23 @@ static void field_value(struct sbuf *m, const char *name, const char *v)
 {
     if (!v || !*v) return;
     sbuf_printf(m, "%s: ", name);
-    for (; *v; v++) sbuf_addc(m, (*v == '\r' || *v == '\n') ? ' ' : *v);
+    head_value(m, v);
     sbuf_adds(m, "\r\n");
 }
 
+/* f: the queue entry's fields, unescaped (modified here).  Every value
+ * but the original header block is one line: a CR or LF in it (the
+ * escaping lets any byte through) becomes a space, so no field, line or
+ * MIME boundary can be added from the entry.  The header block keeps its
+ * lines; one that starts with '-' (no header field does) gets a space in
+ * front, so none can be read as a boundary. */
 static void build_arf(struct rpt *r, char **f, const char *to, struct sbuf *m)
 {
+    for (int i = 0; i < F__COUNT; i++)
+        if (i != F_HEAD)
+            for (char *p = f[i]; *p; p++)
+                if (*p == '\r' || *p == '\n') *p = ' ';
+    const char *bnd = "authscan-arf-part";
     char date[64], subject[600];
     rpt_date(atoll(f[F_TIME]), date, sizeof date);
     snprintf(subject, sizeof subject, "DMARC Failure Report for %s from %s", f[F_AUTHOR],
@@ -375,15 +401,16 @@ static void build_arf(struct rpt *r, char **f, const char *to, struct sbuf *m)
     static unsigned long seq;
     sbuf_printf(&msgid, "failure.%s.%ld.%lu@%s", f[F_TIME], (long)getpid(), ++seq,
                 r->conf.domain);
-    mail_head(m, r, to, subject, msgid.data, "authscan-arf-part",
+    mail_head(m, r, to, subject, msgid.data, bnd,
               "multipart/report; report-type=feedback-report");
-    sbuf_printf(m, "--authscan-arf-part\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
+    sbuf_printf(m, "--%s\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
                 "This is an authentication failure report for a message received from IP "
                 "address %s\r\non %s.  Its From domain %s failed DMARC alignment "
                 "(policy domain %s).\r\n%s\r\n"
-                "--authscan-arf-part\r\nContent-Type: message/feedback-report\r\n\r\n",
-                f[F_IP], date, f[F_AUTHOR], f[F_PD],
-                strcmp(f[F_REDACTED], "y") == 0 ? "Local-parts are redacted (RFC 6590).\r\n" : "");
+                "--%s\r\nContent-Type: message/feedback-report\r\n\r\n",
+                bnd, f[F_IP], date, f[F_AUTHOR], f[F_PD],
+                strcmp(f[F_REDACTED], "y") == 0 ? "Local-parts are redacted (RFC 6590).\r\n" : "",
+                bnd);
     sbuf_adds(m, "Feedback-Type: auth-failure\r\nUser-Agent: authscan/" AUTHSCAN_VERSION
                  "\r\nVersion: 1\r\n");
     if (*f[F_MFROM]) sbuf_printf(m, "Original-Mail-From: <%s>\r\n", f[F_MFROM]);
@@ -423,13 +450,18 @@ static void build_arf(struct rpt *r, char **f, const char *to, struct sbuf *m)
         field_value(m, "SPF-DNS", spf.data);   /* the domain whose SPF record was used */
         sbuf_free(&spf);
     }
-    sbuf_adds(m, "\r\n--authscan-arf-part\r\nContent-Type: text/rfc822-headers\r\n\r\n");
-    /* the original header block, line endings made CRLF */
+    sbuf_printf(m, "\r\n--%s\r\nContent-Type: text/rfc822-headers\r\n\r\n", bnd);
+    /* the original header block, line endings made CRLF: a bare CR or LF
+     * from the message must not reach the relay (SMTP smuggling reads
+     * them as line ends) */
     for (const char *p = f[F_HEAD]; *p; p++) {
         if (*p == '\n' && (p == f[F_HEAD] || p[-1] != '\r')) sbuf_addc(m, '\r');
+        if (*p == '-' && (p == f[F_HEAD] || p[-1] == '\n' || p[-1] == '\r'))
+            sbuf_addc(m, ' ');
         sbuf_addc(m, *p);
+        if (*p == '\r' && p[1] != '\n') sbuf_addc(m, '\n');
     }
-    sbuf_adds(m, "\r\n--authscan-arf-part--\r\n");
+    sbuf_printf(m, "\r\n--%s--\r\n", bnd);
     sbuf_free(&msgid);
 }
 

@@ -182,9 +182,7 @@ double as_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Length of a valid UTF-8 sequence at p (RFC 3629: no overlongs, no
- * surrogates, <= U+10FFFF), or 0 if invalid. */
-static size_t utf8_seq(const unsigned char *p, size_t n)
+size_t as_utf8_seq(const unsigned char *p, size_t n)
 {
     unsigned c = p[0];
     if (c < 0x80) return 1;
@@ -239,7 +237,7 @@ void as_json_string(struct sbuf *b, const char *s, size_t len)
             }
             i++;
         } else {
-            size_t n = utf8_seq(p + i, len - i);
+            size_t n = as_utf8_seq(p + i, len - i);
             if (n) {
                 sbuf_add(b, p + i, n);
                 i += n;

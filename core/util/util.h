@@ -64,6 +64,9 @@ void as_timeval(double secs, struct timeval *tv);
 /* Monotonic clock in seconds. */
 double as_now(void);
 
+/* Length of the valid UTF-8 sequence at p (n > 0 bytes available; RFC
+ * 3629: no overlongs, no surrogates, <= U+10FFFF), or 0 if invalid. */
+size_t as_utf8_seq(const unsigned char *p, size_t n);
 /* Appends s as a JSON string literal (with quotes) to b.  Invalid UTF-8
  * bytes become U+FFFD so the output is always valid JSON. */
 void as_json_string(struct sbuf *b, const char *s, size_t len);
