@@ -244,6 +244,7 @@ async function loadReports() {
       numCell(tr, d.collecting);
       numCell(tr, d.pending);
       numCell(tr, d.sent);
+      numCell(tr, d.failed);
       tb.appendChild(tr);
     }
   } catch (e) {

@@ -294,6 +294,40 @@ static void mark_day_sent(struct rpt *r, const char *pd, const char *day, const 
     sbuf_free(&name);
 }
 
+/* Counts one report mailed or given up on in {report:}st (the controller's
+ * /metrics reads it: authscan_reports_sent_total, ..._failed_total), and
+ * an aggregate report given up on in {report:}rfd:DAY (the day's status:
+ * "failed" in /api/v1/reports and the dashboard).  Failing to count costs
+ * only the figures, never a report. */
+static void count_report(struct rpt *r, const char *kind, int sent, const char *pd,
+                         const char *day)
+{
+    struct sbuf key = {0}, field = {0}, name = {0};
+    rpt_key(r, &key, AS_REPORT_INDEX_TAG, "st");
+    sbuf_printf(&field, "%s_%s", kind, sent ? "sent" : "failed");
+    /* counters, not data: a year unless a report keeps them going */
+    const char *incr[] = { "HINCRBY", key.data, field.data, "1" };
+    const char *exp[] = { "EXPIRE", key.data, "31536000" };
+    redisReply *a = rpt_redis(r, 4, incr), *b = a ? rpt_redis(r, 3, exp) : NULL;
+    if (a) freeReplyObject(a);
+    if (b) freeReplyObject(b);
+    if (!sent && pd && day) {
+        char ttl[32];
+        snprintf(ttl, sizeof ttl, "%lld", r->conf.ttl);
+        sbuf_printf(&name, "rfd:%s", day);
+        rpt_key(r, &key, AS_REPORT_INDEX_TAG, name.data);
+        const char *sadd[] = { "SADD", key.data, pd };
+        const char *exp2[] = { "EXPIRE", key.data, ttl };
+        a = rpt_redis(r, 3, sadd);
+        b = a ? rpt_redis(r, 3, exp2) : NULL;
+        if (a) freeReplyObject(a);
+        if (b) freeReplyObject(b);
+    }
+    sbuf_free(&key);
+    sbuf_free(&field);
+    sbuf_free(&name);
+}
+
 int rpt_mail_aggregate(struct rpt *r, const char *pd, const char *day, const char *id,
                        const char *rua, const char *fname, const struct sbuf *gz, int bis)
 {
@@ -340,6 +374,7 @@ int rpt_mail_aggregate(struct rpt *r, const char *pd, const char *day, const cha
         rpt_base64(&m, (const unsigned char *)gz->data, gz->len);
         sbuf_adds(&m, "\r\n--authscan-report-part--\r\n");
         enum rpt_sent s = rpt_smtp_send(r, d->addr, m.data, m.len);
+        count_report(r, "aggregate", s == RPT_SENT, pd, day);
         if (s == RPT_SENT) {
             fprintf(stderr, "authscan report: %s %s: sent to %s (Report-ID %s)\n", pd, day,
                     d->uri, id);
@@ -497,6 +532,7 @@ static void failure_one(struct rpt *r, char *entry, const char *day, struct sbuf
         struct sbuf m = {0};
         build_arf(r, f, dests[i].addr, &m);
         enum rpt_sent s = rpt_smtp_send(r, dests[i].addr, m.data, m.len);
+        count_report(r, "failure", s == RPT_SENT, NULL, NULL);
         if (s == RPT_SENT)
             fprintf(stderr, "authscan report: %s: failure report sent to %s (%s)\n", f[F_PD],
                     dests[i].uri, day);

@@ -472,7 +472,8 @@ struct row {
 /* One UTC day of report status (see reports_script). */
 struct report_day {
     long long indexed, sent, both;    /* SCARD rd, SCARD rsd, SINTERCARD */
-    struct row *listed;               /* name; v[0]: 1 if sent */
+    long long failed, failed_open;    /* in rfd, not rsd; in rd and rfd, not rsd */
+    struct row *listed;               /* name; v[0]: 1 sent, 2 failed, 0 pending */
     size_t nlisted;
 };
 
@@ -497,6 +498,7 @@ struct job {
     struct row head;                  /* the domain's own counts */
     struct report_day *rdays;         /* reports: one per day back */
     int failed;                       /* a command failed: the reply says so */
+    enum as_metrics_format mfmt;      /* /metrics */
     char errmsg[128];
     int days;
 };
@@ -1060,13 +1062,72 @@ static void api_clear(struct job *j)
     if (rc < 0) job_error(j, 503, "redis: unavailable");
 }
 
+/* ---- GET /metrics: the workers' totals, and the report counters ----
+ * `authscan report` (a command, not a worker) counts what it mailed in
+ * the hash {report:}st (aggregate_sent, aggregate_failed, failure_sent,
+ * failure_failed): the controller reads it for each scrape, within
+ * redis.timeout.  When Redis does not answer, the families are left out
+ * (never zeros that would read as a counter reset) and
+ * authscan_reports_stats_up says 0. */
+static const char *const report_kinds[] = { "aggregate", "failure" };
+
+static void metrics_reply(struct job *j, const struct as_redis_reply *r)
+{
+    double v[2][2] = { { 0, 0 }, { 0, 0 } };   /* [kind][sent, failed] */
+    for (size_t i = 0; r && i + 1 < r->nelem; i += 2) {
+        const struct as_redis_reply *k = &r->elem[i];
+        if (k->type != AS_REDIS_REPLY_STRING || !k->str.ptr) continue;
+        for (size_t kind = 0; kind < 2; kind++) {
+            size_t kl = strlen(report_kinds[kind]);
+            if (k->str.len <= kl + 1 || strncmp(k->str.ptr, report_kinds[kind], kl) != 0 ||
+                k->str.ptr[kl] != '_')
+                continue;
+            const char *what = k->str.ptr + kl + 1;
+            if (strcmp(what, "sent") == 0) v[kind][0] = reply_num(&r->elem[i + 1]);
+            else if (strcmp(what, "failed") == 0) v[kind][1] = reply_num(&r->elem[i + 1]);
+        }
+    }
+    struct sbuf b = {0};
+    as_stats_write_metric_families(j->ctl->sc->engine, j->mfmt, &b);
+    if (r) {
+        static const char *const fam[2][2] = {
+            { "reports_sent_total", "DMARC reports `authscan report` mailed, by kind." },
+            { "reports_failed_total",
+              "DMARC reports `authscan report` gave up on (5xx, or 4xx past the retries), by "
+              "kind." },
+        };
+        for (int o = 0; o < 2; o++) {
+            as_metrics_family(&b, j->mfmt, fam[o][0], "counter", fam[o][1]);
+            for (size_t kind = 0; kind < 2; kind++)
+                as_metrics_sample(&b, fam[o][0], "kind", report_kinds[kind], v[kind][o]);
+        }
+    }
+    as_metrics_family(&b, j->mfmt, "reports_stats_up", "gauge",
+                      "1 when this scrape read the report counters from Redis.");
+    as_metrics_sample(&b, "reports_stats_up", NULL, NULL, r ? 1 : 0);
+    as_metrics_end(&b, j->mfmt);
+    as_http_conn_on_close(j->conn, NULL, NULL);
+    reply(j->conn, 200, as_metrics_content_type(j->mfmt), &b, NULL);
+    sbuf_free(&b);
+    job_free(j);
+}
+
+static void metrics_cb(struct job *j, size_t idx, enum as_redis_status st,
+                       const struct as_redis_reply *r)
+{
+    AS_UNUSED(idx);
+    metrics_reply(j, st == AS_REDIS_OK && r && r->type == AS_REDIS_REPLY_ARRAY ? r : NULL);
+}
+
 /* ---- GET /api/v1/reports?days=N: aggregate report status per day ----
  * The report plugin (docs/reports.md) lists each day's policy domains in
  * {report:}rd:DAY; `authscan report` marks what it sent in {PD}rs:DAY,
- * lists those domains in {report:}rsd:DAY, and takes a domain out of
- * rd:DAY once every destination is done.  A domain in rsd:DAY is sent (in
- * rd:DAY too: a destination is left for a later run); one only in rd:DAY
- * is pending, or collecting today.
+ * lists those domains in {report:}rsd:DAY, lists in {report:}rfd:DAY the
+ * ones a report to some destination failed for (4xx past the retries, or
+ * 5xx), and takes a domain out of rd:DAY once every destination is done.
+ * A domain in rsd:DAY is sent (in rd:DAY too: a destination is left for a
+ * later run); else one in rfd:DAY failed; one only in rd:DAY is pending,
+ * or collecting today.
  *
  * A week of 10,000 domains is 70,000 names: reading them all costs Redis
  * more than the 100 ms the dashboard may take, so one script per day
@@ -1078,9 +1139,12 @@ static void api_clear(struct job *j)
 
 static const char reports_script[] =
     "local out = {redis.call('SCARD', KEYS[1]), redis.call('SCARD', KEYS[2]),"
-    " redis.call('SINTERCARD', 2, KEYS[1], KEYS[2])}\n"
+    " redis.call('SINTERCARD', 2, KEYS[1], KEYS[2]),"
+    " redis.call('SCARD', KEYS[3]) - redis.call('SINTERCARD', 2, KEYS[3], KEYS[2]),"
+    " redis.call('SINTERCARD', 2, KEYS[1], KEYS[3])"
+    "   - redis.call('SINTERCARD', 3, KEYS[1], KEYS[2], KEYS[3])}\n"
     "local left = tonumber(ARGV[1])\n"
-    "for k = 1, 2 do\n"
+    "for k = 1, 3 do\n"
     "  local cur = '0'\n"
     "  while left > 0 do\n"
     "    local page = redis.call('SSCAN', KEYS[k], cur, 'COUNT', 100)\n"
@@ -1089,11 +1153,14 @@ static const char reports_script[] =
     "      if left > 0 then\n"
     "        if k == 1 then\n"
     "          out[#out + 1] = d\n"
-    "          out[#out + 1] = redis.call('SISMEMBER', KEYS[2], d)\n"
+    "          local st = redis.call('SISMEMBER', KEYS[2], d)\n"
+    "          if st == 0 then st = 2 * redis.call('SISMEMBER', KEYS[3], d) end\n"
+    "          out[#out + 1] = st\n"
     "          left = left - 1\n"
-    "        elseif redis.call('SISMEMBER', KEYS[1], d) == 0 then\n"
+    "        elseif redis.call('SISMEMBER', KEYS[1], d) == 0 and"
+    "            (k == 2 or redis.call('SISMEMBER', KEYS[2], d) == 0) then\n"
     "          out[#out + 1] = d\n"
-    "          out[#out + 1] = 1\n"
+    "          out[#out + 1] = k == 2 and 1 or 2\n"
     "          left = left - 1\n"
     "        end\n"
     "      end\n"
@@ -1119,10 +1186,12 @@ static void reports_reply(struct job *j)
         char day[16];
         strftime(day, sizeof day, "%Y%m%d", &tm);
         struct report_day *rd = &j->rdays[d];
-        long long all = rd->indexed + rd->sent - rd->both;
+        /* rd, plus rsd's and rfd's domains outside it */
+        long long all = rd->indexed + rd->sent - rd->both + (rd->failed - rd->failed_open);
         long long open = d == 0 ? all : 0;
         long long sent = d == 0 ? 0 : rd->sent;
-        long long pending = d == 0 ? 0 : rd->indexed - rd->both;
+        long long pending = d == 0 ? 0 : rd->indexed - rd->both - rd->failed_open;
+        long long failed = d == 0 ? 0 : rd->failed;
         qsort(rd->listed, rd->nlisted, sizeof *rd->listed, by_name);
         size_t n = 0;   /* SSCAN may return a name twice */
         for (size_t i = 0; i < rd->nlisted; i++) {
@@ -1133,13 +1202,15 @@ static void reports_reply(struct job *j)
         }
         rd->nlisted = n;
         sbuf_printf(&b, "%s{\"day\":\"%s\",\"collecting\":%lld,\"pending\":%lld,"
-                    "\"sent\":%lld,\"domains\":[", d ? "," : "", day, open, pending, sent);
+                    "\"sent\":%lld,\"failed\":%lld,\"domains\":[", d ? "," : "", day, open,
+                    pending, sent, failed);
         for (size_t i = 0; i < rd->nlisted; i++) {
             const struct row *row = &rd->listed[i];
             sbuf_adds(&b, i ? ",{\"domain\":" : "{\"domain\":");
             as_json_string(&b, row->name, strlen(row->name));
             sbuf_printf(&b, ",\"status\":\"%s\"}", d == 0 ? "collecting"
-                                                      : row->v[0] > 0 ? "sent" : "pending");
+                                                      : row->v[0] == 1 ? "sent"
+                                                      : row->v[0] == 2 ? "failed" : "pending");
         }
         sbuf_printf(&b, "],\"domains_truncated\":%s}",
                     all > (long long)rd->nlisted ? "true" : "false");
@@ -1153,7 +1224,7 @@ static void reports_day_cb(struct job *j, size_t idx, enum as_redis_status st,
                            const struct as_redis_reply *r)
 {
     /* idx: days back */
-    if (st != AS_REDIS_OK || !r || r->type != AS_REDIS_REPLY_ARRAY || r->nelem < 3 ||
+    if (st != AS_REDIS_OK || !r || r->type != AS_REDIS_REPLY_ARRAY || r->nelem < 5 ||
         r->nelem % 2 == 0) {
         job_fail(j, st == AS_REDIS_OK ? AS_REDIS_ERROR : st, r);
     } else {
@@ -1161,8 +1232,10 @@ static void reports_day_cb(struct job *j, size_t idx, enum as_redis_status st,
         rd->indexed = (long long)reply_num(&r->elem[0]);
         rd->sent = (long long)reply_num(&r->elem[1]);
         rd->both = (long long)reply_num(&r->elem[2]);
-        rd->listed = xcalloc((r->nelem - 3) / 2 + 1, sizeof *rd->listed);
-        for (size_t i = 3; i + 1 < r->nelem; i += 2) {
+        rd->failed = (long long)reply_num(&r->elem[3]);
+        rd->failed_open = (long long)reply_num(&r->elem[4]);
+        rd->listed = xcalloc((r->nelem - 5) / 2 + 1, sizeof *rd->listed);
+        for (size_t i = 5; i + 1 < r->nelem; i += 2) {
             const struct as_redis_reply *e = &r->elem[i];
             /* a name with a NUL or a brace is no policy domain of ours */
             if (e->type != AS_REDIS_REPLY_STRING || !e->str.ptr ||
@@ -1185,14 +1258,17 @@ static void api_reports(struct job *j)
         time_t t = time(NULL) - (time_t)d * 86400;
         struct tm tm;
         gmtime_r(&t, &tm);
-        char rdn[32], rsdn[32];
+        char rdn[32], rsdn[32], rfdn[32];
         strftime(rdn, sizeof rdn, "rd:%Y%m%d", &tm);
         strftime(rsdn, sizeof rsdn, "rsd:%Y%m%d", &tm);
-        char *rd = key_of(j, "report:", rdn), *rsd = key_of(j, "report:", rsdn);
-        const char *argv[] = { "EVAL", reports_script, "2", rd, rsd, limit };
+        strftime(rfdn, sizeof rfdn, "rfd:%Y%m%d", &tm);
+        char *rd = key_of(j, "report:", rdn), *rsd = key_of(j, "report:", rsdn),
+             *rfd = key_of(j, "report:", rfdn);
+        const char *argv[] = { "EVAL", reports_script, "3", rd, rsd, rfd, limit };
         int rc = job_send(j, AS_ARRAY_LEN(argv), argv, reports_day_cb, (size_t)d);
         free(rd);
         free(rsd);
+        free(rfd);
         if (rc < 0) {
             job_error(j, 503, "redis: unavailable");
             return;
@@ -1325,7 +1401,24 @@ static void handle_request(struct as_http_conn *c, const struct as_http_request 
         return;
     }
     if (get && strcmp(path, "/metrics") == 0) {
-        as_http_adapter_reply_metrics(c, req, ctl->sc->engine);
+        struct as_redis *mr = as_engine_service_state(ctl->sc->engine, &as_redis_service);
+        if (!as_redis_enabled(mr)) {
+            as_http_adapter_reply_metrics(c, req, ctl->sc->engine);
+            return;
+        }
+        struct job *j = xcalloc(1, sizeof *j);
+        j->started = as_now();
+        j->ctl = ctl;
+        j->conn = c;
+        j->redis = mr;
+        j->prefix = as_redis_prefix(mr);
+        j->mfmt = as_metrics_negotiate(as_http_request_header(req, "Accept"));
+        as_http_conn_on_close(c, job_abandoned, j);
+        char *k = key_of(j, "report:", "st");
+        const char *argv[] = { "HGETALL", k };
+        int rc = job_send(j, AS_ARRAY_LEN(argv), argv, metrics_cb, 0);
+        free(k);
+        if (rc < 0) metrics_reply(j, NULL);
         return;
     }
     if (get && strcmp(path, "/api/v1/session") == 0) {

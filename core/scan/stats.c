@@ -491,7 +491,7 @@ void as_stats_write_json(const struct as_engine *e, struct sbuf *b)
                         (unsigned long long)v[k]);
         sbuf_addc(b, '}');
     }
-    /* "plugins": {"report": {"sent": 3}}: names sorted, so one plugin's
+    /* "plugins": {"report": {"override_mailing_list": 3}}: names sorted, so one plugin's
      * counters are together */
     uint64_t np = t->syms.nplug;
     qsort(t->syms.plug, np, sizeof *t->syms.plug, by_named);
@@ -532,6 +532,13 @@ static void counter(struct sbuf *b, enum as_metrics_format f, const char *name, 
 
 void as_stats_write_metrics(const struct as_engine *e, enum as_metrics_format f,
                             struct sbuf *b)
+{
+    as_stats_write_metric_families(e, f, b);
+    as_metrics_end(b, f);
+}
+
+void as_stats_write_metric_families(const struct as_engine *e, enum as_metrics_format f,
+                                    struct sbuf *b)
 {
     struct totals *t = xmalloc(sizeof *t);
     read_totals(e, t);
@@ -580,7 +587,8 @@ void as_stats_write_metrics(const struct as_engine *e, enum as_metrics_format f,
                           (double)t->syms.syms[i].count);
     as_metrics_sample(b, "symbols_total", "symbol", "other", (double)c[C_SYMBOL_OTHER]);
 
-    /* a plugin's counter "report.sent" is authscan_report_sent_total */
+    /* a plugin's counter "report.override_local_policy" is
+     * authscan_report_override_local_policy_total */
     const struct as_stats *me = as_engine_stats(e);
     for (uint64_t i = 0; i < t->syms.nplug; i++) {
         char name[AS_STATS_SYMBOL_LEN + 8];
@@ -609,6 +617,5 @@ void as_stats_write_metrics(const struct as_engine *e, enum as_metrics_format f,
             as_metrics_sample(b, d->name, NULL, NULL, (double)v[k]);
         }
     }
-    as_metrics_end(b, f);
     free(t);
 }

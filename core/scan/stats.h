@@ -109,5 +109,10 @@ void as_stats_write_json(const struct as_engine *e, struct sbuf *b);
 /* /metrics' body in format f. */
 void as_stats_write_metrics(const struct as_engine *e, enum as_metrics_format f,
                             struct sbuf *b);
+/* The same without the end (OpenMetrics' "# EOF"): for a caller that adds
+ * families of its own (the controller's report counters) before
+ * as_metrics_end(). */
+void as_stats_write_metric_families(const struct as_engine *e, enum as_metrics_format f,
+                                    struct sbuf *b);
 
 #endif

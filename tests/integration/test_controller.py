@@ -173,6 +173,12 @@ def test_reports(r, cp):
     r.cmd("SADD", "as:{report:}rd:" + day(1), "example.com", "example.net")
     r.cmd("HSET", "as:{example.com}rs:" + day(1), "mailto:dmarc@example.com", "rid-1")
     r.cmd("SADD", "as:{report:}rsd:" + day(1), "example.com")
+    # failed (4xx past the retries, still in the rows) and failed for good
+    # (5xx: out of the rows, in the failed index only)
+    r.cmd("SADD", "as:{report:}rd:" + day(1), "retry.example")
+    r.cmd("SADD", "as:{report:}rfd:" + day(1), "retry.example", "refused.example")
+    # sent to one destination, failed to another: sent
+    r.cmd("SADD", "as:{report:}rfd:" + day(1), "example.com")
     # done: `authscan report` took it out of the day's rows, only the sent index has it
     r.cmd("SADD", "as:{report:}rsd:" + day(2), "done.example")
     # a bigger day: 150 pending, 20 sent with a destination left, 30 done
@@ -185,14 +191,15 @@ def test_reports(r, cp):
     T.eq("reports: four days", sorted(days), sorted([day(0), day(1), day(2), day(3)]))
     T.eq("reports: today is collecting", (days[day(0)]["collecting"], days[day(0)]["sent"]),
          (1, 0))
-    T.eq("reports: yesterday one sent, one pending",
-         (days[day(1)]["sent"], days[day(1)]["pending"]), (1, 1))
+    T.eq("reports: yesterday one sent, one pending, two failed",
+         (days[day(1)]["sent"], days[day(1)]["pending"], days[day(1)]["failed"]), (1, 1, 2))
     T.eq("reports: yesterday per domain",
          {x["domain"]: x["status"] for x in days[day(1)]["domains"]},
-         {"example.com": "sent", "example.net": "pending"})
+         {"example.com": "sent", "example.net": "pending", "retry.example": "failed",
+          "refused.example": "failed"})
     T.eq("reports: a domain that is done (sent index only) is sent",
-         (days[day(2)]["sent"], days[day(2)]["pending"], days[day(2)]["domains"]),
-         (1, 0, [{"domain": "done.example", "status": "sent"}]))
+         (days[day(2)]["sent"], days[day(2)]["pending"], days[day(2)]["failed"],
+          days[day(2)]["domains"]), (1, 0, 0, [{"domain": "done.example", "status": "sent"}]))
     b = days[day(3)]
     T.eq("reports: 200 domains: counts", (b["pending"], b["sent"], b["collecting"]), (150, 50, 0))
     T.eq("reports: 200 domains: 100 listed, truncated", (len(b["domains"]),

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -446,11 +447,60 @@ def test_send(plugins):
             T.eq("done domains deleted", [k for k in rcmd(r, "KEYS", "as:{*}r[rp]:*")
                                           if "reject.example" not in k], [])
             check_mails(smtp, tmp, want)
+            # what the run counted for /metrics and the dashboard: every
+            # mail the sink accepted; slow@ (4xx past the retries) and
+            # dmarc@quar (5xx) given up on
+            sent1 = len(smtp.accepted)
+            T.eq("counters: {report:}st after the first run", report_stats(r),
+                 {"aggregate_sent": sent1, "aggregate_failed": 2})
+            T.eq("the day's failed index", sorted(rcmd(r, "SMEMBERS", "as:{report:}rfd:%s" % day)),
+                 ["quar.example", "reject.example"])
 
             p = report_cmd(r, plugins, tmp, ["aggregate", "--date", date, "--send"], send_conf,
                            zone=zone)
             T.eq("second run: agg@ not sent again", len(smtp.to("agg@reject.example")), 1)
             T.eq("second run: slow@ tried again", smtp.tries["slow@reject.example"], 6)
+            T.eq("counters after the second run (slow@ failed again)", report_stats(r),
+                 {"aggregate_sent": sent1, "aggregate_failed": 3})
+            check_report_metrics(r, {("sent", "aggregate"): sent1, ("failed", "aggregate"): 3,
+                                     ("sent", "failure"): 0, ("failed", "failure"): 0})
+
+
+def report_stats(r):
+    h = rcmd(r, "HGETALL", "as:{report:}st") or []
+    return {k: int(v) for k, v in zip(h[0::2], h[1::2])}
+
+
+def check_report_metrics(r, want):
+    """A controller of a daemon on the same Redis serves the counters
+    `authscan report` kept, parsed by prometheus_client's parser; with
+    Redis gone they are absent and authscan_reports_stats_up is 0."""
+    from prometheus_client.parser import text_string_to_metric_families
+    cp = harness.free_port()
+    with harness.Daemon(workers=1, config=config(r, "redis.timeout = 300ms\n"), listen=[
+            "127.0.0.1:%d" % harness.free_port(), "controller@127.0.0.1:%d" % cp]):
+        def scrape():
+            with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % cp, timeout=10) as f:
+                return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                        for fam in text_string_to_metric_families(f.read().decode())
+                        for s in fam.samples}
+        got = scrape()
+        T.eq("controller /metrics: report counters by kind",
+             {(o, k): got.get(("authscan_reports_%s_total" % o, (("kind", k),)))
+              for o, k in want}, want)
+        T.eq("controller /metrics: reports_stats_up", got.get(("authscan_reports_stats_up", ())),
+             1.0)
+        T.check("controller /metrics: the workers' families too",
+                ("authscan_scans_total", ()) in got, sorted(got)[:10])
+        r.cmd("CLIENT", "PAUSE", "1500")
+        t0 = time.monotonic()
+        got = scrape()
+        T.check("Redis paused: /metrics answers within redis.timeout",
+                time.monotonic() - t0 < 1.2, time.monotonic() - t0)
+        T.eq("Redis paused: reports_stats_up 0, counters left out",
+             (got.get(("authscan_reports_stats_up", ())),
+              [k for k in got if k[0].startswith("authscan_reports_sent")]), (0.0, []))
+        time.sleep(1.6)
 
 
 def check_mails(smtp, tmp, want):
@@ -521,6 +571,8 @@ def test_failure(plugins):
         T.eq("failure --send: exit status (stderr %s)" % p.stderr, p.returncode, 0)
         T.eq("queue drained", r.cmd("LLEN", q), 0)
         T.eq("rate limit: 2 of 4 sent to ruf@fail.example", len(smtp.to("ruf@fail.example")), 2)
+        T.eq("counters: failure reports sent", report_stats(r),
+             {"failure_sent": len(smtp.accepted)})
         T.check("rate limit logged", "report.failure_rate" in p.stderr, p.stderr)
         T.eq("unverified external ruf: nothing", smtp.to("x@elsewhere.test"), [])
         T.eq("psd=y: nothing", smtp.to("ruf@psd.example"), [])
