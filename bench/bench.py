@@ -405,14 +405,14 @@ def redis_memory(authscand, dns, work, n_senders=10000, conc=16):
         try:
             with concurrent.futures.ThreadPoolExecutor(conc) as ex:
                 list(ex.map(one, range(n_senders)))
-            want = 2 * n_senders
+            want = 3 * n_senders   # domain hash, source hash, source index
             t_end = time.time() + 60
             while r.cmd("DBSIZE") < want and time.time() < t_end:
                 time.sleep(0.2)
         finally:
             d.stop()
         nkeys = r.cmd("DBSIZE")
-        total = dom = src = 0
+        total = dom = src = idx = 0
         encodings = {}
         cursor = b"0"
         while True:
@@ -422,6 +422,8 @@ def redis_memory(authscand, dns, work, n_senders=10000, conc=16):
                 total += m
                 if k.endswith(b"}d"):
                     dom += m
+                elif k.endswith(b"}sx"):
+                    idx += m
                 else:
                     src += m
                 e = r.cmd("OBJECT", "ENCODING", k).decode()
@@ -431,12 +433,13 @@ def redis_memory(authscand, dns, work, n_senders=10000, conc=16):
         used1 = int(re.search(r"used_memory:(\d+)", r.cmd("INFO", "memory").decode()).group(1))
     res = {"senders": n_senders, "keys": nkeys, "memory_usage_total": total,
            "per_pair": total / max(1, n_senders), "per_source_key": src / max(1, n_senders),
-           "per_domain_key": dom / max(1, n_senders), "used_memory_delta_per_pair":
+           "per_domain_key": dom / max(1, n_senders), "per_index_key": idx / max(1, n_senders),
+           "used_memory_delta_per_pair":
            (used1 - used0) / max(1, n_senders), "encodings": encodings}
-    log("  redis memory: %d keys, %.0f B per (domain, source) pair with its domain hash "
-        "(source hash alone %.0f B), used_memory +%.0f B per pair, encodings %s" %
-        (nkeys, res["per_pair"], res["per_source_key"], res["used_memory_delta_per_pair"],
-         encodings))
+    log("  redis memory: %d keys, %.0f B per (domain, source) pair with its domain hash and "
+        "source index (source hash alone %.0f B, index %.0f B), used_memory +%.0f B per pair, "
+        "encodings %s" % (nkeys, res["per_pair"], res["per_source_key"], res["per_index_key"],
+                          res["used_memory_delta_per_pair"], encodings))
     return res
 
 
@@ -1058,11 +1061,13 @@ def report(R):
         m = h.get("memory")
         if m:
             a("")
-            a("Redis memory for %d senders (one source each, so every pair carries its domain's hash; "
-              "MEMORY USAGE summed over %d keys): **%.0f bytes per (domain, source) pair**, of which "
-              "the source hash %.0f and the domain hash %.0f; used_memory grew %.0f bytes per pair; "
+            a("Redis memory for %d senders (one source each, so every pair carries its domain's hash "
+              "and source index; MEMORY USAGE summed over %d keys): **%.0f bytes per (domain, source) "
+              "pair**, of which the source hash %.0f, the domain hash %.0f and the index %.0f; "
+              "**used_memory grew %.0f bytes per pair** (key, dict and expiry entries included); "
               "encodings %s." % (m["senders"], m["keys"], m["per_pair"], m["per_source_key"],
-                                 m["per_domain_key"], m["used_memory_delta_per_pair"], m["encodings"]))
+                                 m["per_domain_key"], m.get("per_index_key", 0),
+                                 m["used_memory_delta_per_pair"], m["encodings"]))
     if R.get("lua"):
         lu = R["lua"]
         a("## Lua rules (CPU per message, in-process, medians of 5 interleaved runs)")
@@ -1195,8 +1200,12 @@ def compute_targets(R):
             h["ratio"], h["cpu_on_ms"], h["cpu_off_ms"]), "yes" if h["ratio"] <= 1.15 else "no"))
         m = h.get("memory")
         if m:
-            T.append(("Redis ≤ 512 bytes per tracked (domain, source) pair", "%.0f bytes" % m["per_pair"],
-                      "yes" if m["per_pair"] <= 512 else "no"))
+            # the stricter of the two: what Redis' memory grew by
+            worst = max(m["per_pair"], m["used_memory_delta_per_pair"])
+            T.append(("Redis ≤ 512 bytes per tracked (domain, source) pair",
+                      "%.0f bytes (MEMORY USAGE %.0f)" % (m["used_memory_delta_per_pair"],
+                                                         m["per_pair"]),
+                      "yes" if worst <= 512 else "no"))
     R["targets"] = T
 
 

@@ -44,7 +44,7 @@ def fill(r):
         for net in nets:
             pipe.append(("HSET", "as:{%s}s:%s" % (d, net), "n", "20", "dp", "18", "df", "2",
                          "f", str(now - 86400), "l", str(now)))
-        pipe.append(("SADD", "as:{%s}si" % d) + nets)   # the plugin's source index
+        pipe.append(("ZADD", "as:{%s}sx" % d, str(now), nets[0], str(now), nets[1]))  # the plugin's source index
     for back in range(1, 7):
         day = time.strftime("%Y%m%d", time.gmtime(now - back * 86400))
         done = [k for k in range(DOMAINS) if k % 2 == 0]

@@ -492,7 +492,7 @@ struct job {
     unsigned rounds;
     double started;                   /* as_now() at the request */
     int partial;                      /* the SCAN stopped at SCAN_BUDGET */
-    int from_index;                   /* domain: rows from {D}si, not a SCAN */
+    int from_index;                   /* domain: rows from {D}sx, not a SCAN */
     struct row *rows;
     size_t nrows, rows_cap;
     struct row head;                  /* the domain's own counts */
@@ -860,8 +860,8 @@ static void domain_hmget_cb(struct job *j, size_t idx, enum as_redis_status st,
         if (idx != SIZE_MAX && j->from_index && !row->present) {
             /* the source's hash expired (history.ttl) but the index lives
              * on with the domain's newer writes: drop the name from it */
-            char *key = key_of(j, j->domain, "si");
-            const char *argv[] = { "SREM", key, row->name };
+            char *key = key_of(j, j->domain, "sx");
+            const char *argv[] = { "ZREM", key, row->name };
             if (job_send(j, AS_ARRAY_LEN(argv), argv, domain_srem_cb, 0) < 0)
                 job_fail(j, AS_REDIS_UNAVAILABLE, NULL);
             free(key);
@@ -933,7 +933,8 @@ static int domain_scan_start(struct job *j)
 
 static int domain_sscan_next(struct job *j);
 
-/* A page of {D}si, the history plugin's index of the domain's sources. */
+/* A page of {D}sx, the history plugin's index of the domain's sources (a
+ * sorted set: ZSCAN gives name, score pairs). */
 static void domain_index_cb(struct job *j, size_t idx, enum as_redis_status st,
                             const struct as_redis_reply *r)
 {
@@ -945,7 +946,7 @@ static void domain_index_cb(struct job *j, size_t idx, enum as_redis_status st,
         return;
     }
     size_t first = j->nrows;
-    for (size_t i = 0; i < nets->nelem && j->nrows < MAX_SOURCES; i++) {
+    for (size_t i = 0; i < nets->nelem && j->nrows < MAX_SOURCES; i += 2) {
         const struct as_redis_reply *n = &nets->elem[i];
         if (n->type != AS_REDIS_REPLY_STRING || !n->str.ptr || n->str.len == 0 ||
             n->str.len > 40 || strspn(n->str.ptr, "0123456789abcdef.:") != n->str.len)
@@ -976,8 +977,8 @@ static void domain_index_cb(struct job *j, size_t idx, enum as_redis_status st,
 
 static int domain_sscan_next(struct job *j)
 {
-    char *key = key_of(j, j->domain, "si");
-    const char *argv[] = { "SSCAN", key, j->cursor, "COUNT", "1000" };
+    char *key = key_of(j, j->domain, "sx");
+    const char *argv[] = { "ZSCAN", key, j->cursor, "COUNT", "1000" };
     int rc = job_send(j, AS_ARRAY_LEN(argv), argv, domain_index_cb, 0);
     free(key);
     return rc;

@@ -44,7 +44,10 @@ const char hist_update_script[] =
     "  redis.call('EXPIRE', k, ttl)\n"
     "end\n"
     "if #KEYS == 3 then\n"
-    "  redis.call('SADD', KEYS[3], ARGV[#ARGV])\n"
+    "  redis.call('ZADD', KEYS[3], ARGV[1], ARGV[#ARGV])\n"
+    "  if redis.call('ZCARD', KEYS[3]) > 1000 then\n"
+    "    redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -1001)\n"
+    "  end\n"
     "  redis.call('EXPIRE', KEYS[3], ttl)\n"
     "end\n"
     "return nhash\n";

@@ -140,15 +140,16 @@ def test_reads(d, cp, rc):
     T.check("domain: its failures", src and src[0]["history"]["df"] >= 2, src)
 
     T.eq("domain: the history plugin's source index", sorted(
-        x.decode() for x in rc.cmd("SMEMBERS", "as:{example.com}si")), ["192.0.2", "198.51.100"])
+        x.decode() for x in rc.cmd("ZRANGE", "as:{example.com}sx", "0", "-1")),
+        ["192.0.2", "198.51.100"])
     # a network in the index whose hash expired: not listed, and pruned
-    rc.cmd("SADD", "as:{example.com}si", "10.9.9")
+    rc.cmd("ZADD", "as:{example.com}sx", "1", "10.9.9")
     st, _, r = call(cp, "GET", "/api/v1/domain?domain=example.com", pw)
     T.eq("domain: an expired source is not listed", (st, r.get("sources_seen"),
                                                      sorted(x["net"] for x in r["sources"])),
          (200, 2, ["192.0.2", "198.51.100"]))
     T.eq("domain: the expired source is pruned from the index",
-         rc.cmd("SISMEMBER", "as:{example.com}si", "10.9.9"), 0)
+         rc.cmd("ZSCORE", "as:{example.com}sx", "10.9.9"), None)
     # history written before the index: found by walking the keyspace
     rc.cmd("HSET", "as:{legacy.example}d", "n", "3", "dp", "1", "df", "2")
     rc.cmd("HSET", "as:{legacy.example}s:10.1.2", "n", "3", "df", "2")

@@ -116,12 +116,16 @@ def build_up(r, d):
     ttls = {k: r.cmd("TTL", k) for k in keys}
     T.check("every key has a TTL (90 days)",
             all(86400 * 89 < t <= 86400 * 90 for t in ttls.values()), ttls)
-    enc = {k: r.cmd("OBJECT", "ENCODING", k) for k in keys if not k.endswith("}si")}
+    enc = {k: r.cmd("OBJECT", "ENCODING", k) for k in keys}
     T.eq("the source index: the domain's networks",
-         sorted(m.decode() for m in r.cmd("SMEMBERS", "as:{example.com}si")),
+         sorted(m.decode() for m in r.cmd("ZRANGE", "as:{example.com}sx", "0", "-1")),
          sorted(k.split("}s:")[1] for k in keys if "}s:" in k))
-    T.check("every hash in the compact encoding", all(e in (b"listpack", b"ziplist") for e in enc.values()),
-            enc)
+    T.check("the source index: scored by the last write",
+            all(abs(float(x) - time.time()) < 300
+                for x in r.cmd("ZRANGE", "as:{example.com}sx", "0", "-1", "WITHSCORES")[1::2]),
+            r.cmd("ZRANGE", "as:{example.com}sx", "0", "-1", "WITHSCORES"))
+    T.check("every key in the compact encoding (hashes and the index)",
+            all(e in (b"listpack", b"ziplist") for e in enc.values()), enc)
     st = d.stat()
     rs = st.get("redis", {})
     T.check("/stat: redis up with counters", rs.get("state") == "up" and
