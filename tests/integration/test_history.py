@@ -229,6 +229,31 @@ def cache(r, d):
             float(h[h.index(b"n") + 1]) == 2.0, h)
 
 
+def queue_cap(r, d):
+    """Redis away: finish-stage writes wait in a queue of redis.queue_max
+    (5 here); what does not fit is dropped and counted, never held; after
+    the restart exactly the queued writes land."""
+    r.kill()
+    stat0 = d.stat().get("redis", {})
+    for i in range(20):
+        rep = scan(d, "192.0.2.1", "u@drop%02d.example" % i, 400 + i)
+        T.check("down: scan %d answered" % i, isinstance(rep, dict), rep)
+    st = d.stat().get("redis", {})
+    T.eq("down: the queue holds redis.queue_max writes", st.get("queued"), 5)
+    T.eq("down: the rest counted as dropped",
+         st.get("dropped_writes", 0) - stat0.get("dropped_writes", 0), 15)
+    r.start()
+    try:
+        harness.wait_for(lambda: d.stat().get("redis", {}).get("queued") == 0, 15,
+                         what="the queue flushed")
+    except TimeoutError:
+        pass
+    time.sleep(0.3)
+    landed = sorted(k.decode() for k in r.cmd("KEYS", "as:{drop*}d"))
+    T.eq("restarted: the queued writes landed, the dropped ones did not",
+         landed, ["as:{drop%02d.example}d" % i for i in range(5)])
+
+
 def main():
     with harness.RedisServer() as r:
         # exact counts across two workers: no per-worker cache here
@@ -240,6 +265,13 @@ def main():
             T.run(faults, r, d)
             T.check("no sanitizer report", "Sanitizer" not in d.log() and
                     "runtime error" not in d.log(), d.log()[-2000:])
+
+    # the write queue's cap (one worker: exact counts)
+    with harness.RedisServer() as r:
+        config = ("redis.servers = %s\nredis.timeout = %gs\nredis.queue_max = 5\n"
+                  "history.cache_ttl = 0\n" % (r.address, REDIS_TIMEOUT))
+        with harness.Daemon(workers=1, config=config, zone=ZONE) as d:
+            T.run(queue_cap, r, d)
 
     # the per-worker cache (default): a repeat sender costs no read
     with harness.RedisServer() as r:
