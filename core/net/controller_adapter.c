@@ -526,6 +526,18 @@ static void job_free(struct job *j)
 
 static void job_abandoned(void *arg) { job_free(arg); }
 
+/* A request's job on Redis r; the caller sends its first commands. */
+static struct job *job_new(struct controller *ctl, struct as_http_conn *conn, struct as_redis *r)
+{
+    struct job *j = xcalloc(1, sizeof *j);
+    j->started = as_now();
+    j->ctl = ctl;
+    j->conn = conn;
+    j->redis = r;
+    j->prefix = as_redis_prefix(r);
+    return j;
+}
+
 static void job_reply(struct job *j, int status, struct sbuf *b)
 {
     as_http_conn_on_close(j->conn, NULL, NULL);
@@ -1407,12 +1419,7 @@ static void handle_request(struct as_http_conn *c, const struct as_http_request 
             as_http_adapter_reply_metrics(c, req, ctl->sc->engine);
             return;
         }
-        struct job *j = xcalloc(1, sizeof *j);
-        j->started = as_now();
-        j->ctl = ctl;
-        j->conn = c;
-        j->redis = mr;
-        j->prefix = as_redis_prefix(mr);
+        struct job *j = job_new(ctl, c, mr);
         j->mfmt = as_metrics_negotiate(as_http_request_header(req, "Accept"));
         as_http_conn_on_close(c, job_abandoned, j);
         char *k = key_of(j, "report:", "st");
@@ -1459,12 +1466,7 @@ static void handle_request(struct as_http_conn *c, const struct as_http_request 
         reply_error(c, 503, "redis.servers is not set: there is no history to show");
         return;
     }
-    struct job *j = xcalloc(1, sizeof *j);
-    j->started = as_now();
-    j->ctl = ctl;
-    j->conn = c;
-    j->redis = r;
-    j->prefix = as_redis_prefix(r);
+    struct job *j = job_new(ctl, c, r);
     struct sbuf v = {0};
     if (is_domain || is_sender || is_clear) {
         const char *d = query_param(req, "domain", &v);
