@@ -36,7 +36,8 @@
  *      files, /ping, /logout and /api/v1/session with level "none"; a
  *      Password / Bearer header gets exactly what its level allows; a
  *      cookie at most what the MACs in the request allow; "write" only
- *      with the write password or MAC; writes need write + CSRF;
+ *      with the write password or MAC; a write by cookie only with the
+ *      X-CSRF-Token of one of our tokens;
  *   5. Set-Cookie with a session only in the 200 answer to a POST /login
  *      whose JSON password is right, at that level, with the documented
  *      attributes; /logout clears it; nothing else sets one;
@@ -733,10 +734,10 @@ static void check_pair(int redis_b, size_t i, const struct creq *c, const struct
                   r->cookie);
 
     /* the levels the request can have */
-    int lv_min, lv_max, csrf_any, wrong_any;
+    int lv_min, lv_max, csrf_lo, csrf_hi, wrong_any;
     if (hp) {
         lv_min = lv_max = level_of(hp);
-        csrf_any = 0;          /* a custom header: csrf_ok */
+        csrf_lo = csrf_hi = 1;  /* a custom header: no other site's page sends it */
         wrong_any = lv_min == L_NONE;
         if (wrong_any) (*fails)++;
     } else {
@@ -745,16 +746,20 @@ static void check_pair(int redis_b, size_t i, const struct creq *c, const struct
         lv_min = L_NONE;
         lv_max = contains(raw_req, raw_len, token_mac[L_WRITE]) ? L_WRITE
                  : contains(raw_req, raw_len, token_mac[L_READ]) ? L_READ : L_NONE;
-        csrf_any = 1;
+        /* the CSRF value of a token is a MAC of it as sent: only ours
+         * (canonical tokens) can be matched by the request */
+        const char *x = creq_header(c, "X-CSRF-Token");
+        csrf_lo = 0;
+        csrf_hi = x && (strcmp(x, csrf[L_READ]) == 0 || strcmp(x, csrf[L_WRITE]) == 0);
         wrong_any = creq_header(c, "Cookie") != NULL;
     }
     int set[64];
     size_t n = 0;
     for (int lv = lv_min; lv <= lv_max; lv++)
-        for (int cs = 0; cs <= csrf_any; cs++)
+        for (int cs = csrf_lo; cs <= csrf_hi; cs++)
             for (int wr = 0; wr <= wrong_any; wr++) {
                 if (hp && wr != (lv == L_NONE)) continue;
-                expect_status(redis_b, get, post, path, lv, cs || !csrf_any, wr, set, &n);
+                expect_status(redis_b, get, post, path, lv, cs, wr, set, &n);
             }
     int got = r->status == 200 && r->nsec == 0 ? ST_METRICS : r->status;
     size_t k = 0;
