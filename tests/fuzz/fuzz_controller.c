@@ -836,10 +836,13 @@ static void check_exchange(int redis_b, const char *data, const struct creqs *q,
 /* ---------------------------------------------------------------- */
 /* set-up                                                             */
 
+static char plugdir[64];
+
+static void plugdir_remove(void) { rmdir(plugdir); }
+
 static void worker_init(struct worker *w, int idx, const char *extra)
 {
     char err[1024] = "";
-    static char plugdir[64];
     if (!plugdir[0]) {
         /* no plugins: the controller needs none */
         snprintf(plugdir, sizeof plugdir, "/tmp/fuzz-controller-%d", (int)getpid());
@@ -847,6 +850,7 @@ static void worker_init(struct worker *w, int idx, const char *extra)
             perror("fuzz_controller: mkdir");
             abort();
         }
+        atexit(plugdir_remove);
     }
     struct sbuf conf = {0};
     sbuf_printf(&conf, "plugins.dir = %s\nplugins.allow_no_auth = yes\n"
