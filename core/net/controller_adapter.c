@@ -42,6 +42,9 @@
 
 enum level { LEVEL_NONE, LEVEL_READ, LEVEL_WRITE };
 
+/* The first 12 bytes of an IPv4-mapped IPv6 address (::ffff:a.b.c.d). */
+static const unsigned char v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
 static unsigned char session_key[32];
 static int have_key;
 
@@ -226,7 +229,6 @@ static void client_of(const char *peer, char *out, size_t len)
     memcpy(host, p, n);
     host[n] = '\0';
     unsigned char b[16];
-    static const unsigned char v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
     if (inet_pton(AF_INET6, host, b) == 1 && memcmp(b, v4mapped, 12) == 0) {
         /* an IPv4 client of a dual-stack socket: its own address, not the
          * /64 that every IPv4 client shares */
@@ -424,6 +426,13 @@ static int source_net(const char *ip, char *out, size_t len)
         return 0;
     }
     if (inet_pton(AF_INET6, ip, b) == 1) {
+        if (memcmp(b, v4mapped, 12) == 0) {
+            /* a scan of ::ffff:a.b.c.d is an IPv4 client (as_task_set_ip):
+             * its history is under "a.b.c", not the "0:0:0:0" every
+             * mapped address would share */
+            snprintf(out, len, "%u.%u.%u", b[12], b[13], b[14]);
+            return 0;
+        }
         snprintf(out, len, "%x:%x:%x:%x", (unsigned)(b[0] << 8 | b[1]),
                  (unsigned)(b[2] << 8 | b[3]), (unsigned)(b[4] << 8 | b[5]),
                  (unsigned)(b[6] << 8 | b[7]));

@@ -162,6 +162,10 @@ def test_reads(d, cp, rc):
     st, _, r = call(cp, "GET", "/api/v1/sender?domain=example.com&ip=192.0.2.200", pw)
     T.eq("sender: status", st, 200)
     T.eq("sender: network", r.get("net"), "192.0.2")
+    # an IPv4-mapped address is scanned as IPv4: the same history
+    st, _, r2 = call(cp, "GET", "/api/v1/sender?domain=example.com&ip=::ffff:192.0.2.200", pw)
+    T.eq("sender ::ffff:IPv4: status and network", (st, r2.get("net")), (200, "192.0.2"))
+    T.eq("sender ::ffff:IPv4: same history", r2.get("source_history"), r.get("source_history"))
     T.check("sender: source history", (r.get("source_history") or {}).get("dp", 0) >= 3, r)
     st, _, r = call(cp, "GET", "/api/v1/sender?domain=nobody.example&ip=2001:db8::1", pw)
     T.eq("unknown sender: no history", (st, r.get("domain_history"), r.get("source_history"),
