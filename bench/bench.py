@@ -829,17 +829,27 @@ def parse_callgrind(text, top):
 
 
 # ------------------------------------------------------------------ peers (shared testbed)
-def everything_on(redis_addr):
+PEER_SETUPS = {
+    "everything": "history + report counters + ten Lua rules",
+    "history": "history on Redis only (issue 13's figure)",
+}
+
+
+def everything_on(redis_addr, setup="everything"):
     """authscand as a site runs it (issue 21): per-sender history and DMARC
     report counters on Redis, and the ten-rule site Lua file, against the
-    testbed's rspamd with its Redis-backed DMARC reporting."""
+    testbed's rspamd with its Redis-backed DMARC reporting.  setup
+    "history": the per-sender history alone (issue 13: "still at most 1/10
+    of rspamd's with its Redis-backed modules on")."""
+    if setup == "history":
+        return ["-s", "redis.servers=%s" % redis_addr]
     return ["-s", "redis.servers=%s" % redis_addr,
             "-s", "report.enabled=yes", "-s", "report.org_name=Bench Receiver",
             "-s", "report.email=dmarc-reports@receiver.test", "-s", "report.domain=receiver.test",
             "-s", "lua.dir=" + os.path.join(HERE, "lua", "ten")]
 
 
-def peers(work, authscand, n_msgs, duration, rounds=5, conc="8"):
+def peers(work, authscand, n_msgs, duration, rounds=5, conc="8", setup="everything"):
     """rspamd and authscand (everything on) taking turns, `rounds` times,
     on the testbed's corpus and DNS; then spamd once.  Every load result
     carries its round, so each round gives its own ratio."""
@@ -852,7 +862,8 @@ def peers(work, authscand, n_msgs, duration, rounds=5, conc="8"):
     os.makedirs(env["BENCH_DIR"], exist_ok=True)
     res_dir = os.path.join(env["BENCH_DIR"], "results")
     logp = os.path.join(work, "peers.log")
-    out = {"rounds": rounds, "concurrency": conc, "load": [], "checks": {}, "files": []}
+    out = {"rounds": rounds, "concurrency": conc, "load": [], "checks": {}, "files": [],
+           "setup": setup}
 
     def collect(before, rnd):
         new = sorted(set(os.listdir(res_dir)) - before) if os.path.isdir(res_dir) else []
@@ -891,10 +902,11 @@ def peers(work, authscand, n_msgs, duration, rounds=5, conc="8"):
                 log("peers: the rspamd run gave no result (see %s); %s" % (
                     logp, "trying again" if attempt == 1 else "going on without it"))
             dns_port = open(os.path.join(env["BENCH_DIR"], "dns", "port")).read().strip()
-            log("peers round %d/%d: authscand (2 workers, history + report counters + ten Lua "
-                "rules, c=%s)" % (rnd + 1, rounds, conc))
+            log("peers round %d/%d: authscand (2 workers, %s, c=%s)" % (
+                rnd + 1, rounds, PEER_SETUPS[setup], conc))
             d = Daemon(authscand, "127.0.0.1:" + dns_port, 2,
-                       os.path.join(work, "authscand-peers.log"), everything_on(redis.address)).start()
+                       os.path.join(work, "authscand-peers.log"),
+                       everything_on(redis.address, setup)).start()
             before = listing()
             try:
                 subprocess.run([os.path.join(tb, "run.sh"), "http://127.0.0.1:%d" % d.port],
@@ -1112,8 +1124,10 @@ def report(R):
         a("## Side by side on the shared testbed's corpus (`../shared/bench-rspamd/run.sh`, same machine, back to back)")
         a("")
         pr = R["peers"]
-        a("authscand with everything on (history and DMARC report counters on a private "
-          "redis-server, the ten-rule site Lua file bench/lua/ten); rspamd as the testbed "
+        a(("authscand with everything on (history and DMARC report counters on a private "
+           "redis-server, the ten-rule site Lua file bench/lua/ten)" if pr.get("setup", "everything")
+           == "everything" else "authscand with per-sender history on a private redis-server "
+           "(no report counters, no Lua)") + "; rspamd as the testbed "
           "configures it (Redis-backed DMARC reporting); %s rounds of rspamd then authscand, "
           "each ratio against the rspamd run of its own round." % pr.get("rounds", 1))
         a("")
@@ -1175,8 +1189,10 @@ def compute_targets(R):
                       "yes" if c512[0]["errors"] == 0 else "no"))
     for conc, rs in sorted(R.get("peers", {}).get("ratios", {}).items(), key=lambda kv: int(kv[0])):
         med = statistics.median(rs)
-        T.append(("everything on: scanner CPU/msg ≤ 1/10 of rspamd's, testbed corpus, median of "
-                  "%d alternating rounds, c=%s" % (len(rs), conc),
+        T.append(("%s: scanner CPU/msg ≤ 1/10 of rspamd's, testbed corpus, median of "
+                  "%d alternating rounds, c=%s" % (
+                      "everything on" if R["peers"].get("setup", "everything") == "everything"
+                      else "history on", len(rs), conc),
                   "1/%.1f (rounds: %s)" % (med, ", ".join("%.1f" % x for x in rs)),
                   "yes" if med >= 10 else "no"))
     if "inproc" in R and "crypto" in R:
@@ -1259,6 +1275,9 @@ def main():
     ap.add_argument("--peer-runs", type=int, default=5,
                     help="rounds of rspamd then authscand (everything on); the ratio is their median")
     ap.add_argument("--peer-concurrency", default="8", help="testbed concurrency levels (comma list)")
+    ap.add_argument("--peer-setup", default="everything", choices=sorted(PEER_SETUPS),
+                    help="authscand's setup in the side by side: everything (history, report "
+                         "counters, ten Lua rules) or history (issue 13)")
     ap.add_argument("--only", default="", help="comma list of steps: crypto,inproc,lua,check,load,daemonpath,mta,soak,history,profile,report,peers")
     ap.add_argument("--history-senders", type=int, default=10000,
                     help="senders for the Redis memory figure of the history step (0: skip it)")
@@ -1418,7 +1437,8 @@ def main():
         R["profile"] = profile(authscan, manifest, zone, a.work)
         R["perf"] = perf_profile(authscan, manifest, zone, a.work)
     if "peers" in steps:
-        p = peers(a.work, authscand, 2000, a.peer_duration, a.peer_runs, a.peer_concurrency)
+        p = peers(a.work, authscand, 2000, a.peer_duration, a.peer_runs, a.peer_concurrency,
+                  a.peer_setup)
         p["table"], rs, p["ratios"] = peer_table(p)
         R["peers"] = p
         if rs:
