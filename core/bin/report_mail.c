@@ -272,26 +272,37 @@ static void mail_head(struct sbuf *m, const struct rpt *r, const char *to, const
                 "This is a multipart message in MIME format.\r\n\r\n", ctype, boundary);
 }
 
-/* Adds pd to the day's set of policy domains something was sent for
- * ({report:}rsd:DAY), so the controller reads a day's status with one
- * SMEMBERS instead of scanning the keyspace for {PD}rs:DAY keys.  The
- * {PD}rs:DAY mark stays the truth for "sent before": an index that
- * failed to be written costs only the dashboard's view, never a report. */
-static void mark_day_sent(struct rpt *r, const char *pd, const char *day, const char *ttl)
+/* Adds pd to one of the day's sets of policy domains: rsd:DAY (something
+ * was sent for it) or rfd:DAY (a report failed), {report:} tagged, with
+ * report.ttl, so the controller reads a day's status with SCARD and
+ * SINTERCARD instead of scanning the keyspace.  The {PD}rs:DAY mark stays
+ * the truth for "sent before": an index that failed to be written costs
+ * only the dashboard's view, never a report.  -1 (key names it) when
+ * Redis did not take it. */
+static int day_index_add(struct rpt *r, const char *set, const char *pd, const char *day,
+                         struct sbuf *key)
 {
-    struct sbuf key = {0}, name = {0};
-    sbuf_printf(&name, "rsd:%s", day);
-    rpt_key(r, &key, AS_REPORT_INDEX_TAG, name.data);
-    const char *sadd[] = { "SADD", key.data, pd };
-    const char *exp[] = { "EXPIRE", key.data, ttl };
+    struct sbuf name = {0};
+    char ttl[32];
+    snprintf(ttl, sizeof ttl, "%lld", r->conf.ttl);
+    sbuf_printf(&name, "%s:%s", set, day);
+    rpt_key(r, key, AS_REPORT_INDEX_TAG, name.data);
+    const char *sadd[] = { "SADD", key->data, pd };
+    const char *exp[] = { "EXPIRE", key->data, ttl };
     redisReply *a = rpt_redis(r, 3, sadd), *b = a ? rpt_redis(r, 3, exp) : NULL;
-    if (!a || !b)
-        fprintf(stderr, "authscan report: %s %s: sent, but not added to %s (the dashboard "
-                "will show it as pending)\n", pd, day, key.data);
     if (a) freeReplyObject(a);
     if (b) freeReplyObject(b);
-    sbuf_free(&key);
     sbuf_free(&name);
+    return a && b ? 0 : -1;
+}
+
+static void mark_day_sent(struct rpt *r, const char *pd, const char *day)
+{
+    struct sbuf key = {0};
+    if (day_index_add(r, "rsd", pd, day, &key) < 0)
+        fprintf(stderr, "authscan report: %s %s: sent, but not added to %s (the dashboard "
+                "will show it as pending)\n", pd, day, key.data);
+    sbuf_free(&key);
 }
 
 /* Counts one report mailed or given up on in {report:}st (the controller's
@@ -302,7 +313,7 @@ static void mark_day_sent(struct rpt *r, const char *pd, const char *day, const 
 static void count_report(struct rpt *r, const char *kind, int sent, const char *pd,
                          const char *day)
 {
-    struct sbuf key = {0}, field = {0}, name = {0};
+    struct sbuf key = {0}, field = {0};
     rpt_key(r, &key, AS_REPORT_INDEX_TAG, "st");
     sbuf_printf(&field, "%s_%s", kind, sent ? "sent" : "failed");
     /* counters, not data: a year unless a report keeps them going */
@@ -311,21 +322,9 @@ static void count_report(struct rpt *r, const char *kind, int sent, const char *
     redisReply *a = rpt_redis(r, 4, incr), *b = a ? rpt_redis(r, 3, exp) : NULL;
     if (a) freeReplyObject(a);
     if (b) freeReplyObject(b);
-    if (!sent && pd && day) {
-        char ttl[32];
-        snprintf(ttl, sizeof ttl, "%lld", r->conf.ttl);
-        sbuf_printf(&name, "rfd:%s", day);
-        rpt_key(r, &key, AS_REPORT_INDEX_TAG, name.data);
-        const char *sadd[] = { "SADD", key.data, pd };
-        const char *exp2[] = { "EXPIRE", key.data, ttl };
-        a = rpt_redis(r, 3, sadd);
-        b = a ? rpt_redis(r, 3, exp2) : NULL;
-        if (a) freeReplyObject(a);
-        if (b) freeReplyObject(b);
-    }
+    if (!sent && pd && day) day_index_add(r, "rfd", pd, day, &key);
     sbuf_free(&key);
     sbuf_free(&field);
-    sbuf_free(&name);
 }
 
 int rpt_mail_aggregate(struct rpt *r, const char *pd, const char *day, const char *id,
@@ -386,7 +385,7 @@ int rpt_mail_aggregate(struct rpt *r, const char *pd, const char *day, const cha
             if (!a || !b) all_done = 0;   /* not marked: keep the data, resend is the lesser harm */
             if (a) freeReplyObject(a);
             if (b) freeReplyObject(b);
-            if (a && b) mark_day_sent(r, pd, day, ttl);
+            if (a && b) mark_day_sent(r, pd, day);
         } else if (s == RPT_TEMPORARY) {
             all_done = 0;
             r->status = 1;
