@@ -1095,19 +1095,18 @@ static const char *const report_kinds[] = { "aggregate", "failure" };
 
 static void metrics_reply(struct job *j, const struct as_redis_reply *r)
 {
-    double v[2][2] = { { 0, 0 }, { 0, 0 } };   /* [kind][sent, failed] */
+    static const char *const fields[2][2] = {   /* [kind][sent, failed] */
+        { "aggregate_sent", "aggregate_failed" }, { "failure_sent", "failure_failed" },
+    };
+    double v[2][2] = { { 0, 0 }, { 0, 0 } };
     for (size_t i = 0; r && i + 1 < r->nelem; i += 2) {
         const struct as_redis_reply *k = &r->elem[i];
         if (k->type != AS_REDIS_REPLY_STRING || !k->str.ptr) continue;
-        for (size_t kind = 0; kind < 2; kind++) {
-            size_t kl = strlen(report_kinds[kind]);
-            if (k->str.len <= kl + 1 || strncmp(k->str.ptr, report_kinds[kind], kl) != 0 ||
-                k->str.ptr[kl] != '_')
-                continue;
-            const char *what = k->str.ptr + kl + 1;
-            if (strcmp(what, "sent") == 0) v[kind][0] = reply_num(&r->elem[i + 1]);
-            else if (strcmp(what, "failed") == 0) v[kind][1] = reply_num(&r->elem[i + 1]);
-        }
+        for (size_t kind = 0; kind < 2; kind++)
+            for (int o = 0; o < 2; o++)
+                if (strlen(fields[kind][o]) == k->str.len &&
+                    memcmp(k->str.ptr, fields[kind][o], k->str.len) == 0)
+                    v[kind][o] = reply_num(&r->elem[i + 1]);
     }
     struct sbuf b = {0};
     as_stats_write_metric_families(j->ctl->sc->engine, j->mfmt, &b);
