@@ -70,6 +70,7 @@ struct milter_conn {
     int in_session;                 /* between CONNECT and QUIT/QUIT_NC */
     struct as_session *ss;          /* scan in flight: input waits */
     int resume;                     /* the timer fires to read what waited */
+    int acked;                      /* as_conn_ack_now() since our last reply */
     double quiet_since;             /* the last whole packet (or accept, or a verdict):
                                        milter.timeout counts from it, so bytes
                                        trickling in do not keep a connection */
@@ -121,7 +122,10 @@ static void session_reset(struct milter_conn *mc)
 
 static void send_packet(struct milter_conn *mc, struct sbuf *b)
 {
-    if (b->len) as_conn_write(mc->c, b->data, b->len);
+    if (b->len) {
+        as_conn_write(mc->c, b->data, b->len);
+        mc->acked = 0;
+    }
     sbuf_free(b);
 }
 
@@ -656,6 +660,14 @@ static void milter_process(struct milter_conn *mc)
         mc->quiet_since = as_now();
     }
     if (mc->ss) return;
+    if (!mc->acked && mc->in_session) {
+        /* Steps negotiated as "no reply" were read and the MTA is still
+         * sending: acknowledge them now.  Postfix writes the envelope and
+         * the content as two writes with Nagle on, so without this its
+         * second write waits for our delayed ACK, 40 ms per message. */
+        as_conn_ack_now(mc->c);
+        mc->acked = 1;
+    }
     if (as_conn_draining(mc->c) && as_conn_state(mc->c) == AS_CONN_IDLE &&
         evbuffer_get_length(in) == 0) {
         /* between SMTP sessions while the worker drains: the MTA opens a

@@ -85,6 +85,7 @@ struct as_conn {
     enum as_conn_state state;
     int closing;             /* as_conn_close(): flushing, then lingering */
     int peer_eof;            /* the client closed its sending side */
+    int tcp;                 /* TCP socket (options apply) */
     double accepted;
     struct addr_slot *addr;  /* NULL: not counted (unix socket) */
     char peer[64];
@@ -351,6 +352,7 @@ static void conn_new(struct server_listener *sl, evutil_socket_t fd, const struc
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
     struct as_conn *c = xcalloc(1, sizeof *c);
+    c->tcp = sa->sa_family == AF_INET || sa->sa_family == AF_INET6;
     c->srv = s;
     c->bev = bev;
     c->addr = slot;
@@ -710,6 +712,16 @@ void as_conn_read_limit(struct as_conn *c, size_t high_wm)
     c->read_high = high_wm;
     if (!high_wm || evbuffer_get_length(bufferevent_get_input(c->bev)) < high_wm)
         conn_read_resume(c);
+}
+
+void as_conn_ack_now(struct as_conn *c)
+{
+    if (!c->tcp) return;
+    /* Linux: leaves "interactive" (delayed-ACK) mode and sends an ACK
+     * that is due; reads then acknowledge at once until we next write.
+     * Only a latency hint: a failure changes nothing else. */
+    int one = 1;
+    (void)setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
 }
 
 void as_conn_timer_set(struct as_conn *c, double secs)

@@ -90,6 +90,15 @@ void as_conn_send(struct as_conn *c, struct evbuffer *out);
 void as_conn_write(struct as_conn *c, const void *data, size_t len);
 /* Reads pause while this much input is buffered (0: no limit). */
 void as_conn_read_limit(struct as_conn *c, size_t high_wm);
+/* Acknowledges what was read at once instead of after the kernel's
+ * delayed-ACK timer (TCP only; a no-op elsewhere), and keeps doing so on
+ * each read until the next reply is written.  For protocols whose client
+ * sends several writes before it waits for an answer: a client with
+ * Nagle on (Postfix's milter client) holds its next write until the
+ * previous one is acknowledged, and once we have answered on a
+ * connection the kernel delays that acknowledgement by up to 40 ms,
+ * hoping to send it with our next reply. */
+void as_conn_ack_now(struct as_conn *c);
 /* (Re)arms the connection's one timer; 0 disarms it. */
 void as_conn_timer_set(struct as_conn *c, double secs);
 /* The final reply is queued: flush it, then lingering close.  The

@@ -233,6 +233,31 @@ def test_continue_steps(d):
     c.close()
 
 
+def test_nagle_mta(d):
+    """Postfix writes a message as two writes (envelope, then content)
+    with Nagle on, so its second write waits until the first is
+    acknowledged.  The envelope's steps have no reply; once we have
+    answered on a connection, the kernel would delay that ACK by its
+    40 ms minimum unless the adapter acknowledges at once."""
+    c = MilterClient(d.milter_addr, postfix=True)
+    c.negotiate()
+    times = []
+    for i in range(15):
+        t0 = time.monotonic()
+        r = c.message("<alice@reject.example>", ["<rcpt@receiver.test>"],
+                      headers("Alice <alice@reject.example>"), b"hello\r\n", connect=(i == 0),
+                      qid="NAGLE%d" % i)
+        times.append(time.monotonic() - t0)
+        if r[-1] is None or r[-1][0] != b"a":
+            T.check("message %d accepted" % i, False, r)
+            break
+    c.close()
+    times.sort()
+    med = times[len(times) // 2]
+    T.check("median time per message %.1f ms, want under 20 (a delayed ACK alone is 40)"
+            % (med * 1000), med < 0.020, ["%.1f" % (x * 1000) for x in times])
+
+
 def split_fields(raw, fold):
     """(name, value) as an MTA sends the header fields of raw: the value
     from after the colon (blanks kept: HDR_LEADSPC), line breaks inside a
@@ -440,6 +465,7 @@ def main():
         T.run(test_miltertest_abort, d)
         T.run(test_negotiation, d)
         T.run(test_continue_steps, d)
+        T.run(test_nagle_mta, d)
     T.run(test_malformed)
     T.run(test_miltertest_unix)
     T.run(test_reply_text_escaped)
