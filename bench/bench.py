@@ -1410,9 +1410,9 @@ def main():
                 R["mta"] = mta_mod.run_mta(Daemon, cpu_s, wait_quiet, authscand, dns, rows, corpus,
                                            a.work, a.duration)
                 for x in R["mta"]:
-                    log("  %-6s c=%-3d %6.0f msgs/s  %.3f ms CPU/msg (%.2fx /checkv2)  errors %d" %
+                    log("  %-11s c=%-3d %6.0f msgs/s  %.3f ms CPU/msg (%.2fx http, %.2fx %s)  errors %d" %
                         (x["proto"], x["conc"], x["msgs_per_s"], x["cpu_ms_per_msg"], x["vs_http"],
-                         x["errors"]))
+                         x["vs_same"], mta_mod.SAME_AS[x["proto"]], x["errors"]))
             if "soak" in steps:
                 R["soak"] = soak(authscand, dns, manifest, a.work, a.soak)
             if "history" in steps:
