@@ -77,6 +77,11 @@ void *as_pool_alloc(struct as_pool *p, size_t size)
     return m;
 }
 
+void *as_pool_alloc_uninit(struct as_pool *p, size_t size)
+{
+    return pool_alloc_raw(p, size);
+}
+
 void *as_pool_memdup(struct as_pool *p, const void *src, size_t n)
 {
     /* NUL-terminated too: a copied message or field may be read as a C string */

@@ -17,6 +17,7 @@
  */
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,6 +160,8 @@ struct req_key {
     struct req_key *next;
     uint16_t type;
     int missed;                      /* an evaluation asked for it (not only a prefetch) */
+    struct prefetch *pf;             /* TXT that may hold an SPF record, of this
+                                        identity: its terms prefetched on arrival */
     char name[];
 };
 
@@ -174,7 +177,6 @@ struct spf_scan {
     struct spf_state *st;
     struct spf_query qm, qh;         /* MAIL FROM (or postmaster@HELO), HELO */
     int want_m, want_h;
-    struct spf_outcome om, oh;
     struct prefetch pm, ph;
     int rounds, rounds_m, rounds_h;
     int done_m, published;
@@ -185,6 +187,8 @@ struct spf_scan {
     char arpa[80];                   /* reverse name of the client */
     const char *helo;
     const char *sender;              /* NULL when the null sender */
+    /* last: 21 KiB not zeroed (spf_scan() zeroes what is above) */
+    struct spf_outcome om, oh;
 };
 
 static const struct as_dns_answer *scan_fetch(void *arg, const char *name, uint16_t type)
@@ -206,9 +210,11 @@ static struct req_key *requested(const struct spf_scan *s, const char *name, uin
 }
 
 /* Starts a query unless the scan has (or is getting) the answer.  missed:
- * an evaluation asked for it, rather than a prefetch.  Returns 1 if a
+ * an evaluation asked for it, rather than a prefetch; pf: a TXT that may
+ * hold an SPF record of that identity (NULL otherwise).  Returns 1 if a
  * query was started. */
-static int want(struct spf_scan *s, const char *name, uint16_t type, int missed)
+static int want(struct spf_scan *s, const char *name, uint16_t type, int missed,
+                struct prefetch *pf)
 {
     if (!name || !spf_name_valid(name) || as_dns_pinned(s->t, name, type))
         return 0;
@@ -223,6 +229,7 @@ static int want(struct spf_scan *s, const char *name, uint16_t type, int missed)
         return 0;
     k->type = type;
     k->missed = missed;
+    k->pf = type == AS_DNS_TXT ? pf : NULL;
     memcpy(k->name, name, len + 1);
     k->next = s->requested;
     s->requested = k;
@@ -266,16 +273,44 @@ static void on_record(void *arg, const char *domain, const struct spf_record *re
             continue;
         norm_target(t, domain, d, sizeof d);
         switch (t->kind) {
-        case SPF_T_INCLUDE: case SPF_T_REDIRECT: n += want(s, d, AS_DNS_TXT, 0); break;
-        case SPF_T_EXP: want(s, d, AS_DNS_TXT, 0); break;
-        case SPF_T_A: n += want(s, d, fam == AF_INET6 ? AS_DNS_AAAA : AS_DNS_A, 0); break;
-        case SPF_T_MX: n += want(s, d, AS_DNS_MX, 0); break;
-        case SPF_T_EXISTS: n += want(s, d, AS_DNS_A, 0); break;
-        case SPF_T_PTR: n += want(s, s->arpa, AS_DNS_PTR, 0); break;
+        case SPF_T_INCLUDE: case SPF_T_REDIRECT: n += want(s, d, AS_DNS_TXT, 0, pf); break;
+        case SPF_T_EXP: want(s, d, AS_DNS_TXT, 0, NULL); break;
+        case SPF_T_A: n += want(s, d, fam == AF_INET6 ? AS_DNS_AAAA : AS_DNS_A, 0, NULL); break;
+        case SPF_T_MX: n += want(s, d, AS_DNS_MX, 0, NULL); break;
+        case SPF_T_EXISTS: n += want(s, d, AS_DNS_A, 0, NULL); break;
+        case SPF_T_PTR: n += want(s, s->arpa, AS_DNS_PTR, 0, NULL); break;
         default: break;
         }
     }
     pf->terms = n;
+}
+
+/* An SPF record arrived (the identity's own, or one its records include
+ * or redirect to): prefetch its terms now, as the next evaluation would
+ * (on_record() is what it calls, and a target is only asked once), so the
+ * answers an include chain needs are fetched while others are in flight,
+ * not one evaluation round per level of the chain.  Records the
+ * evaluation would refuse (several, too long, a syntax error) are left to
+ * it. */
+static void prefetch_record(struct prefetch *pf, const struct as_dns_answer *ans)
+{
+    struct spf_scan *s = pf->s;
+    const struct as_str *txt = NULL;
+    for (size_t i = 0; i < ans->nrr; i++) {
+        const struct as_str *j = &ans->rr[i].d.txt.joined;
+        if (ans->rr[i].type == AS_DNS_TXT && spf_record_is_spf(j->ptr, j->len)) {
+            if (txt)
+                return;
+            txt = j;
+        }
+    }
+    if (!txt || txt->len > s->st->lim.max_record_len)
+        return;
+    struct spf_record *rec = malloc(sizeof *rec);   /* 16 KiB: not the pool's */
+    const char *perr = NULL;
+    if (rec && spf_record_parse(txt->ptr, txt->len, rec, &perr) == 0)
+        on_record(pf, ans->name, rec);
+    free(rec);
 }
 
 static void dns_done(struct as_task *t, const struct as_dns_answer *ans, void *arg)
@@ -297,9 +332,11 @@ static void dns_done(struct as_task *t, const struct as_dns_answer *ans, void *a
             spf_strcpy(h, sizeof h, host ? host : "");
             for (char *c = h; *c; c++)
                 *c = (char)tolower((unsigned char)*c);
-            want(s, h, s->qm.family == AF_INET6 ? AS_DNS_AAAA : AS_DNS_A, 0);
+            want(s, h, s->qm.family == AF_INET6 ? AS_DNS_AAAA : AS_DNS_A, 0, NULL);
         }
     }
+    if (k && k->pf && ans->status == AS_DNS_OK && !s->published)
+        prefetch_record(k->pf, ans);
     if (s->outstanding == 0)
         scan_round(s);
 }
@@ -422,7 +459,7 @@ static int identity_round(struct spf_scan *s, const struct spf_query *q, struct 
     spf_engine_check(s->st->eng, q, o);
     if (o->incomplete && *rounds < s->st->max_rounds && !s->start_failed) {
         for (size_t i = 0; i < o->nmisses; i++)
-            want(s, o->misses[i].name, o->misses[i].type, 1);
+            want(s, o->misses[i].name, o->misses[i].type, 1, q->seen_arg);
         if (s->outstanding > 0)
             return 1;   /* dns_done() runs the next round */
     }
@@ -562,9 +599,12 @@ static void spf_scan(struct as_task *t, void *state)
 {
     struct spf_state *st = state;
     const struct as_envelope *env = as_task_envelope(t);
-    struct spf_scan *s = as_pool_alloc(as_task_pool(t), sizeof *s);
+    struct spf_scan *s = as_pool_alloc_uninit(as_task_pool(t), sizeof *s);
     if (!s || !env)
         return;
+    memset(s, 0, offsetof(struct spf_scan, om));
+    spf_outcome_reset(&s->om);
+    spf_outcome_reset(&s->oh);
     s->t = t;
     s->st = st;
     s->helo = env->helo && *env->helo ? env->helo : NULL;

@@ -758,7 +758,7 @@ static int is_loopback(const struct spf_query *q)
 /* Resets an outcome for a new round.  Not a memset: the struct is about
  * 10 KiB (the miss list) and is reset every round of every scan; the
  * arrays are only read up to their counts and the strings from [0]. */
-static void outcome_reset(struct spf_outcome *out)
+void spf_outcome_reset(struct spf_outcome *out)
 {
     out->incomplete = 0;
     out->nmisses = 0;
@@ -771,7 +771,7 @@ static void outcome_reset(struct spf_outcome *out)
 
 void spf_engine_check(struct spf_engine *e, const struct spf_query *q, struct spf_outcome *out)
 {
-    outcome_reset(out);
+    spf_outcome_reset(out);
 
     /* The identity (RFC 7208 2.3, 2.4): MAIL FROM, or postmaster@HELO. */
     const char *helo = q->helo && *q->helo ? q->helo : NULL;

@@ -63,7 +63,7 @@ struct spf_miss {
     uint16_t type;
 };
 
-/* New fields must be reset in outcome_reset() (spf_eval.c). */
+/* New fields must be reset in spf_outcome_reset() (spf_eval.c). */
 struct spf_outcome {
     int incomplete;                  /* misses were recorded: fetch and retry */
     size_t nmisses;
@@ -77,6 +77,10 @@ struct spf_outcome {
     char explanation[512];           /* fail: explanation or "" */
     int plus_all;
 };
+
+/* Empties an outcome without touching its arrays (about 10 KiB): they
+ * are only read up to their counts, the strings from [0]. */
+void spf_outcome_reset(struct spf_outcome *out);
 
 struct spf_engine;
 

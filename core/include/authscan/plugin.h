@@ -94,6 +94,7 @@
  * as_override_type_name(), as_task_add_override(), as_task_overrides().
  * 1.5: as_plugin_shared() (one object for several plugins: the decoded
  * DKIM keys of the dkim and arc plugins).
+ * 1.6: as_pool_alloc_uninit().
  *
  * Typed results of the shipped plugins are installed beside this file:
  * authscan/spf.h, authscan/dkim.h, authscan/dmarc.h, authscan/arc.h.
@@ -110,7 +111,7 @@ extern "C" {
 #endif
 
 #define AS_PLUGIN_ABI_MAJOR 1
-#define AS_PLUGIN_ABI_MINOR 5
+#define AS_PLUGIN_ABI_MINOR 6
 
 #if defined(__GNUC__)
 #define AS_API __attribute__((visibility("default")))
@@ -132,6 +133,9 @@ struct event_base;    /* libevent */
 /* Memory: a per-task arena.  Everything is freed when the task ends.  */
 
 AS_API void *as_pool_alloc(struct as_pool *pool, size_t size);  /* zeroed */
+/* Not zeroed (since ABI 1.6): for large buffers whose every byte read is
+ * written first; zeroing kilobytes a message costs more than it seems. */
+AS_API void *as_pool_alloc_uninit(struct as_pool *pool, size_t size);
 AS_API char *as_pool_strdup(struct as_pool *pool, const char *s);
 AS_API char *as_pool_strndup(struct as_pool *pool, const char *s, size_t n);
 AS_API char *as_pool_printf(struct as_pool *pool, const char *fmt, ...) AS_PRINTF(2, 3);
