@@ -127,6 +127,16 @@ static void add_comment(struct sbuf *b, const char *c)
     sbuf_addc(b, ')');
 }
 
+/* sep name=value (a few of these per header field of every message:
+ * appended, not printf'ed) */
+static void put_pair(struct sbuf *b, const char *sep, const char *name, const char *value)
+{
+    sbuf_adds(b, sep);
+    sbuf_adds(b, name);
+    sbuf_addc(b, '=');
+    sbuf_adds(b, value);
+}
+
 const char *as_authres_resinfo(struct as_pool *pool, const struct as_auth_result *r,
                                const char **err)
 {
@@ -153,11 +163,11 @@ const char *as_authres_resinfo(struct as_pool *pool, const struct as_auth_result
         }
     }
     struct sbuf b = {0};
-    sbuf_printf(&b, "%s=%s", r->method, r->result);
+    put_pair(&b, "", r->method, r->result);
     if (r->comment && *r->comment) add_comment(&b, r->comment);
-    if (r->reason) sbuf_printf(&b, " reason=%s", as_authres_token(pool, r->reason));
+    if (r->reason) put_pair(&b, " ", "reason", as_authres_token(pool, r->reason));
     for (size_t i = 0; i < r->nprops; i++)
-        sbuf_printf(&b, " %s=%s", r->props[i].name, as_authres_value(pool, r->props[i].value));
+        put_pair(&b, " ", r->props[i].name, as_authres_value(pool, r->props[i].value));
     char *out = as_pool_strndup(pool, b.data, b.len);
     sbuf_free(&b);
     return out;
@@ -170,7 +180,7 @@ const char *as_authres_extend(struct as_pool *pool, const char *resinfo,
     struct sbuf b = {0};
     sbuf_adds(&b, resinfo);
     for (size_t i = 0; i < nprops; i++)
-        sbuf_printf(&b, " %s=%s", props[i].name, as_authres_value(pool, props[i].value));
+        put_pair(&b, " ", props[i].name, as_authres_value(pool, props[i].value));
     if (comment && *comment) add_comment(&b, comment);
     char *out = as_pool_strndup(pool, b.data, b.len);
     sbuf_free(&b);
@@ -182,7 +192,10 @@ const char *as_authres_field(struct as_pool *pool, const char *authserv_id,
 {
     struct sbuf b = {0};
     sbuf_adds(&b, as_authres_token(pool, authserv_id));
-    for (size_t i = 0; i < n; i++) sbuf_printf(&b, "; %s", resinfo[i]);
+    for (size_t i = 0; i < n; i++) {
+        sbuf_adds(&b, "; ");
+        sbuf_adds(&b, resinfo[i]);
+    }
     if (n == 0) sbuf_adds(&b, "; none");
     char *out = as_pool_strndup(pool, b.data, b.len);
     sbuf_free(&b);
