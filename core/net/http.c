@@ -956,6 +956,15 @@ void as_http_reply(struct as_http_conn *c, int status, const char *content_type,
     set_state(c, ST_WRITING);
 }
 
+char *as_http_conn_take_body(struct as_http_conn *c, size_t *len)
+{
+    char *b = c->body;
+    *len = b ? c->body_len : 0;
+    c->body = NULL;
+    c->body_len = c->body_cap = 0;
+    return b;
+}
+
 void as_http_conn_on_close(struct as_http_conn *c, void (*fn)(void *), void *arg)
 {
     c->on_close = fn;

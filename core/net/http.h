@@ -107,6 +107,11 @@ size_t as_http_refusal(char *buf, size_t len, const char *why);
  * NULL-terminated array of "Name: value" strings.  Copies body. */
 void as_http_reply(struct as_http_conn *c, int status, const char *content_type,
                    const char *body, size_t len, const char *const *extra_headers);
+/* Takes the current request's body (malloc'd, NUL-terminated; NULL when
+ * there is none): the caller frees it.  req->body keeps pointing to it,
+ * so it must outlive the handling of the request.  Saves a copy of the
+ * message when a scan keeps it past the reply (finish hooks). */
+char *as_http_conn_take_body(struct as_http_conn *c, size_t *len);
 /* Called if the client goes away (or the server is freed) while a request
  * is waiting for its reply; after it the request must not be touched and
  * as_http_reply() must not be called.  Set from the handler. */

@@ -403,7 +403,9 @@ static void handle_request(struct as_http_conn *c, const struct as_http_request 
         reply_error(c, AS_SESSION_BAD_METHOD, "/checkv2 takes POST with the message as body");
         return;
     }
-    struct as_session *ss = as_session_new(ha->sc, req->peer, req->body, req->body_len);
+    size_t blen;
+    char *body = as_http_conn_take_body(c, &blen);
+    struct as_session *ss = as_session_new_owned(ha->sc, req->peer, body, blen);
     struct checkv2 *r = as_session_alloc(ss, sizeof *r);
     r->conn = c;
     r->ss = ss;

@@ -799,7 +799,9 @@ static void dmarc_scan(struct as_task *t, void *state)
     int sample = (int)(pct_draw(&st->pct_rng) % 100);
 
     s->nauthors = na;
-    s->out = na ? as_pool_alloc(p, na * sizeof *s->out) : NULL;
+    /* not zeroed: an outcome is about 12 KiB, and dmarc_evaluate() sets
+     * what it reads (the first round evaluates every author) */
+    s->out = na ? as_pool_alloc_uninit(p, na * sizeof *s->out) : NULL;
     if (na && !s->out)
         return;
     for (size_t i = 0; i < na; i++) {
