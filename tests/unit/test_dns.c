@@ -493,6 +493,25 @@ static const struct { const char *name; uint16_t type; } same_set[] = {
     { "9.2.0.192.in-addr.arpa", AS_DNS_PTR }, { "2.0.192.in-addr.arpa", AS_DNS_PTR },
 };
 
+/* Equal texts, except that a TTL may be up to 2 s lower on the nsd side:
+ * libunbound keeps its own cache, and an answer (a negative one's SOA)
+ * met again a second later comes back counted down. */
+static int same_answer(const char *a, const char *b)
+{
+    while (*a && *b) {
+        if (strncmp(a, "ttl=", 4) == 0 && strncmp(b, "ttl=", 4) == 0) {
+            char *ea, *eb;
+            long ta = strtol(a + 4, &ea, 10), tb = strtol(b + 4, &eb, 10);
+            if (ea == a + 4 || eb == b + 4 || ta > tb || tb - ta > 2) return 0;
+            a = ea;
+            b = eb;
+            continue;
+        }
+        if (*a++ != *b++) return 0;
+    }
+    return *a == *b;
+}
+
 static void test_same_as_nsd(void)
 {
     struct as_resolver *online = mk(server, NULL, 3, 0, 300);
@@ -503,7 +522,7 @@ static void test_same_as_nsd(void)
     for (size_t i = 0; i < AS_ARRAY_LEN(same_set); i++) {
         struct res a = lookup(online, same_set[i].name, same_set[i].type);
         struct res b = lookup(offline, same_set[i].name, same_set[i].type);
-        if (strcmp(a.text, b.text) == 0) {
+        if (same_answer(a.text, b.text)) {
             same++;
         } else {
             fprintf(stderr, "%s/%u: nsd \"%s\", zone file \"%s\"\n", same_set[i].name,
