@@ -29,6 +29,10 @@ open.example.org. TXT "v=spf1 +all"
 broken.example.org. TXT "v=spf1 ip4:192.0.2.1 foo:bar -all"
 noexp.example.org. TXT "v=spf1 a:nxd1.example.org a:nxd2.example.org a:nxd3.example.org -all"
 slow.example.org. TXT "v=spf1 include:dead.example.org -all"
+chain.example. TXT "v=spf1 include:l1.chain.example -all"
+l1.chain.example. TXT "v=spf1 include:l2.chain.example -all"
+l2.chain.example. TXT "v=spf1 include:l3.chain.example -all"
+l3.chain.example. TXT "v=spf1 ip4:192.0.2.0/24 -all"
 ; authscan: timeout dead.example.org.
 """
 
@@ -140,6 +144,15 @@ def main():
                          RELAYED))
         check("no relays configured: the connecting host counts",
               s == {"R_SPF_SOFTFAIL": ["~all"]}, s)
+
+        # An include chain three deep is fetched as its records arrive:
+        # one evaluation misses the identity's record, the next has every
+        # answer (one round per level before: 5)
+        p = run(tmp, ["--ip", "192.0.2.5", "--from", "a@chain.example", "--log-level", "debug"], ok=False)
+        err = p.stderr.decode(errors="replace")
+        rounds = [line.rsplit("(", 1)[-1] for line in err.splitlines() if "spf: spf=" in line]
+        check("include chain: got %s, want ['2 rounds)']" % rounds, rounds == ["2 rounds)"], err[-500:])
+        check("include chain passes", b'"R_SPF_ALLOW"' in p.stdout, p.stdout[-300:])
 
         # no client address: R_SPF_NA
         s = spf_syms(run(tmp, ["--helo", "x.example", "--from", "a@example.com"]))
