@@ -6,7 +6,8 @@ Runs, in this order, on an already generated corpus (bench/gen_corpus.py):
   crypto     `openssl speed -seconds 2 rsa2048 ed25519 sha256`: the raw crypto
              cost of the corpus' signatures, for the "<= 3x raw crypto" target
   inproc     `authscan bench` over the corpus with the offline zone (no network):
-             msgs/s and CPU us per message on one core
+             msgs/s and CPU us per message on one core.  With crypto, the two
+             run as 3 back-to-back pairs and the ratio is the median pair's
   lua        the same with no Lua, one empty Lua hook and the ten-rule site file
              (bench/lua/), interleaved: the CPU cost of Lua rules (issue 14)
   check      authscand (2 workers) against a private nsd: every message is
@@ -965,8 +966,9 @@ def report(R):
         ip = R["inproc"]
         a("## In-process (`authscan bench`, offline zone, one core)")
         a("")
-        a("| msgs/s | CPU µs/msg (median of %d runs: %s) | wall µs/msg | max RSS MB |" %
-          (len(ip["runs_cpu_us"]), ", ".join(str(x) for x in ip["runs_cpu_us"])))
+        a("| msgs/s | CPU µs/msg (%s of %d runs: %s) | wall µs/msg | max RSS MB |" %
+          ("the median crypto pair's" if "crypto_pairs" in R else "median", len(ip["runs_cpu_us"]),
+           ", ".join(str(x) for x in ip["runs_cpu_us"])))
         a("|---|---|---|---|")
         a("| %.0f | %.1f | %.1f | %.1f |" % (ip["msgs_per_s"], ip["cpu_us_per_msg"], ip["wall_us_per_msg"],
                                            ip["maxrss_kb"] / 1024))
@@ -982,7 +984,13 @@ def report(R):
           "The issue's formula (SHA-256 of a median %.1f KB message + one rsa2048 verify) = %.1f µs." %
           (c["signatures"], c["rsa"], c["ed25519"], R["corpus"]["messages"], c["raw_us_per_msg"],
            c["median_size"] / 1000, c["issue_formula_us"]))
-        if "inproc" in R:
+        if "crypto_pairs" in R:
+            a("In-process CPU / raw crypto, 3 pairs each taken back to back (openssl speed, then "
+              "`authscan bench`): %s; **median %.2f×** (target ≤ 3×).  The figures above are the "
+              "median pair's." % (", ".join("%.1f / %.1f = %.2f×" % (x["inproc_us"], x["raw_us"], x["ratio"])
+                                            for x in R["crypto_pairs"]),
+                                  sorted(x["ratio"] for x in R["crypto_pairs"])[1]))
+        elif "inproc" in R:
             a("In-process CPU / raw crypto = %.1f / %.1f = **%.2f×** (target ≤ 3×)." %
               (R["inproc"]["cpu_us_per_msg"], c["raw_us_per_msg"], R["inproc"]["cpu_us_per_msg"] / c["raw_us_per_msg"]))
         a("")
@@ -1197,7 +1205,13 @@ def compute_targets(R):
                   "yes" if med >= 10 else "no"))
     if "inproc" in R and "crypto" in R:
         ratio = R["inproc"]["cpu_us_per_msg"] / R["crypto"]["raw_us_per_msg"]
-        T.append(("in-process ≤ 3× raw crypto", "%.2f×" % ratio, "yes" if ratio <= 3 else "no"))
+        if "crypto_pairs" in R:
+            rs = [x["ratio"] for x in R["crypto_pairs"]]
+            T.append(("in-process ≤ 3× raw crypto (median of 3 back-to-back pairs)",
+                      "%.2f× (pairs: %s)" % (ratio, ", ".join("%.2f" % x for x in rs)),
+                      "yes" if ratio <= 3 else "no"))
+        else:
+            T.append(("in-process ≤ 3× raw crypto", "%.2f×" % ratio, "yes" if ratio <= 3 else "no"))
     if "report_counters" in R:
         c = R["report_counters"]
         T.append(("DMARC report counters ≤ +10 % CPU per message",
@@ -1333,10 +1347,27 @@ def main():
          "command": a.command}
     have_dmarc = "dmarc" in plugins
 
-    if "crypto" in steps:
+    if "crypto" in steps and "inproc" in steps:
+        # Taken in pairs, back to back: this machine's speed drifts by tens
+        # of percent over minutes, and a ratio of two figures taken minutes
+        # apart measures the drift.
+        log("crypto and in-process, 3 pairs back to back: openssl speed, then authscan bench "
+            "(offline zone, %d passes x %d messages)" % (a.passes, len(rows)))
+        pairs = []
+        for _ in range(3):
+            sp = openssl_speed(a.work)
+            cr = corpus_crypto(corpus, rows, sp)
+            ip = inproc(authscan, manifest, zone, a.work, a.passes, 1)
+            pairs.append((ip["cpu_us_per_msg"] / cr["raw_us_per_msg"], sp, cr, ip))
+        mid = sorted(pairs, key=lambda x: x[0])[1]
+        R["speed"], R["crypto"], R["inproc"] = mid[1], mid[2], mid[3]
+        R["inproc"]["runs_cpu_us"] = [round(x[3]["cpu_us_per_msg"], 1) for x in pairs]
+        R["crypto_pairs"] = [{"inproc_us": x[3]["cpu_us_per_msg"], "raw_us": x[2]["raw_us_per_msg"],
+                              "ratio": x[0]} for x in pairs]
+    elif "crypto" in steps:
         R["speed"] = openssl_speed(a.work)
         R["crypto"] = corpus_crypto(corpus, rows, R["speed"])
-    if "inproc" in steps:
+    elif "inproc" in steps:
         log("in-process: authscan bench, offline zone, %d passes x %d messages, 3 runs" % (a.passes, len(rows)))
         R["inproc"] = inproc(authscan, manifest, zone, a.work, a.passes, 3)
     if "lua" in steps:
