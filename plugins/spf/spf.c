@@ -295,16 +295,9 @@ static void on_record(void *arg, const char *domain, const struct spf_record *re
 static void prefetch_record(struct prefetch *pf, const struct as_dns_answer *ans)
 {
     struct spf_scan *s = pf->s;
-    const struct as_str *txt = NULL;
-    for (size_t i = 0; i < ans->nrr; i++) {
-        const struct as_str *j = &ans->rr[i].d.txt.joined;
-        if (ans->rr[i].type == AS_DNS_TXT && spf_record_is_spf(j->ptr, j->len)) {
-            if (txt)
-                return;
-            txt = j;
-        }
-    }
-    if (!txt || txt->len > s->st->lim.max_record_len)
+    size_t found;
+    const struct as_str *txt = spf_answer_record(ans, &found);
+    if (found != 1 || txt->len > s->st->lim.max_record_len)
         return;
     struct spf_record *rec = malloc(sizeof *rec);   /* 16 KiB: not the pool's */
     const char *perr = NULL;

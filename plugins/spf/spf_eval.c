@@ -349,15 +349,10 @@ static SPF_errcode_t layer_get_spf(SPF_server_t *server, SPF_request_t *req,
         set_fatal(ev, AS_SPF_TEMPERROR, "DNS failure looking up TXT of %s", name);
         return SPF_E_DNS_ERROR;
     }
-    size_t found = 0, idx = 0;
+    size_t found = 0;
+    const struct as_str *txt = NULL;
     if (herrno == NETDB_SUCCESS) {
-        for (size_t i = 0; i < ans->nrr; i++) {
-            const struct as_str *j = &ans->rr[i].d.txt.joined;
-            if (ans->rr[i].type == AS_DNS_TXT && spf_record_is_spf(j->ptr, j->len)) {
-                found++;
-                idx = i;
-            }
-        }
+        txt = spf_answer_record(ans, &found);
     } else if (!top && count_void(ev, name) < 0) {
         return SPF_E_DNS_ERROR;
     }
@@ -374,7 +369,6 @@ static SPF_errcode_t layer_get_spf(SPF_server_t *server, SPF_request_t *req,
         set_fatal(ev, AS_SPF_PERMERROR, "more than one SPF record at %s", name);
         return SPF_E_MULTIPLE_RECORDS;
     }
-    const struct as_str *txt = &ans->rr[idx].d.txt.joined;
     if (txt->len > ev->q->lim->max_record_len) {
         set_fatal(ev, AS_SPF_PERMERROR, "SPF record of %s is too long", name);
         return SPF_E_BIG_STRING;
@@ -753,6 +747,20 @@ static int is_loopback(const struct spf_query *q)
     if (q->family == AF_INET)
         return (ntohl(q->ip.v4.s_addr) >> 24) == 127;
     return IN6_IS_ADDR_LOOPBACK(&q->ip.v6);
+}
+
+const struct as_str *spf_answer_record(const struct as_dns_answer *ans, size_t *found)
+{
+    const struct as_str *txt = NULL;
+    *found = 0;
+    for (size_t i = 0; i < ans->nrr; i++) {
+        const struct as_str *j = &ans->rr[i].d.txt.joined;
+        if (ans->rr[i].type == AS_DNS_TXT && spf_record_is_spf(j->ptr, j->len)) {
+            ++*found;
+            txt = j;
+        }
+    }
+    return txt;
 }
 
 /* Resets an outcome for a new round.  Not a memset: the struct is about

@@ -78,6 +78,10 @@ struct spf_outcome {
     int plus_all;
 };
 
+/* The SPF records among a TXT answer's strings (RFC 7208 4.5): how many in
+ * *found, and the last of them (the record when *found is 1), or NULL. */
+const struct as_str *spf_answer_record(const struct as_dns_answer *ans, size_t *found);
+
 /* Empties an outcome without touching its arrays (about 10 KiB): they
  * are only read up to their counts, the strings from [0]. */
 void spf_outcome_reset(struct spf_outcome *out);
