@@ -346,13 +346,13 @@ static void conn_new(struct server_listener *sl, evutil_socket_t fd, const struc
         close(fd);
         return;
     }
-    if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
+    struct as_conn *c = xcalloc(1, sizeof *c);
+    c->tcp = sa->sa_family == AF_INET || sa->sa_family == AF_INET6;
+    if (c->tcp) {
         /* replies are written in one go; Nagle would only add latency */
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
-    struct as_conn *c = xcalloc(1, sizeof *c);
-    c->tcp = sa->sa_family == AF_INET || sa->sa_family == AF_INET6;
     c->srv = s;
     c->bev = bev;
     c->addr = slot;

@@ -2,8 +2,9 @@
  * pool.h - per-task memory arena (the public allocation calls are in
  * authscan/plugin.h).
  *
- * A pool hands out memory (zeroed unless asked otherwise) from large chunks and frees everything
- * at once, running registered destroy hooks in reverse order first.  Every
+ * A pool hands out memory (zeroed unless asked otherwise) from large
+ * chunks and frees everything at once, running registered destroy hooks
+ * in reverse order first.  Every
  * per-scan allocation comes from the task's pool, so a scan that is
  * cancelled half way (client gone, timeout) leaks nothing.
  */
