@@ -75,8 +75,6 @@ class Load:
         r, raw, fields, body, smsg = item
         try:
             if kind in ("http", "http-conn"):
-                if kind == "http-conn":
-                    self.close(st)
                 if st.get("hc") is None:
                     st["hc"] = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
                 h = {"IP": r["ip"], "Helo": r["helo"], "From": r["mail_from"],
