@@ -3,6 +3,9 @@
  */
 #include <errno.h>
 #include <event2/event.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,6 +134,29 @@ static void parent_cb(evutil_socket_t fd, short what, void *arg)
     if (memchr(buf, AS_WORKER_MSG_STOP, (size_t)n)) start_drain(arg, "daemon stopping", 1);
 }
 
+/*
+ * glibc's defaults return the top of the heap to the kernel whenever more
+ * than 128 KiB of it is free, and a scan's allocations rise and fall by
+ * more than that: the worker called brk() about once every three messages
+ * (strace, bench corpus), and faulted the same pages back in.  Each is a
+ * system call and, on machines with page-table isolation, a TLB flush.
+ * So the heap grows 1 MiB at a time and keeps up to 8 MiB free at its top
+ * (worker RSS stays flat: docs/performance.md); a block of 1 MiB or more,
+ * such as a large message's body, is still mmap()ed and given back as soon
+ * as it is freed, so one large message leaves no lasting RSS behind.
+ * An operator's own GLIBC_TUNABLES for malloc take precedence.
+ */
+static void worker_malloc_tune(void)
+{
+#ifdef __GLIBC__
+    const char *t = getenv("GLIBC_TUNABLES");
+    if (t && strstr(t, "glibc.malloc.")) return;
+    if (!mallopt(M_TOP_PAD, 1 << 20) || !mallopt(M_TRIM_THRESHOLD, 8 << 20) ||
+        !mallopt(M_MMAP_THRESHOLD, 1 << 20))
+        as_log(AS_LOG_WARN, "mallopt refused a heap setting; glibc's defaults stay");
+#endif
+}
+
 void as_worker_main(struct as_config *cfg, const struct as_worker_socket *socks, size_t nsocks,
                     int ready_fd, int index)
 {
@@ -140,6 +166,7 @@ void as_worker_main(struct as_config *cfg, const struct as_worker_socket *socks,
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
     signal(SIGINT, SIG_IGN);   /* ^C reaches the whole group: the master decides */
+    worker_malloc_tune();
 
     struct worker w = {0};
     w.base = event_base_new();
