@@ -15,6 +15,10 @@
 --               exponentially distributed time of this mean before sending its
 --               next request (open-ish load below saturation; wrk measures
 --               latency from the moment the request is written).
+--   PATH        (environment variable AUTHSCAN_PATH, default /checkv2) the request
+--               target: the daemon-path step posts the same requests to /ping,
+--               which reads and parses them and answers without a scan (the
+--               cost of the HTTP exchange alone)
 -- Non-200 replies count as errors (wrk's status errors).  At the end one
 -- line "AUTHSCAN_WRK {json}" sums it up.
 
@@ -24,6 +28,7 @@ local stop_after = 0
 local seen = 0
 local bad = 0
 local thread_no = 0
+local path = os.getenv("AUTHSCAN_PATH") or "/checkv2"
 
 function setup(thread)
   thread:set("thread_no", thread_no)
@@ -49,7 +54,7 @@ function init(args)
       local h = { ["IP"] = f[2], ["Helo"] = f[3], ["From"] = f[5], ["Rcpt"] = f[6],
                   ["Queue-Id"] = f[7], ["Content-Type"] = "message/rfc822" }
       if f[4] ~= "unknown" and f[4] ~= "" then h["Hostname"] = f[4] end
-      reqs[#reqs + 1] = wrk.format("POST", "/checkv2", h, body)
+      reqs[#reqs + 1] = wrk.format("POST", path, h, body)
     end
   end
   -- threads start at different places of the corpus
