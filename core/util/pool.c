@@ -101,6 +101,99 @@ char *as_pool_strdup(struct as_pool *p, const char *s)
     return s ? as_pool_strndup(p, s, strlen(s)) : NULL;
 }
 
+/* Appends the decimal digits of v (negative when neg) at o, if they fit
+ * before end; returns the new end of the output, or NULL. */
+static char *put_dec(char *o, const char *end, unsigned long long v, int neg)
+{
+    char d[24];
+    size_t k = sizeof d;
+    do {
+        d[--k] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    if (neg) d[--k] = '-';
+    size_t n = sizeof d - k;
+    if ((size_t)(end - o) < n) return NULL;
+    memcpy(o, d + k, n);
+    return o + n;
+}
+
+/*
+ * The pool's strings are names, keys and comments: a format of %s and
+ * integers, which glibc's vsnprintf spends about a thousand instructions
+ * on (a FILE set up and torn down per call; about 30 calls a message with
+ * everything on).  This formats %s, %.*s, %%, and %d %i %u with the
+ * length modifiers l, ll and z, into out; anything else (a flag, a width,
+ * a precision other than .*, another conversion) or output that does not
+ * fit returns -1, and the caller formats with vsnprintf from the
+ * untouched argument list.  Else it returns the length written (out is
+ * not NUL-terminated).
+ */
+static int format_simple(char *out, size_t size, const char *fmt, va_list ap)
+{
+    char *o = out;
+    const char *end = out + size;
+    for (const char *f = fmt; *f; f++) {
+        if (*f != '%') {
+            if (o == end) return -1;
+            *o++ = *f;
+            continue;
+        }
+        f++;
+        if (*f == '%') {
+            if (o == end) return -1;
+            *o++ = '%';
+            continue;
+        }
+        if (f[0] == '.' && f[1] == '*' && f[2] == 's') {
+            int prec = va_arg(ap, int);
+            const char *s = va_arg(ap, const char *);
+            if (prec < 0 || !s) return -1;
+            size_t n = strnlen(s, (size_t)prec);
+            if ((size_t)(end - o) < n) return -1;
+            memcpy(o, s, n);
+            o += n;
+            f += 2;
+            continue;
+        }
+        if (*f == 's') {
+            const char *s = va_arg(ap, const char *);
+            if (!s) return -1;                 /* glibc's "(null)" */
+            size_t n = strlen(s);
+            if ((size_t)(end - o) < n) return -1;
+            memcpy(o, s, n);
+            o += n;
+            continue;
+        }
+        int len = 0;                            /* 0 int, 1 long, 2 long long, 3 size_t */
+        if (*f == 'z') {
+            len = 3;
+            f++;
+        } else if (*f == 'l') {
+            len = 1;
+            f++;
+            if (*f == 'l') {
+                len = 2;
+                f++;
+            }
+        }
+        if (*f == 'd' || *f == 'i') {
+            long long v = len == 0 ? va_arg(ap, int) : len == 1 ? va_arg(ap, long)
+                        : len == 2 ? va_arg(ap, long long) : (long long)va_arg(ap, size_t);
+            unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+            if (!(o = put_dec(o, end, u, v < 0))) return -1;
+        } else if (*f == 'u') {
+            unsigned long long v = len == 0 ? va_arg(ap, unsigned)
+                                 : len == 1 ? va_arg(ap, unsigned long)
+                                 : len == 2 ? va_arg(ap, unsigned long long) : va_arg(ap, size_t);
+            if (!(o = put_dec(o, end, v, 0))) return -1;
+        } else {
+            return -1;
+        }
+    }
+    return (int)(o - out);
+}
+
 char *as_pool_vprintf(struct as_pool *p, const char *fmt, va_list ap)
 {
     /* Most strings are short: format once into the stack and copy, and
@@ -108,7 +201,11 @@ char *as_pool_vprintf(struct as_pool *p, const char *fmt, va_list ap)
     char tmp[256];
     va_list cp;
     va_copy(cp, ap);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, cp);
+    int n = format_simple(tmp, sizeof tmp, fmt, cp);
+    va_end(cp);
+    if (n >= 0) return as_pool_strndup(p, tmp, (size_t)n);
+    va_copy(cp, ap);
+    n = vsnprintf(tmp, sizeof tmp, fmt, cp);
     va_end(cp);
     if (n < 0) return as_pool_strdup(p, "");
     if ((size_t)n < sizeof tmp) return as_pool_strndup(p, tmp, (size_t)n);

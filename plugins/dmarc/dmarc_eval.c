@@ -114,9 +114,11 @@ enum { LK_BUDGET = -3, LK_MISS = -2, LK_ERROR = -1, LK_NONE = 0, LK_ONE = 1, LK_
 static int lookup_record(struct ctx *c, const char *name, struct as_dmarc_record *rec)
 {
     char q[300];
-    if (strlen(name) + 7 > 253)
+    size_t n = strlen(name);
+    if (n + 7 > 253)
         return LK_NONE;       /* a name we could never query: nothing there */
-    snprintf(q, sizeof q, "_dmarc.%s", name);
+    memcpy(q, "_dmarc.", 7);
+    memcpy(q + 7, name, n + 1);
     const struct as_dns_answer *a = get(c, q, AS_DNS_TXT);
     if (!a)
         return LK_MISS;

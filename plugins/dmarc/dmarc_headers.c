@@ -49,25 +49,20 @@ const char *dmarc_ar_comment(struct as_pool *pool, const struct as_dmarc_result 
     if (!r->record || !r->policy)
         return NULL;
     const struct as_dmarc_record *rec = r->record;
-    char comment[640];
-    size_t k = (size_t)snprintf(comment, sizeof comment, "p=%s",
-                                as_dmarc_policy_name(rec->p ? rec->p : AS_DMARC_POLICY_NONE));
-    if (rec->sp)
-        k += (size_t)snprintf(comment + k, sizeof comment - k, " sp=%s",
-                              as_dmarc_policy_name(rec->sp));
-    if (r->result == AS_DMARC_FAIL || r->result == AS_DMARC_PASS)
-        k += (size_t)snprintf(comment + k, sizeof comment - k, " dis=%s",
-                              as_dmarc_policy_name(r->disposition));
+    const char *sp = rec->sp ? as_dmarc_policy_name(rec->sp) : NULL;
+    const char *dis = r->result == AS_DMARC_FAIL || r->result == AS_DMARC_PASS
+                          ? as_dmarc_policy_name(r->disposition) : NULL;
     const char *why = dmarc_reason_names(pool, r->reasons & (AS_DMARC_REASON_TESTING |
                                                              AS_DMARC_REASON_SAMPLED_OUT |
                                                              AS_DMARC_REASON_MAILING_LIST |
                                                              AS_DMARC_REASON_ARC_TRUSTED));
-    if (*why && k < sizeof comment)
-        k += (size_t)snprintf(comment + k, sizeof comment - k, " %s", why);
-    if ((r->reasons & AS_DMARC_REASON_ARC_TRUSTED) && r->version >= 2 && r->override_comment &&
-        k < sizeof comment)
-        snprintf(comment + k, sizeof comment - k, " %s", r->override_comment);
-    return as_pool_strdup(pool, comment);
+    const char *arc = (r->reasons & AS_DMARC_REASON_ARC_TRUSTED) && r->version >= 2
+                          ? r->override_comment : NULL;
+    /* only %s: as_pool_printf formats it without vsnprintf */
+    return as_pool_printf(pool, "p=%s%s%s%s%s%s%s%s%s",
+                          as_dmarc_policy_name(rec->p ? rec->p : AS_DMARC_POLICY_NONE),
+                          sp ? " sp=" : "", sp ? sp : "", dis ? " dis=" : "", dis ? dis : "",
+                          *why ? " " : "", why, arc ? " " : "", arc ? arc : "");
 }
 
 const char *dmarc_ar_policy(const struct as_dmarc_result *r)

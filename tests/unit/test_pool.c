@@ -1,9 +1,44 @@
 /* The per-task arena: zeroed, aligned memory; printf of short and long
- * strings; large blocks; destroy hooks newest first. */
+ * strings (its own formatting of %s and integers against snprintf's);
+ * large blocks; destroy hooks newest first. */
+#include <limits.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/types.h>
 #include "check.h"
 #include "util/pool.h"
+
+/* as_pool_printf must write what snprintf writes, whether its own
+ * formatting takes the format or hands it to vsnprintf midway. */
+#define SAME(pool, ...) do { char want_[2048]; snprintf(want_, sizeof want_, __VA_ARGS__); \
+    CHECK_STR(as_pool_printf(pool, __VA_ARGS__), want_); } while (0)
+
+static void check_formats(struct as_pool *p)
+{
+    SAME(p, "%d|%i|%u|%d", INT_MIN, INT_MAX, UINT_MAX, 0);
+    SAME(p, "%ld %lu %li", LONG_MIN, ULONG_MAX, -1L);
+    SAME(p, "%lld %llu", LLONG_MIN, ULLONG_MAX);
+    SAME(p, "%zu %zd %zu", (size_t)SIZE_MAX, (ssize_t)-5, (size_t)0);
+    SAME(p, "100%% %s%%", "done");
+    SAME(p, "%.*s|%.*s|%.*s", 3, "abcdef", 10, "ab", 0, "xyz");
+    SAME(p, "%s{%s}%s", "as:", "example.org", "sx");
+    SAME(p, "%s._domainkey.%s", "s2026", "mail.example.com");
+    SAME(p, "no conversion at all");
+    SAME(p, "%s", "");
+    /* handed to vsnprintf: flags, widths, other conversions, after
+     * arguments of the simple kind were read */
+    SAME(p, "%s %d then %x %c", "a", -1, 255u, 'z');
+    SAME(p, "%5d|%-3s|%02u|%+d", 42, "a", 7u, 3);
+    SAME(p, "%.2f %.0f %g", 1.5, 1733454000.0, 0.25);
+    SAME(p, "%.3s|%hhu|%lx", "abcdef", (unsigned char)200, 4096UL);
+    SAME(p, "%*d|%.*d", 4, 1, 3, 2);
+    /* output longer than the stack buffer, from the simple kind */
+    char s250[251];
+    memset(s250, 'q', 250);
+    s250[250] = '\0';
+    SAME(p, "%s%d", s250, 1234567);
+    SAME(p, "%s%s%s", s250, s250, s250);
+}
 
 static char order[8];
 static int norder;
@@ -33,6 +68,7 @@ int main(void)
     edge[255] = '\0';
     CHECK_INT(strlen(as_pool_printf(p, "%s", edge)), 255);
     CHECK_INT(strlen(as_pool_printf(p, "%s!", edge)), 256);  /* one over */
+    check_formats(p);
     CHECK_STR(as_pool_strndup(p, "abcdef", 3), "abc");
     CHECK(as_pool_strdup(p, NULL) == NULL);
     CHECK(as_pool_allocated(p) > 0);

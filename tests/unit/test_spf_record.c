@@ -9,6 +9,7 @@
 #include "check.h"
 #include "../../plugins/spf/spf_net.h"
 #include "../../plugins/spf/spf_record.h"
+#include "../../plugins/spf/spf_eval.h"
 
 static struct spf_record rec;
 
@@ -203,8 +204,35 @@ static void test_nets(void)
     CHECK(!spf_netlist_match(&nl, AF_INET6, &a6));
 }
 
+/* The client's reverse name, the target of the PTR query (RFC 7208 5.5). */
+static void test_reverse_names(void)
+{
+    static const struct { const char *ip, *want; } cases[] = {
+        { "192.0.2.1", "1.2.0.192.in-addr.arpa" },
+        { "0.0.0.0", "0.0.0.0.in-addr.arpa" },
+        { "255.10.100.9", "9.100.10.255.in-addr.arpa" },
+        { "2001:db8::1", "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa" },
+        { "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe",
+          "e.f.f.f.f.f.f.f.f.f.f.f.f.f.f.f.f.f.f.f.f.f.f.f.f.f.f.f.f.f.f.f.ip6.arpa" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        unsigned char a[16];
+        int fam = strchr(cases[i].ip, ':') ? AF_INET6 : AF_INET;
+        CHECK(inet_pton(fam, cases[i].ip, a) == 1);
+        char out[80];
+        spf_reverse_name(fam, a, out, sizeof out);
+        CHECK_STR(out, cases[i].want);
+    }
+    /* a short buffer is cut, and terminated */
+    unsigned char a[4] = { 192, 0, 2, 1 };
+    char small[8];
+    spf_reverse_name(AF_INET, a, small, sizeof small);
+    CHECK_STR(small, "1.2.0.1");
+}
+
 int main(void)
 {
+    test_reverse_names();
     test_records();
     test_rewrite();
     test_macros();
