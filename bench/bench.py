@@ -18,6 +18,10 @@ Runs, in this order, on an already generated corpus (bench/gen_corpus.py):
              rate; msgs/s, p50/p99/p99.9, CPU ms per message of the scanner's
              processes (master + workers, /proc/PID/stat), peak RSS and PSS
   soak       a fresh authscand, 100,000 then 200,000 messages: RSS/PSS per worker
+  daemonir   (with daemonpath) the daemon path in instructions, which this
+             machine's noise does not move: callgrind of `authscan bench`
+             and of one worker answering /checkv2, each over the corpus
+             after a warm-up pass; the ratio of instructions per message
   profile    callgrind over one in-process pass: inclusive instruction counts
   report     DMARC reporting (bench/report_bench.py): the CPU the report
              plugin's counters add per message (in-process, private Redis),
@@ -184,9 +188,9 @@ def load_manifest(path):
 
 # ------------------------------------------------------------------ daemon
 class Daemon:
-    def __init__(self, binary, dns, workers, logpath, extra=()):
+    def __init__(self, binary, dns, workers, logpath, extra=(), prefix=()):
         self.port = free_port()
-        self.cmd = [binary, "-f", "-w", str(workers), "-l", "127.0.0.1:%d" % self.port]
+        self.cmd = list(prefix) + [binary, "-f", "-w", str(workers), "-l", "127.0.0.1:%d" % self.port]
         # dns None: the caller names the source in extra (--dns-zone)
         self.cmd += (["--dns-server", dns] if dns else []) + list(extra)
         if os.geteuid() == 0:
@@ -402,6 +406,74 @@ def daemon_path_lines(dp):
                   x["floor_ratio"]))
     L.append("")
     return L
+
+
+def callgrind_total(path):
+    """The 'totals:' (or 'summary:') line of a callgrind dump: instructions."""
+    total = None
+    with open(path) as f:
+        for line in f:
+            if line.startswith("totals:") or line.startswith("summary:"):
+                total = int(line.split()[1])
+    return total
+
+
+def daemon_path_ir(authscan, authscand, corpus, rows, manifest, zone, work):
+    """The daemon path in instructions per message (callgrind), each side as
+    the difference of two runs, so that start-up and the warm-up pass (DNS
+    and key caches filled) cancel out: `authscan bench` with one measured
+    pass against two; a worker (1 worker, one keep-alive client sending
+    the corpus to /checkv2 in order) answering one pass against two."""
+    cgdir = os.path.join(work, "daemonir")
+    os.makedirs(cgdir, exist_ok=True)
+    n = len(rows)
+
+    def inproc_ir(passes):
+        out = os.path.join(cgdir, "inproc-%d.out" % passes)
+        r = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out, authscan, "bench",
+                            "--dns-zone", zone, "--warmup", "1", "--repeat", str(passes), manifest],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError("authscan bench under callgrind failed: %s" % r.stderr[-2000:])
+        return callgrind_total(out)
+
+    def worker_ir(passes):
+        name = "worker-%d" % passes
+        for f in os.listdir(cgdir):
+            if f.startswith(name + "."):
+                os.unlink(os.path.join(cgdir, f))
+        prefix = ["valgrind", "--tool=callgrind", "--trace-children=yes",
+                  "--callgrind-out-file=" + os.path.join(cgdir, name + ".%p")]
+        d = Daemon(authscand, None, 1, os.path.join(work, "authscand-daemonir.log"),
+                   extra=["--dns-zone", zone], prefix=prefix).start(timeout=180)
+        try:
+            worker = children(d.proc.pid)[0]
+            for _ in range(passes + 1):         # the first pass is the warm-up
+                got = scan_all_http(d.port, corpus, rows, jobs=1)
+                if len(got) != n or any("error" in v for v in got.values()):
+                    raise RuntimeError("daemonir: %d of %d messages answered" % (len(got), n))
+        finally:
+            d.stop()
+        dump = os.path.join(cgdir, "%s.%d" % (name, worker))
+        for _ in range(300):
+            if os.path.exists(dump) and callgrind_total(dump):
+                break
+            time.sleep(0.2)
+        return callgrind_total(dump)
+
+    i1, i2 = inproc_ir(1), inproc_ir(2)
+    log("  in-process: %.0f instructions a message" % ((i2 - i1) / n))
+    w1, w2 = worker_ir(1), worker_ir(2)
+    log("  worker over /checkv2: %.0f instructions a message" % ((w2 - w1) / n))
+    return {"inproc_ir": (i2 - i1) / n, "worker_ir": (w2 - w1) / n, "ratio": (w2 - w1) / (i2 - i1)}
+
+
+def daemon_path_ir_lines(x):
+    return ["### The same in instructions (callgrind)", "",
+            "One pass over the corpus after a warm-up pass, each side the difference of a run with two "
+            "passes and one with one:",
+            "`authscan bench` %.0f instructions a message, one worker answering /checkv2 %.0f: **%.3fx**." %
+            (x["inproc_ir"], x["worker_ir"], x["ratio"]), ""]
 
 
 # ------------------------------------------------------------------ history (Redis)
@@ -1194,6 +1266,8 @@ def report(R):
         a("")
     if R.get("daemonpath"):
         L.extend(daemon_path_lines(R["daemonpath"]))
+    if R.get("daemonir"):
+        L.extend(daemon_path_ir_lines(R["daemonir"]))
     if R.get("mta"):
         a("")
         L.extend(mta_mod.report_lines(R["mta"]))
@@ -1313,7 +1387,7 @@ def main():
     ap.add_argument("--peer-setup", default="everything", choices=sorted(PEER_SETUPS),
                     help="authscand's setup in the side by side: everything (history, report "
                          "counters, ten Lua rules) or history (issue 13)")
-    ap.add_argument("--only", default="", help="comma list of steps: crypto,inproc,lua,check,load,daemonpath,mta,soak,history,profile,report,peers")
+    ap.add_argument("--only", default="", help="comma list of steps: crypto,inproc,lua,check,load,daemonpath,daemonir,mta,soak,history,profile,report,peers")
     ap.add_argument("--history-senders", type=int, default=10000,
                     help="senders for the Redis memory figure of the history step (0: skip it)")
     ap.add_argument("--report-messages", type=int, default=1000000,
@@ -1336,12 +1410,13 @@ def main():
         print(md)
         return
     steps = set(a.only.split(",")) if a.only else {"crypto", "inproc", "lua", "check", "load", "daemonpath",
-                                                   "mta", "soak",
+                                                   "daemonir", "mta", "soak",
                                                    "history", "profile", "report"}
     if a.peers:
         steps.add("peers")
     if a.no_profile:
         steps.discard("profile")
+        steps.discard("daemonir")
     if a.no_crypto:
         steps.discard("crypto")
     if a.soak <= 0:
@@ -1399,6 +1474,9 @@ def main():
             "1 and 2 workers, c=1 and c=8, %d s each" % a.duration)
         R["daemonpath"] = daemon_path(authscan, authscand, manifest, zone, a.work, a.passes, a.duration,
                                       a.warmup)
+    if "daemonir" in steps:
+        log("daemonir: the daemon path in instructions (callgrind, a few minutes)")
+        R["daemonir"] = daemon_path_ir(authscan, authscand, corpus, rows, manifest, zone, a.work)
     need_daemon = steps & {"check", "load", "mta", "soak", "history"}
     if need_daemon:
         server = nsd_mod.NSD({".": zone}).start()

@@ -71,16 +71,6 @@ def stop_daemon(proc):
         proc.wait(10)
 
 
-def callgrind_total(path):
-    """The 'totals:' (or 'summary:') line of a callgrind dump: instructions."""
-    total = None
-    with open(path) as f:
-        for line in f:
-            if line.startswith("totals:") or line.startswith("summary:"):
-                total = int(line.split()[1])
-    return total
-
-
 def annotate_self(path):
     """{function: self Ir} from callgrind_annotate."""
     txt = subprocess.run(["callgrind_annotate", "--inclusive=no", "--auto=no", "--threshold=100", path],
@@ -115,7 +105,7 @@ def callgrind_run(a, dns, load, out, name, kind):
     finally:
         stop_daemon(proc)
     dump = os.path.join(cgdir, "%s.%d" % (name, worker))
-    return {"messages": n, "errors": errors, "ir": callgrind_total(dump), "dump": dump}
+    return {"messages": n, "errors": errors, "ir": bench_mod.callgrind_total(dump), "dump": dump}
 
 
 def port_of(kind, ports):
