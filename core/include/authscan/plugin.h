@@ -138,6 +138,10 @@ AS_API void *as_pool_alloc(struct as_pool *pool, size_t size);  /* zeroed */
 AS_API void *as_pool_alloc_uninit(struct as_pool *pool, size_t size);
 AS_API char *as_pool_strdup(struct as_pool *pool, const char *s);
 AS_API char *as_pool_strndup(struct as_pool *pool, const char *s, size_t n);
+/* printf into the pool.  Formats made only of %s, %.*s, %% and %d/%i/%u
+ * (with l, ll or z) are written without vsnprintf, whose set-up alone costs
+ * about a thousand instructions a call: keep per-message names and keys to
+ * those.  Anything else goes through vsnprintf. */
 AS_API char *as_pool_printf(struct as_pool *pool, const char *fmt, ...) AS_PRINTF(2, 3);
 /* fn(arg) runs when the pool is destroyed (e.g. to free a library object). */
 AS_API int as_pool_on_destroy(struct as_pool *pool, void (*fn)(void *), void *arg);
