@@ -121,7 +121,7 @@ static char *put_dec(char *o, const char *end, unsigned long long v, int neg)
 /*
  * The pool's strings are names, keys and comments: a format of %s and
  * integers, which glibc's vsnprintf spends about a thousand instructions
- * on (a FILE set up and torn down per call; about 30 calls a message with
+ * on (a FILE set up and torn down per call; about 23 calls a message with
  * everything on).  This formats %s, %.*s, %%, and %d %i %u with the
  * length modifiers l, ll and z, into out; anything else (a flag, a width,
  * a precision other than .*, another conversion) or output that does not
