@@ -664,28 +664,54 @@ static void conn_begin_close(struct as_http_conn *c)
     as_conn_close(c->conn);
 }
 
+/* Out of memory is as_oom()'s, as for every other allocation. */
+static void out_add(struct evbuffer *out, const void *p, size_t n)
+{
+    if (evbuffer_add(out, p, n) < 0) as_oom();
+}
+
 static void reply_write(struct as_http_conn *c, int status, const char *content_type,
                         const char *body, size_t len, const char *const *extra, int keep)
 {
     /* composed aside and moved in at once (no copy), see as_conn_send() */
     struct evbuffer *out = evbuffer_new();
     if (!out) as_oom();
+    /* appended piece by piece: four evbuffer_add_printf calls cost more
+     * than the rest of the reply (docs/performance.md, issue 21) */
     int minor = (c->req.http_major == 1 && c->req.http_minor == 0) ? 0 : 1;
-    evbuffer_add_printf(out, "HTTP/1.%d %d %s\r\n", minor, status, status_reason(status));
-    evbuffer_add_printf(out, "Connection: %s\r\n", keep ? "keep-alive" : "close");
-    if (content_type) evbuffer_add_printf(out, "Content-Type: %s\r\n", content_type);
-    evbuffer_add_printf(out, "Content-Length: %zu\r\n", len);
+    char num[AS_U64_DEC_MAX + 2];
+    size_t n = as_u64_dec(num, status > 0 ? (unsigned)status : 0);
+    num[n++] = ' ';
+    out_add(out, minor ? "HTTP/1.1 " : "HTTP/1.0 ", 9);
+    out_add(out, num, n);
+    const char *reason = status_reason(status);
+    out_add(out, reason, strlen(reason));
+    if (keep)
+        out_add(out, "\r\nConnection: keep-alive\r\n", 26);
+    else
+        out_add(out, "\r\nConnection: close\r\n", 21);
+    if (content_type) {
+        out_add(out, "Content-Type: ", 14);
+        out_add(out, content_type, strlen(content_type));
+        out_add(out, "\r\n", 2);
+    }
+    out_add(out, "Content-Length: ", 16);
+    n = as_u64_dec(num, len);
+    num[n++] = '\r';
+    num[n++] = '\n';
+    out_add(out, num, n);
     for (size_t i = 0; extra && extra[i]; i++) {
         /* a CR or LF would let a header value forge more headers */
         if (strpbrk(extra[i], "\r\n")) {
             as_log(AS_LOG_ERR, "http: reply header with a line break dropped");
             continue;
         }
-        evbuffer_add_printf(out, "%s\r\n", extra[i]);
+        out_add(out, extra[i], strlen(extra[i]));
+        out_add(out, "\r\n", 2);
     }
-    evbuffer_add(out, "\r\n", 2);
+    out_add(out, "\r\n", 2);
     /* RFC 7230 3.3: a reply to HEAD has the length but not the body */
-    if (len && c->parser.method != HTTP_HEAD) evbuffer_add(out, body, len);
+    if (len && c->parser.method != HTTP_HEAD) out_add(out, body, len);
     as_conn_send(c->conn, out);
     evbuffer_free(out);
 }

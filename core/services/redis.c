@@ -1214,11 +1214,8 @@ static struct redis_conn *pick_conn(struct redis_shard *s, int connecting_ok)
 
 static char *put_count(char *p, char type, size_t n)
 {
-    char digits[24];
-    size_t k = 0;
-    do digits[k++] = (char)('0' + n % 10); while ((n /= 10) != 0);
     *p++ = type;
-    while (k) *p++ = digits[--k];
+    p += as_u64_dec(p, n);
     *p++ = '\r';
     *p++ = '\n';
     return p;

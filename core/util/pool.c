@@ -101,20 +101,16 @@ char *as_pool_strdup(struct as_pool *p, const char *s)
     return s ? as_pool_strndup(p, s, strlen(s)) : NULL;
 }
 
-/* Appends the decimal digits of v (negative when neg) at o, if they fit
+/* Appends v in decimal (with a minus sign when neg) at o, if it fits
  * before end; returns the new end of the output, or NULL. */
 static char *put_dec(char *o, const char *end, unsigned long long v, int neg)
 {
-    char d[24];
-    size_t k = sizeof d;
-    do {
-        d[--k] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    if (neg) d[--k] = '-';
-    size_t n = sizeof d - k;
+    char d[AS_U64_DEC_MAX + 1];
+    size_t n = 0;
+    if (neg) d[n++] = '-';
+    n += as_u64_dec(d + n, v);
     if ((size_t)(end - o) < n) return NULL;
-    memcpy(o, d + k, n);
+    memcpy(o, d, n);
     return o + n;
 }
 

@@ -144,6 +144,18 @@ void as_str_lower(char *s)
     for (; *s; s++) *s = (char)as_tolower((unsigned char)*s);
 }
 
+size_t as_u64_dec(char *out, unsigned long long v)
+{
+    char d[AS_U64_DEC_MAX];
+    size_t k = sizeof d;
+    do {
+        d[--k] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    memcpy(out, d + k, sizeof d - k);
+    return sizeof d - k;
+}
+
 size_t as_strlcpy(char *dst, const char *src, size_t size)
 {
     size_t n = strlen(src);

@@ -57,6 +57,13 @@ size_t as_strlcpy(char *dst, const char *src, size_t size);
 /* Trims ASCII blanks (SP, HT, CR, LF) in place; returns s. */
 char *as_trim(char *s);
 
+/* The decimal digits of v at out, which has room for AS_U64_DEC_MAX
+ * bytes; no NUL.  Returns how many were written.  For the hot paths
+ * (Redis commands, HTTP reply heads, pool strings), where a printf costs
+ * a thousand instructions. */
+#define AS_U64_DEC_MAX 20
+size_t as_u64_dec(char *out, unsigned long long v);
+
 /* Seconds as a timeval for libevent timers (negative counts as 0). */
 struct timeval;
 void as_timeval(double secs, struct timeval *tv);
